@@ -1,0 +1,3 @@
+from .conv import KQVConv
+
+__all__ = ["KQVConv"]

@@ -1,0 +1,3 @@
+from .kqv_conv import KQVConv
+
+__all__ = ["KQVConv"]

@@ -1,0 +1,59 @@
+"""Turns the adjacency inputs PyG layers accept into an ``edge_index`` and back.
+
+Sparse adjacency matrices are transposed as in PyG: ``adj[i, j] != 0`` (row =
+destination ``i``, column = source ``j``) is the edge ``j -> i``.  Edges of a
+sparse input are taken in its stored (coalesced) order.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
+from torch_geometric.utils.sparse import set_sparse_value, to_edge_index
+
+from ...ops import PreparedGraph
+
+
+def adjacency_to_edge_index(adj: Any, num_src: int, num_dst: int
+                            ) -> Tuple[Union[Tensor, PreparedGraph], int, int]:
+    """Returns ``(edge_index, num_src, num_dst)`` for any supported input.
+
+    ``edge_index`` tensors and prepared graphs pass through unchanged (a prepared
+    graph brings its own sizes); sparse inputs become ``[2, E]`` and give theirs.
+    """
+    if isinstance(adj, SparseTensor) or is_torch_sparse_tensor(adj):
+        (row, col), _ = to_edge_index(adj)
+        return torch.stack([col, row]), adj.size(1), adj.size(0)
+    if isinstance(adj, PreparedGraph):
+        return adj, adj.num_src, adj.num_dst
+    if not isinstance(adj, Tensor):
+        raise TypeError("'edge_index' must be a LongTensor, a SparseTensor, a torch.sparse "
+                        f"tensor or a PreparedGraph, got {type(adj).__name__}")
+    return adj, num_src, num_dst
+
+
+def pack_attention(adj: Any, edge_index: Tensor, alpha: Tensor,
+                   sparse_as_edge_index: bool = False) -> Any:
+    """Formats attention weights as PyG returns them for the input type.
+
+    ``(edge_index, alpha)`` for dense indices (and for ``torch.sparse`` inputs when
+    ``sparse_as_edge_index``, as TransformerConv does), a ``SparseTensor`` with
+    ``alpha`` as values, or ``(torch.sparse adj with alpha as values, alpha)``.
+    """
+    if isinstance(adj, SparseTensor):
+        return adj.set_value(alpha, layout="coo")
+    if is_torch_sparse_tensor(adj) and not sparse_as_edge_index:
+        return set_sparse_value(adj, alpha), alpha
+    return edge_index, alpha
+
+
+def optional_pair(x: Any) -> Tuple[Tensor, Optional[Tensor]]:
+    """Splits ``x`` or ``(x_src, x_dst)`` into its source and destination features."""
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f"'x' must be a tensor or a pair (x_src, x_dst), got {len(x)} items")
+        return x[0], x[1]
+    return x, None

@@ -1,0 +1,151 @@
+"""The key/query/value node update as a message-passing layer."""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+
+from ...ops import graph_attention
+from ...ops.csr import as_prepared
+from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention
+
+
+class KQVConv(MessagePassing):
+    r"""The key/query/value node update: every node attends over its in-neighbours.
+
+    Each node projects its features to a query ("what am I looking for"), a key
+    ("what do I have") and a value ("what do I reveal"); node :math:`i` scores
+    every source :math:`j` of an edge :math:`j \to i`, normalises the scores with
+    a softmax and adds the weighted values to its features:
+
+    .. math::
+        q_i = W_q x_i,\quad k_j = W_k x_j,\quad v_j = W_v x_j,\qquad
+        \alpha_{ij} = \operatorname{softmax}_{j \in \mathcal{N}(i)}
+            \left(\text{scale}\cdot q_i^\top k_j\right)
+
+    .. math::
+        x_i' = x_i + \sum_{j \in \mathcal{N}(i)} \alpha_{ij} v_j  (+\, b)
+
+    All updates are computed from the old features first (a synchronous
+    update).  A node without incoming edges keeps ``x_i`` (plus the bias).
+    With ``heads=1, scale=1.0, residual=True, bias=False`` this is exactly the
+    original formulation.  :math:`\mathcal{N}(i)` is the *set* of in-neighbours:
+    a duplicate edge counts once (the deduplicated graph is cached per
+    ``edge_index`` like the CSR form).  Self-loops are kept as given; none are
+    added.
+
+    Args:
+        in_channels (int or tuple): input size, ``-1`` for lazy initialisation,
+            or ``(in_src, in_dst)`` for bipartite graphs.
+        out_channels (int): size of each head's query/key/value.
+        heads (int, optional): number of attention heads. (default: ``1``)
+        concat (bool, optional): concatenate heads (``heads * out_channels``
+            outputs) or average them. (default: ``True``)
+        scale (float, optional): score scale, ``None`` for
+            :math:`1/\sqrt{\text{out\_channels}}`. (default: ``None``)
+        residual (bool, optional): add the (projected if sizes differ) input.
+            (default: ``True``)
+        bias (bool, optional): learn an additive output bias. (default: ``True``)
+        dropout (float, optional): attention dropout probability. (default: ``0.0``)
+        **kwargs: passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:** node features :math:`(|\mathcal{V}|, F_{in})` or
+          :math:`((|\mathcal{V}_s|, F_s), (|\mathcal{V}_t|, F_t))`, edge indices
+          :math:`(2, |\mathcal{E}|)` (or a sparse adjacency, row = destination)
+        - **output:** :math:`(|\mathcal{V}_t|, H \cdot F_{out})` (or
+          :math:`F_{out}` if ``concat=False``); with attention weights
+          ``(edge_index, alpha [E_unique, H])`` of the deduplicated edges.
+    """
+
+    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
+                 heads: int = 1, concat: bool = True, scale: Optional[float] = None,
+                 residual: bool = True, bias: bool = True, dropout: float = 0.0,
+                 **kwargs: Any) -> None:
+        kwargs.setdefault("aggr", "add")
+        super().__init__(node_dim=0, **kwargs)
+        if heads < 1 or out_channels < 1:
+            raise ValueError(f"'heads' and 'out_channels' must be positive, got {heads}, "
+                             f"{out_channels}")
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.concat = concat
+        self.scale = scale
+        self.residual = residual
+        self.dropout = dropout
+
+        in_src, in_dst = (in_channels, in_channels) if isinstance(in_channels, int) \
+            else in_channels
+        total = heads * out_channels
+        self.out_dim = total if concat else out_channels
+        self.lin_query = Linear(in_dst, total, bias=False, weight_initializer="glorot")
+        self.lin_key = Linear(in_src, total, bias=False, weight_initializer="glorot")
+        self.lin_value = Linear(in_src, total, bias=False, weight_initializer="glorot")
+        if residual and in_dst != self.out_dim:
+            self.lin_skip = Linear(in_dst, self.out_dim, bias=False, weight_initializer="glorot")
+        else:
+            self.register_module("lin_skip", None)
+        if bias:
+            self.bias = Parameter(torch.empty(self.out_dim))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        self.lin_query.reset_parameters()
+        self.lin_key.reset_parameters()
+        self.lin_value.reset_parameters()
+        if self.lin_skip is not None:
+            self.lin_skip.reset_parameters()
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
+
+    def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Any,
+                return_attention_weights: Optional[bool] = None):
+        """Runs the update.
+
+        Args:
+            x: node features ``[N, F]`` or a pair ``(x_src, x_dst)``.
+            edge_index: ``[2, E]`` LongTensor, ``SparseTensor``, ``torch.sparse``
+                COO/CSR adjacency (row = destination) or a ``PreparedGraph``.
+            return_attention_weights: if ``True`` also return the attention
+                weights, as ``(edge_index, alpha)`` for index inputs (the
+                deduplicated edges), a ``SparseTensor`` / ``(adj, alpha)`` for
+                sparse inputs.
+
+        Returns:
+            ``out`` or ``(out, attention)``.
+        """
+        x_src, x_dst = optional_pair(x)
+        x_dst = x_src if x_dst is None else x_dst
+        heads, channels = self.heads, self.out_channels
+        index, num_src, num_dst = adjacency_to_edge_index(edge_index, x_src.size(0), x_dst.size(0))
+        graph = as_prepared(index, num_src, num_dst, unique=True)
+        query = self.lin_query(x_dst).view(-1, heads, channels)
+        key = self.lin_key(x_src).view(-1, heads, channels)
+        value = self.lin_value(x_src).view(-1, heads, channels)
+        out, alpha = graph_attention(
+            query, key, value, graph,
+            scale=1.0 / math.sqrt(channels) if self.scale is None else self.scale,
+            dropout=self.dropout, training=self.training, return_attention=True)
+        out = out.reshape(-1, self.out_dim) if self.concat else out.mean(dim=1)
+        if self.residual:
+            out = out + (x_dst if self.lin_skip is None else self.lin_skip(x_dst))
+        if self.bias is not None:
+            out = out + self.bias
+        if not return_attention_weights:
+            return out
+        return out, pack_attention(edge_index, graph.edge_index, alpha)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+                f"heads={self.heads})")

@@ -1,0 +1,9 @@
+"""Edge-attention kernels: reference, fused CPU, dispatch (see GUIDE section 5)."""
+from .attention import BACKENDS, gat_attention, gatv2_attention, graph_attention, select_backend
+from .csr import PreparedGraph, clear_cache, prepare
+from .edge_softmax import edge_softmax
+
+__all__ = [
+    "BACKENDS", "PreparedGraph", "clear_cache", "edge_softmax", "gat_attention",
+    "gatv2_attention", "graph_attention", "prepare", "select_backend",
+]

@@ -1,0 +1,344 @@
+"""Fused edge attention: public ops, input checks and the one backend dispatcher.
+
+Conventions (GUIDE section 3): ``edge_index[0]`` = source ``j``,
+``edge_index[1]`` = destination ``i``; node ``i`` attends over its incoming edges
+``j -> i``; duplicate edges are separate edges and self-loops ordinary edges; a
+destination with no (unmasked) edge gets a zero output and zero attention.
+``alpha`` is returned in the caller's edge order, before dropout.
+
+Backends: ``"reference"`` (pure PyTorch, any device, any order of gradients),
+``"cpu"`` (fused C++ kernel, CPU tensors; the default there).  float16 and
+bfloat16 inputs are computed in float32 and cast back.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from .cpu import load_extension
+from .csr import PreparedGraph, as_prepared, validate_edge_index
+from .dropout import draw_seed
+from .library import KIND_IDS, fused_attention
+from .reference import reference_attention
+
+BACKENDS = ("reference", "cpu", "triton")
+GraphInput = Union[Tensor, PreparedGraph]
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def select_backend(backend: Optional[str], device: torch.device) -> str:
+    """Picks the backend for tensors on ``device`` (the only place that decides).
+
+    ``None`` means: the fused CPU kernel for CPU tensors when it is built, else
+    the reference path (with one warning).  Triton kernels are not part of this
+    release: CUDA tensors use the reference path, with one warning.
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"'backend' must be one of {BACKENDS} or None, got {backend!r}")
+    if backend == "triton":
+        raise ValueError("'backend'='triton' is not available in this version of pyg_attn")
+    if backend == "reference":
+        return backend
+    if device.type == "cpu":
+        if load_extension() is not None:
+            return "cpu"
+        if backend == "cpu":
+            raise RuntimeError("'backend'='cpu' was requested but the fused CPU kernel "
+                               "could not be built (see the earlier warning)")
+        return "reference"
+    if backend == "cpu":
+        raise ValueError(f"'backend'='cpu' needs CPU tensors, got device {device}")
+    _warn_once(f"fallback-{device.type}",
+               f"pyg_attn: no fused kernel for device '{device.type}'; using the "
+               "reference backend")
+    return "reference"
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_float(name: str, t: Tensor, dims: tuple[int, ...]) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"'{name}' must be a floating-point tensor, got dtype {t.dtype}")
+    if t.dim() not in dims:
+        raise ValueError(f"'{name}' must have {' or '.join(map(str, dims))} dimensions, "
+                         f"got shape {list(t.shape)}")
+
+
+def _check_shape(name: str, t: Tensor, expected: tuple[int, ...]) -> None:
+    if tuple(t.shape) != expected:
+        raise ValueError(f"'{name}' must have shape {list(expected)}, got {list(t.shape)}")
+
+
+def _check_finite(named: dict[str, Optional[Tensor]]) -> None:
+    for name, t in named.items():
+        if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"'{name}' holds NaN or infinite values")
+
+
+def _per_edge(name: str, t: Optional[Tensor], num_edges: int, heads: int,
+              trailing: tuple[int, ...] = ()) -> Optional[Tensor]:
+    """Checks a per-edge tensor and broadcasts ``[E]`` to ``[E, H]`` (scores only)."""
+    if t is None:
+        return None
+    _check_float(name, t, (1, 2, 3))
+    if not trailing and t.dim() == 1:
+        _check_shape(name, t, (num_edges,))
+        return t.unsqueeze(-1).expand(num_edges, heads)
+    _check_shape(name, t, (num_edges, heads, *trailing))
+    return t
+
+
+def _check_mask(edge_mask: Optional[Tensor], num_edges: int) -> Optional[Tensor]:
+    if edge_mask is None:
+        return None
+    if not isinstance(edge_mask, Tensor) or edge_mask.dtype != torch.bool:
+        raise TypeError("'edge_mask' must be a bool tensor (True = the edge takes part), got "
+                        f"{getattr(edge_mask, 'dtype', type(edge_mask).__name__)}")
+    _check_shape("edge_mask", edge_mask, (num_edges,))
+    return edge_mask
+
+
+def _num_edges(edge_index: GraphInput) -> int:
+    if isinstance(edge_index, PreparedGraph):
+        return edge_index.num_edges
+    if not isinstance(edge_index, Tensor):
+        raise TypeError("'edge_index' must be a LongTensor [2, E] or a PreparedGraph, got "
+                        f"{type(edge_index).__name__}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'edge_index' must have shape [2, E], got {list(edge_index.shape)}")
+    return edge_index.size(1)
+
+
+# ----------------------------------------------------------------------------- core
+def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Optional[Tensor]],
+         edge_mask: Optional[Tensor], *, scale: float, negative_slope: float, dropout: float,
+         training: bool, return_attention: bool, backend: Optional[str],
+         check_inputs: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """Validates the graph, dispatches, and returns ``(out, alpha or None)``."""
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
+    present = {k: v for k, v in features.items() if v is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+    device = next(iter(devices))
+    if edge_index.device != device:
+        raise ValueError(f"'edge_index' is on {edge_index.device} but the features are on {device}")
+    if check_inputs:
+        _check_finite(present)
+    result_dtype = functools.reduce(torch.promote_types, (t.dtype for t in present.values()))
+    compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) else torch.float32
+    cast = {k: (None if v is None else v.to(compute_dtype).contiguous()) for k, v in features.items()}
+    num_src = cast["src"].size(0)
+    p = float(dropout) if training else 0.0
+    seed = draw_seed() if p > 0.0 else 0
+    chosen = select_backend(backend, device)
+    if chosen == "reference":
+        if isinstance(edge_index, PreparedGraph):
+            as_prepared(edge_index, num_src, num_dst)
+            index = edge_index.edge_index
+        else:
+            validate_edge_index(edge_index, num_src, num_dst)
+            index = edge_index.long()
+        out, alpha = reference_attention(
+            kind, index, num_dst, cast["dst"], cast["src"], cast["value"], att=cast["att"],
+            edge_score=cast["edge_score"], edge_feat=cast["edge_feat"],
+            edge_value=cast["edge_value"], edge_mask=edge_mask, scale=scale,
+            negative_slope=negative_slope, dropout=p, seed=seed)
+        alpha = alpha if return_attention else None
+    else:
+        graph = as_prepared(edge_index, num_src, num_dst)
+        out, _lse, alpha = fused_attention(
+            KIND_IDS[kind], graph.rowptr, graph.col, graph.perm, graph.colptr, graph.csc_pos,
+            graph.csc_row, cast["dst"], cast["src"], cast["value"], cast["att"],
+            cast["edge_score"], cast["edge_feat"], cast["edge_value"],
+            None if edge_mask is None else edge_mask.contiguous(), float(scale),
+            float(negative_slope), p, seed, bool(return_attention))
+        alpha = alpha if return_attention else None
+    out = out.to(result_dtype)
+    return out, (None if alpha is None else alpha.to(result_dtype))
+
+
+def _finish(out: Tensor, alpha: Optional[Tensor], squeeze: bool, return_attention: bool):
+    if squeeze:
+        out = out.squeeze(1)
+        alpha = None if alpha is None else alpha.squeeze(1)
+    return (out, alpha) if return_attention else out
+
+
+def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: GraphInput, *,
+                    scale: Optional[float] = None, edge_bias: Optional[Tensor] = None,
+                    edge_mask: Optional[Tensor] = None, edge_key: Optional[Tensor] = None,
+                    edge_value: Optional[Tensor] = None, dropout: float = 0.0,
+                    training: bool = True, num_nodes: Optional[int] = None,
+                    return_attention: bool = False, backend: Optional[str] = None,
+                    check_inputs: bool = False):
+    r"""Scaled dot-product attention along the edges of a graph.
+
+    For every edge :math:`j \to i` (``edge_index[:, e] = (j, i)``) and head ``h``:
+
+    .. math::
+        s_{ij} = \text{scale} \cdot \langle q_i, k_j + k^E_e \rangle + b_e, \qquad
+        a_{ij} = \frac{\exp s_{ij}}{\sum_{j' \to i} \exp s_{ij'}}, \qquad
+        \text{out}_i = \sum_{j \to i} a_{ij} (v_j + v^E_e).
+
+    Args:
+        query: ``[N_dst, H, C]`` or ``[N_dst, C]`` (one head).
+        key: ``[N_src, H, C]`` (same layout as ``query``).
+        value: ``[N_src, H, Cv]``.
+        edge_index: ``[2, E]`` LongTensor (row 0 = source ``j``, row 1 = destination
+            ``i``) or a :class:`~pyg_attn.ops.PreparedGraph`.
+        scale: score scale; ``None`` = :math:`1/\sqrt{C}`, ``1.0`` = the unscaled
+            score of the original key/query/value update.
+        edge_bias: ``[E, H]`` or ``[E]`` additive score bias :math:`b_e`.
+        edge_mask: ``[E]`` bool; ``True`` = the edge takes part (as in torch SDPA).
+        edge_key, edge_value: ``[E, H, C]`` / ``[E, H, Cv]`` added to ``k_j`` / ``v_j``.
+        dropout: probability of dropping an attention weight (training only),
+            drawn from a counter-based stream seeded by torch's default generator.
+        training: apply dropout only when ``True``.
+        num_nodes: ``N_dst``; must equal ``query.size(0)`` when given.
+        return_attention: also return ``alpha``.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        check_inputs: also reject NaN/inf values (costs a pass over the inputs).
+
+    Returns:
+        ``out`` ``[N_dst, H, Cv]`` (``[N_dst, Cv]`` for 2-D inputs), or
+        ``(out, alpha)`` with ``alpha`` ``[E, H]`` (``[E]``) in ``edge_index``'s
+        order, before dropout.  Rows without incoming edges are zero.
+
+    Raises:
+        TypeError, ValueError: on bad dtypes, shapes, devices or indices.
+    """
+    _check_float("query", query, (2, 3))
+    squeeze = query.dim() == 2
+    q = query.unsqueeze(1) if squeeze else query
+    _check_float("key", key, (q.dim(),))
+    _check_float("value", value, (q.dim(),))
+    k = key.unsqueeze(1) if squeeze else key
+    v = value.unsqueeze(1) if squeeze else value
+    heads, channels = q.size(1), q.size(2)
+    if k.shape[1:] != q.shape[1:]:
+        raise ValueError(f"'key' must have heads/channels {list(q.shape[1:])} like 'query', "
+                         f"got {list(k.shape[1:])}")
+    if v.size(0) != k.size(0) or v.size(1) != heads:
+        raise ValueError(f"'value' must have shape [{k.size(0)}, {heads}, Cv] to match 'key', "
+                         f"got {list(v.shape)}")
+    if num_nodes is not None and num_nodes != q.size(0):
+        raise ValueError(f"'num_nodes' ({num_nodes}) must equal query.size(0) ({q.size(0)})")
+    num_edges = _num_edges(edge_index)
+    unsq = (lambda t: None if t is None else t.unsqueeze(1)) if squeeze else (lambda t: t)
+    features = {
+        "dst": q, "src": k, "value": v, "att": None,
+        "edge_score": _per_edge("edge_bias", edge_bias, num_edges, heads),
+        "edge_feat": _per_edge("edge_key", unsq(edge_key), num_edges, heads, (channels,)),
+        "edge_value": _per_edge("edge_value", unsq(edge_value), num_edges, heads, (v.size(2),)),
+    }
+    out, alpha = _run("dot", edge_index, q.size(0), features, _check_mask(edge_mask, num_edges),
+                      scale=1.0 / math.sqrt(channels) if scale is None else float(scale),
+                      negative_slope=0.0, dropout=dropout, training=training,
+                      return_attention=return_attention, backend=backend,
+                      check_inputs=check_inputs)
+    return _finish(out, alpha, squeeze, return_attention)
+
+
+def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_index: GraphInput, *,
+                  negative_slope: float = 0.2, edge_logit: Optional[Tensor] = None,
+                  edge_mask: Optional[Tensor] = None, dropout: float = 0.0,
+                  training: bool = True, return_attention: bool = False,
+                  backend: Optional[str] = None, check_inputs: bool = False):
+    r"""GAT's additive attention (Velickovic et al. 2018) along the edges.
+
+    .. math::
+        s_{ij} = \mathrm{LeakyReLU}(\alpha^{src}_j + \alpha^{dst}_i + \alpha^{E}_e),
+        \qquad \text{out}_i = \sum_{j \to i} \mathrm{softmax}_j(s_{ij})\, v_j
+
+    with per-node scalars (``alpha_src = <a_src, W x_j>`` per head), so the
+    scores cost O(E x H).
+
+    Args:
+        alpha_src: ``[N_src, H]``.  alpha_dst: ``[N_dst, H]``.
+        value: ``[N_src, H, C]``.
+        edge_index: ``[2, E]`` or a :class:`~pyg_attn.ops.PreparedGraph`.
+        negative_slope: LeakyReLU slope.
+        edge_logit: ``[E, H]`` (or ``[E]``) edge term inside the LeakyReLU.
+        edge_mask, dropout, training, return_attention, backend, check_inputs:
+            as in :func:`graph_attention`.
+
+    Returns:
+        ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
+    """
+    _check_float("alpha_src", alpha_src, (2,))
+    _check_float("alpha_dst", alpha_dst, (2,))
+    _check_float("value", value, (3,))
+    heads = value.size(1)
+    _check_shape("alpha_src", alpha_src, (value.size(0), heads))
+    if alpha_dst.size(1) != heads:
+        raise ValueError(f"'alpha_dst' must have shape [N_dst, {heads}], got {list(alpha_dst.shape)}")
+    num_edges = _num_edges(edge_index)
+    features = {"dst": alpha_dst.unsqueeze(-1), "src": alpha_src.unsqueeze(-1), "value": value,
+                "att": None, "edge_score": _per_edge("edge_logit", edge_logit, num_edges, heads),
+                "edge_feat": None, "edge_value": None}
+    out, alpha = _run("gat", edge_index, alpha_dst.size(0), features,
+                      _check_mask(edge_mask, num_edges), scale=1.0,
+                      negative_slope=negative_slope, dropout=dropout, training=training,
+                      return_attention=return_attention, backend=backend,
+                      check_inputs=check_inputs)
+    return _finish(out, alpha, False, return_attention)
+
+
+def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: GraphInput, *,
+                    negative_slope: float = 0.2, edge_feat: Optional[Tensor] = None,
+                    edge_mask: Optional[Tensor] = None, dropout: float = 0.0,
+                    training: bool = True, return_attention: bool = False,
+                    backend: Optional[str] = None, check_inputs: bool = False):
+    r"""GATv2's attention (Brody et al. 2022) along the edges.
+
+    .. math::
+        s_{ij} = \langle a, \mathrm{LeakyReLU}(x^{src}_j + x^{dst}_i + x^{E}_e) \rangle,
+        \qquad \text{out}_i = \sum_{j \to i} \mathrm{softmax}_j(s_{ij})\, x^{src}_j
+
+    The per-edge sum is recomputed inside the fused kernel (forward and backward)
+    rather than stored as ``[E, H, C]``.
+
+    Args:
+        x_src: ``[N_src, H, C]``.  x_dst: ``[N_dst, H, C]``.  att: ``[H, C]``
+            (a leading ``1`` as in PyG's ``[1, H, C]`` parameter is accepted).
+        edge_index: ``[2, E]`` or a :class:`~pyg_attn.ops.PreparedGraph`.
+        edge_feat: ``[E, H, C]`` projected edge features.
+        Other arguments as in :func:`gat_attention`.
+
+    Returns:
+        ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
+    """
+    _check_float("x_src", x_src, (3,))
+    _check_float("x_dst", x_dst, (3,))
+    _check_float("att", att, (2, 3))
+    heads, channels = x_src.size(1), x_src.size(2)
+    if x_dst.shape[1:] != x_src.shape[1:]:
+        raise ValueError(f"'x_dst' must have heads/channels {list(x_src.shape[1:])}, got "
+                         f"{list(x_dst.shape[1:])}")
+    att = att.reshape(att.shape[-2:]) if att.dim() == 3 and att.size(0) == 1 else att
+    _check_shape("att", att, (heads, channels))
+    num_edges = _num_edges(edge_index)
+    features = {"dst": x_dst, "src": x_src, "value": x_src, "att": att, "edge_score": None,
+                "edge_feat": _per_edge("edge_feat", edge_feat, num_edges, heads, (channels,)),
+                "edge_value": None}
+    out, alpha = _run("gatv2", edge_index, x_dst.size(0), features,
+                      _check_mask(edge_mask, num_edges), scale=1.0,
+                      negative_slope=negative_slope, dropout=dropout, training=training,
+                      return_attention=return_attention, backend=backend,
+                      check_inputs=check_inputs)
+    return _finish(out, alpha, False, return_attention)

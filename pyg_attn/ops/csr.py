@@ -1,0 +1,219 @@
+"""Destination-sorted CSR (and source-sorted CSC) views of an ``edge_index``.
+
+Conventions (GUIDE section 3): ``edge_index[0]`` holds sources ``j``,
+``edge_index[1]`` destinations ``i``; node ``i`` attends over its incoming
+edges ``j -> i``.  A :class:`PreparedGraph` holds
+
+* ``rowptr [N_dst + 1]``, ``col [E]`` (source of each CSR position) and
+  ``perm [E]`` (caller's edge id of each CSR position), for the destination pass;
+* ``colptr [N_src + 1]``, ``csc_pos [E]`` (CSR position of each CSC slot) and
+  ``csc_row [E]`` (its destination), for the source pass of the backward.
+
+Build it once with :func:`prepare` and pass it wherever an ``edge_index`` is
+accepted.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
+tensor identity *and* version counter, so an in-place change of ``edge_index``
+is never served stale and the cache never holds more than
+:data:`CACHE_SIZE` graphs (nor keeps a dead tensor's graph).
+"""
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+CACHE_SIZE = 16
+
+
+def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
+                        name: str = "edge_index") -> None:
+    """Checks dtype, shape and index range of ``edge_index``.
+
+    Raises:
+        TypeError: if ``edge_index`` is not an integer tensor.
+        ValueError: if it is not ``[2, E]`` or holds an index outside
+            ``[0, num_src)`` (row 0) or ``[0, num_dst)`` (row 1).
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor, got {type(edge_index).__name__}")
+    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+        raise TypeError(f"'{name}' must hold integer indices, got dtype {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'{name}' must have shape [2, E], got {list(edge_index.shape)}")
+    if edge_index.numel() == 0:
+        return
+    low = int(edge_index.min())
+    if low < 0:
+        raise ValueError(f"'{name}' holds a negative index ({low})")
+    for row, size, role in ((0, num_src, "source"), (1, num_dst, "destination")):
+        high = int(edge_index[row].max())
+        if high >= size:
+            raise ValueError(f"'{name}' holds {role} index {high}, but there are only "
+                             f"{size} {role} nodes")
+
+
+@dataclass(frozen=True)
+class PreparedGraph:
+    """A validated graph in destination-CSR and source-CSC form (see module doc)."""
+
+    num_src: int
+    num_dst: int
+    rowptr: Tensor
+    col: Tensor
+    perm: Tensor
+    colptr: Tensor
+    csc_pos: Tensor
+    csc_row: Tensor
+    extras: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def num_edges(self) -> int:
+        return self.col.numel()
+
+    @property
+    def edge_index(self) -> Tensor:
+        """The ``[2, E]`` edge list in the caller's order, rebuilt from the CSR."""
+        dst = torch.repeat_interleave(
+            torch.arange(self.num_dst, device=self.device), self.rowptr.diff())
+        out = torch.empty(2, self.num_edges, dtype=torch.long, device=self.device)
+        out[0, self.perm] = self.col
+        out[1, self.perm] = dst
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return self.rowptr.device
+
+    def to(self, device: torch.device | str) -> "PreparedGraph":
+        """Returns a copy on ``device`` (derived data in ``extras`` is rebuilt there)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
+        return PreparedGraph(num_src=self.num_src, num_dst=self.num_dst, **moved)
+
+    def __repr__(self) -> str:
+        return (f"PreparedGraph(num_src={self.num_src}, num_dst={self.num_dst}, "
+                f"num_edges={self.num_edges}, device={self.device})")
+
+
+_TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_pos", "csc_row")
+
+
+def _pointer(index: Tensor, size: int) -> Tensor:
+    counts = torch.bincount(index, minlength=size) if index.numel() else \
+        torch.zeros(size, dtype=torch.long, device=index.device)
+    ptr = torch.zeros(size + 1, dtype=torch.long, device=index.device)
+    torch.cumsum(counts, 0, out=ptr[1:])
+    return ptr
+
+
+def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
+    edge_index = edge_index.long()
+    src, dst = edge_index[0], edge_index[1]
+    perm = torch.argsort(dst, stable=True)
+    col = src[perm].contiguous()
+    csc_pos = torch.argsort(col, stable=True)
+    csc_row = dst[perm][csc_pos].contiguous()
+    return PreparedGraph(
+        num_src=num_src, num_dst=num_dst,
+        rowptr=_pointer(dst, num_dst), col=col, perm=perm.contiguous(),
+        colptr=_pointer(src, num_src), csc_pos=csc_pos.contiguous(), csc_row=csc_row)
+
+
+def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) -> PreparedGraph:
+    """Validates ``edge_index`` and builds its CSR/CSC form once.
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor, row 0 = source, row 1 = destination.
+        num_nodes: ``N`` for both sides, ``(N_src, N_dst)`` for a bipartite graph,
+            or ``None`` for ``max index + 1``.
+
+    Returns:
+        A :class:`PreparedGraph` usable wherever an ``edge_index`` is accepted.
+
+    Example:
+        >>> import torch
+        >>> g = prepare(torch.tensor([[0, 1, 2], [1, 2, 1]]), num_nodes=3)
+        >>> g.rowptr.tolist()
+        [0, 0, 2, 3]
+    """
+    num_src, num_dst = _sizes(edge_index, num_nodes)
+    validate_edge_index(edge_index, num_src, num_dst)
+    return _build(edge_index, num_src, num_dst)
+
+
+def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[int, int]:
+    if num_nodes is None:
+        if isinstance(edge_index, Tensor) and edge_index.dim() == 2 and edge_index.numel():
+            n = int(edge_index.max()) + 1
+        else:
+            n = 0
+        return n, n
+    if isinstance(num_nodes, (tuple, list)):
+        if len(num_nodes) != 2:
+            raise ValueError(f"'num_nodes' must be an int or a pair, got {num_nodes}")
+        return int(num_nodes[0]), int(num_nodes[1])
+    if not isinstance(num_nodes, int) or num_nodes < 0:
+        raise ValueError(f"'num_nodes' must be a non-negative int, got {num_nodes!r}")
+    return num_nodes, num_nodes
+
+
+_cache: "OrderedDict[tuple[int, bool], tuple[weakref.ref, int, PreparedGraph]]" = OrderedDict()
+
+
+def _unique(edge_index: Tensor, num_src: int) -> Tensor:
+    """The distinct edges of ``edge_index``, sorted by (destination, source)."""
+    key = torch.unique(edge_index[1].long() * max(num_src, 1) + edge_index[0].long())
+    return torch.stack([key % max(num_src, 1), torch.div(key, max(num_src, 1), rounding_mode="floor")])
+
+
+def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
+                unique: bool = False) -> PreparedGraph:
+    """Returns the prepared form of ``edge_index`` for the given sizes.
+
+    A :class:`PreparedGraph` is checked for matching sizes; a tensor is validated
+    and converted, with the result cached (see module doc).  ``unique=True`` keeps
+    each distinct edge once (sorted by destination, then source); that form is
+    cached too, beside the graph's own.
+    """
+    if isinstance(edge_index, PreparedGraph):
+        if (edge_index.num_src, edge_index.num_dst) != (num_src, num_dst):
+            raise ValueError(
+                f"'edge_index' was prepared for (N_src, N_dst) = ({edge_index.num_src}, "
+                f"{edge_index.num_dst}) but the inputs have ({num_src}, {num_dst})")
+        if not unique:
+            return edge_index
+        if "unique" not in edge_index.extras:
+            edge_index.extras["unique"] = _build(_unique(edge_index.edge_index, num_src),
+                                                 num_src, num_dst)
+        return edge_index.extras["unique"]
+    if not isinstance(edge_index, Tensor):
+        raise TypeError("'edge_index' must be a LongTensor [2, E] or a PreparedGraph, "
+                        f"got {type(edge_index).__name__}")
+    key = (id(edge_index), unique)
+    hit = _cache.get(key)
+    if hit is not None:
+        ref, version, graph = hit
+        if (ref() is edge_index and version == edge_index._version
+                and (graph.num_src, graph.num_dst) == (num_src, num_dst)):
+            _cache.move_to_end(key)
+            return graph
+        del _cache[key]
+    validate_edge_index(edge_index, num_src, num_dst)
+    graph = _build(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
+    if torch.compiler.is_compiling():
+        return graph
+    _cache[key] = (weakref.ref(edge_index, lambda _, k=key: _cache.pop(k, None)),
+                   edge_index._version, graph)
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return graph
+
+
+def clear_cache() -> None:
+    """Drops every implicitly cached graph."""
+    _cache.clear()

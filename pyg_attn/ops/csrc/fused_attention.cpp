@@ -1,0 +1,494 @@
+// Fused edge attention on the CPU: one pass per destination row of a CSR graph.
+//
+// For every edge j -> i (CSR position p, caller's edge id e = perm[p]) and head h
+// a score s is computed by one of four kinds:
+//   DOT   s = scale * <q_i + 0, k_j + edge_feat_e> + edge_score_e
+//   GAT   s = leaky_relu(src_j + dst_i + edge_score_e)           (per-node scalars)
+//   GATV2 s = <att_h, leaky_relu(src_j + dst_i + edge_feat_e)>
+//   EDGE  s = edge_score_e                                        (plain edge softmax)
+// a_ij = softmax over the incoming edges of i (online: running max and sum),
+// out_i = sum_j dropout(a_ij) (v_j + edge_value_e), and lse_i = log sum_j exp(s_ij).
+// Nothing of size E x H x C is ever allocated.  The backward recomputes a_ij from
+// lse, writes dscore and the dropped weight per edge ([E, H], CSR order) in a
+// destination pass, then gathers the source-side gradients through the
+// source-sorted CSR (CSC) without atomics.  Work is split into a fixed number of
+// edge-balanced row chunks, so results do not depend on the thread count.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace {
+
+enum ScoreKind : int64_t { DOT = 0, GAT = 1, GATV2 = 2, EDGE = 3 };
+
+constexpr int64_t kMaxChunks = 256;
+
+// Counter-based dropout stream; pyg_attn/ops/dropout.py computes the same bits.
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x21f0aaadU;
+  x ^= x >> 15;
+  x *= 0x735a2d97U;
+  x ^= x >> 15;
+  return x;
+}
+
+inline bool dropout_keep(uint32_t seed, int64_t counter, double p) {
+  const uint64_t c = static_cast<uint64_t>(counter);
+  const uint32_t x = mix32(mix32(static_cast<uint32_t>(c >> 32) ^ seed) ^
+                           static_cast<uint32_t>(c & 0xffffffffu));
+  return static_cast<double>(x >> 8) * (1.0 / 16777216.0) >= p;
+}
+
+template <typename T>
+inline T leaky(T z, T slope) { return z > T(0) ? z : slope * z; }
+
+template <typename T>
+inline T leaky_grad(T z, T slope) { return z > T(0) ? T(1) : slope; }
+
+template <typename T>
+const T* ptr_or_null(const c10::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
+}
+
+template <typename T>
+struct Graph {
+  int64_t n_dst, n_src, num_edges, heads, dim, dim_v;
+  const int64_t* rowptr;
+  const int64_t* col;
+  const int64_t* perm;
+  const T* dst;      // [n_dst, H, dim]
+  const T* src;      // [n_src, H, dim]
+  const T* value;    // [n_src, H, dim_v]
+  const T* att;      // [H, dim] or null
+  const T* escore;   // [E, H] or null (caller's edge order)
+  const T* efeat;    // [E, H, dim] or null
+  const T* evalue;   // [E, H, dim_v] or null
+  const bool* emask; // [E] or null
+  T scale, slope;
+  double p_drop;
+  T keep_scale;
+  uint32_t seed;
+
+  // Dropout factor of edge e, head h: 1, 1 / (1 - p) or 0.
+  inline T drop_factor(int64_t e, int64_t h) const {
+    if (p_drop <= 0.0) return T(1);
+    return dropout_keep(seed, e * heads + h, p_drop) ? keep_scale : T(0);
+  }
+
+  template <int KIND>
+  inline T score(int64_t i, int64_t j, int64_t e, int64_t h) const {
+    if (KIND == DOT) {
+      const T* q = dst + (i * heads + h) * dim;
+      const T* k = src + (j * heads + h) * dim;
+      T acc = 0;
+      if (efeat) {
+        const T* ek = efeat + (e * heads + h) * dim;
+        for (int64_t d = 0; d < dim; ++d) acc += q[d] * (k[d] + ek[d]);
+      } else {
+        for (int64_t d = 0; d < dim; ++d) acc += q[d] * k[d];
+      }
+      acc *= scale;
+      return escore ? acc + escore[e * heads + h] : acc;
+    } else if (KIND == GAT) {
+      T z = src[j * heads + h] + dst[i * heads + h];
+      if (escore) z += escore[e * heads + h];
+      return leaky(z, slope);
+    } else if (KIND == GATV2) {
+      const T* xs = src + (j * heads + h) * dim;
+      const T* xd = dst + (i * heads + h) * dim;
+      const T* a = att + h * dim;
+      const T* ef = efeat ? efeat + (e * heads + h) * dim : nullptr;
+      T acc = 0;
+      for (int64_t d = 0; d < dim; ++d) {
+        const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+        acc += a[d] * leaky(z, slope);
+      }
+      return acc;
+    } else {
+      return escore[e * heads + h];
+    }
+  }
+
+  inline bool masked(int64_t e) const { return emask && !emask[e]; }
+};
+
+// Row boundaries of `chunks` contiguous row ranges with about equal rows + edges.
+std::vector<int64_t> balanced_chunks(const int64_t* ptr, int64_t n) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(n, kMaxChunks));
+  std::vector<int64_t> bounds(chunks + 1, n);
+  bounds[0] = 0;
+  const double total = static_cast<double>(ptr[n] + n);
+  int64_t k = 1;
+  for (int64_t r = 0; r < n && k < chunks; ++r) {
+    while (k < chunks && static_cast<double>(ptr[r] + r) >= total * k / chunks) bounds[k++] = r;
+  }
+  return bounds;
+}
+
+template <typename F>
+void for_each_chunk(const std::vector<int64_t>& bounds, const F& body) {
+  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) body(c, bounds[c], bounds[c + 1]);
+  });
+}
+
+template <typename T>
+Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& col,
+                    const at::Tensor& perm, const at::Tensor& dst, const at::Tensor& src,
+                    const at::Tensor& value, const c10::optional<at::Tensor>& att,
+                    const c10::optional<at::Tensor>& edge_score,
+                    const c10::optional<at::Tensor>& edge_feat,
+                    const c10::optional<at::Tensor>& edge_value,
+                    const c10::optional<at::Tensor>& edge_mask, double scale, double slope,
+                    double p_drop, int64_t seed) {
+  Graph<T> g;
+  g.n_dst = rowptr.size(0) - 1;
+  g.n_src = src.size(0);
+  g.num_edges = col.size(0);
+  g.heads = value.size(1);
+  g.dim = dst.size(2);
+  g.dim_v = value.size(2);
+  g.rowptr = rowptr.data_ptr<int64_t>();
+  g.col = col.data_ptr<int64_t>();
+  g.perm = perm.data_ptr<int64_t>();
+  g.dst = dst.data_ptr<T>();
+  g.src = src.data_ptr<T>();
+  g.value = value.data_ptr<T>();
+  g.att = ptr_or_null<T>(att);
+  g.escore = ptr_or_null<T>(edge_score);
+  g.efeat = ptr_or_null<T>(edge_feat);
+  g.evalue = ptr_or_null<T>(edge_value);
+  g.emask = ptr_or_null<bool>(edge_mask);
+  g.scale = static_cast<T>(scale);
+  g.slope = static_cast<T>(slope);
+  g.p_drop = p_drop;
+  g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
+  g.seed = static_cast<uint32_t>(seed);
+  TORCH_CHECK(kind != GATV2 || g.att != nullptr, "gatv2 needs att");
+  TORCH_CHECK(kind != EDGE || g.escore != nullptr, "edge softmax needs edge_score");
+  return g;
+}
+
+template <int KIND, typename T>
+void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* lse, T* alpha) {
+  const int64_t H = g.heads, Cv = g.dim_v;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  std::vector<T> m(H), l(H);
+  for (int64_t i = begin; i < end; ++i) {
+    T* o = out + i * H * Cv;
+    std::fill(o, o + H * Cv, T(0));
+    std::fill(m.begin(), m.end(), neg_inf);
+    std::fill(l.begin(), l.end(), T(0));
+    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+      const int64_t e = g.perm[p];
+      if (g.masked(e)) continue;
+      const int64_t j = g.col[p];
+      const T* v = g.value + j * H * Cv;
+      const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
+      for (int64_t h = 0; h < H; ++h) {
+        const T s = g.template score<KIND>(i, j, e, h);
+        if (s == neg_inf) continue;
+        T* oh = o + h * Cv;
+        if (s > m[h]) {
+          const T r = std::exp(m[h] - s);
+          l[h] *= r;
+          for (int64_t c = 0; c < Cv; ++c) oh[c] *= r;
+          m[h] = s;
+        }
+        const T w = std::exp(s - m[h]);
+        l[h] += w;
+        const T wd = w * g.drop_factor(e, h);
+        if (wd == T(0)) continue;
+        const T* vh = v + h * Cv;
+        if (ev) {
+          const T* evh = ev + h * Cv;
+          for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * (vh[c] + evh[c]);
+        } else {
+          for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * vh[c];
+        }
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      if (l[h] > T(0)) {
+        const T inv = T(1) / l[h];
+        for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
+        lse[i * H + h] = m[h] + std::log(l[h]);
+      } else {
+        lse[i * H + h] = neg_inf;
+      }
+    }
+    if (!alpha) continue;
+    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+      const int64_t e = g.perm[p];
+      const bool off = g.masked(e);
+      for (int64_t h = 0; h < H; ++h) {
+        alpha[e * H + h] = off ? T(0) : std::exp(g.template score<KIND>(i, g.col[p], e, h) - lse[i * H + h]);
+      }
+    }
+  }
+}
+
+template <int KIND, typename T>
+void forward_impl(const Graph<T>& g, T* out, T* lse, T* alpha) {
+  const auto bounds = balanced_chunks(g.rowptr, g.n_dst);
+  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T>(g, b, e, out, lse, alpha); });
+}
+
+struct Grads {
+  at::Tensor dst, src, value, att, edge_score, edge_feat, edge_value;
+};
+
+template <typename T>
+T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr; }
+
+// Destination pass: per-edge dscore and dropped weight, destination-side grads.
+template <int KIND, typename T>
+void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* lse,
+                   const T* gout, const T* galpha, T* ds_csr, T* w_csr, T* g_dst, T* g_escore,
+                   T* g_efeat, T* g_evalue, T* g_att) {
+  const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  std::vector<T> delta(H);
+  for (int64_t i = begin; i < end; ++i) {
+    const T* go = gout + i * H * Cv;
+    for (int64_t h = 0; h < H; ++h) {
+      T acc = 0;
+      for (int64_t c = 0; c < Cv; ++c) acc += go[h * Cv + c] * out[(i * H + h) * Cv + c];
+      delta[h] = acc;
+    }
+    if (galpha) {
+      for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+        const int64_t e = g.perm[p];
+        if (g.masked(e)) continue;
+        for (int64_t h = 0; h < H; ++h) {
+          if (lse[i * H + h] == neg_inf) continue;
+          delta[h] += std::exp(g.template score<KIND>(i, g.col[p], e, h) - lse[i * H + h]) * galpha[e * H + h];
+        }
+      }
+    }
+    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+      const int64_t e = g.perm[p];
+      const int64_t j = g.col[p];
+      const bool off = g.masked(e);
+      for (int64_t h = 0; h < H; ++h) {
+        const T s = off ? neg_inf : g.template score<KIND>(i, j, e, h);
+        const T a = s == neg_inf ? T(0) : std::exp(s - lse[i * H + h]);
+        const T dfac = g.drop_factor(e, h);
+        const T* goh = go + h * Cv;
+        T grad_a = 0;
+        if (a != T(0) && dfac != T(0)) {
+          const T* vh = g.value + (j * H + h) * Cv;
+          const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
+          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + (evh ? evh[c] : T(0)));
+          grad_a *= dfac;
+        }
+        if (galpha) grad_a += galpha[e * H + h];
+        const T ds = a * (grad_a - delta[h]);
+        const T w = a * dfac;
+        w_csr[p * H + h] = w;
+        if (g_evalue) {
+          T* gev = g_evalue + (e * H + h) * Cv;
+          for (int64_t c = 0; c < Cv; ++c) gev[c] = w * goh[c];
+        }
+        T stored = ds;
+        if (KIND == DOT) {
+          stored = g.scale * ds;
+          const T* q = g.dst + (i * H + h) * D;
+          const T* k = g.src + (j * H + h) * D;
+          const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          if (g_dst) {
+            T* gq = g_dst + (i * H + h) * D;
+            for (int64_t d = 0; d < D; ++d) gq[d] += stored * (k[d] + (ek ? ek[d] : T(0)));
+          }
+          if (g_efeat) {
+            T* gek = g_efeat + (e * H + h) * D;
+            for (int64_t d = 0; d < D; ++d) gek[d] = stored * q[d];
+          }
+          if (g_escore) g_escore[e * H + h] = ds;
+        } else if (KIND == GAT) {
+          T z = g.src[j * H + h] + g.dst[i * H + h];
+          if (g.escore) z += g.escore[e * H + h];
+          stored = ds * leaky_grad(z, g.slope);
+          if (g_dst) g_dst[i * H + h] += stored;
+          if (g_escore) g_escore[e * H + h] = stored;
+        } else if (KIND == GATV2) {
+          const T* xs = g.src + (j * H + h) * D;
+          const T* xd = g.dst + (i * H + h) * D;
+          const T* at = g.att + h * D;
+          const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          T* gxd = g_dst ? g_dst + (i * H + h) * D : nullptr;
+          T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
+          T* gat = g_att ? g_att + h * D : nullptr;
+          for (int64_t d = 0; d < D; ++d) {
+            const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+            const T gz = ds * at[d] * leaky_grad(z, g.slope);
+            if (gxd) gxd[d] += gz;
+            if (gef) gef[d] = gz;
+            if (gat) gat[d] += ds * leaky(z, g.slope);
+          }
+        } else {
+          if (g_escore) g_escore[e * H + h] = ds;
+        }
+        ds_csr[p * H + h] = stored;
+      }
+    }
+  }
+}
+
+// Source pass over the source-sorted CSR: value and source-side grads.
+template <int KIND, typename T>
+void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
+                   const int64_t* csc_pos, const int64_t* csc_row, const T* gout,
+                   const T* ds_csr, const T* w_csr, T* g_src, T* g_value) {
+  const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
+  for (int64_t j = begin; j < end; ++j) {
+    for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
+      const int64_t p = csc_pos[q];
+      const int64_t i = csc_row[q];
+      const int64_t e = g.perm[p];
+      for (int64_t h = 0; h < H; ++h) {
+        const T w = w_csr[p * H + h];
+        if (g_value && w != T(0)) {
+          const T* goh = gout + (i * H + h) * Cv;
+          T* gv = g_value + (j * H + h) * Cv;
+          for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
+        }
+        const T ds = ds_csr[p * H + h];
+        if (!g_src || ds == T(0)) continue;
+        if (KIND == DOT) {
+          const T* qh = g.dst + (i * H + h) * D;
+          T* gk = g_src + (j * H + h) * D;
+          for (int64_t d = 0; d < D; ++d) gk[d] += ds * qh[d];
+        } else if (KIND == GAT) {
+          g_src[j * H + h] += ds;
+        } else if (KIND == GATV2) {
+          const T* xs = g.src + (j * H + h) * D;
+          const T* xd = g.dst + (i * H + h) * D;
+          const T* at = g.att + h * D;
+          const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          T* gxs = g_src + (j * H + h) * D;
+          for (int64_t d = 0; d < D; ++d) {
+            const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+            gxs[d] += ds * at[d] * leaky_grad(z, g.slope);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <int KIND, typename T>
+void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_pos,
+                   const int64_t* csc_row, const T* out, const T* lse, const T* gout,
+                   const T* galpha, Grads& grads) {
+  const int64_t H = g.heads;
+  auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor ds_csr = at::empty({g.num_edges, H}, opts);
+  at::Tensor w_csr = at::empty({g.num_edges, H}, opts);
+  const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
+  const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
+  T* g_att_total = data_or_null<T>(grads.att);
+  at::Tensor att_partial;
+  if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
+  for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
+    backward_rows<KIND, T>(g, b, e, out, lse, gout, galpha, ds_csr.data_ptr<T>(), w_csr.data_ptr<T>(),
+                           data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
+                           data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
+                           g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
+  });
+  if (g_att_total) grads.att.copy_(att_partial.sum(0).view_as(grads.att));
+  T* g_src = data_or_null<T>(grads.src);
+  T* g_value = data_or_null<T>(grads.value);
+  if (!g_src && !g_value) return;
+  const auto col_bounds = balanced_chunks(colptr, g.n_src);
+  for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
+    backward_cols<KIND, T>(g, b, e, colptr, csc_pos, csc_row, gout, ds_csr.data_ptr<T>(),
+                           w_csr.data_ptr<T>(), g_src, g_value);
+  });
+}
+
+template <typename F>
+void dispatch_kind(int64_t kind, const F& f) {
+  switch (kind) {
+    case DOT: f(std::integral_constant<int, DOT>()); break;
+    case GAT: f(std::integral_constant<int, GAT>()); break;
+    case GATV2: f(std::integral_constant<int, GATV2>()); break;
+    case EDGE: f(std::integral_constant<int, EDGE>()); break;
+    default: TORCH_CHECK(false, "unknown score kind ", kind);
+  }
+}
+
+std::vector<at::Tensor> fused_forward(
+    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
+    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
+    const c10::optional<at::Tensor>& edge_mask, double scale, double slope, double p_drop,
+    int64_t seed, bool need_alpha) {
+  const int64_t n_dst = rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
+  at::Tensor out = at::empty({n_dst, H, Cv}, value.options());
+  at::Tensor lse = at::empty({n_dst, H}, value.options());
+  at::Tensor alpha = need_alpha ? at::zeros({col.size(0), H}, value.options())
+                                : at::empty({0, H}, value.options());
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
+    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
+                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
+    dispatch_kind(kind, [&](auto k) {
+      forward_impl<decltype(k)::value, scalar_t>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
+                                                 need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    });
+  });
+  return {out, lse, alpha};
+}
+
+at::Tensor grad_buffer(bool needed, const at::Tensor& like, bool zero) {
+  if (!needed) return at::empty({0}, like.options());
+  return zero ? at::zeros_like(like) : at::empty_like(like);
+}
+
+std::vector<at::Tensor> fused_backward(
+    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+    const at::Tensor& colptr, const at::Tensor& csc_pos, const at::Tensor& csc_row,
+    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
+    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
+    const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
+    const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha, double scale,
+    double slope, double p_drop, int64_t seed, std::vector<bool> needs) {
+  TORCH_CHECK(needs.size() == 7, "needs must have 7 flags");
+  Grads grads;
+  grads.dst = grad_buffer(needs[0], dst, true);
+  grads.src = grad_buffer(needs[1], src, true);
+  grads.value = grad_buffer(needs[2], value, true);
+  grads.att = grad_buffer(needs[3] && att.has_value(), att.has_value() ? *att : value, true);
+  // Per-edge gradients are written for every edge (masked edges get zeros).
+  grads.edge_score = grad_buffer(needs[4] && edge_score.has_value(), edge_score.has_value() ? *edge_score : value, true);
+  grads.edge_feat = grad_buffer(needs[5] && edge_feat.has_value(), edge_feat.has_value() ? *edge_feat : value, true);
+  grads.edge_value = grad_buffer(needs[6] && edge_value.has_value(), edge_value.has_value() ? *edge_value : value, true);
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_backward", [&] {
+    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
+                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
+    const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
+    dispatch_kind(kind, [&](auto k) {
+      backward_impl<decltype(k)::value, scalar_t>(
+          g, colptr.data_ptr<int64_t>(), csc_pos.data_ptr<int64_t>(), csc_row.data_ptr<int64_t>(),
+          out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          grads);
+    });
+  });
+  return {grads.dst, grads.src, grads.value, grads.att, grads.edge_score, grads.edge_feat, grads.edge_value};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("fused_forward", &fused_forward, "fused edge attention forward (CPU)");
+  m.def("fused_backward", &fused_backward, "fused edge attention backward (CPU)");
+}

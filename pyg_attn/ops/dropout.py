@@ -1,0 +1,49 @@
+"""Counter-based attention dropout shared by every backend.
+
+The keep/drop decision of edge ``e`` and head ``h`` is a pure function of
+``(seed, e * H + h)``: a 32-bit integer hash (two rounds of the "lowbias32" mixer)
+whose top 24 bits give a uniform ``u`` in ``[0, 1)``; the edge is kept iff
+``u >= p`` and then scaled by ``1 / (1 - p)``.  Nothing of size ``[E, H]`` is
+stored: the backward pass regenerates the same bits.  The C++ kernel
+(``csrc/fused_attention.cpp``) computes exactly the same function; here it is
+written with int64 tensors masked to 32 bits so the products never overflow.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_MASK32 = 0xFFFFFFFF
+_MUL1 = 0x21F0AAAD
+_MUL2 = 0x735A2D97
+
+
+def _mix32(x: Tensor) -> Tensor:
+    x = x ^ (x >> 16)
+    x = (x * _MUL1) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * _MUL2) & _MASK32
+    return x ^ (x >> 15)
+
+
+def draw_seed() -> int:
+    """Draws a 31-bit dropout seed from torch's default CPU generator, so
+    ``torch.manual_seed`` reproduces the mask on every device."""
+    return int(torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64).item())
+
+
+def dropout_scale(num_edges: int, heads: int, p: float, seed: int,
+                  device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> Tensor:
+    """Returns the ``[E, H]`` dropout factors (``0`` or ``1 / (1 - p)``).
+
+    Used by the reference backend only; fused backends evaluate the same
+    function on the fly.
+    """
+    counter = torch.arange(num_edges * heads, device=device,
+                           dtype=torch.int64).view(num_edges, heads)
+    x = _mix32(_mix32((counter >> 32) ^ seed) ^ (counter & _MASK32))
+    uniform = (x >> 8).to(torch.float64) * (1.0 / 16777216.0)
+    keep = uniform >= p
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    return keep.to(dtype) * scale

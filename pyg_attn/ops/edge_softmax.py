@@ -1,0 +1,59 @@
+"""Segment softmax over edges grouped by destination (``torch_geometric.utils.softmax``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .attention import _check_float, _run
+from .csr import PreparedGraph, _build, validate_edge_index
+
+
+def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
+                 backend: Optional[str] = None) -> Tensor:
+    r"""Softmax of edge scores over the edges that share a destination.
+
+    .. math::
+        \text{out}_e = \frac{\exp(\text{src}_e - m_{g})}{\sum_{e' : \text{index}_{e'} = g}
+        \exp(\text{src}_{e'} - m_{g})}, \qquad g = \text{index}_e,\;
+        m_g = \max_{e' : \text{index}_{e'} = g} \text{src}_{e'}
+
+    The same result as :func:`torch_geometric.utils.softmax` (up to rounding),
+    stable for scores of any magnitude; scores of ``-inf`` get weight 0 and a group
+    made only of them sums to 0 (PyG gives NaN there).
+
+    Args:
+        src: ``[E]`` or ``[E, H]`` scores.
+        index: ``[E]`` group (destination) of each score.
+        num_nodes: number of groups; ``None`` = ``index.max() + 1``.
+        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+
+    Returns:
+        A tensor shaped like ``src``; ``E == 0`` gives an empty tensor.
+
+    Example:
+        >>> import torch
+        >>> edge_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1])).tolist()
+        [0.5, 0.5, 1.0]
+    """
+    _check_float("src", src, (1, 2))
+    if not isinstance(index, Tensor) or index.dtype.is_floating_point or index.dtype == torch.bool:
+        raise TypeError(f"'index' must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+    if index.dim() != 1 or index.numel() != src.size(0):
+        raise ValueError(f"'index' must have shape [{src.size(0)}] to match 'src', got {list(index.shape)}")
+    if num_nodes is None:
+        num_nodes = int(index.max()) + 1 if index.numel() else 0
+    edge_index = torch.stack([torch.zeros_like(index), index]).long()
+    validate_edge_index(edge_index, 1, num_nodes, name="index")
+    scores = src.unsqueeze(-1) if src.dim() == 1 else src
+    heads = scores.size(1)
+    graph: PreparedGraph = _build(edge_index, 1, num_nodes)
+    empty_dst = scores.new_zeros(num_nodes, heads, 0)
+    empty_src = scores.new_zeros(1, heads, 0)
+    features = {"dst": empty_dst, "src": empty_src, "value": empty_src, "att": None,
+                "edge_score": scores, "edge_feat": None, "edge_value": None}
+    _, alpha = _run("edge", graph, num_nodes, features, None, scale=1.0, negative_slope=0.0,
+                    dropout=0.0, training=False, return_attention=True, backend=backend,
+                    check_inputs=False)
+    return alpha.view_as(src)

@@ -1,0 +1,114 @@
+"""``torch.library`` registration of the fused CPU kernel.
+
+``pyg_attn::fused_attention`` is a custom op with a fake (meta) implementation,
+so ``torch.compile`` traces it without graph breaks, and an autograd formula
+that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
+integers (``KIND_IDS``); all tensors are contiguous, of one floating dtype
+(float32 or float64), on the CPU, with indices already validated.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .cpu import load_extension
+
+KIND_IDS = {"dot": 0, "gat": 1, "gatv2": 2, "edge": 3}
+
+_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_pos", "csc_row")
+_FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
+
+
+def _extension():
+    ext = load_extension()
+    if ext is None:
+        raise RuntimeError("pyg_attn's fused CPU kernel is not available; use backend='reference'")
+    return ext
+
+
+@torch.library.custom_op("pyg_attn::fused_attention", mutates_args=(), device_types="cpu")
+def fused_attention(
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_pos: Tensor,
+    csc_row: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
+    edge_mask: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
+    need_alpha: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns ``(out [N_dst, H, Cv], lse [N_dst, H], alpha [E or 0, H])``."""
+    out, lse, alpha = _extension().fused_forward(
+        kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat, edge_value,
+        edge_mask, scale, negative_slope, dropout, seed, need_alpha)
+    return out, lse, alpha
+
+
+@fused_attention.register_fake
+def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+      edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
+    n_dst = rowptr.size(0) - 1
+    heads, dim_v = value.size(1), value.size(2)
+    return (value.new_empty(n_dst, heads, dim_v), value.new_empty(n_dst, heads),
+            value.new_empty(col.size(0) if need_alpha else 0, heads))
+
+
+@torch.library.custom_op("pyg_attn::fused_attention_backward", mutates_args=(), device_types="cpu")
+def fused_attention_backward(
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_pos: Tensor,
+    csc_row: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
+    edge_mask: Optional[Tensor], out: Tensor, lse: Tensor, grad_out: Tensor,
+    grad_alpha: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
+    needs: list[bool],
+) -> list[Tensor]:
+    """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
+    an entry whose flag in ``needs`` is false comes back empty."""
+    return _extension().fused_backward(
+        kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+        edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
+        dropout, seed, needs)
+
+
+@fused_attention_backward.register_fake
+def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+      edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
+      dropout, seed, needs):
+    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
+    return [t.new_empty(t.shape) if (flag and t is not None) else value.new_empty(0)
+            for t, flag in zip(like, needs)]
+
+
+def _setup_context(ctx, inputs, output):
+    (kind, *graph), rest = inputs[:7], inputs[7:]
+    features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
+    out, lse, _alpha = output
+    ctx.mark_non_differentiable(lse)
+    ctx.save_for_backward(*graph, *features, edge_mask, out, lse)
+    ctx.params = (kind, scale, slope, dropout, seed)
+    ctx.present = tuple(t is not None for t in features)
+
+
+def _backward(ctx, grad_out, _grad_lse, grad_alpha):
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "pyg_attn: the fused CPU backend has no double backward (create_graph=True); "
+            "use backend='reference' for higher-order gradients")
+    saved = ctx.saved_tensors
+    graph, features = saved[:6], saved[6:13]
+    edge_mask, out, lse = saved[13:]
+    kind, scale, slope, dropout, seed = ctx.params
+    needs = [bool(ctx.needs_input_grad[7 + k]) and ctx.present[k] for k in range(7)]
+    if grad_alpha is not None and grad_alpha.numel() == 0:
+        grad_alpha = None
+    if grad_out is None:
+        grad_out = torch.zeros_like(out)
+    grads = fused_attention_backward(
+        kind, *graph, *features, edge_mask, out, lse, grad_out.contiguous(),
+        None if grad_alpha is None else grad_alpha.contiguous(), scale, slope, dropout, seed,
+        needs)
+    feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
+    return (None,) * 7 + tuple(feature_grads) + (None,) * 6
+
+
+torch.library.register_autograd("pyg_attn::fused_attention", _backward,
+                                setup_context=_setup_context)
