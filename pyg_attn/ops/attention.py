@@ -225,8 +225,8 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
     _check_float("query", query, (2, 3))
     squeeze = query.dim() == 2
     q = query.unsqueeze(1) if squeeze else query
-    _check_float("key", key, (q.dim(),))
-    _check_float("value", value, (q.dim(),))
+    _check_float("key", key, (query.dim(),))
+    _check_float("value", value, (query.dim(),))
     k = key.unsqueeze(1) if squeeze else key
     v = value.unsqueeze(1) if squeeze else value
     heads, channels = q.size(1), q.size(2)

@@ -1,0 +1,306 @@
+"""Fused CPU backend vs the reference: values, gradients, dropout, edge cases."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pyg_attn.ops import gat_attention, gatv2_attention, graph_attention, prepare
+
+from .graphs import random_graph
+
+TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4), torch.float64: dict(atol=1e-12, rtol=1e-10)}
+HEADS, CHANNELS, VALUE_CHANNELS = 3, 5, 4
+
+
+def make_inputs(kind: str, num_src: int, num_dst: int, num_edges: int, dtype: torch.dtype,
+                *, extras: bool, seed: int = 0) -> dict:
+    """Random leaf inputs for one score kind (with edge terms when ``extras``)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def leaf(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype).requires_grad_()
+
+    H, C, Cv = HEADS, CHANNELS, VALUE_CHANNELS
+    if kind == "dot":
+        inputs = dict(query=leaf(num_dst, H, C), key=leaf(num_src, H, C), value=leaf(num_src, H, Cv))
+        if extras:
+            inputs.update(edge_bias=leaf(num_edges, H), edge_key=leaf(num_edges, H, C),
+                          edge_value=leaf(num_edges, H, Cv))
+    elif kind == "gat":
+        inputs = dict(alpha_src=leaf(num_src, H), alpha_dst=leaf(num_dst, H),
+                      value=leaf(num_src, H, Cv))
+        if extras:
+            inputs.update(edge_logit=leaf(num_edges, H))
+    else:
+        inputs = dict(x_src=leaf(num_src, H, C), x_dst=leaf(num_dst, H, C), att=leaf(H, C))
+        if extras:
+            inputs.update(edge_feat=leaf(num_edges, H, C))
+    return inputs
+
+
+OPS = {"dot": graph_attention, "gat": gat_attention, "gatv2": gatv2_attention}
+
+
+def run(kind: str, inputs: dict, edge_index, backend: str, **options):
+    """Output, attention and the gradient of every input of a fixed random loss."""
+    torch.manual_seed(1234)  # same dropout seed for every backend
+    out, alpha = call(kind, inputs, edge_index, backend=backend, return_attention=True,
+                      **options)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)).sum()
+    loss = loss + (alpha * torch.randn(alpha.shape, generator=gen, dtype=torch.float64).to(alpha.dtype)).sum()
+    grads = torch.autograd.grad(loss, list(inputs.values()), allow_unused=True)
+    return out, alpha, grads
+
+
+def call(kind: str, inputs: dict, edge_index, **options):
+    if kind == "dot":
+        rest = {k: v for k, v in inputs.items() if k not in ("query", "key", "value")}
+        return graph_attention(inputs["query"], inputs["key"], inputs["value"], edge_index,
+                               **rest, **options)
+    positional = list(inputs.values())[:3]
+    rest = dict(list(inputs.items())[3:])
+    return OPS[kind](*positional, edge_index, **rest, **options)
+
+
+def assert_close_grads(expected, actual, dtype):
+    for g_ref, g_cpu in zip(expected, actual):
+        if g_ref is None:
+            assert g_cpu is None or torch.count_nonzero(g_cpu) == 0
+            continue
+        torch.testing.assert_close(g_cpu, g_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+@pytest.mark.parametrize("extras", [False, True])
+def test_cpu_matches_reference(graph, kind, dtype, extras):
+    _, num_src, num_dst, edge_index = graph
+    inputs = make_inputs(kind, num_src, num_dst, edge_index.size(1), dtype, extras=extras)
+    ref = run_both(kind, inputs, edge_index, dtype)
+    assert ref[0].shape[0] == num_dst
+
+
+def run_both(kind, inputs, edge_index, dtype, **options):
+    out_ref, alpha_ref, grads_ref = run(kind, inputs, edge_index, "reference", **options)
+    out_cpu, alpha_cpu, grads_cpu = run(kind, inputs, edge_index, "cpu", **options)
+    torch.testing.assert_close(out_cpu, out_ref, **TOL[dtype])
+    torch.testing.assert_close(alpha_cpu, alpha_ref, **TOL[dtype])
+    assert_close_grads(grads_ref, grads_cpu, dtype)
+    return out_ref, alpha_ref, grads_ref
+
+
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+def test_mask_and_dropout_match_reference(graph, kind):
+    _, num_src, num_dst, edge_index = graph
+    num_edges = edge_index.size(1)
+    inputs = make_inputs(kind, num_src, num_dst, num_edges, torch.float64, extras=True)
+    mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(3)) > 0.3
+    run_both(kind, inputs, edge_index, torch.float64, edge_mask=mask, dropout=0.4)
+
+
+def test_attention_rows_sum_to_one_or_zero(graph):
+    _, num_src, num_dst, edge_index = graph
+    inputs = make_inputs("dot", num_src, num_dst, edge_index.size(1), torch.float64, extras=False)
+    out, alpha = call("dot", inputs, edge_index, return_attention=True)
+    sums = torch.zeros(num_dst, HEADS, dtype=alpha.dtype).index_add_(0, edge_index[1], alpha)
+    has_edge = torch.zeros(num_dst, dtype=torch.bool)
+    has_edge[edge_index[1]] = True
+    torch.testing.assert_close(sums[has_edge], torch.ones_like(sums[has_edge]))
+    assert torch.all(sums[~has_edge] == 0)
+    assert torch.all(out[~has_edge] == 0)
+    assert torch.all((alpha >= 0) & (alpha <= 1))
+
+
+def test_fully_masked_destination_gets_zeros_not_nan():
+    edge_index = torch.tensor([[0, 1, 2, 0], [1, 1, 0, 2]])
+    mask = torch.tensor([False, False, True, True])
+    q, k, v = (torch.randn(3, 2, 4, requires_grad=True) for _ in range(3))
+    for backend in ("reference", "cpu"):
+        out, alpha = graph_attention(q, k, v, edge_index, edge_mask=mask, backend=backend,
+                                     return_attention=True)
+        assert torch.all(out[1] == 0) and torch.all(alpha[:2] == 0)
+        out.sum().backward()
+        assert all(torch.isfinite(t.grad).all() for t in (q, k, v))
+
+
+def test_hub_of_ten_thousand_edges_float32():
+    edge_index = torch.cat([torch.stack([torch.randint(0, 500, (12000,)),
+                                         torch.zeros(12000, dtype=torch.long)]),
+                            torch.randint(0, 500, (2, 2000))], dim=1)
+    inputs = make_inputs("dot", 500, 500, edge_index.size(1), torch.float32, extras=False)
+    inputs64 = {k: v.detach().double().requires_grad_() for k, v in inputs.items()}
+    out32, _, grads32 = run("dot", inputs, edge_index, "cpu")
+    out64, _, grads64 = run("dot", inputs64, edge_index, "reference")
+    torch.testing.assert_close(out32.double(), out64, atol=1e-5, rtol=1e-4)
+    for g32, g64 in zip(grads32, grads64):
+        # float32 sums over thousands of edges: compare relative to the magnitude.
+        err = (g32.double() - g64).abs().max() / g64.abs().max()
+        assert err < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+def test_gradcheck_cpu_float64(kind):
+    edge_index = random_graph(8, 8, 20, seed=11, self_loops=2, duplicates=2, isolated=1)
+    inputs = make_inputs(kind, 8, 8, edge_index.size(1), torch.float64, extras=True)
+
+    def fn(*tensors):
+        out, alpha = call(kind, dict(zip(inputs, tensors)), edge_index, backend="cpu",
+                          return_attention=True)
+        return out, alpha
+
+    assert torch.autograd.gradcheck(fn, tuple(inputs.values()), atol=1e-8)
+
+
+def test_gradgradcheck_reference_and_clear_error_on_cpu():
+    edge_index = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]])
+    q, k, v = (torch.randn(3, 2, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+
+    def ref(q, k, v):
+        return graph_attention(q, k, v, edge_index, backend="reference")
+
+    assert torch.autograd.gradgradcheck(ref, (q, k, v))
+    out = graph_attention(q, k, v, edge_index, backend="cpu")
+    (grad_q,) = torch.autograd.grad(out.sum(), q, create_graph=False)
+    assert grad_q.shape == q.shape
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(out.sum(), q, create_graph=True)
+
+
+def test_dropout_reproducible_and_shared_by_backends():
+    edge_index = random_graph(30, 30, 150, seed=9)
+    q, k, v = (torch.randn(30, 2, 4) for _ in range(3))
+    outs = []
+    for backend in ("cpu", "cpu", "reference"):
+        torch.manual_seed(5)
+        outs.append(graph_attention(q, k, v, edge_index, dropout=0.5, backend=backend))
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    torch.testing.assert_close(outs[0], outs[2])
+    torch.manual_seed(6)
+    other = graph_attention(q, k, v, edge_index, dropout=0.5)
+    assert not torch.allclose(other, outs[0])
+    no_drop = graph_attention(q, k, v, edge_index)
+    evaluated = graph_attention(q, k, v, edge_index, dropout=0.5, training=False)
+    torch.testing.assert_close(evaluated, no_drop, atol=0, rtol=0)
+
+
+def test_dropout_does_not_change_reported_attention():
+    edge_index = torch.randint(0, 20, (2, 80))
+    q, k, v = (torch.randn(20, 2, 4) for _ in range(3))
+    _, alpha = graph_attention(q, k, v, edge_index, return_attention=True)
+    _, alpha_drop = graph_attention(q, k, v, edge_index, dropout=0.7, return_attention=True)
+    torch.testing.assert_close(alpha, alpha_drop, atol=0, rtol=0)
+
+
+def test_deterministic_across_runs_and_thread_counts():
+    edge_index = random_graph(300, 300, 3000, seed=12, hub=3, hub_degree=2000)
+    inputs = make_inputs("gatv2", 300, 300, edge_index.size(1), torch.float32, extras=True)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            results.append(run("gatv2", inputs, edge_index, "cpu", dropout=0.2))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0][:2] + tuple(results[0][2]), other[:2] + tuple(other[2])):
+            assert torch.equal(a, b)
+
+
+def test_single_head_two_dimensional_inputs():
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 1]])
+    q, k, v = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 6)
+    out, alpha = graph_attention(q, k, v, edge_index, return_attention=True)
+    assert out.shape == (3, 6) and alpha.shape == (3,)
+    full = graph_attention(q[:, None], k[:, None], v[:, None], edge_index)
+    torch.testing.assert_close(out, full[:, 0])
+
+
+def test_scale_default_and_unscaled():
+    edge_index = torch.tensor([[0, 1], [2, 2]])
+    q, k, v = torch.randn(3, 1, 4), torch.randn(3, 1, 4), torch.randn(3, 1, 2)
+    _, alpha = graph_attention(q, k, v, edge_index, return_attention=True)
+    _, alpha1 = graph_attention(q, k, v, edge_index, scale=1.0, return_attention=True)
+    s = (q[2] * k[:2]).sum(-1)
+    torch.testing.assert_close(alpha, torch.softmax(s / 2.0, 0))
+    torch.testing.assert_close(alpha1, torch.softmax(s, 0))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_accumulate_in_float32(dtype):
+    edge_index = random_graph(50, 50, 400, seed=13)
+    q, k, v = (torch.randn(50, 2, 8) for _ in range(3))
+    expected = graph_attention(q, k, v, edge_index, backend="reference")
+    qs, ks, vs = (t.to(dtype).requires_grad_() for t in (q, k, v))
+    out = graph_attention(qs, ks, vs, edge_index)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=3e-2)
+    out.float().sum().backward()
+    assert qs.grad.dtype == dtype and torch.isfinite(qs.grad.float()).all()
+
+
+def test_autocast_bfloat16():
+    edge_index = torch.randint(0, 30, (2, 120))
+    lin = torch.nn.Linear(8, 3 * 2 * 4)
+    x = torch.randn(30, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k, v = lin(x).view(30, 3, 2, 4).unbind(1)
+        out = graph_attention(q, k, v, edge_index)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+
+
+def test_prepared_graph_equals_edge_index_and_rebuilds_order():
+    edge_index = random_graph(20, 20, 70, seed=14, duplicates=5)
+    graph = prepare(edge_index, num_nodes=20)
+    assert torch.equal(graph.edge_index, edge_index)
+    q, k, v = (torch.randn(20, 2, 3) for _ in range(3))
+    a = graph_attention(q, k, v, edge_index, return_attention=True)
+    b = graph_attention(q, k, v, graph, return_attention=True)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="prepared"):
+        graph_attention(torch.randn(21, 2, 3), torch.randn(21, 2, 3), torch.randn(21, 2, 3), graph)
+
+
+def test_implicit_cache_sees_in_place_changes_and_is_bounded():
+    from pyg_attn.ops import csr
+
+    q, k, v = (torch.randn(5, 1, 2) for _ in range(3))
+    edge_index = torch.tensor([[0, 1, 2], [3, 3, 4]])
+    first = graph_attention(q, k, v, edge_index)
+    edge_index[1, 2] = 0  # in-place: node 4 loses its edge, node 0 gains one
+    second = graph_attention(q, k, v, edge_index)
+    assert torch.all(second[4] == 0) and not torch.all(second[0] == 0)
+    assert torch.all(first[0] == 0)
+    for _ in range(3 * csr.CACHE_SIZE):
+        graph_attention(q, k, v, torch.tensor([[0], [1]]))
+    assert len(csr._cache) <= csr.CACHE_SIZE
+
+
+def test_torch_compile_traces_the_op():
+    edge_index = torch.randint(0, 12, (2, 40))
+    graph = prepare(edge_index, 12)
+    q, k, v = (torch.randn(12, 2, 4, requires_grad=True) for _ in range(3))
+    from pyg_attn.ops.library import KIND_IDS, fused_attention
+
+    def fn(q, k, v):
+        out, _, _ = fused_attention(KIND_IDS["dot"], graph.rowptr, graph.col, graph.perm,
+                                    graph.colptr, graph.csc_pos, graph.csc_row, q, k, v, None,
+                                    None, None, None, None, 0.5, 0.0, 0.0, 0, False)
+        return out.relu().sum()
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    expected = fn(q, k, v)
+    got = compiled(q, k, v)
+    torch.testing.assert_close(got, expected)
+    got.backward()
+    assert q.grad is not None
+
+    def layer_fn(q, k, v):
+        return graph_attention(q, k, v, graph).sum()
+
+    torch.testing.assert_close(torch.compile(layer_fn, backend="aot_eager")(q, k, v),
+                               layer_fn(q, k, v))
