@@ -27,15 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import os
+import pickle
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, Iterator, List, Optional, Union
 
+import numpy as np
+import torch
 import torch_geometric
 from torch_geometric.data import Dataset
+from torch_geometric.datasets import Planetoid, TUDataset
 
 __all__ = ["DATA_ENV", "CACHE_ENV", "SHIPPED", "load_dataset", "package_data_dir"]
 
@@ -195,11 +201,94 @@ def _resolve_root(root: Optional[PathLike]) -> tuple:
     return None, ""
 
 
-def _make(family: str, name: str, root: Path, transform: Optional[Callable]) -> Dataset:
-    from torch_geometric.datasets import Planetoid, TUDataset
+class _CSRMatrix:
+    """Stands in for ``scipy.sparse.csr_matrix`` when unpickling Planetoid files.
 
+    The Planetoid feature files are pickled scipy CSR matrices; this rebuilds
+    them from their pickled state (``data``, ``indices``, ``indptr``, ``_shape``)
+    so that scipy, which is not a dependency, is not needed to read them.
+    """
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def todense(self) -> np.ndarray:
+        shape = tuple(self.__dict__.get("_shape", self.__dict__.get("shape")))
+        out = np.zeros(shape, dtype=self.data.dtype)
+        rows = np.repeat(np.arange(shape[0]), np.diff(self.indptr))
+        np.add.at(out, (rows, self.indices), self.data)  # duplicates add up, as in scipy
+        return out
+
+
+def _numpy_multiarray() -> Any:
+    try:
+        return importlib.import_module("numpy._core.multiarray")
+    except ImportError:  # numpy < 2
+        return importlib.import_module("numpy.core.multiarray")
+
+
+class _PlanetoidUnpickler(pickle.Unpickler):
+    """Unpickles Planetoid raw files, allowing only the classes they consist of.
+
+    Nothing but numpy arrays, scipy CSR matrices (read without scipy), lists and
+    ``defaultdict`` can be built, so a raw file from a data root cannot run code.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module.startswith("scipy.sparse") and name in ("csr_matrix", "csr_array"):
+            return _CSRMatrix
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and \
+                name in ("_reconstruct", "scalar"):
+            return getattr(_numpy_multiarray(), name)
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
+        if (module, name) in (("collections", "defaultdict"), ("__builtin__", "list"),
+                              ("builtins", "list")):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"unexpected object {module}.{name} in a Planetoid raw file")
+
+
+def _read_planetoid_file(folder: str, prefix: str, name: str) -> Any:
+    """Drop-in for ``torch_geometric.io.planetoid.read_file`` without scipy."""
+    path = os.path.join(folder, f"ind.{prefix.lower()}.{name}")
+    if name == "test.index":
+        return torch.tensor(np.loadtxt(path, dtype=np.int64, ndmin=1))
+    with open(path, "rb") as handle:
+        out = _PlanetoidUnpickler(handle, encoding="latin1").load()
+    if name == "graph":
+        return out
+    out = out.todense() if hasattr(out, "todense") else out
+    return torch.from_numpy(np.asarray(out)).to(torch.float)
+
+
+_reader_lock = threading.Lock()
+
+
+class _OfflinePlanetoid(Planetoid):
+    """:class:`~torch_geometric.datasets.Planetoid` that processes without scipy.
+
+    PyG's own processing is kept; only its raw-file reader is swapped for
+    :func:`_read_planetoid_file` while :meth:`process` runs.
+    """
+
+    def process(self) -> None:
+        import torch_geometric.io.planetoid as planetoid_io
+
+        if not hasattr(planetoid_io, "read_file"):  # a PyG without that hook
+            return super().process()
+        with _reader_lock:
+            original = planetoid_io.read_file
+            planetoid_io.read_file = _read_planetoid_file
+            try:
+                super().process()
+            finally:
+                planetoid_io.read_file = original
+
+
+def _make(family: str, name: str, root: Path, transform: Optional[Callable]) -> Dataset:
     if family == "planetoid":
-        return Planetoid(str(root), name, split="public", transform=transform)
+        return _OfflinePlanetoid(str(root), name, split="public", transform=transform)
     return TUDataset(str(root), name, transform=transform)
 
 
@@ -269,7 +358,8 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
         raise TypeError(f"'name' must be a str, got {type(name).__name__}")
     if not name.strip():
         raise ValueError("'name' must be a non-empty data set name")
-    family, canonical = _family_and_name(name.strip())
+    name = name.strip()
+    family, canonical = _family_and_name(name)
     cache = _resolve_cache(cache_dir)
     root_path, origin = _resolve_root(root)
 

@@ -125,8 +125,8 @@ def _num_edges(edge_index: GraphInput) -> int:
 # ----------------------------------------------------------------------------- core
 def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Optional[Tensor]],
          edge_mask: Optional[Tensor], *, scale: float, negative_slope: float, dropout: float,
-         training: bool, return_attention: bool, backend: Optional[str],
-         check_inputs: bool) -> tuple[Tensor, Optional[Tensor]]:
+         training: bool, return_attention: bool, backend: Optional[str]
+         ) -> tuple[Tensor, Optional[Tensor]]:
     """Validates the graph, dispatches, and returns ``(out, alpha or None)``."""
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
@@ -137,8 +137,6 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
     device = next(iter(devices))
     if edge_index.device != device:
         raise ValueError(f"'edge_index' is on {edge_index.device} but the features are on {device}")
-    if check_inputs:
-        _check_finite(present)
     result_dtype = functools.reduce(torch.promote_types, (t.dtype for t in present.values()))
     compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) else torch.float32
     cast = {k: (None if v is None else v.to(compute_dtype).contiguous()) for k, v in features.items()}
@@ -238,6 +236,9 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
                          f"got {list(v.shape)}")
     if num_nodes is not None and num_nodes != q.size(0):
         raise ValueError(f"'num_nodes' ({num_nodes}) must equal query.size(0) ({q.size(0)})")
+    if check_inputs:
+        _check_finite(dict(query=query, key=key, value=value, edge_bias=edge_bias,
+                           edge_key=edge_key, edge_value=edge_value))
     num_edges = _num_edges(edge_index)
     unsq = (lambda t: None if t is None else t.unsqueeze(1)) if squeeze else (lambda t: t)
     features = {
@@ -249,8 +250,7 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
     out, alpha = _run("dot", edge_index, q.size(0), features, _check_mask(edge_mask, num_edges),
                       scale=1.0 / math.sqrt(channels) if scale is None else float(scale),
                       negative_slope=0.0, dropout=dropout, training=training,
-                      return_attention=return_attention, backend=backend,
-                      check_inputs=check_inputs)
+                      return_attention=return_attention, backend=backend)
     return _finish(out, alpha, squeeze, return_attention)
 
 
@@ -287,6 +287,9 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     _check_shape("alpha_src", alpha_src, (value.size(0), heads))
     if alpha_dst.size(1) != heads:
         raise ValueError(f"'alpha_dst' must have shape [N_dst, {heads}], got {list(alpha_dst.shape)}")
+    if check_inputs:
+        _check_finite(dict(alpha_src=alpha_src, alpha_dst=alpha_dst, value=value,
+                           edge_logit=edge_logit))
     num_edges = _num_edges(edge_index)
     features = {"dst": alpha_dst.unsqueeze(-1), "src": alpha_src.unsqueeze(-1), "value": value,
                 "att": None, "edge_score": _per_edge("edge_logit", edge_logit, num_edges, heads),
@@ -294,8 +297,7 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     out, alpha = _run("gat", edge_index, alpha_dst.size(0), features,
                       _check_mask(edge_mask, num_edges), scale=1.0,
                       negative_slope=negative_slope, dropout=dropout, training=training,
-                      return_attention=return_attention, backend=backend,
-                      check_inputs=check_inputs)
+                      return_attention=return_attention, backend=backend)
     return _finish(out, alpha, False, return_attention)
 
 
@@ -332,6 +334,8 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
                          f"{list(x_dst.shape[1:])}")
     att = att.reshape(att.shape[-2:]) if att.dim() == 3 and att.size(0) == 1 else att
     _check_shape("att", att, (heads, channels))
+    if check_inputs:
+        _check_finite(dict(x_src=x_src, x_dst=x_dst, att=att, edge_feat=edge_feat))
     num_edges = _num_edges(edge_index)
     features = {"dst": x_dst, "src": x_src, "value": x_src, "att": att, "edge_score": None,
                 "edge_feat": _per_edge("edge_feat", edge_feat, num_edges, heads, (channels,)),
@@ -339,6 +343,5 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
     out, alpha = _run("gatv2", edge_index, x_dst.size(0), features,
                       _check_mask(edge_mask, num_edges), scale=1.0,
                       negative_slope=negative_slope, dropout=dropout, training=training,
-                      return_attention=return_attention, backend=backend,
-                      check_inputs=check_inputs)
+                      return_attention=return_attention, backend=backend)
     return _finish(out, alpha, False, return_attention)

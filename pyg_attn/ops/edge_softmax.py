@@ -54,6 +54,5 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
     features = {"dst": empty_dst, "src": empty_src, "value": empty_src, "att": None,
                 "edge_score": scores, "edge_feat": None, "edge_value": None}
     _, alpha = _run("edge", graph, num_nodes, features, None, scale=1.0, negative_slope=0.0,
-                    dropout=0.0, training=False, return_attention=True, backend=backend,
-                    check_inputs=False)
+                    dropout=0.0, training=False, return_attention=True, backend=backend)
     return alpha.view_as(src)

@@ -36,7 +36,10 @@ def fused_attention(
     edge_mask: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
     need_alpha: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns ``(out [N_dst, H, Cv], lse [N_dst, H], alpha [E or 0, H])``."""
+    """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``.
+
+    ``stats`` holds each row's score maximum and log-sum-exp below it.
+    """
     out, lse, alpha = _extension().fused_forward(
         kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat, edge_value,
         edge_mask, scale, negative_slope, dropout, seed, need_alpha)
@@ -48,7 +51,7 @@ def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, e
       edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
     n_dst = rowptr.size(0) - 1
     heads, dim_v = value.size(1), value.size(2)
-    return (value.new_empty(n_dst, heads, dim_v), value.new_empty(n_dst, heads),
+    return (value.new_empty(n_dst, heads, dim_v), value.new_empty(n_dst, heads, 2),
             value.new_empty(col.size(0) if need_alpha else 0, heads))
 
 

@@ -7,9 +7,10 @@
 //   GATV2 s = <att_h, leaky_relu(src_j + dst_i + edge_feat_e)>
 //   EDGE  s = edge_score_e                                        (plain edge softmax)
 // a_ij = softmax over the incoming edges of i (online: running max and sum),
-// out_i = sum_j dropout(a_ij) (v_j + edge_value_e), and lse_i = log sum_j exp(s_ij).
+// out_i = sum_j dropout(a_ij) (v_j + edge_value_e), and the row statistics
+// (max_j s_ij, log sum_j exp(s_ij - max)) from which a_ij is recomputed.
 // Nothing of size E x H x C is ever allocated.  The backward recomputes a_ij from
-// lse, writes dscore and the dropped weight per edge ([E, H], CSR order) in a
+// those statistics, writes dscore and the dropped weight per edge ([E, H], CSR order) in a
 // destination pass, then gathers the source-side gradients through the
 // source-sorted CSR (CSC) without atomics.  Work is split into a fixed number of
 // edge-balanced row chunks, so results do not depend on the thread count.
@@ -50,6 +51,15 @@ inline T leaky(T z, T slope) { return z > T(0) ? z : slope * z; }
 
 template <typename T>
 inline T leaky_grad(T z, T slope) { return z > T(0) ? T(1) : slope; }
+
+// a = exp(s - lse) with lse kept as (max, log-sum) so that s - max stays exact
+// for large scores; 0 for -inf scores and empty rows.
+template <typename T>
+inline T attention(T s, const T* stats) {
+  if (s == -std::numeric_limits<T>::infinity() || stats[0] == -std::numeric_limits<T>::infinity())
+    return T(0);
+  return std::exp((s - stats[0]) - stats[1]);
+}
 
 template <typename T>
 const T* ptr_or_null(const c10::optional<at::Tensor>& t) {
@@ -172,12 +182,12 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
   g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
   g.seed = static_cast<uint32_t>(seed);
   TORCH_CHECK(kind != GATV2 || g.att != nullptr, "gatv2 needs att");
-  TORCH_CHECK(kind != EDGE || g.escore != nullptr, "edge softmax needs edge_score");
+  TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0, "edge softmax needs edge_score");
   return g;
 }
 
 template <int KIND, typename T>
-void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* lse, T* alpha) {
+void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
   const int64_t H = g.heads, Cv = g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   std::vector<T> m(H), l(H);
@@ -216,12 +226,14 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* lse,
       }
     }
     for (int64_t h = 0; h < H; ++h) {
+      T* st = stats + (i * H + h) * 2;
       if (l[h] > T(0)) {
         const T inv = T(1) / l[h];
         for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
-        lse[i * H + h] = m[h] + std::log(l[h]);
+        st[0] = m[h];
+        st[1] = std::log(l[h]);
       } else {
-        lse[i * H + h] = neg_inf;
+        st[0] = st[1] = neg_inf;
       }
     }
     if (!alpha) continue;
@@ -229,16 +241,17 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* lse,
       const int64_t e = g.perm[p];
       const bool off = g.masked(e);
       for (int64_t h = 0; h < H; ++h) {
-        alpha[e * H + h] = off ? T(0) : std::exp(g.template score<KIND>(i, g.col[p], e, h) - lse[i * H + h]);
+        alpha[e * H + h] = off ? T(0) : attention(g.template score<KIND>(i, g.col[p], e, h),
+                                                  stats + (i * H + h) * 2);
       }
     }
   }
 }
 
 template <int KIND, typename T>
-void forward_impl(const Graph<T>& g, T* out, T* lse, T* alpha) {
+void forward_impl(const Graph<T>& g, T* out, T* stats, T* alpha) {
   const auto bounds = balanced_chunks(g.rowptr, g.n_dst);
-  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T>(g, b, e, out, lse, alpha); });
+  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T>(g, b, e, out, stats, alpha); });
 }
 
 struct Grads {
@@ -250,11 +263,10 @@ T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.d
 
 // Destination pass: per-edge dscore and dropped weight, destination-side grads.
 template <int KIND, typename T>
-void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* lse,
+void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
                    const T* gout, const T* galpha, T* ds_csr, T* w_csr, T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
-  const T neg_inf = -std::numeric_limits<T>::infinity();
   std::vector<T> delta(H);
   for (int64_t i = begin; i < end; ++i) {
     const T* go = gout + i * H * Cv;
@@ -268,8 +280,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         const int64_t e = g.perm[p];
         if (g.masked(e)) continue;
         for (int64_t h = 0; h < H; ++h) {
-          if (lse[i * H + h] == neg_inf) continue;
-          delta[h] += std::exp(g.template score<KIND>(i, g.col[p], e, h) - lse[i * H + h]) * galpha[e * H + h];
+          delta[h] += attention(g.template score<KIND>(i, g.col[p], e, h), stats + (i * H + h) * 2) *
+                      galpha[e * H + h];
         }
       }
     }
@@ -278,8 +290,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
       const int64_t j = g.col[p];
       const bool off = g.masked(e);
       for (int64_t h = 0; h < H; ++h) {
-        const T s = off ? neg_inf : g.template score<KIND>(i, j, e, h);
-        const T a = s == neg_inf ? T(0) : std::exp(s - lse[i * H + h]);
+        const T a = off ? T(0) : attention(g.template score<KIND>(i, j, e, h), stats + (i * H + h) * 2);
         const T dfac = g.drop_factor(e, h);
         const T* goh = go + h * Cv;
         T grad_a = 0;
@@ -386,7 +397,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 
 template <int KIND, typename T>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_pos,
-                   const int64_t* csc_row, const T* out, const T* lse, const T* gout,
+                   const int64_t* csc_row, const T* out, const T* stats, const T* gout,
                    const T* galpha, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -398,7 +409,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_
   at::Tensor att_partial;
   if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T>(g, b, e, out, lse, gout, galpha, ds_csr.data_ptr<T>(), w_csr.data_ptr<T>(),
+    backward_rows<KIND, T>(g, b, e, out, stats, gout, galpha, ds_csr.data_ptr<T>(), w_csr.data_ptr<T>(),
                            data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                            data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
                            g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
@@ -434,7 +445,7 @@ std::vector<at::Tensor> fused_forward(
     int64_t seed, bool need_alpha) {
   const int64_t n_dst = rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
   at::Tensor out = at::empty({n_dst, H, Cv}, value.options());
-  at::Tensor lse = at::empty({n_dst, H}, value.options());
+  at::Tensor lse = at::empty({n_dst, H, 2}, value.options());
   at::Tensor alpha = need_alpha ? at::zeros({col.size(0), H}, value.options())
                                 : at::empty({0, H}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
