@@ -73,7 +73,7 @@ class _Source:
 
     raw_dir: Path   # folder holding the raw files
     label: str      # short tag for the cache key: "package" or "root"
-    origin: str     # for messages, e.g. "the root argument (--data-root)"
+    origin: str     # for messages: where the folder is and who named it
 
 
 def _family_and_name(name: str) -> tuple:
@@ -125,7 +125,7 @@ def _check_raw(source: _Source, family: str, name: str, root: Optional[Path]) ->
         problem = f"there is no folder {source.raw_dir}"
     layout = f"<root>/{family}/{name}/raw/{required[0]}, ..."
     lines = [
-        f"Data set {name!r} not found: looked in {source.origin}, but {problem}.",
+        f"Data set {name!r} not found under {source.origin}: {problem}.",
         f"Provide its raw files in PyG's layout ({layout}) and pass that root with the "
         f"--data-root flag (load_dataset(..., root=...)) or the {DATA_ENV} environment "
         "variable.",
@@ -194,10 +194,10 @@ def _resolve_cache(cache_dir: Optional[PathLike]) -> Path:
 def _resolve_root(root: Optional[PathLike]) -> tuple:
     """Returns ``(root path or None, description of where it came from)``."""
     if root is not None:
-        return Path(root).expanduser().resolve(), "the root argument (--data-root)"
+        return Path(root).expanduser().resolve(), "the root argument / --data-root"
     env = os.environ.get(DATA_ENV)
     if env:
-        return Path(env).expanduser().resolve(), f"the {DATA_ENV} root"
+        return Path(env).expanduser().resolve(), f"the {DATA_ENV} environment variable"
     return None, ""
 
 
@@ -367,10 +367,10 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
         raw_dir = _find_in_root(root_path, family, canonical)
         if family == "TU" and raw_dir.parent.name != canonical:
             canonical = raw_dir.parent.name  # TU file names carry the exact spelling
-        source = _Source(raw_dir, "root", f"{origin} {root_path} (folder {raw_dir})")
+        source = _Source(raw_dir, "root", f"{root_path} (from {origin})")
     elif name.lower() in SHIPPED:
         raw_dir = package_data_dir() / family / canonical / "raw"
-        source = _Source(raw_dir, "package", f"the copy shipped with pyg_attn ({raw_dir})")
+        source = _Source(raw_dir, "package", f"the data shipped with pyg_attn ({raw_dir})")
     else:
         # Not shipped and no root: PyG downloads into the cache (needs a network).
         online = cache / family / "online"

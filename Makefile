@@ -1,0 +1,38 @@
+# Set-up and the two entry points of README.md.  Only Python 3 (with venv), a C++
+# compiler and make are needed; everything else is installed into $(VENV).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+PIP_INSTALL := $(PIP) install --constraint constraints.txt
+OUT ?= out
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.setup-done
+
+# torch first (pinned), then the package with its dev/triton extras, then the
+# scatter extras built from source without build isolation (an isolated build
+# would pull a CUDA torch).  The extras are optional: a failed build only warns.
+$(VENV)/.setup-done: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP_INSTALL) torch==2.13.0
+	$(PIP_INSTALL) --no-build-isolation -e ".[dev,triton]"
+	$(PY) -c "import torch_scatter, torch_sparse" 2>/dev/null || \
+	  $(PIP_INSTALL) --no-build-isolation torch_scatter torch_sparse || \
+	  echo "warning: torch_scatter/torch_sparse could not be built; continuing without them"
+	$(PY) -m pyg_attn build-ext || echo "warning: using the reference backend"
+	touch $@
+
+demo: setup
+	$(PY) examples/cora_attention.py --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_ops.py
+
+clean:
+	rm -rf build dist *.egg-info $(OUT)
