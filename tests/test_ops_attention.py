@@ -304,3 +304,33 @@ def test_torch_compile_traces_the_op():
 
     torch.testing.assert_close(torch.compile(layer_fn, backend="aot_eager")(q, k, v),
                                layer_fn(q, k, v))
+
+
+@pytest.mark.parametrize("sort_by", [None, "row", "col"])
+def test_pyg_edge_index_input_reuses_its_csr(sort_by):
+    from torch_geometric import EdgeIndex
+
+    from pyg_attn.ops.csr import as_prepared
+
+    edge_index = random_graph(30, 20, 120, seed=15, duplicates=4, isolated=3)
+    wrapped = EdgeIndex(edge_index, sparse_size=(30, 20))
+    if sort_by is not None:
+        wrapped, _ = wrapped.sort_by(sort_by)
+        edge_index = wrapped.as_tensor()
+    inputs = make_inputs("dot", 30, 20, edge_index.size(1), torch.float64, extras=True)
+    expected = run("dot", inputs, edge_index, "reference")
+    for backend in ("cpu", "reference"):
+        got = run("dot", inputs, wrapped, backend)
+        torch.testing.assert_close(got[0], expected[0])
+        torch.testing.assert_close(got[1], expected[1])
+        assert_close_grads(expected[2], got[2], torch.float64)
+    plain = as_prepared(edge_index, 30, 20)
+    reused = as_prepared(wrapped, 30, 20)
+    # Same pointers; within a row PyG may order edges differently, but consistently.
+    assert torch.equal(reused.rowptr, plain.rowptr) and torch.equal(reused.colptr, plain.colptr)
+    src, dst = edge_index
+    assert torch.equal(reused.col, src[reused.perm])
+    assert torch.equal(torch.sort(reused.perm).values, torch.arange(edge_index.size(1)))
+    assert bool((dst[reused.perm].diff() >= 0).all())
+    assert torch.equal(reused.csc_row, dst[reused.perm][reused.csc_pos])
+    assert bool((reused.col[reused.csc_pos].diff() >= 0).all())

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .cpu import load_extension
-from .csr import PreparedGraph, as_prepared, validate_edge_index
+from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_index
 from .dropout import draw_seed
 from .library import KIND_IDS, fused_attention
 from .reference import reference_attention
@@ -150,7 +150,7 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
             index = edge_index.edge_index
         else:
             validate_edge_index(edge_index, num_src, num_dst)
-            index = edge_index.long()
+            index = plain_edge_index(edge_index).long()
         out, alpha = reference_attention(
             kind, index, num_dst, cast["dst"], cast["src"], cast["value"], att=cast["att"],
             edge_score=cast["edge_score"], edge_feat=cast["edge_feat"],

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 
 CACHE_SIZE = 16
 
@@ -45,6 +46,7 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
         raise ValueError(f"'{name}' must have shape [2, E], got {list(edge_index.shape)}")
     if edge_index.numel() == 0:
         return
+    edge_index = plain_edge_index(edge_index)
     low = int(edge_index.min())
     if low < 0:
         raise ValueError(f"'{name}' holds a negative index ({low})")
@@ -112,7 +114,10 @@ def _pointer(index: Tensor, size: int) -> Tensor:
 
 
 def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
-    edge_index = edge_index.long()
+    reused = _from_sorted_edge_index(edge_index, num_src, num_dst)
+    if reused is not None:
+        return reused
+    edge_index = plain_edge_index(edge_index).long()
     src, dst = edge_index[0], edge_index[1]
     perm = torch.argsort(dst, stable=True)
     col = src[perm].contiguous()
@@ -122,6 +127,36 @@ def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
         num_src=num_src, num_dst=num_dst,
         rowptr=_pointer(dst, num_dst), col=col, perm=perm.contiguous(),
         colptr=_pointer(src, num_src), csc_pos=csc_pos.contiguous(), csc_row=csc_row)
+
+
+def plain_edge_index(edge_index: Tensor) -> Tensor:
+    """A plain tensor view of ``edge_index`` (unwraps PyG's ``EdgeIndex``)."""
+    return edge_index.as_tensor() if isinstance(edge_index, EdgeIndex) else edge_index
+
+
+def _from_sorted_edge_index(edge_index: Tensor, num_src: int,
+                            num_dst: int) -> PreparedGraph | None:
+    """Reuses the CSC/CSR that a sorted PyG ``EdgeIndex`` has cached.
+
+    PyG's CSC (over ``edge_index[1]``) is our destination CSR and its CSR (over
+    ``edge_index[0]``) our source-sorted CSC; only the CSR position of each CSC
+    slot has to be derived.  Returns ``None`` when there is nothing to reuse.
+    """
+    if (not isinstance(edge_index, EdgeIndex) or not edge_index.is_sorted
+            or tuple(edge_index.sparse_size()) != (num_src, num_dst)):
+        return None
+    num_edges = edge_index.size(1)
+    arange = torch.arange(num_edges, device=edge_index.device)
+    (rowptr, col), perm = edge_index.get_csc()
+    (colptr, csc_row), src_perm = edge_index.get_csr()
+    perm = arange if perm is None else perm
+    src_perm = arange if src_perm is None else src_perm
+    position = torch.empty_like(perm)
+    position[perm] = arange
+    return PreparedGraph(
+        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(), col=col.long().contiguous(),
+        perm=perm.long().contiguous(), colptr=colptr.long(),
+        csc_pos=position[src_perm].contiguous(), csc_row=csc_row.long().contiguous())
 
 
 def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) -> PreparedGraph:
@@ -167,6 +202,7 @@ _cache: "OrderedDict[tuple[int, bool], tuple[weakref.ref, int, PreparedGraph]]" 
 
 def _unique(edge_index: Tensor, num_src: int) -> Tensor:
     """The distinct edges of ``edge_index``, sorted by (destination, source)."""
+    edge_index = plain_edge_index(edge_index)
     key = torch.unique(edge_index[1].long() * max(num_src, 1) + edge_index[0].long())
     return torch.stack([key % max(num_src, 1), torch.div(key, max(num_src, 1), rounding_mode="floor")])
 
