@@ -1,3 +1,3 @@
-from .conv import KQVConv
+from .conv import KQVConv, TransformerConv
 
-__all__ = ["KQVConv"]
+__all__ = ["KQVConv", "TransformerConv"]

@@ -139,7 +139,16 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
         raise ValueError(f"'edge_index' is on {edge_index.device} but the features are on {device}")
     result_dtype = functools.reduce(torch.promote_types, (t.dtype for t in present.values()))
     compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) else torch.float32
-    cast = {k: (None if v is None else v.to(compute_dtype).contiguous()) for k, v in features.items()}
+    converted: dict[int, Tensor] = {}  # one conversion per tensor, e.g. edge_key is edge_value
+
+    def convert(t: Optional[Tensor]) -> Optional[Tensor]:
+        if t is None:
+            return None
+        if id(t) not in converted:
+            converted[id(t)] = t.to(compute_dtype).contiguous()
+        return converted[id(t)]
+
+    cast = {k: convert(v) for k, v in features.items()}
     num_src = cast["src"].size(0)
     p = float(dropout) if training else 0.0
     seed = draw_seed() if p > 0.0 else 0

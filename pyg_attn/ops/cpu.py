@@ -15,11 +15,14 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
+import torch
+
 _SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
+@torch.compiler.disable
 def load_extension() -> ModuleType | None:
     """Returns the compiled module, building it once; ``None`` if unavailable."""
     if "module" in _state:

@@ -207,6 +207,7 @@ def _unique(edge_index: Tensor, num_src: int) -> Tensor:
     return torch.stack([key % max(num_src, 1), torch.div(key, max(num_src, 1), rounding_mode="floor")])
 
 
+@torch.compiler.disable
 def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
                 unique: bool = False) -> PreparedGraph:
     """Returns the prepared form of ``edge_index`` for the given sizes.
@@ -214,7 +215,8 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
     A :class:`PreparedGraph` is checked for matching sizes; a tensor is validated
     and converted, with the result cached (see module doc).  ``unique=True`` keeps
     each distinct edge once (sorted by destination, then source); that form is
-    cached too, beside the graph's own.
+    cached too, beside the graph's own.  Under ``torch.compile`` this runs
+    eagerly (one graph break before the op), so compiled models hit the cache too.
     """
     if isinstance(edge_index, PreparedGraph):
         if (edge_index.num_src, edge_index.num_dst) != (num_src, num_dst):
@@ -241,8 +243,6 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
         del _cache[key]
     validate_edge_index(edge_index, num_src, num_dst)
     graph = _build(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
-    if torch.compiler.is_compiling():
-        return graph
     _cache[key] = (weakref.ref(edge_index, lambda _, k=key: _cache.pop(k, None)),
                    edge_index._version, graph)
     while len(_cache) > CACHE_SIZE:

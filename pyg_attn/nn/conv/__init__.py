@@ -1,3 +1,4 @@
 from .kqv_conv import KQVConv
+from .transformer_conv import TransformerConv
 
-__all__ = ["KQVConv"]
+__all__ = ["KQVConv", "TransformerConv"]
