@@ -288,8 +288,9 @@ def test_torch_compile_traces_the_op():
 
     def fn(q, k, v):
         out, _, _ = fused_attention(KIND_IDS["dot"], graph.rowptr, graph.col, graph.perm,
-                                    graph.colptr, graph.csc_pos, graph.csc_row, q, k, v, None,
-                                    None, None, None, None, 0.5, 0.0, 0.0, 0, False)
+                                    graph.colptr, graph.csc_row, graph.csc_edge, graph.csc_slot,
+                                    q, k, v, None, None, None, None, None, 0.5, 0.0, 0.0, 0,
+                                    False)
         return out.relu().sum()
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
@@ -332,5 +333,8 @@ def test_pyg_edge_index_input_reuses_its_csr(sort_by):
     assert torch.equal(reused.col, src[reused.perm])
     assert torch.equal(torch.sort(reused.perm).values, torch.arange(edge_index.size(1)))
     assert bool((dst[reused.perm].diff() >= 0).all())
-    assert torch.equal(reused.csc_row, dst[reused.perm][reused.csc_pos])
-    assert bool((reused.col[reused.csc_pos].diff() >= 0).all())
+    csc_pos = torch.empty_like(reused.csc_slot)
+    csc_pos[reused.csc_slot] = torch.arange(edge_index.size(1))
+    assert torch.equal(reused.csc_row, dst[reused.perm][csc_pos])
+    assert torch.equal(reused.csc_edge, reused.perm[csc_pos])
+    assert bool((reused.col[csc_pos].diff() >= 0).all())

@@ -6,8 +6,10 @@ edges ``j -> i``.  A :class:`PreparedGraph` holds
 
 * ``rowptr [N_dst + 1]``, ``col [E]`` (source of each CSR position) and
   ``perm [E]`` (caller's edge id of each CSR position), for the destination pass;
-* ``colptr [N_src + 1]``, ``csc_pos [E]`` (CSR position of each CSC slot) and
-  ``csc_row [E]`` (its destination), for the source pass of the backward.
+* ``colptr [N_src + 1]``, ``csc_row [E]`` (destination of each CSC slot) and
+  ``csc_edge [E]`` (its caller's edge id), for the source pass of the backward,
+  and ``csc_slot [E]`` (the CSC slot of each CSR position), so the destination
+  pass can hand per-edge results to the source pass in the order it reads them.
 
 Build it once with :func:`prepare` and pass it wherever an ``edge_index`` is
 accepted.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
@@ -67,8 +69,9 @@ class PreparedGraph:
     col: Tensor
     perm: Tensor
     colptr: Tensor
-    csc_pos: Tensor
     csc_row: Tensor
+    csc_edge: Tensor
+    csc_slot: Tensor
     extras: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -102,7 +105,7 @@ class PreparedGraph:
                 f"num_edges={self.num_edges}, device={self.device})")
 
 
-_TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_pos", "csc_row")
+_TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "csc_slot")
 
 
 def _pointer(index: Tensor, size: int) -> Tensor:
@@ -120,13 +123,22 @@ def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
     edge_index = plain_edge_index(edge_index).long()
     src, dst = edge_index[0], edge_index[1]
     perm = torch.argsort(dst, stable=True)
-    col = src[perm].contiguous()
+    col = src[perm]
     csc_pos = torch.argsort(col, stable=True)
-    csc_row = dst[perm][csc_pos].contiguous()
+    return _graph(num_src, num_dst, _pointer(dst, num_dst), col, perm, _pointer(src, num_src),
+                  csc_pos, dst[perm][csc_pos])
+
+
+def _graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm: Tensor,
+           colptr: Tensor, csc_pos: Tensor, csc_row: Tensor) -> PreparedGraph:
+    """Assembles a graph from its CSR and the CSR position of each CSC slot."""
+    csc_slot = torch.empty_like(csc_pos)
+    csc_slot[csc_pos] = torch.arange(csc_pos.numel(), device=csc_pos.device)
     return PreparedGraph(
-        num_src=num_src, num_dst=num_dst,
-        rowptr=_pointer(dst, num_dst), col=col, perm=perm.contiguous(),
-        colptr=_pointer(src, num_src), csc_pos=csc_pos.contiguous(), csc_row=csc_row)
+        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(), col=col.long().contiguous(),
+        perm=perm.long().contiguous(), colptr=colptr.long(),
+        csc_row=csc_row.long().contiguous(), csc_edge=perm[csc_pos].long().contiguous(),
+        csc_slot=csc_slot.long().contiguous())
 
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:
@@ -153,10 +165,7 @@ def _from_sorted_edge_index(edge_index: Tensor, num_src: int,
     src_perm = arange if src_perm is None else src_perm
     position = torch.empty_like(perm)
     position[perm] = arange
-    return PreparedGraph(
-        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(), col=col.long().contiguous(),
-        perm=perm.long().contiguous(), colptr=colptr.long(),
-        csc_pos=position[src_perm].contiguous(), csc_row=csc_row.long().contiguous())
+    return _graph(num_src, num_dst, rowptr, col, perm, colptr, position[src_perm], csc_row)
 
 
 def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) -> PreparedGraph:

@@ -17,8 +17,9 @@ from .cpu import load_extension
 
 KIND_IDS = {"dot": 0, "gat": 1, "gatv2": 2, "edge": 3}
 
-_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_pos", "csc_row")
+_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "csc_slot")
 _FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
+_FIRST_FEATURE = 1 + len(_GRAPH)  # position of `dst` among the op's inputs
 
 
 def _extension():
@@ -30,8 +31,8 @@ def _extension():
 
 @torch.library.custom_op("pyg_attn::fused_attention", mutates_args=(), device_types="cpu")
 def fused_attention(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_pos: Tensor,
-    csc_row: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
+    csc_edge: Tensor, csc_slot: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
     edge_mask: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
     need_alpha: bool,
@@ -47,7 +48,7 @@ def fused_attention(
 
 
 @fused_attention.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
       edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
     n_dst = rowptr.size(0) - 1
     heads, dim_v = value.size(1), value.size(2)
@@ -57,8 +58,8 @@ def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, e
 
 @torch.library.custom_op("pyg_attn::fused_attention_backward", mutates_args=(), device_types="cpu")
 def fused_attention_backward(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_pos: Tensor,
-    csc_row: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
+    csc_edge: Tensor, csc_slot: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
     edge_mask: Optional[Tensor], out: Tensor, lse: Tensor, grad_out: Tensor,
     grad_alpha: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
@@ -67,13 +68,13 @@ def fused_attention_backward(
     """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
     an entry whose flag in ``needs`` is false comes back empty."""
     return _extension().fused_backward(
-        kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+        kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
         edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
         dropout, seed, needs)
 
 
 @fused_attention_backward.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, edge_score,
+def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
       edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
       dropout, seed, needs):
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)
@@ -82,7 +83,7 @@ def _(kind, rowptr, col, perm, colptr, csc_pos, csc_row, dst, src, value, att, e
 
 
 def _setup_context(ctx, inputs, output):
-    (kind, *graph), rest = inputs[:7], inputs[7:]
+    (kind, *graph), rest = inputs[:_FIRST_FEATURE], inputs[_FIRST_FEATURE:]
     features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
     out, lse, _alpha = output
     ctx.mark_non_differentiable(lse)
@@ -97,10 +98,12 @@ def _backward(ctx, grad_out, _grad_lse, grad_alpha):
             "pyg_attn: the fused CPU backend has no double backward (create_graph=True); "
             "use backend='reference' for higher-order gradients")
     saved = ctx.saved_tensors
-    graph, features = saved[:6], saved[6:13]
-    edge_mask, out, lse = saved[13:]
+    graph = saved[:len(_GRAPH)]
+    features = saved[len(_GRAPH):len(_GRAPH) + len(_FEATURES)]
+    edge_mask, out, lse = saved[len(_GRAPH) + len(_FEATURES):]
     kind, scale, slope, dropout, seed = ctx.params
-    needs = [bool(ctx.needs_input_grad[7 + k]) and ctx.present[k] for k in range(7)]
+    needs = [bool(ctx.needs_input_grad[_FIRST_FEATURE + k]) and ctx.present[k]
+             for k in range(len(_FEATURES))]
     if grad_alpha is not None and grad_alpha.numel() == 0:
         grad_alpha = None
     if grad_out is None:
@@ -110,7 +113,7 @@ def _backward(ctx, grad_out, _grad_lse, grad_alpha):
         None if grad_alpha is None else grad_alpha.contiguous(), scale, slope, dropout, seed,
         needs)
     feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
-    return (None,) * 7 + tuple(feature_grads) + (None,) * 6
+    return (None,) * _FIRST_FEATURE + tuple(feature_grads) + (None,) * 6
 
 
 torch.library.register_autograd("pyg_attn::fused_attention", _backward,

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -52,13 +53,32 @@ inline T leaky(T z, T slope) { return z > T(0) ? z : slope * z; }
 template <typename T>
 inline T leaky_grad(T z, T slope) { return z > T(0) ? T(1) : slope; }
 
-// a = exp(s - lse) with lse kept as (max, log-sum) so that s - max stays exact
-// for large scores; 0 for -inf scores and empty rows.
-template <typename T>
-inline T attention(T s, const T* stats) {
-  if (s == -std::numeric_limits<T>::infinity() || stats[0] == -std::numeric_limits<T>::infinity())
-    return T(0);
-  return std::exp((s - stats[0]) - stats[1]);
+// y[k] = exp(x[k]) for k < n, with exp(-inf) = 0 exactly and NaN kept.  The float
+// version is branch-free (Cody-Waite reduction and the Cephes degree-6 polynomial,
+// about 1 ulp) so the compiler vectorises it across heads; double uses std::exp.
+inline void exp_lanes(const float* x, float* y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float in = x[k];
+    const float v = std::min(std::max(in, -87.0f), 88.0f);
+    const float fn = std::floor(v * 1.44269504088896341f + 0.5f);
+    float r = v - fn * 0.693359375f;
+    r = r + fn * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(fn) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    y[k] = in != in ? in : (in < -87.0f ? 0.0f : p * scale);
+  }
+}
+
+inline void exp_lanes(const double* x, double* y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = std::exp(x[k]);
 }
 
 template <typename T>
@@ -186,36 +206,62 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
   return g;
 }
 
+// Row statistics as (max, log-sum); heads without any edge get (-inf, -inf).
+// `shift`/`log_sum` are what to subtract from a score: 0 for such heads, so that
+// their (-inf) scores still give exp(-inf) = 0 rather than NaN.
+template <typename T>
+inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
+  for (int64_t h = 0; h < H; ++h) {
+    const bool empty = stats[2 * h] == -std::numeric_limits<T>::infinity();
+    shift[h] = empty ? T(0) : stats[2 * h];
+    log_sum[h] = empty ? T(0) : stats[2 * h + 1];
+  }
+}
+
+// Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
+template <int KIND, typename T>
+inline void row_scores(const Graph<T>& g, int64_t i, T* buf) {
+  const int64_t H = g.heads;
+  for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p, buf += H) {
+    const int64_t e = g.perm[p];
+    if (g.masked(e)) {
+      std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
+      continue;
+    }
+    for (int64_t h = 0; h < H; ++h) buf[h] = g.template score<KIND>(i, g.col[p], e, h);
+  }
+}
+
+// Two passes per row over a row-local score buffer: scores and their maximum,
+// then exp (vectorised across heads), the sum, and the weighted values.
 template <int KIND, typename T>
 void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
   const int64_t H = g.heads, Cv = g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  std::vector<T> m(H), l(H);
+  std::vector<T> m(H), l(H), buf;
   for (int64_t i = begin; i < end; ++i) {
+    const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     T* o = out + i * H * Cv;
     std::fill(o, o + H * Cv, T(0));
     std::fill(m.begin(), m.end(), neg_inf);
     std::fill(l.begin(), l.end(), T(0));
-    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-      const int64_t e = g.perm[p];
+    buf.resize(static_cast<size_t>(deg * H));
+    row_scores<KIND, T>(g, i, buf.data());
+    for (int64_t k = 0; k < deg * H; k += H)
+      for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
+    for (int64_t k = 0; k < deg; ++k) {
+      T* w = buf.data() + k * H;
+      for (int64_t h = 0; h < H; ++h) w[h] -= (m[h] == neg_inf ? T(0) : m[h]);
+      exp_lanes(w, w, H);
+      const int64_t p = start + k, e = g.perm[p];
       if (g.masked(e)) continue;
-      const int64_t j = g.col[p];
-      const T* v = g.value + j * H * Cv;
+      const T* v = g.value + g.col[p] * H * Cv;
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
       for (int64_t h = 0; h < H; ++h) {
-        const T s = g.template score<KIND>(i, j, e, h);
-        if (s == neg_inf) continue;
-        T* oh = o + h * Cv;
-        if (s > m[h]) {
-          const T r = std::exp(m[h] - s);
-          l[h] *= r;
-          for (int64_t c = 0; c < Cv; ++c) oh[c] *= r;
-          m[h] = s;
-        }
-        const T w = std::exp(s - m[h]);
-        l[h] += w;
-        const T wd = w * g.drop_factor(e, h);
+        l[h] += w[h];
+        const T wd = w[h] * g.drop_factor(e, h);
         if (wd == T(0)) continue;
+        T* oh = o + h * Cv;
         const T* vh = v + h * Cv;
         if (ev) {
           const T* evh = ev + h * Cv;
@@ -237,13 +283,9 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       }
     }
     if (!alpha) continue;
-    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-      const int64_t e = g.perm[p];
-      const bool off = g.masked(e);
-      for (int64_t h = 0; h < H; ++h) {
-        alpha[e * H + h] = off ? T(0) : attention(g.template score<KIND>(i, g.col[p], e, h),
-                                                  stats + (i * H + h) * 2);
-      }
+    for (int64_t k = 0; k < deg; ++k) {
+      const int64_t e = g.perm[start + k];
+      for (int64_t h = 0; h < H; ++h) alpha[e * H + h] = l[h] > T(0) ? buf[k * H + h] / l[h] : T(0);
     }
   }
 }
@@ -261,36 +303,48 @@ struct Grads {
 template <typename T>
 T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr; }
 
-// Destination pass: per-edge dscore and dropped weight, destination-side grads.
+// Destination pass: attention recomputed from the row statistics; per edge the
+// dropped weight and the score gradient go to wd_csc [E, 2H], written in CSC
+// order so that the source pass reads it sequentially (random reads of an
+// E-sized array cost far more than random writes), the destination-side and
+// per-edge gradients are written directly.
 template <int KIND, typename T>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
-                   const T* gout, const T* galpha, T* ds_csr, T* w_csr, T* g_dst, T* g_escore,
+                   const int64_t* csc_slot, const T* gout, const T* galpha, T* wd_csc,
+                   T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
-  std::vector<T> delta(H);
+  std::vector<T> delta(H), shift(H), log_sum(H), buf;
   for (int64_t i = begin; i < end; ++i) {
+    const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
     for (int64_t h = 0; h < H; ++h) {
       T acc = 0;
       for (int64_t c = 0; c < Cv; ++c) acc += go[h * Cv + c] * out[(i * H + h) * Cv + c];
       delta[h] = acc;
     }
-    if (galpha) {
-      for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-        const int64_t e = g.perm[p];
-        if (g.masked(e)) continue;
-        for (int64_t h = 0; h < H; ++h) {
-          delta[h] += attention(g.template score<KIND>(i, g.col[p], e, h), stats + (i * H + h) * 2) *
-                      galpha[e * H + h];
-        }
+    row_shift(stats + i * H * 2, H, shift.data(), log_sum.data());
+    buf.resize(static_cast<size_t>(deg * H));
+    row_scores<KIND, T>(g, i, buf.data());
+    for (int64_t k = 0; k < deg; ++k) {
+      T* a = buf.data() + k * H;
+      for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - shift[h]) - log_sum[h];
+      exp_lanes(a, a, H);
+      if (galpha) {
+        const T* ga = galpha + g.perm[start + k] * H;
+        for (int64_t h = 0; h < H; ++h) delta[h] += a[h] * ga[h];
       }
     }
-    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-      const int64_t e = g.perm[p];
-      const int64_t j = g.col[p];
-      const bool off = g.masked(e);
+    for (int64_t k = 0; k < deg; ++k) {
+      const int64_t p = start + k, e = g.perm[p], j = g.col[p];
+      const T* a_row = buf.data() + k * H;
+      T* wd = wd_csc + csc_slot[p] * 2 * H;
+      if (g.masked(e)) {
+        std::fill(wd, wd + 2 * H, T(0));
+        continue;
+      }
       for (int64_t h = 0; h < H; ++h) {
-        const T a = off ? T(0) : attention(g.template score<KIND>(i, j, e, h), stats + (i * H + h) * 2);
+        const T a = a_row[h];
         const T dfac = g.drop_factor(e, h);
         const T* goh = go + h * Cv;
         T grad_a = 0;
@@ -303,7 +357,6 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         if (galpha) grad_a += galpha[e * H + h];
         const T ds = a * (grad_a - delta[h]);
         const T w = a * dfac;
-        w_csr[p * H + h] = w;
         if (g_evalue) {
           T* gev = g_evalue + (e * H + h) * Cv;
           for (int64_t c = 0; c < Cv; ++c) gev[c] = w * goh[c];
@@ -347,7 +400,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         } else {
           if (g_escore) g_escore[e * H + h] = ds;
         }
-        ds_csr[p * H + h] = stored;
+        wd[h] = w;
+        wd[H + h] = stored;
       }
     }
   }
@@ -356,22 +410,21 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 // Source pass over the source-sorted CSR: value and source-side grads.
 template <int KIND, typename T>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
-                   const int64_t* csc_pos, const int64_t* csc_row, const T* gout,
-                   const T* ds_csr, const T* w_csr, T* g_src, T* g_value) {
+                   const int64_t* csc_row, const int64_t* csc_edge, const T* gout,
+                   const T* wd_csc, T* g_src, T* g_value) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
   for (int64_t j = begin; j < end; ++j) {
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
-      const int64_t p = csc_pos[q];
       const int64_t i = csc_row[q];
-      const int64_t e = g.perm[p];
+      const int64_t e = csc_edge[q];
       for (int64_t h = 0; h < H; ++h) {
-        const T w = w_csr[p * H + h];
+        const T w = wd_csc[q * 2 * H + h];
         if (g_value && w != T(0)) {
           const T* goh = gout + (i * H + h) * Cv;
           T* gv = g_value + (j * H + h) * Cv;
           for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
         }
-        const T ds = ds_csr[p * H + h];
+        const T ds = wd_csc[q * 2 * H + H + h];
         if (!g_src || ds == T(0)) continue;
         if (KIND == DOT) {
           const T* qh = g.dst + (i * H + h) * D;
@@ -396,20 +449,19 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 }
 
 template <int KIND, typename T>
-void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_pos,
-                   const int64_t* csc_row, const T* out, const T* stats, const T* gout,
-                   const T* galpha, Grads& grads) {
+void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_row,
+                   const int64_t* csc_edge, const int64_t* csc_slot, const T* out,
+                   const T* stats, const T* gout, const T* galpha, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor ds_csr = at::empty({g.num_edges, H}, opts);
-  at::Tensor w_csr = at::empty({g.num_edges, H}, opts);
+  at::Tensor wd_csc = at::empty({g.num_edges, 2 * H}, opts);
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
   const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
   T* g_att_total = data_or_null<T>(grads.att);
   at::Tensor att_partial;
   if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T>(g, b, e, out, stats, gout, galpha, ds_csr.data_ptr<T>(), w_csr.data_ptr<T>(),
+    backward_rows<KIND, T>(g, b, e, out, stats, csc_slot, gout, galpha, wd_csc.data_ptr<T>(),
                            data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                            data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
                            g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
@@ -420,8 +472,8 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_
   if (!g_src && !g_value) return;
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<KIND, T>(g, b, e, colptr, csc_pos, csc_row, gout, ds_csr.data_ptr<T>(),
-                           w_csr.data_ptr<T>(), g_src, g_value);
+    backward_cols<KIND, T>(g, b, e, colptr, csc_row, csc_edge, gout, wd_csc.data_ptr<T>(), g_src,
+                           g_value);
   });
 }
 
@@ -466,8 +518,8 @@ at::Tensor grad_buffer(bool needed, const at::Tensor& like, bool zero) {
 
 std::vector<at::Tensor> fused_backward(
     int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-    const at::Tensor& colptr, const at::Tensor& csc_pos, const at::Tensor& csc_row,
-    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const at::Tensor& colptr, const at::Tensor& csc_row, const at::Tensor& csc_edge,
+    const at::Tensor& csc_slot, const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
     const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
     const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
     const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
@@ -489,8 +541,8 @@ std::vector<at::Tensor> fused_backward(
     const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
     dispatch_kind(kind, [&](auto k) {
       backward_impl<decltype(k)::value, scalar_t>(
-          g, colptr.data_ptr<int64_t>(), csc_pos.data_ptr<int64_t>(), csc_row.data_ptr<int64_t>(),
-          out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<int64_t>(), csc_edge.data_ptr<int64_t>(),
+          csc_slot.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
           grads);
     });
   });
