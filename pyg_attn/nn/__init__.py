@@ -1,3 +1,3 @@
-from .conv import KQVConv, TransformerConv
+from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
 
-__all__ = ["KQVConv", "TransformerConv"]
+__all__ = ["GATConv", "GATv2Conv", "KQVConv", "TransformerConv"]

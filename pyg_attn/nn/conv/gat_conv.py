@@ -1,0 +1,435 @@
+"""GATConv: a drop-in replacement of PyG's layer running on the fused GAT op."""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+from torch.nn.parameter import UninitializedParameter
+from torch_geometric.nn.conv import MessagePassing
+from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import glorot, zeros
+from torch_geometric.typing import OptPairTensor, OptTensor
+from torch_geometric.utils import softmax
+
+from ...ops import PreparedGraph, gat_attention
+from .adjacency import pack_attention
+from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
+
+_HOOK_DICTS = (
+    "_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
+    "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
+    "_edge_update_forward_pre_hooks", "_edge_update_forward_hooks",
+)
+
+
+def uses_message_path(module: MessagePassing) -> bool:
+    """``True`` when PyG machinery must see the messages: ``explain`` is set, a
+    propagate/message/aggregate/edge-update hook is registered, or messages flow
+    ``"target_to_source"`` (the fused kernel only knows the default direction)."""
+    if module.explain or module.flow != "source_to_target":
+        return True
+    return any(len(getattr(module, name, ())) > 0 for name in _HOOK_DICTS)
+
+
+def split_input(x: Any, name: str = "x") -> Tuple[Tensor, Optional[Tensor]]:
+    """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst or None)``, checked."""
+    if isinstance(x, Tensor):
+        x_src, x_dst = x, None
+    elif isinstance(x, (tuple, list)) and len(x) == 2:
+        x_src, x_dst = x
+    else:
+        raise TypeError(f"'{name}' must be a tensor or a pair (x_src, x_dst), got "
+                        f"{type(x).__name__}")
+    for part, value in (("source", x_src), ("destination", x_dst)):
+        if value is None and part == "destination":
+            continue
+        if not isinstance(value, Tensor):
+            raise TypeError(f"'{name}' ({part} features) must be a torch.Tensor, got "
+                            f"{type(value).__name__}")
+        if value.dim() != 2:
+            raise ValueError(f"'{name}' ({part} features) must be 2-dimensional [N, F] "
+                             f"(static graphs are not supported), got shape {list(value.shape)}")
+    return x_src, x_dst
+
+
+def check_sizes(given: Optional[Tuple[int, int]], num_src: int, num_dst: Optional[int],
+                name: str) -> None:
+    """Checks node counts against the sizes fixed by the graph (or ``size``)."""
+    if given is None:
+        return
+    if given[0] != num_src or (num_dst is not None and given[1] != num_dst):
+        raise ValueError(f"'{name}' has (N_src, N_dst) = {tuple(given)} but the node features "
+                         f"give ({num_src}, {num_dst if num_dst is not None else '?'})")
+
+
+class GATConv(MessagePassing):
+    r"""The graph attentional operator from the `"Graph Attention Networks"
+    <https://arxiv.org/abs/1710.10903>`_ paper, a drop-in replacement of
+    :class:`torch_geometric.nn.conv.GATConv` running on the fused
+    :func:`pyg_attn.ops.gat_attention` kernel.
+
+    .. math::
+        \mathbf{x}^{\prime}_i = \sum_{j \in \mathcal{N}(i) \cup \{ i \}}
+        \alpha_{i,j}\mathbf{\Theta}_s\mathbf{x}_{j},
+
+    where the attention coefficients :math:`\alpha_{i,j}` are computed as
+
+    .. math::
+        \alpha_{i,j} =
+        \frac{
+        \exp\left(\mathrm{LeakyReLU}\left(
+        \mathbf{a}^{\top}_{s} \mathbf{\Theta}_{s}\mathbf{x}_j
+        + \mathbf{a}^{\top}_{t} \mathbf{\Theta}_{t}\mathbf{x}_i
+        + \mathbf{a}^{\top}_{e} \mathbf{\Theta}_{e} \mathbf{e}_{i,j}
+        \right)\right)}
+        {\sum_{k \in \mathcal{N}(i) \cup \{ i \}}
+        \exp\left(\mathrm{LeakyReLU}\left(
+        \mathbf{a}^{\top}_{s} \mathbf{\Theta}_{s}\mathbf{x}_k
+        + \mathbf{a}^{\top}_{t}\mathbf{\Theta}_{t}\mathbf{x}_i
+        + \mathbf{a}^{\top}_{e} \mathbf{\Theta}_{e} \mathbf{e}_{i,k}
+        \right)\right)},
+
+    the edge term being present only with ``edge_dim``.  If the graph is not
+    bipartite, :math:`\mathbf{\Theta}_{s} = \mathbf{\Theta}_{t}`.
+
+    Same constructor, parameters (``state_dict`` keys), ``reset_parameters()``,
+    ``repr``, ``forward`` signature and return values as PyG 2.8's layer, so
+    ``layer.load_state_dict(pyg_layer.state_dict())`` works both ways and, with
+    dropout off, outputs match PyG's to float32 rounding.  Differences:
+
+    * **Memory.** The scores need only per-node scalars
+      :math:`\mathbf{a}^{\top}\mathbf{\Theta}\mathbf{x}` and the edge term is
+      computed as ``edge_attr @ (Theta_e^T a_e)``, so no ``[E, H, C]`` tensor
+      exists in forward or backward.
+    * **Dropout** (training only) is drawn inside the kernel from a
+      counter-based stream seeded from torch's generator; the attention weights
+      returned are always *before* dropout (PyG returns them after).
+    * **Message path.** When ``explain`` is set (GNNExplainer, PGExplainer,
+      CaptumExplainer) or a propagate / message / aggregate / edge-update hook
+      is registered (AttentionExplainer), or with ``flow="target_to_source"``,
+      the layer runs through :meth:`propagate` exactly as PyG does,
+      materialising the ``[E', H, C]`` messages (only then); hooks see
+      ``alpha`` after dropout, as with PyG.
+    * **Self-loop handling** is cached per input graph (keyed by the tensor's
+      identity and version counter; never stale, never in the ``state_dict``).
+      Edge features of a ``SparseTensor`` or an explicit ``edge_attr`` with a
+      ``torch.sparse`` input are supported with ``add_self_loops=True`` (PyG
+      raises there), in the input's stored edge order.
+    * **Double backward** (``create_graph=True``) is not supported by the
+      fused CPU backend (a clear ``RuntimeError``); set
+      ``layer.backend = "reference"`` for higher-order gradients.
+    * ``edge_index`` may also be a :class:`~pyg_attn.ops.PreparedGraph`.
+
+    Args:
+        in_channels (int or tuple): Size of each input sample, or :obj:`-1` to
+            derive the size from the first input(s) to the forward method.
+            A tuple corresponds to the sizes of source and target
+            dimensionalities in case of a bipartite graph.
+        out_channels (int): Size of each output sample.
+        heads (int, optional): Number of multi-head-attentions.
+            (default: :obj:`1`)
+        concat (bool, optional): If set to :obj:`False`, the multi-head
+            attentions are averaged instead of concatenated.
+            (default: :obj:`True`)
+        negative_slope (float, optional): LeakyReLU angle of the negative
+            slope. (default: :obj:`0.2`)
+        dropout (float, optional): Dropout probability of the normalized
+            attention coefficients which exposes each node to a stochastically
+            sampled neighborhood during training. (default: :obj:`0`)
+        add_self_loops (bool, optional): If set to :obj:`False`, will not add
+            self-loops to the input graph; otherwise existing self-loops are
+            removed and one is appended per node. (default: :obj:`True`)
+        edge_dim (int, optional): Edge feature dimensionality (in case
+            there are any). (default: :obj:`None`)
+        fill_value (float or torch.Tensor or str, optional): The way to
+            generate edge features of self-loops (in case
+            :obj:`edge_dim != None`).
+            If given as :obj:`float` or :class:`torch.Tensor`, edge features of
+            self-loops will be directly given by :obj:`fill_value`.
+            If given as :obj:`str`, edge features of self-loops are computed by
+            aggregating all features of edges that point to the specific node,
+            according to a reduce operation. (:obj:`"add"`, :obj:`"mean"`,
+            :obj:`"min"`, :obj:`"max"`, :obj:`"mul"`). (default: :obj:`"mean"`)
+        bias (bool, optional): If set to :obj:`False`, the layer will not learn
+            an additive bias. (default: :obj:`True`)
+        residual (bool, optional): If set to :obj:`True`, the layer will add
+            a learnable skip-connection. (default: :obj:`False`)
+        **kwargs (optional): Additional arguments of
+            :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Shapes:
+        - **input:**
+          node features :math:`(|\mathcal{V}|, F_{in})` or
+          :math:`((|\mathcal{V_s}|, F_{s}), (|\mathcal{V_t}|, F_{t}))`
+          if bipartite,
+          edge indices :math:`(2, |\mathcal{E}|)` (or a ``SparseTensor`` /
+          ``torch.sparse`` adjacency with row = destination, or a
+          ``PreparedGraph``),
+          edge features :math:`(|\mathcal{E}|, D)` *(optional)*
+        - **output:** node features :math:`(|\mathcal{V}|, H * F_{out})` or
+          :math:`((|\mathcal{V}_t|, H * F_{out})` if bipartite
+          (:math:`F_{out}` if ``concat=False``).
+          If :obj:`return_attention_weights=True`, then
+          :math:`((|\mathcal{V}|, H * F_{out}),
+          ((2, |\mathcal{E}'|), (|\mathcal{E}'|, H)))` for an ``edge_index``
+          (:math:`\mathcal{E}'`: the edges after self-loop handling, in the
+          order of the returned ``edge_index``), a ``SparseTensor`` holding the
+          weights for a ``SparseTensor`` input, and
+          ``(adj with the weights as values, weights)`` for a ``torch.sparse``
+          input.
+    """
+
+    propagate_type = {"x": OptPairTensor, "alpha": Tensor}
+    edge_updater_type = {"alpha": OptPairTensor, "edge_logit": OptTensor}
+
+    def __init__(
+        self,
+        in_channels: Union[int, Tuple[int, int]],
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        add_self_loops: bool = True,
+        edge_dim: Optional[int] = None,
+        fill_value: Union[float, Tensor, str] = "mean",
+        bias: bool = True,
+        residual: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("aggr", "add")
+        super().__init__(node_dim=0, **kwargs)
+        if not isinstance(heads, int) or heads < 1:
+            raise ValueError(f"'heads' must be a positive int, got {heads!r}")
+        if not isinstance(out_channels, int) or out_channels < 1:
+            raise ValueError(f"'out_channels' must be a positive int, got {out_channels!r}")
+        if not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
+
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.heads = heads
+        self.concat = concat
+        self.negative_slope = negative_slope
+        self.dropout = dropout
+        self.add_self_loops = add_self_loops
+        self.edge_dim = edge_dim
+        self.fill_value = fill_value
+        self.residual = residual
+        #: Backend of the attention op (``None``: automatic; ``"reference"``
+        #: for double backward).  A plain attribute: not in the ``state_dict``.
+        self.backend: Optional[str] = None
+
+        # In case we are operating in bipartite graphs, we apply separate
+        # transformations 'lin_src' and 'lin_dst' to source and target nodes:
+        self.lin = self.lin_src = self.lin_dst = None
+        if isinstance(in_channels, int):
+            self.lin = Linear(in_channels, heads * out_channels, bias=False,
+                              weight_initializer="glorot")
+        else:
+            self.lin_src = Linear(in_channels[0], heads * out_channels, False,
+                                  weight_initializer="glorot")
+            self.lin_dst = Linear(in_channels[1], heads * out_channels, False,
+                                  weight_initializer="glorot")
+
+        # The learnable parameters to compute attention coefficients:
+        self.att_src = Parameter(torch.empty(1, heads, out_channels))
+        self.att_dst = Parameter(torch.empty(1, heads, out_channels))
+
+        if edge_dim is not None:
+            self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False,
+                                   weight_initializer="glorot")
+            self.att_edge = Parameter(torch.empty(1, heads, out_channels))
+        else:
+            self.lin_edge = None
+            self.register_parameter("att_edge", None)
+
+        total_out_channels = out_channels * (heads if concat else 1)
+
+        if residual:
+            self.res = Linear(
+                in_channels if isinstance(in_channels, int) else in_channels[1],
+                total_out_channels,
+                bias=False,
+                weight_initializer="glorot",
+            )
+        else:
+            self.register_parameter("res", None)
+
+        if bias:
+            self.bias = Parameter(torch.empty(total_out_channels))
+        else:
+            self.register_parameter("bias", None)
+
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.lin is not None:
+            self.lin.reset_parameters()
+        if self.lin_src is not None:
+            self.lin_src.reset_parameters()
+        if self.lin_dst is not None:
+            self.lin_dst.reset_parameters()
+        if self.lin_edge is not None:
+            self.lin_edge.reset_parameters()
+        if self.res is not None:
+            self.res.reset_parameters()
+        glorot(self.att_src)
+        glorot(self.att_dst)
+        glorot(self.att_edge)
+        zeros(self.bias)
+
+    def forward(
+        self,
+        x: Union[Tensor, OptPairTensor],
+        edge_index: Any,
+        edge_attr: OptTensor = None,
+        size: Optional[Tuple[int, int]] = None,
+        return_attention_weights: Optional[bool] = None,
+    ):
+        r"""Runs the forward pass of the module.
+
+        Args:
+            x (torch.Tensor or (torch.Tensor, torch.Tensor)): The input node
+                features (``x_dst`` may be ``None``).
+            edge_index (torch.Tensor or SparseTensor): The edge indices
+                (``[2, E]``, an ``EdgeIndex``, a ``SparseTensor``, a
+                ``torch.sparse`` COO/CSR adjacency with row = destination, or
+                a :class:`~pyg_attn.ops.PreparedGraph`).
+            edge_attr (torch.Tensor, optional): The edge features ``[E, D]``
+                (``[E]`` for ``D = 1``), in the input's edge order.
+                (default: :obj:`None`)
+            size ((int, int), optional): The shape of the adjacency matrix
+                (ignored for sparse inputs, as in PyG). (default: :obj:`None`)
+            return_attention_weights (bool, optional): If set to :obj:`True`,
+                also returns the attention weights (before dropout) in the form
+                PyG returns them for the input type: ``(edge_index, alpha)``,
+                a ``SparseTensor``, or ``(adj, alpha)`` for ``torch.sparse``.
+                :obj:`False` or :obj:`None` returns the output only.
+                (default: :obj:`None`)
+        """
+        H, C = self.heads, self.out_channels
+        x_src, x_dst = split_input(x)
+        res: Optional[Tensor] = None
+
+        # Projections exactly as in PyG:
+        if x_dst is None and isinstance(x, Tensor):
+            if self.res is not None:
+                res = self.res(x_src)
+            if self.lin is not None:
+                h_src = h_dst = self.lin(x_src).view(-1, H, C)
+            else:
+                assert self.lin_src is not None and self.lin_dst is not None
+                h_src = self.lin_src(x_src).view(-1, H, C)
+                h_dst = self.lin_dst(x_src).view(-1, H, C)
+        else:
+            if x_dst is not None and self.res is not None:
+                res = self.res(x_dst)
+            lin_src = self.lin if self.lin is not None else self.lin_src
+            lin_dst = self.lin if self.lin is not None else self.lin_dst
+            assert lin_src is not None and lin_dst is not None
+            h_src = lin_src(x_src).view(-1, H, C)
+            h_dst = None if x_dst is None else lin_dst(x_dst).view(-1, H, C)
+
+        alpha_src = (h_src * self.att_src).sum(dim=-1)
+        alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(-1)
+
+        num_src = h_src.size(0)
+        fixed = num_nodes_of(edge_index)
+        if fixed is not None:  # sparse inputs and prepared graphs bring their sizes
+            check_sizes(fixed, num_src, None if h_dst is None else h_dst.size(0), "edge_index")
+            num_dst = fixed[1]
+        elif size is not None:
+            if not isinstance(size, (tuple, list)) or len(size) != 2:
+                raise TypeError(f"'size' must be a pair (N_src, N_dst) or None, got {size!r}")
+            size = (int(size[0]), int(size[1]))
+            check_sizes(size, num_src, None if h_dst is None else h_dst.size(0), "size")
+            num_dst = size[1]
+        else:
+            num_dst = num_src if h_dst is None else h_dst.size(0)
+            num_rows = getattr(edge_index, "num_rows", None)  # an EdgeIndex's sparse size
+            num_cols = getattr(edge_index, "num_cols", None)
+            if num_rows is not None and num_rows != num_src:
+                raise ValueError(f"'edge_index' has {num_rows} source nodes but 'x' has "
+                                 f"{num_src}")
+            if num_cols is not None:
+                if h_dst is not None and num_cols != num_dst:
+                    raise ValueError(f"'edge_index' has {num_cols} destination nodes but 'x' "
+                                     f"has {num_dst}")
+                num_dst = num_cols
+
+        looped = gat_graph(edge_index, num_src, num_dst, self.add_self_loops)
+
+        edge_logit: Optional[Tensor] = None
+        if self.lin_edge is not None:
+            if edge_attr is None:
+                edge_attr = sparse_edge_values(edge_index)
+            if edge_attr is not None:
+                edge_logit = self._edge_logit(loop_edge_attr(looped, edge_attr, self.fill_value))
+
+        if uses_message_path(self):  # also for flow='target_to_source'
+            adj = looped.edge_index if isinstance(looped.adj, PreparedGraph) else looped.adj
+            alpha = self.edge_updater(adj, alpha=(alpha_src, alpha_dst), edge_logit=edge_logit,
+                                      size=(num_src, num_dst))
+            weights = F.dropout(alpha, p=self.dropout, training=self.training)
+            out = self.propagate(adj, x=(h_src, h_dst), alpha=weights, size=(num_src, num_dst))
+        else:
+            if alpha_dst is None:
+                alpha_dst = alpha_src.new_zeros(num_dst, H)
+            need_alpha = bool(return_attention_weights)
+            result = gat_attention(
+                alpha_src, alpha_dst, h_src, looped.graph, negative_slope=self.negative_slope,
+                edge_logit=edge_logit, dropout=self.dropout, training=self.training,
+                return_attention=need_alpha, backend=self.backend)
+            out, alpha = result if need_alpha else (result, None)
+
+        if self.concat:
+            out = out.reshape(-1, self.heads * self.out_channels)
+        else:
+            out = out.mean(dim=1)
+
+        if res is not None:
+            out = out + res
+
+        if self.bias is not None:
+            out = out + self.bias
+
+        if return_attention_weights:
+            return out, pack_attention(looped.adj, looped.returned_edge_index, alpha)
+        return out
+
+    def _edge_logit(self, edge_attr: Tensor) -> Tensor:
+        """``a_e . Theta_e e_ij`` per edge and head as ``edge_attr @ M``, ``M [D, H]``."""
+        assert self.lin_edge is not None and self.att_edge is not None
+        H, C = self.heads, self.out_channels
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.view(-1, 1)
+        weight = self.lin_edge.weight
+        if isinstance(weight, UninitializedParameter):
+            # First call of a lazy layer: PyG's formula initialises the weight.
+            edge = self.lin_edge(edge_attr).view(-1, H, C)
+            return (edge * self.att_edge).sum(dim=-1)
+        folded = (weight.view(H, C, -1) * self.att_edge.view(H, C, 1)).sum(dim=1)  # [H, D]
+        return edge_attr @ folded.t()
+
+    def edge_update(self, alpha_j: Tensor, alpha_i: OptTensor, edge_logit: OptTensor,
+                    index: Tensor, ptr: OptTensor, dim_size: Optional[int]) -> Tensor:
+        # Message path only (explainers, hooks): PyG's computation, without dropout.
+        alpha = alpha_j if alpha_i is None else alpha_j + alpha_i
+        if index.numel() == 0:
+            return alpha
+        if edge_logit is not None:
+            alpha = alpha + edge_logit
+        alpha = F.leaky_relu(alpha, self.negative_slope)
+        return softmax(alpha, index, ptr, dim_size)
+
+    def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
+        return alpha.unsqueeze(-1) * x_j
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, "
+                f"{self.out_channels}, heads={self.heads})")

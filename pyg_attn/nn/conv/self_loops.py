@@ -1,0 +1,371 @@
+"""Self-loop handling of :class:`GATConv` / :class:`GATv2Conv`, cached per input graph.
+
+PyG's GAT layers (with ``add_self_loops=True``) remove every self-loop of the
+input graph and append one loop ``i -> i`` per node ``i < min(N_src, N_dst)``;
+loop edge features are filled by ``fill_value`` from the features of the kept
+edges (:func:`torch_geometric.utils.add_self_loops`).  The edge order they use,
+and so the order of the attention weights they return, depends on the input:
+
+* ``[2, E]`` tensors (and :class:`torch_geometric.EdgeIndex`): the kept edges in
+  the caller's order, then the loops ``0 .. N-1``;
+* ``torch.sparse`` COO/CSR: the stored order of the re-built (coalesced) matrix;
+* ``torch_sparse.SparseTensor``: the CSR order after ``set_diag()``.
+
+:func:`gat_graph` reproduces exactly that and returns a :class:`LoopedGraph`
+holding the adjacency in the caller's format (what PyG propagates over and
+returns attention with), the ``[2, E']`` edge list in attention order, its
+:class:`~pyg_attn.ops.PreparedGraph`, and for every edge its position in the
+caller's input (:meth:`LoopedGraph.edge_ids`, ``-1`` for a loop added by the layer).
+
+Building this costs a sort, so results are cached, like the ops' CSR cache
+(:mod:`pyg_attn.ops.csr`): keyed by the identity of the input object *and* the
+version counters of its index tensors (an in-place edit is never served stale),
+holding no strong reference to the input (an entry dies with its graph), at most
+:data:`CACHE_SIZE` entries, outside any module (never in a ``state_dict``; a
+graph on another device is another tensor, hence another entry).
+"""
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections import OrderedDict
+from typing import Any, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+from torch_geometric import EdgeIndex
+from torch_geometric.typing import SparseTensor, torch_sparse
+from torch_geometric.utils import add_self_loops as pyg_add_self_loops
+from torch_geometric.utils import is_torch_sparse_tensor
+from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
+from torch_geometric.utils.loop import compute_loop_attr
+from torch_geometric.utils.sparse import to_edge_index
+
+from ...ops.csr import PreparedGraph, _build, as_prepared, validate_edge_index
+
+CACHE_SIZE = 16
+
+FillValue = Union[float, int, Tensor, str, None]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LoopedGraph:
+    """A graph after GAT's self-loop handling (see the module doc).
+
+    Attributes:
+        adj: the graph in the caller's format after loop handling: what PyG's
+            layer would pass to ``propagate`` and return attention with (a
+            ``[2, E']`` tensor, ``EdgeIndex``, ``SparseTensor`` or ``torch.sparse``
+            tensor; for a :class:`PreparedGraph` input, a tensor).
+        graph: the prepared (CSR/CSC) form of :attr:`edge_index`.
+        num_src, num_dst: node counts of the two sides.
+        num_input_edges: number of edges of the input.
+        num_loops: number of loops appended (``0`` without self-loop handling).
+        kept: ``[E_kept]`` input positions of the edges that stay, in input
+            order (``None``: no loop handling, every edge stays in place).
+        attr_index: ``[E']`` index of each edge into ``cat([kept, loops])``
+            (``None``: that order itself, as for index inputs).
+        plain_edge_index: ``[2, E']`` edge list, when already at hand.
+
+    Only what cannot be derived is stored (the cache may hold big graphs):
+    :attr:`kept_dst` and :meth:`edge_ids` are computed when asked for.
+    """
+
+    adj: Any
+    graph: PreparedGraph
+    num_src: int
+    num_dst: int
+    num_input_edges: int
+    num_loops: int = 0
+    kept: Optional[Tensor] = None
+    attr_index: Optional[Tensor] = None
+    plain_edge_index: Optional[Tensor] = None
+    sparse_kept_dst: Optional[Tensor] = None
+    sparse_edge_id: Optional[Tensor] = None
+
+    @property
+    def num_edges(self) -> int:
+        return self.graph.num_edges
+
+    @property
+    def edge_index(self) -> Tensor:
+        """The ``[2, E']`` edge list (row 0 = source) in attention order."""
+        if self.plain_edge_index is not None:
+            return self.plain_edge_index
+        return self.graph.edge_index
+
+    @property
+    def returned_edge_index(self) -> Tensor:
+        """The edge list PyG returns with the attention weights for index inputs:
+        :attr:`adj` itself when it is an index tensor (an ``EdgeIndex`` stays one)."""
+        if isinstance(self.adj, Tensor) and not is_torch_sparse_tensor(self.adj):
+            return self.adj
+        return self.edge_index
+
+    @property
+    def identity(self) -> bool:
+        """``True`` when the edges are the input's, in its order (no loop handling)."""
+        return self.kept is None
+
+    @property
+    def kept_dst(self) -> Optional[Tensor]:
+        """``[E_kept]`` destinations of the kept edges, in input order."""
+        if self.kept is None or self.sparse_kept_dst is not None:
+            return self.sparse_kept_dst
+        return self.edge_index[1, : self.kept.numel()]  # index inputs: kept edges first
+
+    def edge_ids(self) -> Tensor:
+        """``[E']`` position of each edge in the input (``-1`` for an added loop;
+        for sparse inputs, the position in their stored order)."""
+        if self.sparse_edge_id is not None:
+            return self.sparse_edge_id
+        if self.kept is None:
+            return torch.arange(self.num_edges, device=self.graph.device)
+        return torch.cat([self.kept, self.kept.new_full((self.num_loops,), -1)])
+
+
+# ----------------------------------------------------------------------------- helpers
+def _plain(edge_index: Tensor) -> Tensor:
+    """A plain ``torch.Tensor`` view of an ``EdgeIndex`` (other tensors unchanged)."""
+    if isinstance(edge_index, EdgeIndex):
+        return edge_index.as_tensor()
+    return edge_index
+
+
+def _versions(adj: Any) -> tuple:
+    """Version counters of the index tensors that define ``adj``'s structure."""
+    if isinstance(adj, SparseTensor):
+        storage = adj.storage
+        return tuple(-1 if t is None else t._version
+                     for t in (storage._row, storage._rowptr, storage._col))
+    if isinstance(adj, Tensor):
+        if is_torch_sparse_tensor(adj):
+            parts = [adj._version]
+            if adj.layout == torch.sparse_coo:
+                parts.append(adj._indices()._version)
+            elif adj.layout == torch.sparse_csr:
+                parts += [adj.crow_indices()._version, adj.col_indices()._version]
+            return tuple(parts)
+        return (adj._version,)
+    return ()
+
+
+def _match(keys_in: Tensor, keys_out: Tensor) -> Tensor:
+    """Position in ``keys_in`` of every entry of ``keys_out`` (all present)."""
+    sorted_in, perm = torch.sort(keys_in, stable=True)
+    pos = torch.searchsorted(sorted_in, keys_out).clamp_max(max(keys_in.numel() - 1, 0))
+    return perm[pos]
+
+
+# ----------------------------------------------------------------------------- builders
+def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
+                keep_type: bool) -> LoopedGraph:
+    """Tensor / EdgeIndex input: kept edges in order, then the loops."""
+    plain = _plain(edge_index)
+    validate_edge_index(plain, num_src, num_dst)
+    plain = plain.long()
+    mask = plain[0] != plain[1]
+    kept = mask.nonzero().view(-1)
+    loops = torch.arange(num_loops, device=plain.device)
+    looped = torch.cat([plain.index_select(1, kept), loops.view(1, -1).repeat(2, 1)], dim=1)
+    if keep_type and isinstance(edge_index, EdgeIndex):
+        # Exactly PyG's object (an EdgeIndex with its sparse size and flags):
+        adj, _ = pyg_remove_self_loops(edge_index)
+        adj, _ = pyg_add_self_loops(adj, num_nodes=num_loops)
+    else:
+        adj = looped
+    return LoopedGraph(
+        adj=adj, graph=_build(looped, num_src, num_dst), num_src=num_src, num_dst=num_dst,
+        num_input_edges=plain.size(1), num_loops=num_loops, kept=kept, plain_edge_index=looped)
+
+
+def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
+    """``SparseTensor`` / ``torch.sparse`` input (row = destination)."""
+    num_dst, num_src = int(adj.size(0)), int(adj.size(1))
+    (row, col), values = to_edge_index(adj)
+    structure = None  # `None`: the input itself
+    if not isinstance(adj, SparseTensor) and values.dim() > 1:
+        # A hybrid tensor (edge features as values): keep only its 2-D structure,
+        # so that the attention can be returned in it (PyG fails there).
+        structure = _structure(adj, row.numel())
+    if not add_loops:
+        edge_index = torch.stack([col, row])
+        return LoopedGraph(adj=structure, graph=_build(edge_index, num_src, num_dst),
+                           num_src=num_src, num_dst=num_dst, num_input_edges=row.numel(),
+                           plain_edge_index=edge_index)
+    num_loops = min(num_src, num_dst)
+    if isinstance(adj, SparseTensor):
+        # PyG: torch_sparse.set_diag(adj).  Values play no part in the structure
+        # (and set_diag fails on multi-dimensional ones), so drop them first.
+        looped_adj = torch_sparse.set_diag(adj.set_value(None, layout="coo"))
+    else:
+        # PyG: remove_self_loops + add_self_loops re-build (and sort) the matrix.
+        looped_adj, _ = pyg_remove_self_loops(adj if structure is None else structure)
+        looped_adj, _ = pyg_add_self_loops(looped_adj)
+    (out_row, out_col), _ = to_edge_index(looped_adj)
+    edge_index = torch.stack([out_col, out_row])
+    mask = row != col
+    kept = mask.nonzero().view(-1)
+    is_loop = out_row == out_col
+    width = max(num_src, 1)
+    kept_keys = row[kept] * width + col[kept]
+    out_keys = out_row * width + out_col
+    edge_id = torch.full_like(out_row, -1)
+    attr_index = out_row.clone() + kept.numel()  # loops: num_kept + node
+    not_loop = (~is_loop).nonzero().view(-1)
+    if not_loop.numel():
+        position = _match(kept_keys, out_keys[not_loop])  # index into the kept list
+        attr_index[not_loop] = position
+        edge_id[not_loop] = kept[position]
+    return LoopedGraph(
+        adj=looped_adj, graph=_build(edge_index, num_src, num_dst), num_src=num_src,
+        num_dst=num_dst, num_input_edges=row.numel(), num_loops=num_loops, kept=kept,
+        attr_index=attr_index, plain_edge_index=edge_index, sparse_kept_dst=row[kept],
+        sparse_edge_id=edge_id)
+
+
+def _structure(adj: Tensor, nnz: int) -> Tensor:
+    """A ``torch.sparse`` matrix with ``adj``'s 2-D pattern and values of one."""
+    ones = torch.ones(nnz, device=adj.device)
+    size = adj.size()[:2]
+    if adj.layout == torch.sparse_coo:
+        return torch.sparse_coo_tensor(adj.indices(), ones, size).coalesce()
+    if adj.layout == torch.sparse_csr:
+        return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), ones, size)
+    raise ValueError(f"'edge_index': unsupported sparse layout {adj.layout}")
+
+
+_cache: "OrderedDict[tuple, tuple[weakref.ref, tuple, LoopedGraph]]" = OrderedDict()
+
+
+def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
+    """Applies GAT's self-loop handling to ``adj`` (cached; see the module doc).
+
+    Args:
+        adj: ``[2, E]`` integer tensor or ``EdgeIndex`` (row 0 = source),
+            ``SparseTensor`` / ``torch.sparse`` COO or CSR adjacency (row =
+            destination) or a :class:`~pyg_attn.ops.PreparedGraph`.
+        num_src, num_dst: node counts of the two sides (taken from the
+            adjacency itself for sparse inputs and prepared graphs).
+        add_self_loops: remove existing loops and append one per node
+            ``i < min(num_src, num_dst)``, as PyG's GAT layers do.
+
+    Returns:
+        A :class:`LoopedGraph`.
+
+    Raises:
+        TypeError, ValueError: if ``adj`` is of an unsupported type, or holds
+            bad indices.
+    """
+    if isinstance(adj, PreparedGraph) and not add_self_loops:
+        # Nothing to build: traceable by torch.compile without a graph break.
+        return LoopedGraph(adj=adj, graph=adj, num_src=adj.num_src, num_dst=adj.num_dst,
+                           num_input_edges=adj.num_edges)
+    return _gat_graph(adj, num_src, num_dst, add_self_loops)
+
+
+@torch.compiler.disable
+def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
+    """:func:`gat_graph` for the inputs that need building (run eagerly, cached)."""
+    if isinstance(adj, PreparedGraph):
+        num_src, num_dst = adj.num_src, adj.num_dst
+        kind = "prepared"
+    elif isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
+        kind = "sparse"
+    elif isinstance(adj, Tensor):
+        if not add_self_loops:
+            # The ops cache the CSR of an edge_index themselves (and reuse the
+            # one a sorted EdgeIndex holds).
+            plain = _plain(adj)
+            return LoopedGraph(adj=adj, graph=as_prepared(adj, num_src, num_dst),
+                               num_src=num_src, num_dst=num_dst,
+                               num_input_edges=plain.size(1) if plain.dim() == 2 else 0,
+                               plain_edge_index=plain)
+        kind = "index"
+    else:
+        raise TypeError("'edge_index' must be a LongTensor, an EdgeIndex, a SparseTensor, a "
+                        f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
+
+    key = (id(adj), kind, bool(add_self_loops), num_src, num_dst)
+    versions = _versions(adj)
+    hit = _cache.get(key)
+    if hit is not None:
+        ref, seen, looped = hit
+        if ref() is adj and seen == versions:
+            _cache.move_to_end(key)
+            return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
+        del _cache[key]
+
+    if kind == "prepared":
+        looped = _from_index(adj.edge_index, num_src, num_dst, min(num_src, num_dst), False)
+    elif kind == "sparse":
+        looped = _from_sparse(adj, add_self_loops)
+    else:
+        looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
+
+    try:
+        ref = weakref.ref(adj, lambda _, k=key: _cache.pop(k, None))
+    except TypeError:  # not weak-referenceable: don't cache
+        return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
+    # Versions again: building may have materialised a SparseTensor's row/rowptr.
+    _cache[key] = (ref, _versions(adj), looped)  # `looped.adj` never holds `adj` itself
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
+    return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
+
+
+def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue) -> Tensor:
+    """Edge features in the order of ``looped``, loop features filled as PyG does.
+
+    ``edge_attr`` is ``[E]`` or ``[E, D]`` in the input's edge order (stored order
+    for sparse inputs).  Kept edges keep their features; the loop of node ``i``
+    gets ``fill_value`` (a float, a ``[D]`` tensor, or the ``"add"``, ``"mean"``,
+    ``"min"``, ``"max"``, ``"mul"`` reduction of the features of the kept edges
+    into ``i``), computed by :func:`torch_geometric.utils.loop.compute_loop_attr`.
+
+    Raises:
+        TypeError, ValueError: if ``edge_attr`` is not a tensor with one row per edge.
+    """
+    if not isinstance(edge_attr, Tensor):
+        raise TypeError(f"'edge_attr' must be a torch.Tensor, got {type(edge_attr).__name__}")
+    if edge_attr.dim() == 0 or edge_attr.size(0) != looped.num_input_edges:
+        raise ValueError(f"'edge_attr' must have one row per edge ({looped.num_input_edges}), "
+                         f"got shape {list(edge_attr.shape)}")
+    if looped.identity:
+        return edge_attr
+    assert looped.kept is not None and looped.kept_dst is not None
+    kept = edge_attr.index_select(0, looped.kept)
+    loop_attr = compute_loop_attr(looped.kept_dst.expand(2, -1), kept, looped.num_loops, False,
+                                  fill_value)
+    full = torch.cat([kept, loop_attr], dim=0)
+    if looped.attr_index is None:
+        return full
+    return full.index_select(0, looped.attr_index)
+
+
+def sparse_edge_values(adj: Any) -> Optional[Tensor]:
+    """The values PyG's ``propagate`` takes as ``edge_attr`` for a sparse input.
+
+    All values of a ``SparseTensor``; the values of a ``torch.sparse`` tensor
+    only when they are multi-dimensional (a hybrid tensor); ``None`` otherwise.
+    """
+    if isinstance(adj, SparseTensor):
+        return adj.storage.value()
+    if isinstance(adj, Tensor) and is_torch_sparse_tensor(adj):
+        _, values = to_edge_index(adj)
+        return values if values.dim() > 1 else None
+    return None
+
+
+def clear_cache() -> None:
+    """Drops every cached looped graph."""
+    _cache.clear()
+
+
+def num_nodes_of(adj: Any) -> Optional[Tuple[int, int]]:
+    """``(num_src, num_dst)`` fixed by the graph itself, or ``None`` for plain indices."""
+    if isinstance(adj, PreparedGraph):
+        return adj.num_src, adj.num_dst
+    if isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
+        return int(adj.size(1)), int(adj.size(0))
+    return None
