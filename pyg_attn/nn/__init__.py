@@ -1,3 +1,6 @@
+from .capture import AttentionRecord, AttentionRecords, capture_attention
 from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
+from .replace import replace_layers
 
-__all__ = ["GATConv", "GATv2Conv", "KQVConv", "TransformerConv"]
+__all__ = ["AttentionRecord", "AttentionRecords", "GATConv", "GATv2Conv", "KQVConv",
+           "TransformerConv", "capture_attention", "replace_layers"]

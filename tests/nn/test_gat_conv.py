@@ -621,3 +621,17 @@ def test_bad_inputs():
         GATConv(4, 3, heads=0)
     with pytest.raises(ValueError, match="'dropout'"):
         GATConv(4, 3, dropout=1.5)
+
+
+@pytest.mark.parametrize("aggr", ["mean", "max"])
+def test_non_sum_aggregation_takes_the_message_path(aggr):
+    import torch_geometric.nn as pyg_nn
+
+    from pyg_attn.nn import GATConv as OurGATConv
+
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(10, 6), torch.randint(0, 10, (2, 40))
+    theirs = pyg_nn.GATConv(6, 4, heads=2, aggr=aggr)
+    ours = OurGATConv(6, 4, heads=2, aggr=aggr)
+    ours.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(ours(x, edge_index), theirs(x, edge_index))

@@ -15,24 +15,9 @@ from torch_geometric.typing import OptPairTensor, OptTensor
 from torch_geometric.utils import softmax
 
 from ...ops import PreparedGraph, gat_attention
+from .message_path import uses_message_path
 from .adjacency import pack_attention
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
-
-_HOOK_DICTS = (
-    "_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
-    "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
-    "_edge_update_forward_pre_hooks", "_edge_update_forward_hooks",
-)
-
-
-def uses_message_path(module: MessagePassing) -> bool:
-    """``True`` when PyG machinery must see the messages: ``explain`` is set, a
-    propagate/message/aggregate/edge-update hook is registered, or messages flow
-    ``"target_to_source"`` (the fused kernel only knows the default direction)."""
-    if module.explain or module.flow != "source_to_target":
-        return True
-    return any(len(getattr(module, name, ())) > 0 for name in _HOOK_DICTS)
-
 
 def split_input(x: Any, name: str = "x") -> Tuple[Tensor, Optional[Tensor]]:
     """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst or None)``, checked."""

@@ -15,7 +15,8 @@ from torch_geometric.utils import softmax
 
 from ...ops import PreparedGraph, gatv2_attention
 from .adjacency import pack_attention
-from .gat_conv import check_sizes, split_input, uses_message_path
+from .gat_conv import check_sizes, split_input
+from .message_path import uses_message_path
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
 
 

@@ -15,6 +15,7 @@ from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
 from ...ops import PreparedGraph, graph_attention, prepare
 from .adjacency import adjacency_to_edge_index
+from .message_path import uses_message_path
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
@@ -81,14 +82,6 @@ def _sparse_values(adj: Any) -> Optional[Tensor]:
     if isinstance(adj, SparseTensor):
         return adj.storage.value()
     return adj.values()
-
-
-# Hook dictionaries of MessagePassing whose hooks expect ``propagate`` to run.
-_PROPAGATE_HOOKS = (
-    "_propagate_forward_pre_hooks", "_propagate_forward_hooks",
-    "_message_forward_pre_hooks", "_message_forward_hooks",
-    "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
-)
 
 
 class TransformerConv(MessagePassing):
@@ -348,7 +341,7 @@ class TransformerConv(MessagePassing):
         key = self.lin_key(x_src).view(-1, H, C)
         value = self.lin_value(x_src).view(-1, H, C)
 
-        if self._needs_message_path():
+        if uses_message_path(self):
             index = edge_index.edge_index if isinstance(edge_index, PreparedGraph) else edge_index
             _check_adjacency(index)
             out = self.propagate(index, query=query, key=key, value=value, edge_attr=edge_attr)
@@ -381,14 +374,6 @@ class TransformerConv(MessagePassing):
         return out, (edge_index, alpha)
 
     # ------------------------------------------------------------------ fused path
-    def _needs_message_path(self) -> bool:
-        """Whether PyG's ``propagate`` must run (hooks, explain, other aggr/flow)."""
-        if self.explain:
-            return True
-        if self.aggr != 'add' or self.flow != 'source_to_target':
-            return True
-        return any(len(getattr(self, name)) > 0 for name in _PROPAGATE_HOOKS)
-
     def _attend(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Any,
                 edge_attr: OptTensor, need_alpha: bool) -> Tuple[Tensor, OptTensor]:
         num_src, num_dst = key.size(0), query.size(0)
