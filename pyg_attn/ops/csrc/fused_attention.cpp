@@ -24,11 +24,24 @@
 #include <limits>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace {
 
 enum ScoreKind : int64_t { DOT = 0, GAT = 1, GATV2 = 2, EDGE = 3 };
 
 constexpr int64_t kMaxChunks = 256;
+
+// Lets the compiler vectorise a short float sum (reassociating it in a fixed way,
+// so results stay identical run to run and across thread counts).
+#if defined(_OPENMP)
+#define PYG_ATTN_PRAGMA(x) _Pragma(#x)
+#define PYG_ATTN_SIMD_SUM(var) PYG_ATTN_PRAGMA(omp simd reduction(+ : var))
+#else
+#define PYG_ATTN_SIMD_SUM(var)
+#endif
 
 // Counter-based dropout stream; pyg_attn/ops/dropout.py computes the same bits.
 inline uint32_t mix32(uint32_t x) {
@@ -81,6 +94,30 @@ inline void exp_lanes(const double* x, double* y, int64_t n) {
   for (int64_t k = 0; k < n; ++k) y[k] = std::exp(x[k]);
 }
 
+// An uninitialised buffer for per-edge scratch data.  Large buffers are fresh
+// mmap'ed memory every call, and first-touch page faults then cost more than the
+// kernel's own work: transparent huge pages (asked for before the first touch)
+// cut their number 512-fold.  A no-op where unsupported.
+at::Tensor scratch(at::IntArrayRef shape, const at::TensorOptions& opts) {
+  at::Tensor t = at::empty(shape, opts);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+  return t;
+}
+
+// Prefetches the `bytes` following `ptr` (rows of features read at random).
+inline void prefetch_row(const void* ptr, int64_t bytes) {
+  const char* c = static_cast<const char*>(ptr);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+constexpr int64_t kPrefetchDistance = 8;  // edges ahead
+
 template <typename T>
 const T* ptr_or_null(const c10::optional<at::Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
@@ -119,8 +156,10 @@ struct Graph {
       T acc = 0;
       if (efeat) {
         const T* ek = efeat + (e * heads + h) * dim;
+        PYG_ATTN_SIMD_SUM(acc)
         for (int64_t d = 0; d < dim; ++d) acc += q[d] * (k[d] + ek[d]);
       } else {
+        PYG_ATTN_SIMD_SUM(acc)
         for (int64_t d = 0; d < dim; ++d) acc += q[d] * k[d];
       }
       acc *= scale;
@@ -135,6 +174,7 @@ struct Graph {
       const T* a = att + h * dim;
       const T* ef = efeat ? efeat + (e * heads + h) * dim : nullptr;
       T acc = 0;
+      PYG_ATTN_SIMD_SUM(acc)
       for (int64_t d = 0; d < dim; ++d) {
         const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
         acc += a[d] * leaky(z, slope);
@@ -254,6 +294,8 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       for (int64_t h = 0; h < H; ++h) w[h] -= (m[h] == neg_inf ? T(0) : m[h]);
       exp_lanes(w, w, H);
       const int64_t p = start + k, e = g.perm[p];
+      if (k + kPrefetchDistance < deg)
+        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       if (g.masked(e)) continue;
       const T* v = g.value + g.col[p] * H * Cv;
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
@@ -320,6 +362,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     const T* go = gout + i * H * Cv;
     for (int64_t h = 0; h < H; ++h) {
       T acc = 0;
+      PYG_ATTN_SIMD_SUM(acc)
       for (int64_t c = 0; c < Cv; ++c) acc += go[h * Cv + c] * out[(i * H + h) * Cv + c];
       delta[h] = acc;
     }
@@ -337,6 +380,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     }
     for (int64_t k = 0; k < deg; ++k) {
       const int64_t p = start + k, e = g.perm[p], j = g.col[p];
+      if (k + kPrefetchDistance < deg)
+        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       const T* a_row = buf.data() + k * H;
       T* wd = wd_csc + csc_slot[p] * 2 * H;
       if (g.masked(e)) {
@@ -351,7 +396,13 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         if (a != T(0) && dfac != T(0)) {
           const T* vh = g.value + (j * H + h) * Cv;
           const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
-          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + (evh ? evh[c] : T(0)));
+          if (evh) {
+            PYG_ATTN_SIMD_SUM(grad_a)
+            for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + evh[c]);
+          } else {
+            PYG_ATTN_SIMD_SUM(grad_a)
+            for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * vh[c];
+          }
           grad_a *= dfac;
         }
         if (galpha) grad_a += galpha[e * H + h];
@@ -454,7 +505,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_
                    const T* stats, const T* gout, const T* galpha, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor wd_csc = at::empty({g.num_edges, 2 * H}, opts);
+  at::Tensor wd_csc = scratch({g.num_edges, 2 * H}, opts);
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
   const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
   T* g_att_total = data_or_null<T>(grads.att);
