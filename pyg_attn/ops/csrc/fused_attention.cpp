@@ -261,8 +261,12 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
 template <int KIND, typename T>
 inline void row_scores(const Graph<T>& g, int64_t i, T* buf) {
-  const int64_t H = g.heads;
-  for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p, buf += H) {
+  const int64_t H = g.heads, end = g.rowptr[i + 1];
+  // Rows of source features read at random (value rows are prefetched by the callers).
+  const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * g.dim);
+  for (int64_t p = g.rowptr[i]; p < end; ++p, buf += H) {
+    if (src_row && p + kPrefetchDistance < end)
+      prefetch_row(g.src + g.col[p + kPrefetchDistance] * src_row, src_row * sizeof(T));
     const int64_t e = g.perm[p];
     if (g.masked(e)) {
       std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
@@ -468,6 +472,11 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = csc_row[q];
       const int64_t e = csc_edge[q];
+      if (q + kPrefetchDistance < colptr[end]) {
+        const int64_t ahead = csc_row[q + kPrefetchDistance];
+        if (g_value) prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
+        if (KIND == DOT && g_src) prefetch_row(g.dst + ahead * H * D, H * D * sizeof(T));
+      }
       for (int64_t h = 0; h < H; ++h) {
         const T w = wd_csc[q * 2 * H + h];
         if (g_value && w != T(0)) {
