@@ -475,7 +475,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       if (q + kPrefetchDistance < colptr[end]) {
         const int64_t ahead = csc_row[q + kPrefetchDistance];
         if (g_value) prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
-        if (KIND == DOT && g_src) prefetch_row(g.dst + ahead * H * D, H * D * sizeof(T));
+        if ((KIND == DOT || KIND == GATV2) && g_src) prefetch_row(g.dst + ahead * H * D, H * D * sizeof(T));
       }
       for (int64_t h = 0; h < H; ++h) {
         const T w = wd_csc[q * 2 * H + h];
