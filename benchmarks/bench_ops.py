@@ -433,26 +433,28 @@ def _protocol_stdout():
     return channel
 
 
-def _measure_safely(spec: dict) -> dict:
+def _measure_safely(spec: dict, measure_fn=None) -> dict:
     try:
-        return measure(spec)
+        return (measure_fn or measure)(spec)
     except BaseException:  # noqa: BLE001 - reported to the driver as a failed row
         return {**spec, "error": traceback.format_exc()}
 
 
-def worker_main(spec_json: str) -> int:
+def worker_main(spec_json: str, measure_fn=None) -> int:
     channel = _protocol_stdout()
-    result = _measure_safely(json.loads(spec_json))
+    result = _measure_safely(json.loads(spec_json), measure_fn)
     channel.write(json.dumps(result) + "\n")
     channel.flush()
     return 0
 
 
-def serve_main() -> int:
+def serve_main(measure_fn=None, preload=None) -> int:
     """Fork server: reads one JSON spec per line on stdin, forks a fresh process
-    per spec, and writes that process's JSON result as one line on stdout."""
+    per spec, and writes that process's JSON result as one line on stdout.
+    ``measure_fn`` (default :func:`measure`) and ``preload`` (default
+    :func:`_preload`) let other benchmark scripts reuse the server."""
     channel = _protocol_stdout()
-    _preload()
+    (preload or _preload)()
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -465,7 +467,7 @@ def serve_main() -> int:
             os.close(read_fd)
             code = 0
             try:
-                data = json.dumps(_measure_safely(spec)).encode()
+                data = json.dumps(_measure_safely(spec, measure_fn)).encode()
                 with os.fdopen(write_fd, "wb") as f:
                     f.write(data)
             except BaseException:  # noqa: BLE001
@@ -492,8 +494,11 @@ def serve_main() -> int:
 
 # ============================================================================ driver
 class ForkRunner:
-    def __init__(self, env):
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"],
+    """Drives ``script --serve`` (default: this file's fork server)."""
+
+    def __init__(self, env, script=None):
+        script = str(Path(script or __file__).resolve())
+        self.proc = subprocess.Popen([sys.executable, script, "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                      env=env)
 
@@ -512,11 +517,14 @@ class ForkRunner:
 
 
 class ExecRunner:
-    def __init__(self, env):
+    """Runs ``script --worker SPEC`` per measurement (default: this file)."""
+
+    def __init__(self, env, script=None):
         self.env = env
+        self.script = str(Path(script or __file__).resolve())
 
     def run(self, spec: dict) -> dict:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker",
+        proc = subprocess.run([sys.executable, self.script, "--worker",
                                json.dumps(spec)], stdout=subprocess.PIPE, text=True,
                               env=self.env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -753,10 +761,10 @@ CSV_FIELDS = ("size", "num_nodes", "num_edges", "heads", "score", "channels", "m
               "error")
 
 
-def write_csv(path, results):
+def write_csv(path, results, fields=CSV_FIELDS):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in results:
             row = dict(r)

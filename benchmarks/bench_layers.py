@@ -1,0 +1,322 @@
+#!/usr/bin/env python
+"""Benchmark pyg_attn's drop-in layers against their torch_geometric twins.
+
+Layers: ``GATConv``, ``GATv2Conv``, ``TransformerConv`` from ``pyg_attn.nn``
+(provider ``pyg_attn``) and ``torch_geometric.nn`` (provider ``pyg``), built with
+the same constructor arguments (``in_channels=F, out_channels=C, heads=H``,
+``dropout=0``, everything else default) and the same weights
+(``ours.load_state_dict(theirs.state_dict())``), called as ``layer(x, edge_index)``
+on a plain ``[2, E]`` edge_index (so any per-graph caching a layer does happens in
+the warm-up and counts towards its peak memory).
+
+Modes: ``forward`` (``torch.no_grad()``), ``full`` = one training step,
+``layer(x, edge_index).sum().backward()`` including the linear projections (the
+parameter gradients are computed, ``x`` needs none), and ``backward`` (only the
+``.backward()`` after an untimed forward).
+
+Graphs (``bench_ops.make_graph``: power-law in-degrees, sources uniform):
+cora-sized 2,708 / 10,556 with the real F=1433 input features, 50k nodes / 500k
+edges with F=64, arxiv-sized 169,343 / 1,166,243 with F=128.
+
+The measurement machinery (fork server / exec worker per measurement, peak RSS
+via /proc/self/clear_refs, timing loop, CSV) is imported from ``bench_ops.py``.
+Once per (size, layer, C) the ``pyg_attn`` output is checked against PyG's in
+eval mode (atol 1e-4).  Run ``python benchmarks/bench_layers.py --help``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
+from bench_ops import (SIZES, ExecRunner, ForkRunner, ForeignLoad, PeakMemory, _fmt,  # noqa: E402
+                       _sync, _time_loop, make_graph)
+
+PROVIDERS = ("pyg_attn", "pyg")
+LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
+MODES = ("forward", "backward", "full")
+FEATURES = {"cora": 1433, "50k": 64, "arxiv": 128}  # input feature width F per size
+CHECK_TOL = 1e-4
+
+
+# ============================================================================ worker
+def build_layers(layer: str, provider: str, in_channels: int, heads: int, channels: int,
+                 seed: int, with_twin: bool):
+    """(layer to time, PyG twin for the output check or None); both with PyG's weights."""
+    import torch
+    import torch_geometric.nn as pyg_nn
+
+    import pyg_attn.nn as our_nn
+
+    torch.manual_seed(seed)
+    theirs = getattr(pyg_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
+    if provider == "pyg":
+        return theirs, None
+    ours = getattr(our_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, (theirs if with_twin else None)
+
+
+def make_call(module, x, edge_index, mode):
+    if mode == "forward":
+        return lambda: module(x, edge_index)
+    return lambda: module(x, edge_index).sum()
+
+
+def measure_layer(spec: dict) -> dict:
+    """One (size, layer, C, mode, provider) measurement; runs in its own process."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    provider, layer, mode = spec["provider"], spec["layer"], spec["mode"]
+    heads, channels, feats = spec["heads"], spec["channels"], spec["features"]
+    num_nodes, num_edges = SIZES[spec["size"]]
+    sync = _sync(device)
+
+    module, twin = build_layers(layer, provider, feats, heads, channels, spec["seed"],
+                                bool(spec.get("check")))
+    module = module.to(device).train(mode != "forward")
+    params = dict(module.named_parameters())
+    grad_out = torch.ones((), device=device)
+
+    # Lazy one-time initialisation on a tiny graph (not timed, not in the peak).
+    tiny_ei, _ = make_graph(16, 64, 0, spec["zipf"])
+    tiny_ei = tiny_ei.to(device)
+    tiny_x = torch.randn(16, feats, generator=torch.Generator().manual_seed(0)).to(device)
+    _time_loop(make_call(module, tiny_x, tiny_ei, mode), mode, params, grad_out, 1, 1, 1, 0.0,
+               sync)
+    del tiny_ei, tiny_x
+
+    edge_index, graph_stats = make_graph(num_nodes, num_edges, spec["seed"], spec["zipf"])
+    edge_index = edge_index.to(device)
+    x = torch.randn(num_nodes, feats,
+                    generator=torch.Generator().manual_seed(spec["seed"] + 1)).to(device)
+    fn = make_call(module, x, edge_index, mode)
+
+    meter, foreign = PeakMemory(device), ForeignLoad()
+    meter.start()
+    foreign.start()
+    times = _time_loop(fn, mode, params, grad_out, spec["warmup"], spec["repeats"],
+                       spec["min_repeats"], spec["budget"], sync)
+    other_cpu_pct = foreign.stop_pct()
+    peak_mb = meter.stop_mb()
+
+    result = {
+        **spec, "num_nodes": num_nodes, "num_edges": num_edges,
+        "ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
+        "timed_repeats": len(times), "peak_mb": peak_mb, "mem_method": meter.method,
+        "other_cpu_pct": other_cpu_pct, "graph": graph_stats,
+        "backend": bench_ops.provider_backend(provider, device),
+        "versions": bench_ops._versions(),
+    }
+    if twin is not None:
+        module.eval()
+        twin = twin.to(device).eval()
+        with torch.no_grad():
+            ours, theirs = module(x, edge_index), twin(x, edge_index)
+            err = (ours - theirs).abs().max().item() if ours.numel() else 0.0
+        result["check_max_abs_err"] = err
+        result["check_ok"] = bool(err <= CHECK_TOL)
+    return result
+
+
+def _preload() -> None:
+    bench_ops._preload()
+    import torch_geometric.nn  # noqa: F401
+
+    import pyg_attn.nn  # noqa: F401
+
+
+# ============================================================================ driver
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Benchmark pyg_attn.nn layers against their torch_geometric.nn twins.")
+    p.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS))
+    p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES),
+                   help="graph sizes (default: all three; F = "
+                        + ", ".join(f"{s}: {f}" for s, f in FEATURES.items()) + ")")
+    p.add_argument("--channels", nargs="+", type=int, default=[8, 16],
+                   help="C per head (default: 8 16)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=["forward", "full"],
+                   help="default: forward full")
+    p.add_argument("--heads", type=int, default=8, help="H (default: 8)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="max timed repeats (default 10, 3 with --quick)")
+    p.add_argument("--min-repeats", type=int, default=3)
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop repeating after this many timed seconds (default 2.0, 0.2 quick)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs (default 2, 1 quick)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads per worker (default 2)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--zipf", type=float, default=0.7, help="in-degree tail (see bench_ops.py)")
+    p.add_argument("--isolation", choices=("auto", "fork", "exec"), default="auto")
+    p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
+    p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
+    p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 10
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.time_budget is None:
+        args.time_budget = 0.2 if args.quick else 2.0
+    if args.quick:
+        args.min_repeats = min(args.min_repeats, 2)
+    args.min_repeats = max(1, min(args.min_repeats, args.repeats))
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.heads < 1 \
+            or any(c < 1 for c in args.channels):
+        p.error("--repeats, --threads, --heads, --channels must be >= 1 and --warmup >= 0")
+    return args
+
+
+def build_specs(args):
+    specs = []
+    for size in args.sizes:
+        for layer in args.layers:
+            for channels in args.channels:
+                for k, mode in enumerate(args.modes):
+                    for provider in PROVIDERS:
+                        specs.append({
+                            "size": size, "layer": layer, "channels": channels, "mode": mode,
+                            "provider": provider, "features": FEATURES[size],
+                            "heads": args.heads, "threads": args.threads,
+                            "device": args.device, "seed": args.seed, "zipf": args.zipf,
+                            "repeats": args.repeats, "min_repeats": args.min_repeats,
+                            "warmup": args.warmup, "budget": args.time_budget,
+                            "check": provider == "pyg_attn" and k == 0})
+    return specs
+
+
+def summarize(results):
+    key = lambda r: (r["size"], r["layer"], r["channels"], r["mode"])  # noqa: E731
+    base = {key(r): r for r in results if r["provider"] == "pyg" and "error" not in r}
+    for r in results:
+        b = base.get(key(r))
+        ok = b is not None and "error" not in r
+        r["speedup_vs_pyg"] = b["ms"] / r["ms"] if ok and r["ms"] > 0 else None
+        r["mem_ratio_vs_pyg"] = r["peak_mb"] / b["peak_mb"] if ok and b["peak_mb"] > 0 else None
+    results.sort(key=lambda r: (list(SIZES).index(r["size"]), LAYERS.index(r["layer"]),
+                                r["channels"], MODES.index(r["mode"]),
+                                PROVIDERS.index(r["provider"])))
+    return results
+
+
+def print_report(args, results, wall_s):
+    ok = [r for r in results if "error" not in r]
+    v = ok[0].get("versions", {}) if ok else {}
+    print("=" * 100)
+    print("pyg_attn layer benchmark (pyg_attn.nn vs torch_geometric.nn, same weights)")
+    print(f"  torch {v.get('torch', '?')}, torch_geometric {v.get('torch_geometric', '?')}, "
+          f"pyg_attn at git {bench_ops._git_state()}")
+    backends = sorted({r["backend"] for r in ok if r["provider"] == "pyg_attn"})
+    if backends:
+        print(f"  pyg_attn backend resolved to: {', '.join(backends)}")
+    print(f"  device {args.device}, torch threads {args.threads}, heads H={args.heads}, "
+          f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average {bench_ops._load()}")
+    print(f"  timing: median of up to {args.repeats} repeats (>= {args.min_repeats}, stop after "
+          f"{args.time_budget:g} s timed) after {args.warmup} warm-up; full = forward + "
+          ".sum().backward() incl. linear projections; forward under no_grad")
+    print("  peak MB: extra peak RSS over inputs + module, one process per row, warm-up "
+          f"included ({', '.join(sorted({r['mem_method'] for r in ok})) or '?'})")
+    for size in args.sizes:
+        rows = [r for r in ok if r["size"] == size]
+        if rows:
+            g = rows[0]["graph"]
+            print(f"  graph {size}: N={rows[0]['num_nodes']:,} E={rows[0]['num_edges']:,} "
+                  f"F={FEATURES[size]}, in-degree max {g['max_in_degree']:,} median "
+                  f"{g['median_in_degree']:g}, {g['zero_in_degree_pct']:.1f}% no in-edge")
+    print()
+    header = ("size", "layer", "C", "mode", "provider", "ms", "peak_MB", "speedup_vs_pyg",
+              "mem_ratio_vs_pyg")
+    widths = (6, 15, 3, 8, 9, 10, 9, 14, 16)
+    line = lambda cells: "  ".join(str(c).rjust(w) if k >= 5 else str(c).ljust(w)  # noqa: E731
+                                   for k, (c, w) in enumerate(zip(cells, widths)))
+    print(line(header))
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for r in results:
+        head = (r["size"], r["layer"], r["channels"], r["mode"], r["provider"])
+        if "error" in r:
+            print(line(head + ("ERROR", "-", "-", "-")))
+        else:
+            print(line(head + (_fmt(r["ms"], "{:.3f}"), _fmt(r["peak_mb"], "{:.1f}"),
+                               _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"))))
+    print()
+    checks = [r for r in ok if "check_ok" in r]
+    for r in checks:
+        if not r["check_ok"]:
+            print(f"WARNING: pyg_attn {r['layer']} output differs from PyG's at size={r['size']} "
+                  f"C={r['channels']}: max abs err {r['check_max_abs_err']:.3g} > {CHECK_TOL:g}")
+    if checks:
+        print(f"output check vs pyg (eval forward, atol {CHECK_TOL:g}): "
+              f"{sum(r['check_ok'] for r in checks)}/{len(checks)} ok, worst max abs err "
+              f"{max(r['check_max_abs_err'] for r in checks):.2e}")
+    noisy = [r for r in ok if (r.get("other_cpu_pct") or 0.0) > bench_ops.NOISY_PCT]
+    if noisy:
+        print(f"NOTE: other processes used > {bench_ops.NOISY_PCT:g}% of the CPUs while timing: "
+              + ", ".join(f"{r['size']}/{r['layer']}/C={r['channels']}/{r['mode']}/"
+                          f"{r['provider']} ({r['other_cpu_pct']:.0f}%)" for r in noisy))
+    for r in results:
+        if "error" in r:
+            print(f"ERROR in {r['size']}/{r['layer']}/C={r['channels']}/{r['mode']}/"
+                  f"{r['provider']}:\n{r['error']}", file=sys.stderr)
+    print(f"total wall time {wall_s:.1f} s")
+
+
+CSV_FIELDS = ("size", "num_nodes", "num_edges", "features", "heads", "layer", "channels", "mode",
+              "provider", "backend", "ms", "ms_min", "timed_repeats", "peak_mb",
+              "speedup_vs_pyg", "mem_ratio_vs_pyg", "mem_method", "check_max_abs_err",
+              "other_cpu_pct", "threads", "device", "error")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker is not None:
+        _preload()
+        return bench_ops.worker_main(args.worker, measure_layer)
+    if args.serve:
+        return bench_ops.serve_main(measure_layer, _preload)
+
+    specs = build_specs(args)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bench_ops.ROOT),
+                                                      env.get("PYTHONPATH")]))
+    isolation = args.isolation
+    if isolation == "auto":
+        isolation = "exec" if args.device.startswith("cuda") else "fork"
+    runner = (ForkRunner if isolation == "fork" else ExecRunner)(env, script=__file__)
+    start = time.perf_counter()
+    results = []
+    try:
+        for k, spec in enumerate(specs, 1):
+            r = runner.run(spec)
+            results.append(r)
+            tag = (f"[{k}/{len(specs)}] {spec['size']} {spec['layer']} C={spec['channels']} "
+                   f"{spec['mode']} {spec['provider']}")
+            if "error" in r:
+                print(f"{tag}: ERROR {r['error'].strip().splitlines()[-1]}", file=sys.stderr)
+            else:
+                print(f"{tag}: {r['ms']:.3f} ms, peak {r['peak_mb']:.1f} MB "
+                      f"({r['timed_repeats']} repeats)", file=sys.stderr, flush=True)
+    finally:
+        runner.close()
+    results = summarize(results)
+    print_report(args, results, time.perf_counter() - start)
+    if args.csv:
+        bench_ops.write_csv(args.csv, results, CSV_FIELDS)
+        print(f"wrote {args.csv}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
