@@ -42,7 +42,8 @@ def _build() -> ModuleType | None:
         return load(
             name="pyg_attn_fused_cpu",
             sources=[str(_SOURCE)],
-            extra_cflags=["-O3", "-fopenmp", "-march=native" if _native_ok() else "-O3"],
+            extra_cflags=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
+                          "-march=native" if _native_ok() else "-O3"],
             extra_ldflags=["-fopenmp"],
             verbose=False,
         )
