@@ -260,12 +260,13 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
 
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
 template <int KIND, typename T>
-inline void row_scores(const Graph<T>& g, int64_t i, T* buf) {
+inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
   const int64_t H = g.heads, end = g.rowptr[i + 1];
-  // Rows of source features read at random (value rows are prefetched by the callers).
+  // Rows of source features read at random (value rows are prefetched by the callers),
+  // prefetched up to `limit` (the chunk's last edge), across rows: most rows are short.
   const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * g.dim);
   for (int64_t p = g.rowptr[i]; p < end; ++p, buf += H) {
-    if (src_row && p + kPrefetchDistance < end)
+    if (src_row && p + kPrefetchDistance < limit)
       prefetch_row(g.src + g.col[p + kPrefetchDistance] * src_row, src_row * sizeof(T));
     const int64_t e = g.perm[p];
     if (g.masked(e)) {
@@ -283,6 +284,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
   const int64_t H = g.heads, Cv = g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   std::vector<T> m(H), l(H), buf;
+  const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     T* o = out + i * H * Cv;
@@ -290,7 +292,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
     std::fill(m.begin(), m.end(), neg_inf);
     std::fill(l.begin(), l.end(), T(0));
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T>(g, i, buf.data());
+    row_scores<KIND, T>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg * H; k += H)
       for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
     for (int64_t k = 0; k < deg; ++k) {
@@ -298,7 +300,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       for (int64_t h = 0; h < H; ++h) w[h] -= (m[h] == neg_inf ? T(0) : m[h]);
       exp_lanes(w, w, H);
       const int64_t p = start + k, e = g.perm[p];
-      if (k + kPrefetchDistance < deg)
+      if (p + kPrefetchDistance < limit)
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       if (g.masked(e)) continue;
       const T* v = g.value + g.col[p] * H * Cv;
@@ -361,6 +363,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
   std::vector<T> delta(H), shift(H), log_sum(H), buf;
+  const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
@@ -372,7 +375,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     }
     row_shift(stats + i * H * 2, H, shift.data(), log_sum.data());
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T>(g, i, buf.data());
+    row_scores<KIND, T>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
       T* a = buf.data() + k * H;
       for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - shift[h]) - log_sum[h];
@@ -384,8 +387,10 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     }
     for (int64_t k = 0; k < deg; ++k) {
       const int64_t p = start + k, e = g.perm[p], j = g.col[p];
-      if (k + kPrefetchDistance < deg)
+      if (p + kPrefetchDistance < limit) {
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
+        __builtin_prefetch(wd_csc + csc_slot[p + kPrefetchDistance] * 2 * H, 1);
+      }
       const T* a_row = buf.data() + k * H;
       T* wd = wd_csc + csc_slot[p] * 2 * H;
       if (g.masked(e)) {
