@@ -363,8 +363,12 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
   std::vector<T> delta(H), shift(H), log_sum(H), buf;
+  // The destination's gradient is summed here and stored once per row: summing
+  // into g_dst directly chains every edge on a store-to-load round trip.
+  std::vector<T> dst_grad(static_cast<size_t>(H * D));
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
+    std::fill(dst_grad.begin(), dst_grad.end(), T(0));
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
     for (int64_t h = 0; h < H; ++h) {
@@ -427,9 +431,11 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           const T* q = g.dst + (i * H + h) * D;
           const T* k = g.src + (j * H + h) * D;
           const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
-          if (g_dst) {
-            T* gq = g_dst + (i * H + h) * D;
-            for (int64_t d = 0; d < D; ++d) gq[d] += stored * (k[d] + (ek ? ek[d] : T(0)));
+          T* gq = dst_grad.data() + h * D;
+          if (ek) {
+            for (int64_t d = 0; d < D; ++d) gq[d] += stored * (k[d] + ek[d]);
+          } else {
+            for (int64_t d = 0; d < D; ++d) gq[d] += stored * k[d];
           }
           if (g_efeat) {
             T* gek = g_efeat + (e * H + h) * D;
@@ -440,20 +446,20 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           T z = g.src[j * H + h] + g.dst[i * H + h];
           if (g.escore) z += g.escore[e * H + h];
           stored = ds * leaky_grad(z, g.slope);
-          if (g_dst) g_dst[i * H + h] += stored;
+          dst_grad[h] += stored;
           if (g_escore) g_escore[e * H + h] = stored;
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
-          T* gxd = g_dst ? g_dst + (i * H + h) * D : nullptr;
+          T* gxd = dst_grad.data() + h * D;
           T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
           T* gat = g_att ? g_att + h * D : nullptr;
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
             const T gz = ds * at[d] * leaky_grad(z, g.slope);
-            if (gxd) gxd[d] += gz;
+            gxd[d] += gz;
             if (gef) gef[d] = gz;
             if (gat) gat[d] += ds * leaky(z, g.slope);
           }
@@ -464,6 +470,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         wd[H + h] = stored;
       }
     }
+    if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
   }
 }
 
@@ -473,7 +480,11 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
                    const int64_t* csc_row, const int64_t* csc_edge, const T* gout,
                    const T* wd_csc, T* g_src, T* g_value) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
+  // Per-source sums kept local and stored once per source (see backward_rows).
+  std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
   for (int64_t j = begin; j < end; ++j) {
+    std::fill(value_grad.begin(), value_grad.end(), T(0));
+    std::fill(src_grad.begin(), src_grad.end(), T(0));
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = csc_row[q];
       const int64_t e = csc_edge[q];
@@ -486,23 +497,23 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         const T w = wd_csc[q * 2 * H + h];
         if (g_value && w != T(0)) {
           const T* goh = gout + (i * H + h) * Cv;
-          T* gv = g_value + (j * H + h) * Cv;
+          T* gv = value_grad.data() + h * Cv;
           for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
         }
         const T ds = wd_csc[q * 2 * H + H + h];
         if (!g_src || ds == T(0)) continue;
         if (KIND == DOT) {
           const T* qh = g.dst + (i * H + h) * D;
-          T* gk = g_src + (j * H + h) * D;
+          T* gk = src_grad.data() + h * D;
           for (int64_t d = 0; d < D; ++d) gk[d] += ds * qh[d];
         } else if (KIND == GAT) {
-          g_src[j * H + h] += ds;
+          src_grad[h] += ds;
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
-          T* gxs = g_src + (j * H + h) * D;
+          T* gxs = src_grad.data() + h * D;
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
             gxs[d] += ds * at[d] * leaky_grad(z, g.slope);
@@ -510,6 +521,8 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         }
       }
     }
+    if (g_value) std::copy(value_grad.begin(), value_grad.end(), g_value + j * H * Cv);
+    if (g_src && KIND != EDGE) std::copy(src_grad.begin(), src_grad.end(), g_src + j * H * D);
   }
 }
 
