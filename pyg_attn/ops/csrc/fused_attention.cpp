@@ -319,7 +319,6 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       for (int64_t h = 0; h < H; ++h) {
         l[h] += w[h];
         const T wd = w[h] * g.drop_factor(e, h);
-        if (wd == T(0)) continue;
         T* oh = o + h * Cv;
         const T* vh = v + h * Cv;
         if (ev) {
@@ -416,19 +415,18 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         const T a = a_row[h];
         const T dfac = g.drop_factor(e, h);
         const T* goh = go + h * Cv;
+        // Computed even for dropped edges: skipping them would be a mispredicted branch.
+        const T* vh = g.value + (j * H + h) * Cv;
+        const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
         T grad_a = 0;
-        if (a != T(0) && dfac != T(0)) {
-          const T* vh = g.value + (j * H + h) * Cv;
-          const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
-          if (evh) {
-            PYG_ATTN_SIMD_SUM(grad_a)
-            for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + evh[c]);
-          } else {
-            PYG_ATTN_SIMD_SUM(grad_a)
-            for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * vh[c];
-          }
-          grad_a *= dfac;
+        if (evh) {
+          PYG_ATTN_SIMD_SUM(grad_a)
+          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + evh[c]);
+        } else {
+          PYG_ATTN_SIMD_SUM(grad_a)
+          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * vh[c];
         }
+        grad_a *= dfac;
         if (galpha) grad_a += galpha[e * H + h];
         const T ds = a * (grad_a - delta[h]);
         const T w = a * dfac;
@@ -506,13 +504,13 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       }
       for (int64_t h = 0; h < H; ++h) {
         const T w = wd_csc[q * 2 * H + h];
-        if (g_value && w != T(0)) {
+        if (g_value) {
           const T* goh = gout + (i * H + h) * Cv;
           T* gv = value_grad.data() + h * Cv;
           for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
         }
         const T ds = wd_csc[q * 2 * H + H + h];
-        if (!g_src || ds == T(0)) continue;
+        if (!g_src) continue;
         if (KIND == DOT) {
           const T* qh = g.dst + (i * H + h) * D;
           T* gk = src_grad.data() + h * D;
