@@ -614,9 +614,10 @@ std::vector<at::Tensor> fused_backward(
     double slope, double p_drop, int64_t seed, std::vector<bool> needs) {
   TORCH_CHECK(needs.size() == 7, "needs must have 7 flags");
   Grads grads;
-  grads.dst = grad_buffer(needs[0], dst, true);
-  grads.src = grad_buffer(needs[1], src, true);
-  grads.value = grad_buffer(needs[2], value, true);
+  // Node gradients are stored whole, once per node, by the two passes: no zeroing.
+  grads.dst = grad_buffer(needs[0], dst, false);
+  grads.src = grad_buffer(needs[1], src, kind == EDGE);
+  grads.value = grad_buffer(needs[2], value, false);
   grads.att = grad_buffer(needs[3] && att.has_value(), att.has_value() ? *att : value, true);
   // Per-edge gradients are written for every edge (masked edges get zeros).
   grads.edge_score = grad_buffer(needs[4] && edge_score.has_value(), edge_score.has_value() ? *edge_score : value, true);
