@@ -1,19 +1,21 @@
-// Fused edge attention on the CPU: one pass per destination row of a CSR graph.
+// Fused edge attention on the CPU, over a destination-sorted CSR graph.
 //
 // For every edge j -> i (CSR position p, caller's edge id e = perm[p]) and head h
 // a score s is computed by one of four kinds:
-//   DOT   s = scale * <q_i + 0, k_j + edge_feat_e> + edge_score_e
+//   DOT   s = scale * <q_i, k_j + edge_feat_e> + edge_score_e
 //   GAT   s = leaky_relu(src_j + dst_i + edge_score_e)           (per-node scalars)
 //   GATV2 s = <att_h, leaky_relu(src_j + dst_i + edge_feat_e)>
 //   EDGE  s = edge_score_e                                        (plain edge softmax)
-// a_ij = softmax over the incoming edges of i (online: running max and sum),
-// out_i = sum_j dropout(a_ij) (v_j + edge_value_e), and the row statistics
-// (max_j s_ij, log sum_j exp(s_ij - max)) from which a_ij is recomputed.
-// Nothing of size E x H x C is ever allocated.  The backward recomputes a_ij from
-// those statistics, writes dscore and the dropped weight per edge ([E, H], CSR order) in a
-// destination pass, then gathers the source-side gradients through the
-// source-sorted CSR (CSC) without atomics.  Work is split into a fixed number of
-// edge-balanced row chunks, so results do not depend on the thread count.
+// a_ij = softmax over the incoming edges of i, out_i = sum_j dropout(a_ij)
+// (v_j + edge_value_e).  The forward takes two passes per row over a row-local
+// score buffer (scores and their maximum; then exp, sum and weighted values) and
+// keeps the row statistics (max_j s_ij, log sum_j exp(s_ij - max)).  Nothing of
+// size E x H x C is ever allocated.  The backward recomputes a_ij from those
+// statistics in a destination pass, which writes each edge's dropped weight and
+// score gradient ([E, 2H]) in source-sorted (CSC) order, and a source pass reads
+// them sequentially to gather the source-side gradients without atomics.  Work
+// is split into a fixed number of edge-balanced row chunks, so results do not
+// depend on the thread count.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
