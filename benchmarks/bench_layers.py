@@ -144,39 +144,11 @@ def parse_args(argv=None):
     p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES),
                    help="graph sizes (default: all three; F = "
                         + ", ".join(f"{s}: {f}" for s, f in FEATURES.items()) + ")")
-    p.add_argument("--channels", nargs="+", type=int, default=[8, 16],
-                   help="C per head (default: 8 16)")
     p.add_argument("--modes", nargs="+", choices=MODES, default=["forward", "full"],
                    help="default: forward full")
-    p.add_argument("--heads", type=int, default=8, help="H (default: 8)")
-    p.add_argument("--repeats", type=int, default=None,
-                   help="max timed repeats (default 10, 3 with --quick)")
-    p.add_argument("--min-repeats", type=int, default=3)
-    p.add_argument("--time-budget", type=float, default=None,
-                   help="stop repeating after this many timed seconds (default 2.0, 0.2 quick)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed runs (default 2, 1 quick)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads per worker (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--zipf", type=float, default=0.7, help="in-degree tail (see bench_ops.py)")
-    p.add_argument("--isolation", choices=("auto", "fork", "exec"), default="auto")
-    p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
-    p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
-    p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)
-    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    bench_ops.add_common_args(p)
     args = p.parse_args(argv)
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 10
-    if args.warmup is None:
-        args.warmup = 1 if args.quick else 2
-    if args.time_budget is None:
-        args.time_budget = 0.2 if args.quick else 2.0
-    if args.quick:
-        args.min_repeats = min(args.min_repeats, 2)
-    args.min_repeats = max(1, min(args.min_repeats, args.repeats))
-    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.heads < 1 \
-            or any(c < 1 for c in args.channels):
-        p.error("--repeats, --threads, --heads, --channels must be >= 1 and --warmup >= 0")
+    bench_ops.resolve_common_args(p, args)
     return args
 
 

@@ -558,21 +558,11 @@ _LOAD_AT_START = "?"
 _GIT_AT_START = "?"
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description="Benchmark pyg_attn's fused edge attention against PyG-style attention.")
-    p.add_argument("--providers", nargs="+", choices=PROVIDERS, default=None,
-                   help=f"default: all; 'reference' is skipped above "
-                        f"{REFERENCE_DEFAULT_MAX_EDGES:,} edges unless named here")
-    p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["cora", "50k", "arxiv"],
-                   help="graph sizes (default: all three)")
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Options shared with bench_layers.py: sizes of the model, timing, isolation."""
     p.add_argument("--heads", type=int, default=8, help="H (default: 8)")
     p.add_argument("--channels", nargs="+", type=int, default=[8, 16],
                    help="C per head (default: 8 16)")
-    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                   help="default: all three")
-    p.add_argument("--score", nargs="+", choices=SCORES, default=list(SCORES),
-                   help="score function(s): dot (TransformerConv) and/or gat (GATConv); default both")
     p.add_argument("--repeats", type=int, default=None,
                    help="max timed repeats (default 10, 3 with --quick)")
     p.add_argument("--min-repeats", type=int, default=3,
@@ -591,11 +581,13 @@ def parse_args(argv=None):
                    help="per-measurement process: forked from a preloaded server (fast) "
                         "or a fresh interpreter; auto (default) = fork on cpu, exec on cuda")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
-    p.add_argument("--plot", metavar="PATH", help="bar chart of speed-up vs pyg (matplotlib)")
     p.add_argument("--quick", action="store_true", help="few repeats: a smoke test")
     p.add_argument("--worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+
+
+def resolve_common_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fills the --quick dependent defaults and checks the shared options."""
     if args.repeats is None:
         args.repeats = 3 if args.quick else 10
     if args.warmup is None:
@@ -605,10 +597,27 @@ def parse_args(argv=None):
     if args.quick:
         args.min_repeats = min(args.min_repeats, 2)
     args.min_repeats = max(1, min(args.min_repeats, args.repeats))
-    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.heads < 1:
-        p.error("--repeats, --threads, --heads must be >= 1 and --warmup >= 0")
-    if any(c < 1 for c in args.channels):
-        p.error("--channels must be >= 1")
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.heads < 1 \
+            or any(c < 1 for c in args.channels):
+        p.error("--repeats, --threads, --heads, --channels must be >= 1 and --warmup >= 0")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description="Benchmark pyg_attn's fused edge attention against PyG-style attention.")
+    p.add_argument("--providers", nargs="+", choices=PROVIDERS, default=None,
+                   help=f"default: all; 'reference' is skipped above "
+                        f"{REFERENCE_DEFAULT_MAX_EDGES:,} edges unless named here")
+    p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["cora", "50k", "arxiv"],
+                   help="graph sizes (default: all three)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="default: all three")
+    p.add_argument("--score", nargs="+", choices=SCORES, default=list(SCORES),
+                   help="score function(s): dot (TransformerConv) and/or gat (GATConv); default both")
+    p.add_argument("--plot", metavar="PATH", help="bar chart of speed-up vs pyg (matplotlib)")
+    add_common_args(p)
+    args = p.parse_args(argv)
+    resolve_common_args(p, args)
     return args
 
 
