@@ -19,14 +19,14 @@ is never served stale and the cache never holds more than
 """
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
+
+from .identity_cache import IdentityCache
 
 CACHE_SIZE = 16
 
@@ -206,7 +206,7 @@ def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[in
     return num_nodes, num_nodes
 
 
-_cache: "OrderedDict[tuple[int, bool], tuple[weakref.ref, int, PreparedGraph]]" = OrderedDict()
+_cache = IdentityCache(CACHE_SIZE)
 
 
 def _unique(edge_index: Tensor, num_src: int) -> Tensor:
@@ -241,22 +241,13 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
     if not isinstance(edge_index, Tensor):
         raise TypeError("'edge_index' must be a LongTensor [2, E] or a PreparedGraph, "
                         f"got {type(edge_index).__name__}")
-    key = (id(edge_index), unique)
-    hit = _cache.get(key)
-    if hit is not None:
-        ref, version, graph = hit
-        if (ref() is edge_index and version == edge_index._version
-                and (graph.num_src, graph.num_dst) == (num_src, num_dst)):
-            _cache.move_to_end(key)
-            return graph
-        del _cache[key]
+    stamp = (edge_index._version, num_src, num_dst)
+    graph = _cache.get(edge_index, (unique,), stamp)
+    if graph is not None:
+        return graph
     validate_edge_index(edge_index, num_src, num_dst)
     graph = _build(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
-    _cache[key] = (weakref.ref(edge_index, lambda _, k=key: _cache.pop(k, None)),
-                   edge_index._version, graph)
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
-    return graph
+    return _cache.put(edge_index, (unique,), stamp, graph)
 
 
 def clear_cache() -> None:

@@ -57,3 +57,24 @@ def optional_pair(x: Any) -> Tuple[Tensor, Optional[Tensor]]:
             raise ValueError(f"'x' must be a tensor or a pair (x_src, x_dst), got {len(x)} items")
         return x[0], x[1]
     return x, None
+
+
+def structure_versions(adj: Any) -> tuple:
+    """Version counters of the index tensors that define ``adj``'s structure.
+
+    A cache stamp: any in-place edit of those tensors changes it.
+    """
+    if isinstance(adj, SparseTensor):
+        storage = adj.storage
+        return tuple(-1 if t is None else t._version
+                     for t in (storage._row, storage._rowptr, storage._col))
+    if isinstance(adj, Tensor):
+        if is_torch_sparse_tensor(adj):
+            parts = [adj._version]
+            if adj.layout == torch.sparse_coo:
+                parts.append(adj._indices()._version)
+            elif adj.layout == torch.sparse_csr:
+                parts += [adj.crow_indices()._version, adj.col_indices()._version]
+            return tuple(parts)
+        return (adj._version,)
+    return ()

@@ -27,8 +27,6 @@ graph on another device is another tensor, hence another entry).
 from __future__ import annotations
 
 import dataclasses
-import weakref
-from collections import OrderedDict
 from typing import Any, Optional, Tuple, Union
 
 import torch
@@ -42,6 +40,8 @@ from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
 from ...ops.csr import PreparedGraph, _build, as_prepared, validate_edge_index
+from ...ops.identity_cache import IdentityCache
+from .adjacency import structure_versions
 
 CACHE_SIZE = 16
 
@@ -132,24 +132,6 @@ def _plain(edge_index: Tensor) -> Tensor:
     return edge_index
 
 
-def _versions(adj: Any) -> tuple:
-    """Version counters of the index tensors that define ``adj``'s structure."""
-    if isinstance(adj, SparseTensor):
-        storage = adj.storage
-        return tuple(-1 if t is None else t._version
-                     for t in (storage._row, storage._rowptr, storage._col))
-    if isinstance(adj, Tensor):
-        if is_torch_sparse_tensor(adj):
-            parts = [adj._version]
-            if adj.layout == torch.sparse_coo:
-                parts.append(adj._indices()._version)
-            elif adj.layout == torch.sparse_csr:
-                parts += [adj.crow_indices()._version, adj.col_indices()._version]
-            return tuple(parts)
-        return (adj._version,)
-    return ()
-
-
 def _match(keys_in: Tensor, keys_out: Tensor) -> Tensor:
     """Position in ``keys_in`` of every entry of ``keys_out`` (all present)."""
     sorted_in, perm = torch.sort(keys_in, stable=True)
@@ -235,7 +217,7 @@ def _structure(adj: Tensor, nnz: int) -> Tensor:
     raise ValueError(f"'edge_index': unsupported sparse layout {adj.layout}")
 
 
-_cache: "OrderedDict[tuple, tuple[weakref.ref, tuple, LoopedGraph]]" = OrderedDict()
+_cache = IdentityCache(CACHE_SIZE)
 
 
 def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
@@ -286,31 +268,17 @@ def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Lo
         raise TypeError("'edge_index' must be a LongTensor, an EdgeIndex, a SparseTensor, a "
                         f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
 
-    key = (id(adj), kind, bool(add_self_loops), num_src, num_dst)
-    versions = _versions(adj)
-    hit = _cache.get(key)
-    if hit is not None:
-        ref, seen, looped = hit
-        if ref() is adj and seen == versions:
-            _cache.move_to_end(key)
-            return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
-        del _cache[key]
-
-    if kind == "prepared":
-        looped = _from_index(adj.edge_index, num_src, num_dst, min(num_src, num_dst), False)
-    elif kind == "sparse":
-        looped = _from_sparse(adj, add_self_loops)
-    else:
-        looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
-
-    try:
-        ref = weakref.ref(adj, lambda _, k=key: _cache.pop(k, None))
-    except TypeError:  # not weak-referenceable: don't cache
-        return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
-    # Versions again: building may have materialised a SparseTensor's row/rowptr.
-    _cache[key] = (ref, _versions(adj), looped)  # `looped.adj` never holds `adj` itself
-    while len(_cache) > CACHE_SIZE:
-        _cache.popitem(last=False)
+    extra = (kind, bool(add_self_loops), num_src, num_dst)
+    looped = _cache.get(adj, extra, structure_versions(adj))
+    if looped is None:
+        if kind == "prepared":
+            looped = _from_index(adj.edge_index, num_src, num_dst, min(num_src, num_dst), False)
+        elif kind == "sparse":
+            looped = _from_sparse(adj, add_self_loops)
+        else:
+            looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
+        # Versions after building: it may have materialised a SparseTensor's row/rowptr.
+        _cache.put(adj, extra, structure_versions(adj), looped)  # `looped.adj` never holds `adj`
     return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
 
 

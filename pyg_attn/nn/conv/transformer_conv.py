@@ -1,8 +1,6 @@
 """TransformerConv: a drop-in for PyG's graph transformer layer on the fused ops."""
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
 from typing import Any, Optional, Tuple, Union
 
 import torch
@@ -14,37 +12,19 @@ from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
 from ...ops import PreparedGraph, graph_attention, prepare
-from .adjacency import adjacency_to_edge_index
+from ...ops.identity_cache import IdentityCache
+from .adjacency import adjacency_to_edge_index, structure_versions
 from .message_path import uses_message_path
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
 
 # --------------------------------------------------------------------------- sparse inputs
-# Prepared (CSR/CSC) graphs of sparse adjacency inputs, keyed by the adjacency
-# object's identity and the version counters of its index tensors, so repeated
-# forwards on one SparseTensor / torch.sparse tensor sort the edges once.  The
-# cache holds weak references only (an entry dies with its adjacency) and at
-# most ``_SPARSE_CACHE_SIZE`` graphs; it is never part of a module's state.
+# Prepared (CSR/CSC) graphs of sparse adjacency inputs, cached per adjacency object
+# (identity and index-tensor versions; weak references; never in a module's state),
+# so repeated forwards on one SparseTensor / torch.sparse tensor sort the edges once.
 _SPARSE_CACHE_SIZE = 16
-_sparse_cache: "OrderedDict[int, tuple[weakref.ref, tuple, PreparedGraph]]" = OrderedDict()
-
-
-def _index_versions(adj: Any) -> tuple:
-    """Version counters of the index tensors of a sparse adjacency."""
-    if isinstance(adj, SparseTensor):
-        storage = adj.storage
-        parts = (storage._row, storage._rowptr, storage._col)
-    elif adj.layout == torch.sparse_coo:
-        parts = (adj._indices(),)
-    elif adj.layout == torch.sparse_csr:
-        parts = (adj.crow_indices(), adj.col_indices())
-    elif adj.layout == torch.sparse_csc:
-        parts = (adj.ccol_indices(), adj.row_indices())
-    else:
-        raise ValueError(f"'edge_index' has an unsupported sparse layout {adj.layout}; use "
-                         "torch.sparse_coo, torch.sparse_csr or torch.sparse_csc")
-    return tuple(-1 if t is None else t._version for t in parts)
+_sparse_cache = IdentityCache(_SPARSE_CACHE_SIZE)
 
 
 @torch.compiler.disable
@@ -58,22 +38,13 @@ def _sparse_graph(adj: Any) -> PreparedGraph:
             and not adj.is_coalesced():
         raise ValueError("'edge_index' is an uncoalesced torch.sparse_coo tensor; call "
                          ".coalesce() first (its duplicate entries are ambiguous)")
-    key = id(adj)
-    hit = _sparse_cache.get(key)
-    if hit is not None:
-        ref, cached_versions, graph = hit
-        if ref() is adj and cached_versions == _index_versions(adj):
-            _sparse_cache.move_to_end(key)
-            return graph
-        del _sparse_cache[key]
-    index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
-    graph = prepare(index, (num_src, num_dst))
-    # PyG's to_edge_index marks a COO input coalesced in place, which bumps its version,
-    # so the versions are read after the conversion.
-    _sparse_cache[key] = (weakref.ref(adj, lambda _, k=key: _sparse_cache.pop(k, None)),
-                          _index_versions(adj), graph)
-    while len(_sparse_cache) > _SPARSE_CACHE_SIZE:
-        _sparse_cache.popitem(last=False)
+    graph = _sparse_cache.get(adj, (), structure_versions(adj))
+    if graph is None:
+        index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
+        graph = prepare(index, (num_src, num_dst))
+        # PyG's to_edge_index marks a COO input coalesced in place, which bumps its
+        # version, so the versions are read after the conversion.
+        _sparse_cache.put(adj, (), structure_versions(adj), graph)
     return graph
 
 
