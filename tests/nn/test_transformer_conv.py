@@ -16,8 +16,8 @@ from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_tensor
 
 import pyg_attn.ops.csr as csr_module
-from pyg_attn.nn.conv import transformer_conv as tc_module
 from pyg_attn.nn.conv.transformer_conv import TransformerConv
+from pyg_attn.nn.conv import adjacency
 from pyg_attn.ops import prepare, select_backend
 
 from ..graphs import random_graph
@@ -296,10 +296,10 @@ def test_csr_is_cached_per_input_object(monkeypatch):
         out = conv(x, adj)
         torch.testing.assert_close(conv(x, adj), out, atol=0, rtol=0)
         assert len(builds) == 1, kind
-        assert tc_module._sparse_graph(adj) is tc_module._sparse_graph(adj)
+        assert adjacency.sparse_graph(adj) is adjacency.sparse_graph(adj)
         key = id(adj)
         del adj
-        assert key not in tc_module._sparse_cache  # the entry dies with its input
+        assert key not in adjacency._sparse_cache  # the entry dies with its input
 
 
 # ----------------------------------------------------------------------------- attention

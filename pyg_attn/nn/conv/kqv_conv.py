@@ -9,10 +9,12 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
 
 from ...ops import graph_attention
 from ...ops.csr import as_prepared
-from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention
+from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention, sparse_graph
 
 
 class KQVConv(MessagePassing):
@@ -128,8 +130,13 @@ class KQVConv(MessagePassing):
         x_src, x_dst = optional_pair(x)
         x_dst = x_src if x_dst is None else x_dst
         heads, channels = self.heads, self.out_channels
-        index, num_src, num_dst = adjacency_to_edge_index(edge_index, x_src.size(0), x_dst.size(0))
-        graph = as_prepared(index, num_src, num_dst, unique=True)
+        if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
+            given = sparse_graph(edge_index)  # cached per adjacency object
+            num_src, num_dst = given.num_src, given.num_dst
+        else:
+            given, num_src, num_dst = adjacency_to_edge_index(edge_index, x_src.size(0),
+                                                              x_dst.size(0))
+        graph = as_prepared(given, num_src, num_dst, unique=True)
         query = self.lin_query(x_dst).view(-1, heads, channels)
         key = self.lin_key(x_src).view(-1, heads, channels)
         value = self.lin_value(x_src).view(-1, heads, channels)

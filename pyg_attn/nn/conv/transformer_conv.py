@@ -11,42 +11,12 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
-from ...ops import PreparedGraph, graph_attention, prepare
-from ...ops.identity_cache import IdentityCache
-from .adjacency import adjacency_to_edge_index, structure_versions
+from ...ops import PreparedGraph, graph_attention
+from .adjacency import sparse_graph
 from .message_path import uses_message_path
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
-
-# --------------------------------------------------------------------------- sparse inputs
-# Prepared (CSR/CSC) graphs of sparse adjacency inputs, cached per adjacency object
-# (identity and index-tensor versions; weak references; never in a module's state),
-# so repeated forwards on one SparseTensor / torch.sparse tensor sort the edges once.
-_SPARSE_CACHE_SIZE = 16
-_sparse_cache = IdentityCache(_SPARSE_CACHE_SIZE)
-
-
-@torch.compiler.disable
-def _sparse_graph(adj: Any) -> PreparedGraph:
-    """The prepared graph of a sparse adjacency (row = destination), cached.
-
-    Runs outside ``torch.compile`` (one graph break), so compiled models reuse
-    the cache instead of re-sorting the edges on every call.
-    """
-    if not isinstance(adj, SparseTensor) and adj.layout == torch.sparse_coo \
-            and not adj.is_coalesced():
-        raise ValueError("'edge_index' is an uncoalesced torch.sparse_coo tensor; call "
-                         ".coalesce() first (its duplicate entries are ambiguous)")
-    graph = _sparse_cache.get(adj, (), structure_versions(adj))
-    if graph is None:
-        index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
-        graph = prepare(index, (num_src, num_dst))
-        # PyG's to_edge_index marks a COO input coalesced in place, which bumps its
-        # version, so the versions are read after the conversion.
-        _sparse_cache.put(adj, (), structure_versions(adj), graph)
-    return graph
-
 
 def _sparse_values(adj: Any) -> Optional[Tensor]:
     """The stored values of a sparse adjacency (``None`` if it has none)."""
@@ -354,7 +324,7 @@ class TransformerConv(MessagePassing):
                     f"'edge_index' is a sparse adjacency of size "
                     f"{[edge_index.size(0), edge_index.size(1)]} (destinations x sources), but "
                     f"the inputs have {num_dst} destination and {num_src} source nodes")
-            graph: Union[Tensor, PreparedGraph] = _sparse_graph(edge_index)
+            graph: Union[Tensor, PreparedGraph] = sparse_graph(edge_index)
             if edge_attr is None:
                 stored = _sparse_values(edge_index)
                 edge_attr = stored if stored is not None and stored.dim() > 1 else None
