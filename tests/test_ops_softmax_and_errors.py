@@ -160,3 +160,12 @@ def test_prepare_validates():
         prepare(torch.tensor([[0], [1]]), num_nodes=-1)
     graph = prepare(torch.tensor([[0, 1], [1, 0]]), num_nodes=(2, 3))
     assert (graph.num_src, graph.num_dst) == (2, 3)
+
+
+def test_edge_softmax_cache_follows_in_place_edits():
+    index = torch.tensor([0, 0, 1])
+    src = torch.tensor([0.0, 0.0, 1.0])
+    assert edge_softmax(src, index).tolist() == [0.5, 0.5, 1.0]
+    index[1] = 1  # in place: the cached grouping must not be reused
+    torch.testing.assert_close(edge_softmax(src, index),
+                               pyg_softmax(src, index, num_nodes=2))

@@ -7,7 +7,23 @@ import torch
 from torch import Tensor
 
 from .attention import _check_float, _run
-from .csr import PreparedGraph, _build, validate_edge_index
+from .csr import CACHE_SIZE, PreparedGraph, _build, validate_edge_index
+from .identity_cache import IdentityCache
+
+
+_graphs = IdentityCache(CACHE_SIZE)
+
+
+@torch.compiler.disable
+def _grouped(index: Tensor, num_nodes: int) -> PreparedGraph:
+    """``index`` as a graph from one dummy source, cached per index tensor."""
+    stamp = (index._version, num_nodes)
+    graph = _graphs.get(index, (), stamp)
+    if graph is None:
+        edge_index = torch.stack([torch.zeros_like(index), index]).long()
+        validate_edge_index(edge_index, 1, num_nodes, name="index")
+        graph = _graphs.put(index, (), stamp, _build(edge_index, 1, num_nodes))
+    return graph
 
 
 def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
@@ -44,11 +60,9 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
         raise ValueError(f"'index' must have shape [{src.size(0)}] to match 'src', got {list(index.shape)}")
     if num_nodes is None:
         num_nodes = int(index.max()) + 1 if index.numel() else 0
-    edge_index = torch.stack([torch.zeros_like(index), index]).long()
-    validate_edge_index(edge_index, 1, num_nodes, name="index")
+    graph = _grouped(index, num_nodes)
     scores = src.unsqueeze(-1) if src.dim() == 1 else src
     heads = scores.size(1)
-    graph: PreparedGraph = _build(edge_index, 1, num_nodes)
     empty_dst = scores.new_zeros(num_nodes, heads, 0)
     empty_src = scores.new_zeros(1, heads, 0)
     features = {"dst": empty_dst, "src": empty_src, "value": empty_src, "att": None,
