@@ -80,13 +80,16 @@ class PreparedGraph:
 
     @property
     def edge_index(self) -> Tensor:
-        """The ``[2, E]`` edge list in the caller's order, rebuilt from the CSR."""
-        dst = torch.repeat_interleave(
-            torch.arange(self.num_dst, device=self.device), self.rowptr.diff())
-        out = torch.empty(2, self.num_edges, dtype=torch.long, device=self.device)
-        out[0, self.perm] = self.col
-        out[1, self.perm] = dst
-        return out
+        """The ``[2, E]`` edge list in the caller's order, rebuilt from the CSR once
+        and shared by every caller: do not modify it in place."""
+        if "edge_index" not in self.extras:
+            dst = torch.repeat_interleave(
+                torch.arange(self.num_dst, device=self.device), self.rowptr.diff())
+            out = torch.empty(2, self.num_edges, dtype=torch.long, device=self.device)
+            out[0, self.perm] = self.col
+            out[1, self.perm] = dst
+            self.extras["edge_index"] = out
+        return self.extras["edge_index"]
 
     @property
     def device(self) -> torch.device:
