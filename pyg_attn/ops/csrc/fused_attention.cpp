@@ -127,6 +127,21 @@ const T* ptr_or_null(const c10::optional<at::Tensor>& t) {
   return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
 }
 
+// <a, b + shift> over n elements (shift may be null), vectorised with a fixed
+// association; the branch on `shift` is taken once, outside the loop.
+template <typename T>
+inline T dot_shifted(const T* a, const T* b, const T* shift, int64_t n) {
+  T acc = 0;
+  if (shift) {
+    PYG_ATTN_SIMD_SUM(acc)
+    for (int64_t d = 0; d < n; ++d) acc += a[d] * (b[d] + shift[d]);
+  } else {
+    PYG_ATTN_SIMD_SUM(acc)
+    for (int64_t d = 0; d < n; ++d) acc += a[d] * b[d];
+  }
+  return acc;
+}
+
 template <typename T>
 struct Graph {
   int64_t n_dst, n_src, num_edges, heads, dim, dim_v;
@@ -157,17 +172,9 @@ struct Graph {
     if (KIND == DOT) {
       const T* q = dst + (i * heads + h) * dim;
       const T* k = src + (j * heads + h) * dim;
-      T acc = 0;
-      if (efeat) {
-        const T* ek = efeat + (e * heads + h) * dim;
-        PYG_ATTN_SIMD_SUM(acc)
-        for (int64_t d = 0; d < dim; ++d) acc += q[d] * (k[d] + ek[d]);
-      } else {
-        PYG_ATTN_SIMD_SUM(acc)
-        for (int64_t d = 0; d < dim; ++d) acc += q[d] * k[d];
-      }
-      acc *= scale;
-      return escore ? acc + escore[e * heads + h] : acc;
+      const T* ek = efeat ? efeat + (e * heads + h) * dim : nullptr;
+      const T s = scale * dot_shifted(q, k, ek, dim);
+      return escore ? s + escore[e * heads + h] : s;
     } else if (KIND == GAT) {
       T z = src[j * heads + h] + dst[i * heads + h];
       if (escore) z += escore[e * heads + h];
@@ -383,12 +390,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     std::fill(dst_grad.begin(), dst_grad.end(), T(0));
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
-    for (int64_t h = 0; h < H; ++h) {
-      T acc = 0;
-      PYG_ATTN_SIMD_SUM(acc)
-      for (int64_t c = 0; c < Cv; ++c) acc += go[h * Cv + c] * out[(i * H + h) * Cv + c];
-      delta[h] = acc;
-    }
+    for (int64_t h = 0; h < H; ++h)
+      delta[h] = dot_shifted<T>(go + h * Cv, out + (i * H + h) * Cv, nullptr, Cv);
     row_shift(stats + i * H * 2, H, shift.data(), log_sum.data());
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T>(g, i, buf.data(), limit);
@@ -420,15 +423,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         // Computed even for dropped edges: skipping them would be a mispredicted branch.
         const T* vh = g.value + (j * H + h) * Cv;
         const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
-        T grad_a = 0;
-        if (evh) {
-          PYG_ATTN_SIMD_SUM(grad_a)
-          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * (vh[c] + evh[c]);
-        } else {
-          PYG_ATTN_SIMD_SUM(grad_a)
-          for (int64_t c = 0; c < Cv; ++c) grad_a += goh[c] * vh[c];
-        }
-        grad_a *= dfac;
+        T grad_a = dfac * dot_shifted(goh, vh, evh, Cv);
         if (galpha) grad_a += galpha[e * H + h];
         const T ds = a * (grad_a - delta[h]);
         const T w = a * dfac;
