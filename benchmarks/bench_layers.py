@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -37,8 +36,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
-from bench_ops import (SIZES, ExecRunner, ForkRunner, ForeignLoad, PeakMemory, _fmt,  # noqa: E402
-                       _sync, _time_loop, make_graph)
+from bench_ops import SIZES, ExecRunner, ForkRunner, _fmt, _sync, _time_loop, make_graph  # noqa: E402
 
 PROVIDERS = ("pyg_attn", "pyg")
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
@@ -102,19 +100,10 @@ def measure_layer(spec: dict) -> dict:
                     generator=torch.Generator().manual_seed(spec["seed"] + 1)).to(device)
     fn = make_call(module, x, edge_index, mode)
 
-    meter, foreign = PeakMemory(device), ForeignLoad()
-    meter.start()
-    foreign.start()
-    times = _time_loop(fn, mode, params, grad_out, spec["warmup"], spec["repeats"],
-                       spec["min_repeats"], spec["budget"], sync)
-    other_cpu_pct = foreign.stop_pct()
-    peak_mb = meter.stop_mb()
-
     result = {
         **spec, "num_nodes": num_nodes, "num_edges": num_edges,
-        "ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
-        "timed_repeats": len(times), "peak_mb": peak_mb, "mem_method": meter.method,
-        "other_cpu_pct": other_cpu_pct, "graph": graph_stats,
+        **bench_ops.timed_region(fn, mode, params, grad_out, spec, device, sync),
+        "graph": graph_stats,
         "backend": bench_ops.provider_backend(provider, device),
         "versions": bench_ops._versions(),
     }

@@ -312,6 +312,21 @@ def _time_loop(fn, mode, inputs, grad_out, warmup, repeats, min_repeats, budget,
     return times
 
 
+def timed_region(fn, mode, inputs, grad_out, spec: dict, device, sync) -> dict:
+    """Times ``fn`` per the spec's repeat settings and measures its peak extra
+    memory and the CPU other processes used meanwhile (the result fields)."""
+    meter, foreign = PeakMemory(device), ForeignLoad()
+    meter.start()
+    foreign.start()
+    times = _time_loop(fn, mode, inputs, grad_out, spec["warmup"], spec["repeats"],
+                       spec["min_repeats"], spec["budget"], sync)
+    other_cpu_pct = foreign.stop_pct()
+    peak_mb = meter.stop_mb()
+    return {"ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
+            "timed_repeats": len(times), "peak_mb": peak_mb, "mem_method": meter.method,
+            "other_cpu_pct": other_cpu_pct}
+
+
 def measure(spec: dict) -> dict:
     """One (size, score, C, mode, provider) measurement; runs in its own process."""
     import torch
@@ -359,19 +374,9 @@ def measure(spec: dict) -> dict:
         prepare_mb = _tensor_bytes(graph) / 2**20
     fn = build_call(provider, score, inputs, edge_index, graph, num_nodes, scale)
 
-    meter, foreign = PeakMemory(device), ForeignLoad()
-    meter.start()
-    foreign.start()
-    times = _time_loop(fn, mode, inputs, grad_out, spec["warmup"], spec["repeats"],
-                       spec["min_repeats"], spec["budget"], sync)
-    other_cpu_pct = foreign.stop_pct()
-    peak_mb = meter.stop_mb()
-
     result = {
         **spec, "num_nodes": num_nodes, "num_edges": num_edges,
-        "ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
-        "timed_repeats": len(times), "peak_mb": peak_mb, "mem_method": meter.method,
-        "other_cpu_pct": other_cpu_pct,
+        **timed_region(fn, mode, inputs, grad_out, spec, device, sync),
         "backend": provider_backend(provider, device), "graph": graph_stats,
         "prepare_ms": prepare_ms, "prepare_mb": prepare_mb,
         "torch_scatter_calls": spy.calls if provider == "pyg" else None,
