@@ -1,9 +1,11 @@
 """Edge-attention kernels: reference, fused CPU, dispatch (see GUIDE section 5)."""
 from .attention import BACKENDS, gat_attention, gatv2_attention, graph_attention, select_backend
 from .csr import PreparedGraph, clear_cache, prepare
+from .dense import attention_weights, complete_graph_edge_index
 from .edge_softmax import edge_softmax
 
 __all__ = [
-    "BACKENDS", "PreparedGraph", "clear_cache", "edge_softmax", "gat_attention",
+    "BACKENDS", "PreparedGraph", "attention_weights", "clear_cache",
+    "complete_graph_edge_index", "edge_softmax", "gat_attention",
     "gatv2_attention", "graph_attention", "prepare", "select_backend",
 ]
