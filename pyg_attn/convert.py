@@ -1,0 +1,698 @@
+"""Attention between tensors and networkx graphs.
+
+Conventions (GUIDE section 3), the same in every function here:
+
+* **Dense attention** ``A`` is ``[N, N]`` (or ``[H, N, N]`` for ``H`` heads) with
+  ``A[i, j]`` the weight with which query/destination ``i`` attends to key/source
+  ``j``; rows sum to 1 (0 for a node without incoming edges).  This is the
+  *transpose* of PyG's :func:`~torch_geometric.utils.to_dense_adj`
+  (``adj[src, dst]``); :func:`from_pyg_dense_adj` converts and says so.
+* **Edge attention** is ``(edge_index, alpha)``: ``edge_index[0]`` = source ``j``,
+  ``edge_index[1]`` = destination ``i``, ``alpha`` ``[E]`` or ``[E, H]``.
+* **networkx graphs** follow message direction, like PyG's
+  :func:`~torch_geometric.utils.to_networkx`: an edge ``j -> i`` carries
+  ``weight = a_ij``.  With a head dimension, every head ``h`` is a scalar
+  attribute ``weight_h{h}`` and ``weight`` is their mean.
+
+Attention records of :func:`pyg_attn.nn.capture_attention` are accepted wherever
+``(edge_index, alpha)`` is (anything with ``edge_index`` and ``alpha``
+attributes); this module imports no layers.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ROW_SUM_TOL",
+    "as_attention_graph",
+    "as_dense_attention",
+    "as_edge_attention",
+    "attention_to_networkx",
+    "check_row_sums",
+    "dense_to_digraph",
+    "dense_to_edge_index",
+    "digraph_to_dense",
+    "edge_index_to_dense",
+    "from_networkx",
+    "from_pyg_dense_adj",
+    "to_networkx",
+]
+
+#: Absolute tolerance on attention row sums where a distribution is required:
+#: every row must sum to 1 or to 0 within ``ROW_SUM_TOL`` (float32 softmax rows
+#: over thousands of edges stay well within it).
+ROW_SUM_TOL = 1e-3
+
+#: Graph attribute holding the number of heads (``None`` without a head dimension).
+HEADS_KEY = "attention_heads"
+
+
+class _Missing:
+    """Marker for an edge that has no value of an attribute (left out in networkx)."""
+
+
+_MISSING = _Missing()
+
+
+# ----------------------------------------------------------------------------- checks
+def _as_tensor(value: Any, name: str) -> Tensor:
+    """``value`` as a floating tensor (numpy arrays and integer tensors converted)."""
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(value)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, "
+                        f"got {type(value).__name__}")
+    if value.is_sparse:
+        value = value.to_dense()
+    if not value.is_floating_point():
+        value = value.to(torch.get_default_dtype())
+    return value
+
+
+def _check_weights(values: Tensor, name: str) -> None:
+    """Attention weights must be finite and non-negative."""
+    if values.numel() == 0:
+        return
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{name} must be finite (found NaN or inf)")
+    if bool((values < 0).any()):
+        raise ValueError(f"{name} must be non-negative (found {float(values.min()):.3g})")
+
+
+def check_row_sums(sums: Tensor, name: str, tol: float = ROW_SUM_TOL) -> None:
+    """Raises ``ValueError`` unless every entry of ``sums`` is 1 or 0 within ``tol``.
+
+    Parameters
+    ----------
+    sums : Tensor
+        Row sums of attention (any shape).
+    name : str
+        Argument named in the error.
+    tol : float
+        Absolute tolerance (default :data:`ROW_SUM_TOL`).
+
+    Examples
+    --------
+    >>> check_row_sums(torch.tensor([1.0, 0.0, 0.9999]), "attn")
+    >>> check_row_sums(torch.tensor([1.0, 0.5]), "attn")
+    Traceback (most recent call last):
+    ...
+    ValueError: attn: attention rows must sum to 1 or 0 (within 0.001); found a row summing to 0.5
+    """
+    bad = ((sums - 1).abs() > tol) & (sums.abs() > tol)
+    if bool(bad.any()):
+        raise ValueError(f"{name}: attention rows must sum to 1 or 0 (within {tol:g}); "
+                         f"found a row summing to {float(sums[bad][0]):.4g}")
+
+
+def as_dense_attention(attn: Any, name: str = "attn", ranks: Sequence[int] = (2, 3),
+                       stochastic: bool = False) -> Tensor:
+    """Validated dense attention ``[..., N, N]`` as a floating tensor.
+
+    Parameters
+    ----------
+    attn : Tensor or numpy.ndarray
+        Dense attention, ``A[..., i, j]`` = weight of destination ``i`` on source ``j``.
+    name : str
+        Argument named in errors.
+    ranks : sequence of int
+        Accepted numbers of dimensions.
+    stochastic : bool
+        Also require rows summing to 1 or 0 (within :data:`ROW_SUM_TOL`).
+
+    Raises
+    ------
+    TypeError
+        ``attn`` is not a tensor or array.
+    ValueError
+        Wrong rank, non-square last two dimensions, negative or non-finite
+        weights, or (``stochastic``) rows summing to neither 1 nor 0.
+
+    Examples
+    --------
+    >>> as_dense_attention([[1.0]])
+    Traceback (most recent call last):
+    ...
+    TypeError: attn must be a torch.Tensor or numpy array, got list
+    >>> as_dense_attention(torch.ones(2, 3))
+    Traceback (most recent call last):
+    ...
+    ValueError: attn must be square in its last two dimensions, got shape (2, 3)
+    """
+    attn = _as_tensor(attn, name)
+    if attn.dim() not in ranks:
+        shapes = " or ".join(f"{r}-D" for r in ranks)
+        raise ValueError(f"{name} must be {shapes}, got shape {tuple(attn.shape)}")
+    if attn.size(-1) != attn.size(-2):
+        raise ValueError(f"{name} must be square in its last two dimensions, "
+                         f"got shape {tuple(attn.shape)}")
+    _check_weights(attn, name)
+    if stochastic:
+        check_row_sums(attn.sum(-1), name)
+    return attn
+
+
+def _num_nodes(edge_index: Tensor, num_nodes: Optional[int], name: str = "num_nodes") -> int:
+    inferred = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    if num_nodes is None:
+        return inferred
+    if not isinstance(num_nodes, (int, np.integer)) or num_nodes < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {num_nodes!r}")
+    if inferred > num_nodes:
+        raise ValueError(f"edge_index refers to node {inferred - 1}, "
+                         f"but {name}={num_nodes}")
+    return int(num_nodes)
+
+
+def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = None,
+                      stochastic: bool = False) -> Tuple[Tensor, Tensor, int]:
+    """Validated ``(edge_index [2, E] long, alpha [E] or [E, H] float, N)``.
+
+    Parameters
+    ----------
+    edge_index : Tensor
+        ``[2, E]`` (source, destination) node ids.
+    alpha : Tensor
+        ``[E]`` or ``[E, H]`` non-negative weights.
+    num_nodes : int, optional
+        Number of nodes (default: largest id + 1).
+    stochastic : bool
+        Also require each destination's weights to sum to 1 or 0 per head
+        (within :data:`ROW_SUM_TOL`).
+
+    Examples
+    --------
+    >>> ei, a, n = as_edge_attention(torch.tensor([[0, 1], [1, 1]]), torch.tensor([1.0, 0.5]))
+    >>> n
+    2
+    >>> as_edge_attention(torch.tensor([[0, 1], [1, 1]]), torch.tensor([1.0]))
+    Traceback (most recent call last):
+    ...
+    ValueError: alpha must have one row per edge (2), got shape (1,)
+    """
+    if isinstance(edge_index, np.ndarray):
+        edge_index = torch.from_numpy(edge_index)
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
+    if edge_index.is_floating_point() or edge_index.dtype == torch.bool:
+        raise TypeError(f"edge_index must hold integer node ids, got {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+    edge_index = edge_index.long()
+    if edge_index.numel() and int(edge_index.min()) < 0:
+        raise ValueError("edge_index must hold non-negative node ids")
+    alpha = _as_tensor(alpha, "alpha")
+    if alpha.dim() not in (1, 2) or alpha.size(0) != edge_index.size(1):
+        raise ValueError(f"alpha must have one row per edge ({edge_index.size(1)}), "
+                         f"got shape {tuple(alpha.shape)}")
+    _check_weights(alpha, "alpha")
+    n = _num_nodes(edge_index, num_nodes)
+    if stochastic:
+        sums = alpha.new_zeros((n,) + tuple(alpha.shape[1:]))
+        check_row_sums(sums.index_add_(0, edge_index[1], alpha), "alpha")
+    return edge_index, alpha, n
+
+
+def _unpack(attention: Any, name: str = "attention") -> Tuple[Any, Any]:
+    """``(edge_index, alpha)`` of a pair or of a capture record (duck typing)."""
+    if hasattr(attention, "edge_index") and hasattr(attention, "alpha"):
+        return attention.edge_index, attention.alpha
+    if isinstance(attention, (tuple, list)) and len(attention) == 2:
+        return attention[0], attention[1]
+    raise TypeError(f"{name} must be (edge_index, alpha) or an attention record, "
+                    f"got {type(attention).__name__}")
+
+
+# ----------------------------------------------------------------------------- dense
+def dense_to_edge_index(attn: Any) -> Tuple[Tensor, Tensor]:
+    """Dense attention to ``(edge_index, alpha)``.
+
+    Every non-zero ``A[i, j]`` (for ``[H, N, N]``: non-zero in any head) gives
+    an edge ``j -> i``; edges are ordered by destination, then source.
+
+    Parameters
+    ----------
+    attn : Tensor
+        ``[N, N]`` or ``[H, N, N]`` dense attention.
+
+    Returns
+    -------
+    edge_index : Tensor
+        ``[2, E]`` long, row 0 = source ``j``, row 1 = destination ``i``.
+    alpha : Tensor
+        ``[E]`` (or ``[E, H]``) weights ``A[i, j]``.
+
+    Examples
+    --------
+    >>> A = torch.tensor([[0.25, 0.75], [0.0, 1.0]])
+    >>> edge_index, alpha = dense_to_edge_index(A)
+    >>> edge_index.tolist(), alpha.tolist()
+    ([[0, 1, 1], [0, 0, 1]], [0.25, 0.75, 1.0])
+    """
+    attn = as_dense_attention(attn)
+    heads = attn.dim() == 3
+    nonzero = (attn != 0).any(0) if heads else attn != 0
+    dst, src = nonzero.nonzero(as_tuple=True)
+    alpha = attn[:, dst, src].t() if heads else attn[dst, src]
+    return torch.stack([src, dst]), alpha
+
+
+def edge_index_to_dense(edge_index: Any, alpha: Any, num_nodes: Optional[int] = None) -> Tensor:
+    """``(edge_index, alpha)`` to dense attention ``A[i, j]`` (destination, source).
+
+    Duplicate edges are summed.  ``alpha`` ``[E]`` gives ``[N, N]``, ``[E, H]``
+    gives ``[H, N, N]``.  This densifies: ``N * N`` floats per head.
+
+    Examples
+    --------
+    >>> edge_index = torch.tensor([[0, 1, 1], [0, 0, 1]])
+    >>> edge_index_to_dense(edge_index, torch.tensor([0.25, 0.75, 1.0])).tolist()
+    [[0.25, 0.75], [0.0, 1.0]]
+    """
+    edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
+    flat = edge_index[1] * n + edge_index[0]
+    if alpha.dim() == 1:
+        return alpha.new_zeros(n * n).index_add_(0, flat, alpha).view(n, n)
+    dense = alpha.new_zeros(n * n, alpha.size(1)).index_add_(0, flat, alpha)
+    return dense.t().reshape(alpha.size(1), n, n)
+
+
+def from_pyg_dense_adj(adj: Any) -> Tensor:
+    """PyG-style dense adjacency ``adj[src, dst]`` to attention ``A[dst, src]``.
+
+    **Transposes**: PyG's :func:`~torch_geometric.utils.to_dense_adj` puts the
+    source in the row, while attention here is ``A[i, j]`` with ``i`` the
+    destination.  ``[N, N]`` gives ``[N, N]``; ``[N, N, H]`` (``to_dense_adj``
+    with ``[E, H]`` edge attributes, batch dimension removed) gives ``[H, N, N]``.
+
+    Examples
+    --------
+    >>> from torch_geometric.utils import to_dense_adj
+    >>> edge_index = torch.tensor([[0, 1], [1, 1]])
+    >>> adj = to_dense_adj(edge_index, edge_attr=torch.tensor([1.0, 0.0]))[0]
+    >>> from_pyg_dense_adj(adj).tolist()  # node 1 attends to node 0
+    [[0.0, 0.0], [1.0, 0.0]]
+    """
+    adj = _as_tensor(adj, "adj")
+    if adj.dim() == 2:
+        return as_dense_attention(adj.t(), "adj", ranks=(2,))
+    if adj.dim() == 3:
+        return as_dense_attention(adj.permute(2, 1, 0), "adj", ranks=(3,))
+    raise ValueError(f"adj must be [N, N] or [N, N, H], got shape {tuple(adj.shape)}")
+
+
+# ----------------------------------------------------------------------------- networkx
+def _check_labels(labels: Optional[Sequence[Hashable]], n: int) -> List[Hashable]:
+    if labels is None:
+        return list(range(n))
+    labels = list(labels)
+    if len(labels) != n:
+        raise ValueError(f"labels must name all {n} nodes, got {len(labels)}")
+    if len(set(labels)) != n:
+        raise ValueError("labels must be distinct (they become node names); "
+                         "make repeated tokens unique, e.g. 'the_0', 'the_1'")
+    return labels
+
+
+def _weight_attrs(alpha: Tensor) -> List[Dict[str, float]]:
+    """Per edge: ``{"weight": ...}`` or per-head ``weight_h{h}`` and their mean."""
+    if alpha.dim() == 1:
+        return [{"weight": w} for w in alpha.tolist()]
+    mean = alpha.mean(1).tolist()
+    rows = alpha.tolist()
+    return [dict({f"weight_h{h}": w for h, w in enumerate(row)}, weight=m)
+            for row, m in zip(rows, mean)]
+
+
+def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
+                     threshold: float = 0.0) -> nx.DiGraph:
+    """Dense attention as a weighted :class:`networkx.DiGraph` in message direction.
+
+    ``A[i, j] > threshold`` gives the edge ``j -> i`` with ``weight = A[i, j]``
+    (the flow of information: ``i`` reads from ``j``).  For ``[H, N, N]`` the
+    edge carries ``weight_h0 ... weight_h{H-1}`` and their mean as ``weight``,
+    and ``threshold`` applies to the mean.  All ``N`` nodes are added, in
+    matrix order, also those without edges.
+
+    Parameters
+    ----------
+    attn : Tensor or numpy.ndarray
+        ``[N, N]`` or ``[H, N, N]`` non-negative attention.
+    labels : sequence of hashable, optional
+        Distinct node names in matrix order (e.g. tokens); default ``0 .. N-1``.
+    threshold : float
+        Keep edges whose weight is strictly greater (default: drop zeros).
+
+    Returns
+    -------
+    networkx.DiGraph
+        ``G.graph["attention_heads"]`` is ``H`` (``None`` for ``[N, N]``).
+
+    Raises
+    ------
+    ValueError
+        Non-square or wrong-rank ``attn``, negative weights, wrong number of
+        or repeated ``labels``.
+
+    Examples
+    --------
+    >>> A = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8], [0.0, 0.0, 1.0]])
+    >>> G = dense_to_digraph(A, labels=["the", "cat", "sat"])
+    >>> sorted((j, i, round(w, 2)) for j, i, w in G.edges(data="weight"))
+    [('cat', 'cat', 0.2), ('cat', 'the', 0.5), ('sat', 'cat', 0.8), ('sat', 'sat', 1.0), ('the', 'the', 0.5)]
+    >>> G2 = dense_to_digraph(torch.stack([A, A.t()]), threshold=0.2)
+    >>> G2.edges[1, 0]
+    {'weight_h0': 0.5, 'weight_h1': 0.0, 'weight': 0.25}
+    """
+    attn = as_dense_attention(attn)
+    heads = attn.size(0) if attn.dim() == 3 else None
+    names = _check_labels(labels, attn.size(-1))
+    mean = attn.mean(0) if heads else attn
+    dst, src = (mean > threshold).nonzero(as_tuple=True)
+    alpha = attn[:, dst, src].t() if heads else attn[dst, src]
+    G = nx.DiGraph(**{HEADS_KEY: heads})
+    G.add_nodes_from(names)
+    G.add_edges_from((names[j], names[i], attrs) for j, i, attrs in
+                     zip(src.tolist(), dst.tolist(), _weight_attrs(alpha)))
+    return G
+
+
+def _weight_keys(G: nx.Graph, weight: str) -> List[str]:
+    heads = G.graph.get(HEADS_KEY)
+    if heads and weight == "weight":
+        return [f"weight_h{h}" for h in range(heads)]
+    return [weight]
+
+
+def digraph_to_dense(G: nx.DiGraph, nodelist: Optional[Sequence[Hashable]] = None,
+                     weight: str = "weight", heads: bool = True) -> Tensor:
+    """An attention graph back to dense attention ``A[i, j]`` (destination, source).
+
+    The inverse of :func:`dense_to_digraph`: an edge ``j -> i`` puts its
+    ``weight`` into ``A[i, j]`` (parallel edges of a multigraph are summed).
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        Graph in message direction.
+    nodelist : sequence, optional
+        Node order of the rows/columns (default ``list(G)``).
+    weight : str
+        Edge attribute to read; a missing attribute counts as 1.
+    heads : bool
+        For a graph with ``G.graph["attention_heads"] = H`` and
+        ``weight="weight"``, return ``[H, N, N]`` from ``weight_h*``.
+
+    Examples
+    --------
+    >>> A = torch.tensor([[0.5, 0.5], [0.0, 1.0]])
+    >>> digraph_to_dense(dense_to_digraph(A)).tolist()
+    [[0.5, 0.5], [0.0, 1.0]]
+    """
+    _check_graph(G)
+    nodes = list(G) if nodelist is None else list(nodelist)
+    index = {node: k for k, node in enumerate(nodes)}
+    missing = [node for node in G if node not in index]
+    if len(index) != len(nodes) or missing:
+        raise ValueError("nodelist must list every node of G exactly once")
+    keys = _weight_keys(G, weight) if heads else [weight]
+    dense = torch.zeros(len(keys), len(nodes), len(nodes), dtype=torch.float64)
+    for j, i, data in G.edges(data=True):
+        for h, key in enumerate(keys):
+            dense[h, index[i], index[j]] += data.get(key, 1.0)
+    multi = heads and G.graph.get(HEADS_KEY) and weight == "weight"
+    return dense if multi else dense[0]
+
+
+def _check_graph(G: Any, name: str = "G") -> None:
+    if not isinstance(G, nx.DiGraph):
+        raise TypeError(f"{name} must be a networkx.DiGraph or MultiDiGraph "
+                        f"(message direction j -> i), got {type(G).__name__}")
+
+
+def _node_values(value: Any, n: int, name: str) -> List[Any]:
+    if isinstance(value, Tensor):
+        if value.dim() == 0 or value.size(0) != n:
+            raise ValueError(f"node attribute {name!r} must have {n} rows, "
+                             f"got shape {tuple(value.shape)}")
+        return value.tolist()
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"node attribute {name!r} must have {n} entries, got {len(values)}")
+    return values
+
+
+def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optional[int] = None,
+                          node_attrs: Optional[Dict[str, Any]] = None,
+                          edge_attrs: Optional[Dict[str, Any]] = None,
+                          multigraph: bool = False) -> nx.DiGraph:
+    """``(edge_index, alpha)`` as a networkx graph in message direction.
+
+    Edge ``e`` = ``edge_index[:, e]`` becomes ``j -> i`` with ``edge_id = e``,
+    ``weight = alpha[e]`` (for ``[E, H]``: ``weight_h{h}`` per head and their
+    mean as ``weight``; PyG's ``to_networkx`` would store a list instead), and
+    the ``e``-th entry of each ``edge_attrs`` value.  Nodes ``0 .. N-1`` are all
+    added, isolated ones too, with the ``node_attrs`` values.  :func:`from_networkx`
+    inverts this exactly.
+
+    Parameters
+    ----------
+    edge_index : Tensor or attention record
+        ``[2, E]`` (source, destination); or anything with ``edge_index`` and
+        ``alpha`` attributes (e.g. a :func:`pyg_attn.nn.capture_attention`
+        record, whose ``edge_id`` is stored as ``input_edge_id``), then
+        ``alpha`` is left out.
+    alpha : Tensor, optional
+        ``[E]`` or ``[E, H]`` attention; ``None`` for a graph without weights.
+    num_nodes : int, optional
+        Number of nodes (default: largest id + 1).
+    node_attrs, edge_attrs : dict, optional
+        ``{name: values}`` with ``N`` (``E``) rows; tensor rows become scalars
+        or lists.
+    multigraph : bool
+        Build a :class:`networkx.MultiDiGraph` keyed by edge id, which keeps
+        duplicate edges.
+
+    Raises
+    ------
+    ValueError
+        Duplicate ``(source, destination)`` pairs without ``multigraph=True``;
+        shape mismatches; negative weights.
+
+    Examples
+    --------
+    >>> edge_index = torch.tensor([[0, 1, 2], [1, 1, 1]])
+    >>> alpha = torch.tensor([[0.5, 0.25], [0.5, 0.75], [0.0, 0.0]])
+    >>> G = attention_to_networkx(edge_index, alpha, num_nodes=4)
+    >>> G.number_of_nodes(), G.edges[0, 1]
+    (4, {'edge_id': 0, 'weight_h0': 0.5, 'weight_h1': 0.25, 'weight': 0.375})
+    >>> attention_to_networkx(torch.tensor([[0, 0], [1, 1]]), torch.ones(2))
+    Traceback (most recent call last):
+    ...
+    ValueError: edge_index has a duplicate edge 0 -> 1 (edges 0 and 1); pass multigraph=True to keep both
+    """
+    edge_extra: Dict[str, Any] = dict(edge_attrs or {})
+    if alpha is None and hasattr(edge_index, "alpha"):
+        record = edge_index
+        edge_index, alpha = record.edge_index, record.alpha
+        if getattr(record, "edge_id", None) is not None:
+            edge_extra.setdefault("input_edge_id", record.edge_id)
+    if alpha is None:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(f"edge_index must be a torch.Tensor, "
+                            f"got {type(edge_index).__name__}")
+        edge_index, _, n = as_edge_attention(edge_index, torch.zeros(edge_index.size(-1)),
+                                             num_nodes)
+        attrs = [{} for _ in range(edge_index.size(1))]
+        heads = None
+    else:
+        edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
+        attrs = _weight_attrs(alpha)
+        heads = alpha.size(1) if alpha.dim() == 2 else None
+    num_edges = edge_index.size(1)
+    for name, values in edge_extra.items():
+        values = _node_values(values, num_edges, name)
+        for row, value in zip(attrs, values):
+            if value is not _MISSING:
+                row[name] = value
+    G = nx.MultiDiGraph() if multigraph else nx.DiGraph()
+    G.graph[HEADS_KEY] = heads
+    G.add_nodes_from(range(n))
+    for name, values in (node_attrs or {}).items():
+        for node, value in zip(range(n), _node_values(values, n, name)):
+            G.nodes[node][name] = value
+    src, dst = edge_index.tolist()
+    if multigraph:
+        G.add_edges_from((j, i, e, dict(edge_id=e, **a))
+                         for e, (j, i, a) in enumerate(zip(src, dst, attrs)))
+        return G
+    for e, (j, i, a) in enumerate(zip(src, dst, attrs)):
+        if G.has_edge(j, i):
+            first = G.edges[j, i]["edge_id"]
+            raise ValueError(f"edge_index has a duplicate edge {j} -> {i} (edges {first} "
+                             f"and {e}); pass multigraph=True to keep both")
+        G.add_edge(j, i, edge_id=e, **a)
+    return G
+
+
+def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[str]] = None,
+                edge_attrs: Optional[Iterable[str]] = None,
+                multigraph: bool = False) -> nx.DiGraph:
+    """A PyG ``Data`` with (optionally) captured attention as a networkx graph.
+
+    Without ``attention`` the graph has ``data.edge_index``'s edges.  With a
+    :func:`pyg_attn.nn.capture_attention` record, its edges (after the layer's
+    self-loop handling) carry the attention and ``input_edge_id`` (position
+    in ``data.edge_index``, ``-1`` for a layer-added self-loop); with a pair
+    ``(edge_index, alpha)``, its edges.  See :func:`attention_to_networkx` for
+    the attributes.
+
+    Parameters
+    ----------
+    data : torch_geometric.data.Data
+        Graph with ``edge_index`` and ``num_nodes``.
+    attention : record or (edge_index, alpha), optional
+        The attention to attach.
+    node_attrs : iterable of str, optional
+        Names of ``data`` node attributes to copy (``[N, ...]``).
+    edge_attrs : iterable of str, optional
+        Names of ``data`` edge attributes (``[E, ...]``, rows of
+        ``data.edge_index``) to copy.  With a record they are mapped through
+        its ``edge_id``; edges added by the layer (``-1``) do not get them.
+        With a pair, its edges must be ``data.edge_index``.
+    multigraph : bool
+        Build a :class:`networkx.MultiDiGraph` (keeps duplicate edges).
+
+    Examples
+    --------
+    >>> from torch_geometric.data import Data
+    >>> data = Data(edge_index=torch.tensor([[0, 1], [1, 0]]), num_nodes=3,
+    ...             y=torch.tensor([0, 1, 1]))
+    >>> G = to_networkx(data, (data.edge_index, torch.tensor([1.0, 1.0])), node_attrs=["y"])
+    >>> G.nodes[2], G.edges[0, 1]
+    ({'y': 1}, {'edge_id': 0, 'weight': 1.0})
+    """
+    if not hasattr(data, "edge_index"):
+        raise TypeError(f"data must be a torch_geometric Data, got {type(data).__name__}")
+    nodes = {name: data[name] for name in (node_attrs or [])}
+    edge_values = {name: data[name] for name in (edge_attrs or [])}
+    num_nodes = data.num_nodes
+    if attention is None:
+        return attention_to_networkx(data.edge_index, None, num_nodes, nodes, edge_values,
+                                     multigraph)
+    edge_index, alpha = _unpack(attention)
+    edge_id = getattr(attention, "edge_id", None)
+    extra: Dict[str, Any] = {}
+    if edge_id is not None:
+        extra["input_edge_id"] = edge_id
+        for name, values in edge_values.items():
+            extra[name] = _mapped_edge_values(values, edge_id, name)
+    elif edge_values:
+        if not torch.equal(torch.as_tensor(edge_index), data.edge_index):
+            raise ValueError("edge_attrs need attention on data.edge_index's edges "
+                             "(or a capture record with edge_id)")
+        extra.update(edge_values)
+    return attention_to_networkx(edge_index, alpha, num_nodes, nodes, extra, multigraph)
+
+
+def _mapped_edge_values(values: Tensor, edge_id: Tensor, name: str) -> List[Any]:
+    rows = values.tolist()
+    ids = edge_id.tolist()
+    if any(k >= len(rows) for k in ids):
+        raise ValueError(f"edge attribute {name!r} has {len(rows)} rows, "
+                         f"the record refers to edge {max(ids)}")
+    return [rows[k] if k >= 0 else _MISSING for k in ids]
+
+
+def from_networkx(G: nx.DiGraph) -> Any:
+    """An attention graph back to a PyG ``Data``: the inverse of :func:`attention_to_networkx`.
+
+    Node ``k`` is the ``k``-th node of ``G`` (``list(G)`` gives the names).
+    Edges are ordered by their ``edge_id`` attribute when every edge has one
+    (so the round trip keeps the order), otherwise in ``G.edges`` order.
+    ``weight_h*`` attributes become ``alpha`` ``[E, H]``, otherwise ``weight``
+    becomes ``alpha`` ``[E]``; every other attribute present on all edges
+    (all nodes) becomes an edge (node) tensor of the same name.
+
+    Returns
+    -------
+    torch_geometric.data.Data
+        ``edge_index`` ``[2, E]``, ``num_nodes``, ``alpha`` when ``G`` has
+        weights, plus the other attributes.
+
+    Examples
+    --------
+    >>> edge_index = torch.tensor([[2, 0], [1, 1]])
+    >>> G = attention_to_networkx(edge_index, torch.tensor([0.75, 0.25]), num_nodes=3)
+    >>> data = from_networkx(G)
+    >>> data.edge_index.tolist(), data.alpha.tolist(), data.num_nodes
+    ([[2, 0], [1, 1]], [0.75, 0.25], 3)
+    """
+    from torch_geometric.data import Data
+
+    _check_graph(G)
+    index = {node: k for k, node in enumerate(G)}
+    edges = list(G.edges(data=True))
+    if edges and all("edge_id" in d for _, _, d in edges):
+        edges.sort(key=lambda edge: edge[2]["edge_id"])
+    data = Data(num_nodes=len(index))
+    data.edge_index = torch.tensor([[index[j] for j, _, _ in edges],
+                                    [index[i] for _, i, _ in edges]],
+                                   dtype=torch.long).view(2, -1)
+    heads = G.graph.get(HEADS_KEY)
+    records = [d for _, _, d in edges]
+    weight_keys = [f"weight_h{h}" for h in range(heads)] if heads else ["weight"]
+    if heads or (records and all("weight" in d for d in records)):
+        alpha = torch.tensor([[d[k] for k in weight_keys] for d in records],
+                             dtype=torch.float32).view(-1, len(weight_keys))
+        data.alpha = alpha if heads else alpha.view(-1)
+    skip = set(weight_keys) | {"weight", "edge_id"}
+    for name in _common_keys(records) - skip:
+        data[name] = torch.tensor([d[name] for d in records])
+    node_records = [d for _, d in G.nodes(data=True)]
+    for name in _common_keys(node_records):
+        data[name] = torch.tensor([d[name] for d in node_records])
+    return data
+
+
+def _common_keys(records: List[Dict[str, Any]]) -> set:
+    if not records:
+        return set()
+    keys = set(records[0])
+    for record in records[1:]:
+        keys &= set(record)
+    return keys
+
+
+# ----------------------------------------------------------------------------- any form
+def as_attention_graph(attention: Any, labels: Optional[Sequence[Hashable]] = None,
+                       num_nodes: Optional[int] = None) -> nx.DiGraph:
+    """Any form of attention as a graph in message direction.
+
+    Parameters
+    ----------
+    attention : networkx.DiGraph, Tensor, (edge_index, alpha) or record
+        A graph is returned as it is (its weights checked non-negative); a
+        dense ``[N, N]`` / ``[H, N, N]`` tensor goes through
+        :func:`dense_to_digraph` (with ``labels``); a pair or a capture record
+        through :func:`attention_to_networkx` (with ``num_nodes``).
+
+    Examples
+    --------
+    >>> as_attention_graph(torch.tensor([[0.0, 1.0], [0.0, 1.0]])).edges(data="weight")
+    OutEdgeDataView([(1, 0, 1.0), (1, 1, 1.0)])
+    """
+    if isinstance(attention, nx.Graph):
+        _check_graph(attention, "attention")
+        weights = [w for _, _, w in attention.edges(data="weight", default=0.0)]
+        _check_weights(torch.tensor(weights, dtype=torch.float64), "attention weights")
+        return attention
+    if isinstance(attention, (Tensor, np.ndarray)):
+        return dense_to_digraph(attention, labels=labels)
+    edge_index, alpha = _unpack(attention)
+    return attention_to_networkx(edge_index, alpha, num_nodes)
