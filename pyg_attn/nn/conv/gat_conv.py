@@ -357,7 +357,7 @@ class GATConv(MessagePassing):
                 edge_logit = self._edge_logit(loop_edge_attr(looped, edge_attr, self.fill_value))
 
         if uses_message_path(self):  # also for flow='target_to_source'
-            adj = looped.edge_index if isinstance(looped.adj, PreparedGraph) else looped.adj
+            adj = looped.edge_index if isinstance(looped.adjacency, PreparedGraph) else looped.adjacency
             alpha = self.edge_updater(adj, alpha=(alpha_src, alpha_dst), edge_logit=edge_logit,
                                       size=(num_src, num_dst))
             weights = F.dropout(alpha, p=self.dropout, training=self.training)
@@ -384,7 +384,7 @@ class GATConv(MessagePassing):
             out = out + self.bias
 
         if return_attention_weights:
-            return out, pack_attention(looped.adj, looped.returned_edge_index, alpha)
+            return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
         return out
 
     def _edge_logit(self, edge_attr: Tensor) -> Tensor:

@@ -309,7 +309,7 @@ class GATv2Conv(MessagePassing):
                 edge_feat = self.lin_edge(edge_attr).view(-1, H, C)
 
         if uses_message_path(self):  # also for flow='target_to_source'
-            adj = looped.edge_index if isinstance(looped.adj, PreparedGraph) else looped.adj
+            adj = looped.edge_index if isinstance(looped.adjacency, PreparedGraph) else looped.adjacency
             alpha = self.edge_updater(adj, x=(x_l, x_r), edge_feat=edge_feat)
             weights = F.dropout(alpha, p=self.dropout, training=self.training)
             out = self.propagate(adj, x=(x_l, x_r), alpha=weights)
@@ -333,7 +333,7 @@ class GATv2Conv(MessagePassing):
             out = out + self.bias
 
         if return_attention_weights:
-            return out, pack_attention(looped.adj, looped.returned_edge_index, alpha)
+            return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
         return out
 
     def edge_update(self, x_j: Tensor, x_i: Tensor, edge_feat: OptTensor, index: Tensor,

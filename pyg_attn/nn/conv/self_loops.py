@@ -54,9 +54,10 @@ class LoopedGraph:
 
     Attributes:
         adj: the graph in the caller's format after loop handling: what PyG's
-            layer would pass to ``propagate`` and return attention with (a
-            ``[2, E']`` tensor, ``EdgeIndex``, ``SparseTensor`` or ``torch.sparse``
-            tensor; for a :class:`PreparedGraph` input, a tensor).
+            layer would pass to ``propagate`` and return attention with (an
+            ``EdgeIndex``, ``SparseTensor`` or ``torch.sparse`` tensor); ``None``
+            when that is the ``[2, E']`` edge list itself (plain tensor and
+            :class:`PreparedGraph` inputs): see :attr:`adjacency`.
         graph: the prepared (CSR/CSC) form of :attr:`edge_index`.
         num_src, num_dst: node counts of the two sides.
         num_input_edges: number of edges of the input.
@@ -68,7 +69,9 @@ class LoopedGraph:
         plain_edge_index: ``[2, E']`` edge list, when already at hand.
 
     Only what cannot be derived is stored (the cache may hold big graphs):
-    :attr:`kept_dst` and :meth:`edge_ids` are computed when asked for.
+    the edge list of a plain tensor input (1 GB at ogbn-products size) is rebuilt
+    from the CSR when asked for, and :attr:`kept_dst` and :meth:`edge_ids` are
+    computed when asked for.
     """
 
     adj: Any
@@ -95,11 +98,18 @@ class LoopedGraph:
         return self.graph.edge_index
 
     @property
+    def adjacency(self) -> Any:
+        """The graph in the caller's format after loop handling (:attr:`adj`, or
+        the ``[2, E']`` edge list where that is the format)."""
+        return self.edge_index if self.adj is None else self.adj
+
+    @property
     def returned_edge_index(self) -> Tensor:
         """The edge list PyG returns with the attention weights for index inputs:
-        :attr:`adj` itself when it is an index tensor (an ``EdgeIndex`` stays one)."""
-        if isinstance(self.adj, Tensor) and not is_torch_sparse_tensor(self.adj):
-            return self.adj
+        :attr:`adjacency` itself when it is an index tensor (an ``EdgeIndex`` stays one)."""
+        adj = self.adjacency
+        if isinstance(adj, Tensor) and not is_torch_sparse_tensor(adj):
+            return adj
         return self.edge_index
 
     @property
@@ -150,15 +160,14 @@ def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
     kept = mask.nonzero().view(-1)
     loops = torch.arange(num_loops, device=plain.device)
     looped = torch.cat([plain.index_select(1, kept), loops.view(1, -1).repeat(2, 1)], dim=1)
+    adj = None  # the edge list itself, rebuilt from the CSR when asked for
     if keep_type and isinstance(edge_index, EdgeIndex):
         # Exactly PyG's object (an EdgeIndex with its sparse size and flags):
         adj, _ = pyg_remove_self_loops(edge_index)
         adj, _ = pyg_add_self_loops(adj, num_nodes=num_loops)
-    else:
-        adj = looped
     return LoopedGraph(
         adj=adj, graph=_build(looped, num_src, num_dst), num_src=num_src, num_dst=num_dst,
-        num_input_edges=plain.size(1), num_loops=num_loops, kept=kept, plain_edge_index=looped)
+        num_input_edges=plain.size(1), num_loops=num_loops, kept=kept)
 
 
 def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
@@ -279,7 +288,9 @@ def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Lo
             looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
         # Versions after building: it may have materialised a SparseTensor's row/rowptr.
         _cache.put(adj, extra, structure_versions(adj), looped)  # `looped.adj` never holds `adj`
-    return looped if looped.adj is not None else dataclasses.replace(looped, adj=adj)
+    if kind == "sparse" and looped.adj is None:  # `None` there: the input itself
+        return dataclasses.replace(looped, adj=adj)
+    return looped
 
 
 def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue) -> Tensor:
