@@ -1,0 +1,29 @@
+"""Headless figures: created without pyplot, saved on request."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+PathLike = Union[str, Path]
+
+
+def figure_and_axes(ax: Optional[Axes], figsize: Tuple[float, float]) -> Tuple[Figure, Axes]:
+    """``ax``'s figure, or a new :class:`~matplotlib.figure.Figure` not managed by pyplot
+    (no display needed, nothing left open)."""
+    if ax is not None:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def save(fig: Figure, path: Optional[PathLike], dpi: int = 150) -> None:
+    """Writes ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf) if given."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
