@@ -7,8 +7,11 @@ destination with no (unmasked) edge gets a zero output and zero attention.
 ``alpha`` is returned in the caller's edge order, before dropout.
 
 Backends: ``"reference"`` (pure PyTorch, any device, any order of gradients),
-``"cpu"`` (fused C++ kernel, CPU tensors; the default there).  float16 and
-bfloat16 inputs are computed in float32 and cast back.
+``"cpu"`` (fused C++ kernel, CPU tensors; the default there), ``"triton"``
+(Triton kernels, CUDA tensors; the default there when Triton is importable; CPU
+tensors too under ``TRITON_INTERPRET=1``, which the tests use).  The reference
+and CPU backends compute float16 and bfloat16 inputs in float32 and cast back;
+the Triton kernels read them as they are and accumulate in float32.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_ind
 from .dropout import draw_seed
 from .library import KIND_IDS, fused_attention
 from .reference import reference_attention
+from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")
 GraphInput = Union[Tensor, PreparedGraph]
@@ -41,16 +45,22 @@ def _warn_once(key: str, message: str) -> None:
 def select_backend(backend: Optional[str], device: torch.device) -> str:
     """Picks the backend for tensors on ``device`` (the only place that decides).
 
-    ``None`` means: the fused CPU kernel for CPU tensors when it is built, else
-    the reference path (with one warning).  Triton kernels are not part of this
-    release: CUDA tensors use the reference path, with one warning.
+    ``None`` means: the fused CPU kernel for CPU tensors when it is built, the
+    Triton kernels for CUDA tensors when Triton is importable, else the
+    reference path (with one warning).  ``"triton"`` can be forced on CUDA
+    tensors, and on CPU tensors when ``TRITON_INTERPRET=1`` (Triton's interpreter,
+    for tests; set it before Triton is first imported, e.g. by torch_geometric).
     """
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"'backend' must be one of {BACKENDS} or None, got {backend!r}")
-    if backend == "triton":
-        raise ValueError("'backend'='triton' is not available in this version of pyg_attn")
     if backend == "reference":
         return backend
+    if backend == "triton" or (backend is None and device.type == "cuda"):
+        missing = _triton_missing(device)
+        if missing is None:
+            return "triton"
+        if backend == "triton":
+            raise RuntimeError(f"'backend'='triton' is not available here: {missing}")
     if device.type == "cpu":
         if load_extension() is not None:
             return "cpu"
@@ -61,9 +71,24 @@ def select_backend(backend: Optional[str], device: torch.device) -> str:
     if backend == "cpu":
         raise ValueError(f"'backend'='cpu' needs CPU tensors, got device {device}")
     _warn_once(f"fallback-{device.type}",
-               f"pyg_attn: no fused kernel for device '{device.type}'; using the "
-               "reference backend")
+               f"pyg_attn: no fused kernel for device '{device.type}'"
+               f"{' (' + _triton_missing(device) + ')' if device.type == 'cuda' else ''}; "
+               "using the reference backend")
     return "reference"
+
+
+def _triton_missing(device: torch.device) -> Optional[str]:
+    """Why the Triton kernels cannot run on ``device``, or ``None`` if they can."""
+    if not triton_importable():
+        return "Triton is not installed (pip install 'pyg-attn[triton]')"
+    if device.type == "cuda" or (device.type == "cpu" and interpreter_active()):
+        return None
+    if device.type == "cpu" and interpreter_enabled():
+        return ("TRITON_INTERPRET=1 was set after Triton was imported; set it before "
+                "importing torch_geometric or pyg_attn")
+    if device.type == "cpu":
+        return "CPU tensors need TRITON_INTERPRET=1 (Triton's interpreter)"
+    return f"Triton kernels need CUDA tensors, got device '{device.type}'"
 
 
 # ----------------------------------------------------------------------------- checks
@@ -138,7 +163,9 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
     if edge_index.device != device:
         raise ValueError(f"'edge_index' is on {edge_index.device} but the features are on {device}")
     result_dtype = functools.reduce(torch.promote_types, (t.dtype for t in present.values()))
-    compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) else torch.float32
+    chosen = select_backend(backend, device)
+    compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) \
+        or chosen == "triton" else torch.float32
     converted: dict[int, Tensor] = {}  # one conversion per tensor, e.g. edge_key is edge_value
 
     def convert(t: Optional[Tensor]) -> Optional[Tensor]:
@@ -152,7 +179,6 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
     num_src = cast["src"].size(0)
     p = float(dropout) if training else 0.0
     seed = draw_seed() if p > 0.0 else 0
-    chosen = select_backend(backend, device)
     if chosen == "reference":
         if isinstance(edge_index, PreparedGraph):
             as_prepared(edge_index, num_src, num_dst)
@@ -166,6 +192,15 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
             edge_value=cast["edge_value"], edge_mask=edge_mask, scale=scale,
             negative_slope=negative_slope, dropout=p, seed=seed)
         alpha = alpha if return_attention else None
+    elif chosen == "triton":
+        from .triton.fused_attention import fused_attention_triton
+
+        graph = as_prepared(edge_index, num_src, num_dst)
+        out, _stats, alpha = fused_attention_triton(
+            KIND_IDS[kind], graph, cast["dst"], cast["src"], cast["value"], cast["att"],
+            cast["edge_score"], cast["edge_feat"], cast["edge_value"],
+            None if edge_mask is None else edge_mask.contiguous(), scale, negative_slope, p,
+            seed, return_attention)
     else:
         graph = as_prepared(edge_index, num_src, num_dst)
         out, _lse, alpha = fused_attention(
@@ -218,7 +253,8 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
         training: apply dropout only when ``True``.
         num_nodes: ``N_dst``; must equal ``query.size(0)`` when given.
         return_attention: also return ``alpha``.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"``
+            (see :func:`select_backend`).
         check_inputs: also reject NaN/inf values (costs a pass over the inputs).
 
     Returns:

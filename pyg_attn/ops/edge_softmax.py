@@ -43,7 +43,7 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
         src: ``[E]`` or ``[E, H]`` scores.
         index: ``[E]`` group (destination) of each score.
         num_nodes: number of groups; ``None`` = ``index.max() + 1``.
-        backend: ``None`` (automatic), ``"reference"`` or ``"cpu"``.
+        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"``.
 
     Returns:
         A tensor shaped like ``src``; ``E == 0`` gives an empty tensor.

@@ -19,7 +19,6 @@ KIND_IDS = {"dot": 0, "gat": 1, "gatv2": 2, "edge": 3}
 
 _GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "csc_slot")
 _FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
-_FIRST_FEATURE = 1 + len(_GRAPH)  # position of `dst` among the op's inputs
 
 
 def _extension():
@@ -82,39 +81,50 @@ def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, va
             for t, flag in zip(like, needs)]
 
 
-def _setup_context(ctx, inputs, output):
-    (kind, *graph), rest = inputs[:_FIRST_FEATURE], inputs[_FIRST_FEATURE:]
-    features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
-    out, lse, _alpha = output
-    ctx.mark_non_differentiable(lse)
-    ctx.save_for_backward(*graph, *features, edge_mask, out, lse)
-    ctx.params = (kind, scale, slope, dropout, seed)
-    ctx.present = tuple(t is not None for t in features)
+def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
+    """Registers the autograd formula of a fused attention op.
+
+    Shared by the CPU op and the Triton op (:mod:`pyg_attn.ops.triton`): both take
+    ``(kind, *graph, *features, edge_mask, scale, negative_slope, dropout, seed,
+    need_alpha)`` with ``num_graph`` graph tensors, return ``(out, stats, alpha)``,
+    and have a backward op taking ``(kind, *graph, *features, edge_mask, out, stats,
+    grad_out, grad_alpha, scale, negative_slope, dropout, seed, needs)``.
+    """
+    first_feature = 1 + num_graph
+
+    def setup_context(ctx, inputs, output):
+        (kind, *graph), rest = inputs[:first_feature], inputs[first_feature:]
+        features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
+        out, lse, _alpha = output
+        ctx.mark_non_differentiable(lse)
+        ctx.save_for_backward(*graph, *features, edge_mask, out, lse)
+        ctx.params = (kind, scale, slope, dropout, seed)
+        ctx.present = tuple(t is not None for t in features)
+
+    def backward(ctx, grad_out, _grad_lse, grad_alpha):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "pyg_attn: the fused kernels have no double backward (create_graph=True); "
+                "use backend='reference' for higher-order gradients")
+        saved = ctx.saved_tensors
+        graph = saved[:num_graph]
+        features = saved[num_graph:num_graph + len(_FEATURES)]
+        edge_mask, out, lse = saved[num_graph + len(_FEATURES):]
+        kind, scale, slope, dropout, seed = ctx.params
+        needs = [bool(ctx.needs_input_grad[first_feature + k]) and ctx.present[k]
+                 for k in range(len(_FEATURES))]
+        if grad_alpha is not None and grad_alpha.numel() == 0:
+            grad_alpha = None
+        if grad_out is None:
+            grad_out = torch.zeros_like(out)
+        grads = backward_op(
+            kind, *graph, *features, edge_mask, out, lse, grad_out.contiguous(),
+            None if grad_alpha is None else grad_alpha.contiguous(), scale, slope, dropout,
+            seed, needs)
+        feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
+        return (None,) * first_feature + tuple(feature_grads) + (None,) * 6
+
+    torch.library.register_autograd(op_name, backward, setup_context=setup_context)
 
 
-def _backward(ctx, grad_out, _grad_lse, grad_alpha):
-    if torch.is_grad_enabled():
-        raise RuntimeError(
-            "pyg_attn: the fused CPU backend has no double backward (create_graph=True); "
-            "use backend='reference' for higher-order gradients")
-    saved = ctx.saved_tensors
-    graph = saved[:len(_GRAPH)]
-    features = saved[len(_GRAPH):len(_GRAPH) + len(_FEATURES)]
-    edge_mask, out, lse = saved[len(_GRAPH) + len(_FEATURES):]
-    kind, scale, slope, dropout, seed = ctx.params
-    needs = [bool(ctx.needs_input_grad[_FIRST_FEATURE + k]) and ctx.present[k]
-             for k in range(len(_FEATURES))]
-    if grad_alpha is not None and grad_alpha.numel() == 0:
-        grad_alpha = None
-    if grad_out is None:
-        grad_out = torch.zeros_like(out)
-    grads = fused_attention_backward(
-        kind, *graph, *features, edge_mask, out, lse, grad_out.contiguous(),
-        None if grad_alpha is None else grad_alpha.contiguous(), scale, slope, dropout, seed,
-        needs)
-    feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
-    return (None,) * _FIRST_FEATURE + tuple(feature_grads) + (None,) * 6
-
-
-torch.library.register_autograd("pyg_attn::fused_attention", _backward,
-                                setup_context=_setup_context)
+register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))

@@ -1,0 +1,247 @@
+"""Fused edge attention on Triton: launcher and ``torch.library`` registration.
+
+``pyg_attn::triton_fused_attention`` mirrors the CPU op
+(:mod:`pyg_attn.ops.library`): same score kinds, same ``(out, stats, alpha)``
+results (``stats [N_dst, H, 2]`` = each row's score maximum and log-sum-exp below
+it) and the same autograd wiring, so ``torch.compile`` traces it through its
+fake implementation.  The kernels are in :mod:`pyg_attn.ops.triton.kernels`.
+
+Inputs may be float16, bfloat16, float32 or float64; float32 (float64 for
+float64 inputs) is the accumulation type.  ``out`` comes back in the inputs'
+dtype, ``alpha`` and the statistics in the accumulation type, gradients in each
+input's dtype.  Under ``TRITON_INTERPRET=1`` (set before this module is
+imported) the kernels run on CPU tensors.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ..csr import PreparedGraph
+from ..library import register_fused_autograd
+from . import kernels
+from .common import EDGE
+from .work import TritonGraph, triton_graph
+
+CHUNK_SIZE = 1024
+"""Default number of edges per work item (rows longer than this are split)."""
+ATT_SLOTS = 64
+"""Partial copies of GATv2's attention-vector gradient (spreads the atomics)."""
+TILE_ELEMENTS = 4096
+"""Elements of one ``[BLOCK_E, BLOCK_H, BLOCK_C]`` tile; sets ``BLOCK_E``."""
+
+
+def _pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def _blocks(heads: int, dim: int, dim_v: int) -> dict:
+    """Block sizes: all heads and channels of a node in one tile, as many edges
+    as fit in :data:`TILE_ELEMENTS` (between 1 and 64)."""
+    block_h, block_d, block_cv = _pow2(heads), _pow2(dim), _pow2(dim_v)
+    block_e = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, block_cv))))
+    return dict(BLOCK_E=1 << (block_e.bit_length() - 1), BLOCK_H=block_h, BLOCK_D=block_d)
+
+
+def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
+    """The accumulation dtype, as a torch and a Triton dtype."""
+    return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
+
+
+def _dropout_args(p: float) -> dict:
+    """``keep_threshold = ceil(p * 2**24)`` and ``keep_scale = 1 / (1 - p)``."""
+    return dict(keep_threshold=math.ceil(p * 16777216.0),
+                keep_scale=1.0 / (1.0 - p) if p < 1.0 else 0.0)
+
+
+def _optional(t: Optional[Tensor], dummy: Tensor) -> Tensor:
+    return dummy if t is None else t
+
+
+def _mask_bytes(edge_mask: Optional[Tensor]) -> Optional[Tensor]:
+    return None if edge_mask is None else edge_mask.view(torch.uint8)
+
+
+def _score_args(kind: int, dst: Tensor, src: Tensor, att: Optional[Tensor],
+                edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
+                edge_mask: Optional[Tensor]) -> tuple[dict, dict]:
+    """Tensors and flags every kernel that recomputes scores takes."""
+    dummy = dst
+    tensors = dict(dst=dst, src=src, att=_optional(att, dummy), escore=_optional(edge_score, dummy),
+                   efeat=_optional(edge_feat, dummy),
+                   emask=_optional(_mask_bytes(edge_mask), dummy))
+    flags = dict(KIND=kind, HAS_ESCORE=edge_score is not None, HAS_EFEAT=edge_feat is not None,
+                 HAS_MASK=edge_mask is not None)
+    return tensors, flags
+
+
+def _alpha(kind: int, col: Tensor, perm: Tensor, dst_items: Tensor, dst: Tensor, src: Tensor,
+           att: Optional[Tensor], edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
+           edge_mask: Optional[Tensor], stats: Tensor, heads: int, scale: float,
+           slope: float) -> Tensor:
+    """``alpha [E, H]`` in the caller's edge order, from the row statistics."""
+    alpha = stats.new_empty(col.numel(), heads)
+    if col.numel() == 0:
+        return alpha
+    tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
+    blocks = _blocks(heads, dst.size(2), 0)
+    kernels._alpha_kernel[(dst_items.size(1),)](
+        dst_items, dst_items.size(1), col, perm, tensors["dst"], tensors["src"], tensors["att"],
+        tensors["escore"], tensors["efeat"], tensors["emask"], stats, alpha, heads, dst.size(2),
+        scale, slope, **flags, ACC=_acc(stats.dtype)[1], **blocks)
+    return alpha
+
+
+@torch.library.custom_op("pyg_attn::triton_fused_attention", mutates_args=())
+def triton_fused_attention(
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
+    csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
+    dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
+    edge_feat: Optional[Tensor], edge_value: Optional[Tensor], edge_mask: Optional[Tensor],
+    scale: float, negative_slope: float, dropout: float, seed: int, need_alpha: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``."""
+    n_dst, heads, dim, dim_v = rowptr.numel() - 1, value.size(1), dst.size(2), value.size(2)
+    acc_torch, acc_tl = _acc(value.dtype)
+    out = value.new_empty(n_dst, heads, dim_v)
+    stats = value.new_empty(n_dst, heads, 2, dtype=acc_torch)
+    num_slots = slot_row.numel()
+    part_acc = value.new_empty(max(num_slots, 1), heads, dim_v, dtype=acc_torch)
+    part_stats = value.new_empty(max(num_slots, 1), heads, 2, dtype=acc_torch)
+    if dst_items.size(1):
+        tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
+        blocks = _blocks(heads, dim, dim_v)
+        kernels._fwd_kernel[(dst_items.size(1),)](
+            dst_items, dst_items.size(1), col, perm, tensors["dst"], tensors["src"], value,
+            tensors["att"], tensors["escore"], tensors["efeat"], _optional(edge_value, value),
+            tensors["emask"], out, stats, part_acc, part_stats, heads, dim, dim_v, scale,
+            negative_slope, seed, **_dropout_args(dropout), **flags,
+            HAS_EVALUE=edge_value is not None, DROPOUT=dropout > 0.0, ACC=acc_tl,
+            BLOCK_CV=_pow2(dim_v), **blocks)
+    if num_slots:
+        kernels._merge_kernel[(merge_ptr.numel() - 1,)](
+            merge_ptr, slot_row, part_acc, part_stats, out, stats, heads, dim_v, ACC=acc_tl,
+            BLOCK_H=_pow2(heads), BLOCK_CV=_pow2(dim_v))
+    if need_alpha:
+        alpha = _alpha(kind, col, perm, dst_items, dst, src, att, edge_score, edge_feat,
+                       edge_mask, stats, heads, scale, negative_slope)
+    else:
+        alpha = stats.new_empty(0, heads)
+    return out, stats, alpha
+
+
+@triton_fused_attention.register_fake
+def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
+      src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, scale,
+      negative_slope, dropout, seed, need_alpha):
+    n_dst, heads = rowptr.size(0) - 1, value.size(1)
+    acc_torch = _acc(value.dtype)[0]
+    return (value.new_empty(n_dst, heads, value.size(2)),
+            value.new_empty(n_dst, heads, 2, dtype=acc_torch),
+            value.new_empty(col.size(0) if need_alpha else 0, heads, dtype=acc_torch))
+
+
+def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: Optional[Tensor],
+           grad_alpha: Optional[Tensor], acc_torch: torch.dtype) -> Tensor:
+    """``delta_i = <dO_i, out_i> + sum_j a_ij dA_ij`` per head, ``[N_dst, H]``."""
+    delta = (grad_out.to(acc_torch) * out.to(acc_torch)).sum(-1)
+    if alpha is not None and alpha.numel():
+        rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=rowptr.device),
+                                       rowptr.diff())
+        edges = perm.long()
+        delta.index_add_(0, rows, alpha[edges] * grad_alpha[edges].to(acc_torch))
+    return delta
+
+
+@torch.library.custom_op("pyg_attn::triton_fused_attention_backward", mutates_args=())
+def triton_fused_attention_backward(
+    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
+    csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
+    dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
+    edge_feat: Optional[Tensor], edge_value: Optional[Tensor], edge_mask: Optional[Tensor],
+    out: Tensor, lse: Tensor, grad_out: Tensor, grad_alpha: Optional[Tensor], scale: float,
+    negative_slope: float, dropout: float, seed: int, needs: list[bool],
+) -> list[Tensor]:
+    """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
+    an entry whose flag in ``needs`` is false comes back empty."""
+    heads, dim, dim_v, num_edges = value.size(1), dst.size(2), value.size(2), col.numel()
+    acc_torch, acc_tl = _acc(value.dtype)
+    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
+    need = [bool(flag) and t is not None for flag, t in zip(needs, like)]
+    grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device) if flag else None
+             for t, flag in zip(like, need)]
+    alpha = None
+    if grad_alpha is not None:
+        alpha = _alpha(kind, col, perm, dst_items, dst, src, att, edge_score, edge_feat,
+                       edge_mask, lse, heads, scale, negative_slope)
+    delta = _delta(rowptr, perm, out, grad_out, alpha, grad_alpha, acc_torch)
+    wd = value.new_empty(max(num_edges, 1), 2 * heads, dtype=acc_torch)
+    att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dim, dtype=acc_torch)
+    tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
+    blocks = dict(**_blocks(heads, dim, dim_v), BLOCK_CV=_pow2(dim_v))
+    dummy = delta
+    g = [dummy if t is None else t for t in grads]
+    if dst_items.size(1):
+        kernels._bwd_dst_kernel[(dst_items.size(1),)](
+            dst_items, dst_items.size(1), col, perm, csc_slot, tensors["dst"], tensors["src"],
+            value, tensors["att"], tensors["escore"], tensors["efeat"],
+            _optional(edge_value, value), tensors["emask"], lse, delta, grad_out,
+            _optional(grad_alpha, delta), wd, g[0], att_parts, g[4], g[5], g[6], heads, dim,
+            dim_v, scale, negative_slope, seed, **_dropout_args(dropout),
+            ATT_SLOTS=att_parts.size(0), **flags, HAS_EVALUE=edge_value is not None,
+            HAS_GALPHA=grad_alpha is not None, DROPOUT=dropout > 0.0, NEED_DST=need[0],
+            NEED_ATT=need[3], NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
+            ACC=acc_tl, **blocks)
+    if (need[1] or need[2]) and kind != EDGE and src_items.size(1):
+        kernels._bwd_src_kernel[(src_items.size(1),)](
+            src_items, src_items.size(1), csc_row, csc_edge, tensors["dst"], tensors["src"],
+            tensors["att"], tensors["efeat"], grad_out, wd, g[1], g[2], heads, dim, dim_v,
+            negative_slope, KIND=kind, HAS_EFEAT=edge_feat is not None, NEED_SRC=need[1],
+            NEED_VALUE=need[2], ACC=acc_tl, **blocks)
+    if need[3]:
+        grads[3] = att_parts.sum(0).view(att.shape)
+    return [grad.to(t.dtype) if flag else value.new_empty(0)
+            for grad, t, flag in zip(grads, like, need)]
+
+
+@triton_fused_attention_backward.register_fake
+def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
+      src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, out, lse,
+      grad_out, grad_alpha, scale, negative_slope, dropout, seed, needs):
+    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
+    return [t.new_empty(t.shape) if (flag and t is not None) else value.new_empty(0)
+            for t, flag in zip(like, needs)]
+
+
+register_fused_autograd("pyg_attn::triton_fused_attention", triton_fused_attention_backward,
+                        num_graph=10)
+
+
+def _graph_tensors(g: TritonGraph) -> tuple[Tensor, ...]:
+    return (g.rowptr, g.col, g.perm, g.csc_row, g.csc_edge, g.csc_slot, g.dst_work.items,
+            g.dst_work.merge_ptr, g.dst_work.slot_row, g.src_work.items)
+
+
+def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Tensor,
+                           value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
+                           edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
+                           edge_mask: Optional[Tensor], scale: float, negative_slope: float,
+                           dropout: float, seed: int, need_alpha: bool,
+                           chunk: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Launches the Triton op on a prepared graph (inputs as the CPU op's:
+    contiguous, one floating dtype, one device, indices validated).
+
+    ``chunk`` is the most edges one program handles (default
+    :data:`CHUNK_SIZE`); longer rows are split and merged.  Returns
+    ``(out, stats, alpha)`` as :func:`triton_fused_attention`.
+    """
+    tg = triton_graph(graph, CHUNK_SIZE if chunk is None else int(chunk))
+    return triton_fused_attention(
+        kind, *_graph_tensors(tg), dst, src, value, att, edge_score, edge_feat, edge_value,
+        edge_mask, float(scale), float(negative_slope), float(dropout), int(seed),
+        bool(need_alpha))
