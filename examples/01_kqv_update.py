@@ -17,7 +17,6 @@ agree, prints every node's update and draws the graph.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -28,6 +27,7 @@ import networkx as nx  # noqa: E402
 import torch  # noqa: E402
 
 from pyg_attn.functional import graph_attention  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 from pyg_attn.nn import KQVConv  # noqa: E402
 
 
@@ -45,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the picture (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pyg_attn_kqv_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, prefix="pyg_attn_kqv_")
 
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -88,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                                  font_size=7, connectionstyle="arc3,rad=0.1", ax=ax)
     ax.set_title(f"edge j -> i: weight a_ij; node colour: |u_i| (node {lonely}: 0)")
     ax.axis("off")
-    fig.tight_layout()
-    path = out_dir / "kqv_update.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    save_figure(fig, out_dir / "kqv_update.png")
     return 0
 
 

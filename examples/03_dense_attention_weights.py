@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +24,7 @@ import torch  # noqa: E402
 
 from pyg_attn.functional import (  # noqa: E402
     attention_weights, complete_graph_edge_index, graph_attention)
+from _support import output_dir, save_figure  # noqa: E402
 
 
 def show(ax, weights: torch.Tensor, title: str) -> None:
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the picture (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pyg_attn_dense_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, prefix="pyg_attn_dense_")
 
     gen = torch.Generator().manual_seed(0)
     length, dim = args.length, 8
@@ -75,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
     show(axes[0], weights, "A = softmax(QK^T / sqrt(d))")
     show(axes[1], causal, "causal mask (j <= i)")
-    fig.tight_layout()
-    path = out_dir / "dense_attention_weights.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    save_figure(fig, out_dir / "dense_attention_weights.png")
     return 0
 
 

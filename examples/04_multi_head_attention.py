@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pyg_attn.nn import SelfAttention  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the picture (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pyg_attn_mha_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, prefix="pyg_attn_mha_")
 
     torch.manual_seed(0)
     heads, length, embed_dim = args.heads, args.length, 8 * args.heads
@@ -74,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_title(title)
         ax.set_xlabel("key j")
     axes[0].set_ylabel("query i")
-    fig.tight_layout()
-    path = out_dir / "multi_head_attention.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    save_figure(fig, out_dir / "multi_head_attention.png")
     return 0
 
 

@@ -20,7 +20,6 @@ full and window attention as directed graphs (``j -> i`` with weight ``a_ij``, f
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +30,7 @@ import networkx as nx  # noqa: E402
 import torch  # noqa: E402
 
 from pyg_attn.nn import SelfAttention  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 
 SENTENCE = "the cat sat on the mat because it was tired"
 
@@ -82,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the picture (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pyg_attn_sentence_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, prefix="pyg_attn_sentence_")
 
     tokens = args.sentence.lower().split()
     labels = [f"{k}:{word}" for k, word in enumerate(tokens)]  # distinct node names
@@ -113,11 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.2))
     draw(axes[0], full_graph, f"full attention (a_ij > {args.threshold}, self-loops hidden)")
     draw(axes[1], window_graph_view, "window attention |i - j| <= 2 (edge_index=)")
-    fig.tight_layout()
-    path = out_dir / "sequence_self_attention.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    save_figure(fig, out_dir / "sequence_self_attention.png")
     return 0
 
 

@@ -21,7 +21,6 @@ image, the attention map of that pixel, and the output.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from pyg_attn.nn import SelfAttention2d  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 
 GREY = 0.5
 
@@ -66,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for the picture (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out_dir = args.out or Path(tempfile.mkdtemp(prefix="pyg_attn_sagan_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, prefix="pyg_attn_sagan_")
 
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -102,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for ax in axes:
         ax.plot(query[1], query[0], marker="x", color="white", markersize=9, mew=2)
         ax.axis("off")
-    fig.tight_layout()
-    path = out_dir / "sagan_attention.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"saved {path}")
+    save_figure(fig, out_dir / "sagan_attention.png")
     return 0
 
 
