@@ -5,6 +5,8 @@ Providers
     pyg_attn   ``pyg_attn.ops.graph_attention`` / ``gat_attention`` with
                ``backend=None`` (the fused C++ kernel on CPU), on a graph
                prepared once with ``pyg_attn.ops.prepare`` outside the timed region.
+    pyg_attn-triton  the same with ``backend="triton"`` (Triton kernels; CUDA tensors,
+               ``--device cuda``; on CPU only under ``TRITON_INTERPRET=1``).
     reference  the same ops with ``backend="reference"`` (pure PyTorch), given the
                plain ``edge_index`` tensor (it needs no CSR).
     pyg        what PyG's ``TransformerConv`` (``--score dot``) and ``GATConv``
@@ -38,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without PYTHONPATH
     sys.path.insert(0, str(ROOT))
 
-PROVIDERS = ("pyg_attn", "reference", "pyg")
+PROVIDERS = ("pyg_attn", "pyg_attn-triton", "reference", "pyg")
+DEFAULT_PROVIDERS = ("pyg_attn", "reference", "pyg")  # pyg_attn-triton: ask for it
 SIZES = {  # name: (num_nodes, num_edges)
     "cora": (2_708, 10_556),
     "50k": (50_000, 500_000),
@@ -124,7 +127,8 @@ def build_call(provider: str, score: str, t: dict, edge_index, graph, num_nodes:
     if provider == "pyg":
         src, dst = edge_index[0], edge_index[1]
         return lambda: pyg_attention(score, t, src, dst, num_nodes, scale)
-    backend, g = (None, graph) if provider == "pyg_attn" else ("reference", edge_index)
+    backend, g = {"pyg_attn": (None, graph), "pyg_attn-triton": ("triton", graph)}.get(
+        provider, ("reference", edge_index))
     if score == "dot":
         return lambda: graph_attention(t["q"], t["k"], t["v"], g, scale=scale, backend=backend)
     return lambda: gat_attention(t["a_src"], t["a_dst"], t["v"], g,
@@ -137,6 +141,8 @@ def provider_backend(provider: str, device) -> str:
     if provider == "reference":
         return "reference"
     from pyg_attn.ops import select_backend
+    if provider == "pyg_attn-triton":
+        return select_backend("triton", device)
     return select_backend(None, device)
 
 
@@ -345,7 +351,7 @@ def measure(spec: dict) -> dict:
     tiny_ei = tiny_ei.to(device)
     tiny_t, tiny_g = make_inputs(score, 16, heads, channels, 0, device)
     tiny_graph = None
-    if provider == "pyg_attn":
+    if provider.startswith("pyg_attn"):
         from pyg_attn.ops import prepare
         tiny_graph = prepare(tiny_ei, 16)
     with ScatterSpy() as spy:
@@ -364,7 +370,7 @@ def measure(spec: dict) -> dict:
         for x in inputs.values():
             x.requires_grad_(True)
     graph, prepare_ms, prepare_mb = None, None, None
-    if provider == "pyg_attn":
+    if provider.startswith("pyg_attn"):
         from pyg_attn.ops import prepare
         sync()
         t0 = time.perf_counter()
@@ -611,7 +617,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Benchmark pyg_attn's fused edge attention against PyG-style attention.")
     p.add_argument("--providers", nargs="+", choices=PROVIDERS, default=None,
-                   help=f"default: all; 'reference' is skipped above "
+                   help=f"default: {' '.join(DEFAULT_PROVIDERS)}; 'reference' is skipped above "
                         f"{REFERENCE_DEFAULT_MAX_EDGES:,} edges unless named here")
     p.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["cora", "50k", "arxiv"],
                    help="graph sizes (default: all three)")
@@ -628,7 +634,7 @@ def parse_args(argv=None):
 
 def build_specs(args):
     explicit = args.providers is not None
-    providers = list(dict.fromkeys(args.providers or PROVIDERS))
+    providers = list(dict.fromkeys(args.providers or DEFAULT_PROVIDERS))
     specs, skipped = [], []
     for size in args.sizes:
         for score in args.score:
@@ -691,7 +697,7 @@ def print_report(args, results, skipped_reference, wall_s):
     backends = sorted({r["backend"] for r in ok if r["provider"] == "pyg_attn"})
     if backends:
         print(f"  pyg_attn backend=None resolved to: {', '.join(backends)}"
-              + ("" if backends == ["cpu"] else "  (NOT the fused kernel)"))
+              + ("" if backends in (["cpu"], ["triton"]) else "  (NOT the fused kernel)"))
     print(f"  device {args.device}, torch threads {args.threads}, heads H={args.heads}, "
           f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average "
           f"{_LOAD_AT_START} at start, {_load()} at end (other work on the machine skews timings)")

@@ -16,7 +16,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-DOT, GAT, GATV2, EDGE = 0, 1, 2, 3
+DOT = tl.constexpr(0)
+GAT = tl.constexpr(1)
+GATV2 = tl.constexpr(2)
+EDGE = tl.constexpr(3)
 
 
 @triton.jit
@@ -40,7 +43,7 @@ def dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale):
     counter = eid[:, None] * H + offs_h[None, :]
     hi = (counter >> 32).to(tl.uint32)
     lo = (counter & 0xFFFFFFFF).to(tl.uint32)
-    x = _mix32(_mix32(hi ^ seed.to(tl.uint32)) ^ lo)
+    x = _mix32(_mix32(hi ^ tl.cast(seed, tl.uint32)) ^ lo)
     keep = (x >> 8).to(tl.int64) >= keep_threshold
     return tl.where(keep, keep_scale, 0.0)
 

@@ -23,9 +23,8 @@ import triton.language as tl
 from torch import Tensor
 
 from ..csr import PreparedGraph
-from ..library import register_fused_autograd
+from ..library import KIND_IDS, register_fused_autograd
 from . import kernels
-from .common import EDGE
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -197,7 +196,7 @@ def triton_fused_attention_backward(
             HAS_GALPHA=grad_alpha is not None, DROPOUT=dropout > 0.0, NEED_DST=need[0],
             NEED_ATT=need[3], NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
             ACC=acc_tl, **blocks)
-    if (need[1] or need[2]) and kind != EDGE and src_items.size(1):
+    if (need[1] or need[2]) and kind != KIND_IDS["edge"] and src_items.size(1):
         kernels._bwd_src_kernel[(src_items.size(1),)](
             src_items, src_items.size(1), csc_row, csc_edge, tensors["dst"], tensors["src"],
             tensors["att"], tensors["efeat"], grad_out, wd, g[1], g[2], heads, dim, dim_v,

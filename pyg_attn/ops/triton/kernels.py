@@ -42,6 +42,16 @@ def _item(items, num_items, pid):
 
 
 @triton.jit
+def _att_vector(KIND: tl.constexpr, att, like, offs_h, offs_d, H, D, ACC: tl.constexpr):
+    """GATv2's attention vector ``[BH, BD]`` (``like`` for the other kinds)."""
+    if KIND == GATV2:
+        vec = load_node(att, 0, offs_h, offs_d, H, D, ACC)
+    else:
+        vec = like
+    return vec
+
+
+@triton.jit
 def _row_shift(stats, row, offs_h, H):
     """``(shift, log_sum) [BH]`` to subtract from a score: zeros for a head
     without edges (statistics ``-inf``), so its ``-inf`` scores give 0."""
@@ -82,7 +92,7 @@ def _fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat
     offs_d = tl.arange(0, BLOCK_D)
     offs_c = tl.arange(0, BLOCK_CV)
     q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
-    a_vec = load_node(att, 0, offs_h, offs_d, H, D, ACC) if KIND == GATV2 else q
+    a_vec = _att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     m = tl.full([BLOCK_H], float("-inf"), ACC)
     l = tl.zeros([BLOCK_H], ACC)
     acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
@@ -164,7 +174,7 @@ def _alpha_kernel(items, num_items, col, perm, dst, src, att, escore, efeat, ema
     offs_h = tl.arange(0, BLOCK_H)
     offs_d = tl.arange(0, BLOCK_D)
     q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
-    a_vec = load_node(att, 0, offs_h, offs_d, H, D, ACC) if KIND == GATV2 else q
+    a_vec = _att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     shift, log_sum = _row_shift(stats, row, offs_h, H)
     for e0 in range(start, end, BLOCK_E):
         p, j, eid, in_range, mask2, mask3 = _edge_block(e0, offs_e, end, offs_h, offs_d, H, D,
@@ -197,7 +207,7 @@ def _bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, src, value, att,
     offs_c = tl.arange(0, BLOCK_CV)
     hm = offs_h < H
     q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
-    a_vec = load_node(att, 0, offs_h, offs_d, H, D, ACC) if KIND == GATV2 else q
+    a_vec = _att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     go = load_node(gout, row, offs_h, offs_c, H, CV, ACC)
     shift, log_sum = _row_shift(stats, row, offs_h, H)
     dlt = tl.load(delta + row * H + offs_h, mask=hm, other=0.0)
@@ -281,7 +291,7 @@ def _bwd_src_kernel(items, num_items, csc_row, csc_edge, dst, src, att, efeat, g
     offs_c = tl.arange(0, BLOCK_CV)
     hm = offs_h < H
     xs = load_node(src, j, offs_h, offs_d, H, D, ACC)
-    a_vec = load_node(att, 0, offs_h, offs_d, H, D, ACC) if KIND == GATV2 else xs
+    a_vec = _att_vector(KIND, att, xs, offs_h, offs_d, H, D, ACC)
     acc_v = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
     acc_s = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     for q0 in range(start, end, BLOCK_E):
