@@ -64,7 +64,8 @@ def draw_attention_graph(attention: Any, *, weight: str = "weight",
                          edge_labels: bool = False, decimals: int = 2,
                          cmap: str = "viridis", colorbar: bool = True,
                          min_width: float = 0.5, max_width: float = 4.0,
-                         node_size: float = 400.0, node_color: Any = "#dde6f2",
+                         node_size: Any = 400.0, node_color: Any = "#dde6f2",
+                         node_cmap: str = "Oranges", self_loops: bool = True,
                          seed: int = 0, title: Optional[str] = None,
                          ax: Optional[Axes] = None, figsize: Tuple[float, float] = (6.0, 5.0),
                          path: Optional[PathLike] = None) -> Tuple[Figure, Axes]:
@@ -93,7 +94,13 @@ def draw_attention_graph(attention: Any, *, weight: str = "weight",
     min_width, max_width : float
         Arrow widths for the smallest and largest weight.
     node_size, node_color : optional
-        Passed to :func:`networkx.draw_networkx_nodes`.
+        One value for all nodes, or one per node of the whole graph in
+        ``list(G)`` order (node ids for tensor input); numeric colours use
+        ``node_cmap``.
+    node_cmap : str
+        Colour map of numeric ``node_color`` (e.g. a centrality).
+    self_loops : bool
+        Draw self-loops (the weight a node pays to itself); ``False`` hides them.
     seed : int
         Seed of the spring layout (same picture every run).
     title : str, optional
@@ -123,23 +130,30 @@ def draw_attention_graph(attention: Any, *, weight: str = "weight",
     4
     """
     G = _simple(as_attention_graph(attention, labels=labels), weight)
+    sizes = _per_node(node_size, G, "node_size")
+    colors = _per_node(node_color, G, "node_color")
     if node is not None:
         G = attention_neighbourhood(G, node, hops)
+    node_size = sizes if np.isscalar(sizes) else [sizes[v] for v in G]
+    node_color = colors if isinstance(colors, str) or np.isscalar(colors) else \
+        [colors[v] for v in G]
     pos = _positions(G, layout, seed)
     fig, ax = figure_and_axes(ax, figsize)
-    edges = list(G.edges(data=weight, default=0.0))
+    edges = [(j, i, w) for j, i, w in G.edges(data=weight, default=0.0)
+             if self_loops or j != i]
     weights = np.array([w for _, _, w in edges], dtype=float)
     high = float(weights.max()) if weights.size else 1.0
     norm = mpl.colors.Normalize(vmin=0.0, vmax=high if high > 0 else 1.0)
     widths = min_width + (max_width - min_width) * norm(weights) if weights.size else []
     nx.draw_networkx_nodes(G, pos, ax=ax, node_size=node_size, node_color=node_color,
-                           edgecolors="#35507a")
+                           cmap=node_cmap, edgecolors="#35507a")
     if node is not None:
-        nx.draw_networkx_nodes(G, pos, nodelist=[node], ax=ax, node_size=node_size,
-                               node_color=node_color, edgecolors="#c0392b", linewidths=2.5)
+        nx.draw_networkx_nodes(G, pos, nodelist=[node], ax=ax, node_size=_pick(node_size, G, node),
+                               node_color="none", edgecolors="#c0392b", linewidths=2.5)
     nx.draw_networkx_labels(G, pos, ax=ax, font_size=9)
     style = "arc3,rad=0.15"
     nx.draw_networkx_edges(G, pos, ax=ax, edgelist=[(j, i) for j, i, _ in edges],
+                           nodelist=list(G),
                            width=widths, edge_color=weights, edge_cmap=mpl.colormaps[cmap],
                            edge_vmin=norm.vmin, edge_vmax=norm.vmax, arrows=True,
                            arrowsize=14, node_size=node_size, connectionstyle=style)
@@ -155,6 +169,22 @@ def draw_attention_graph(attention: Any, *, weight: str = "weight",
     ax.set_axis_off()
     save(fig, path)
     return fig, ax
+
+
+def _per_node(values: Any, G: nx.DiGraph, name: str) -> Any:
+    """A per-node sequence (``list(G)`` order) as ``{node: value}``; one value as is."""
+    if isinstance(values, str) or np.isscalar(values) or isinstance(values, tuple):
+        return values
+    values = list(values)
+    if len(values) != G.number_of_nodes():
+        raise ValueError(f"{name} must have one value per node ({G.number_of_nodes()}), "
+                         f"got {len(values)}")
+    return dict(zip(G, values))
+
+
+def _pick(values: Any, G: nx.DiGraph, node: Hashable) -> Any:
+    """``node``'s entry of a per-node list (in ``list(G)`` order), or the common value."""
+    return values if np.isscalar(values) else values[list(G).index(node)]
 
 
 def _positions(G: nx.DiGraph, layout: Any, seed: int) -> Dict[Hashable, Any]:
