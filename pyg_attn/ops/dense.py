@@ -45,11 +45,9 @@ def masked_softmax(scores: Tensor) -> Tensor:
     tensor([[0.5000, 0.5000],
             [0.0000, 0.0000]])
     """
-    row_max = scores.amax(dim=-1, keepdim=True).detach()
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = torch.exp(scores - row_max)
-    total = exp.sum(dim=-1, keepdim=True)
-    return exp / torch.where(total > 0, total, torch.ones_like(total))
+    dead = torch.isneginf(scores).all(dim=-1, keepdim=True)
+    # Dead rows get a finite softmax (no NaN, forward or backward) that is then zeroed.
+    return torch.softmax(scores.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
 
 
 def _check_features(name: str, t: Tensor) -> None:
@@ -118,21 +116,22 @@ def attention_weights(query: Tensor, key: Tensor, mask: Optional[Tensor] = None,
                          f"{query.size(-1)} and {key.size(-1)}")
     if scale is None:
         scale = 1.0 / math.sqrt(query.size(-1))
-    scores = torch.matmul(query, key.transpose(-1, -2)) * scale
-    if mask is not None:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"'mask' must be a torch.Tensor, got {type(mask).__name__}")
-        try:
-            torch.broadcast_shapes(mask.shape, scores.shape)
-        except RuntimeError:
-            raise ValueError(f"'mask' of shape {list(mask.shape)} does not broadcast to the "
-                             f"scores' shape {list(scores.shape)}") from None
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        elif mask.is_floating_point():
-            scores = scores + mask
-        else:
-            raise TypeError(f"'mask' must be a bool or floating-point tensor, got {mask.dtype}")
+    scores = torch.matmul(query * scale, key.transpose(-1, -2))
+    if mask is None:
+        return torch.softmax(scores, dim=-1)
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"'mask' must be a torch.Tensor, got {type(mask).__name__}")
+    try:
+        torch.broadcast_shapes(mask.shape, scores.shape)
+    except RuntimeError:
+        raise ValueError(f"'mask' of shape {list(mask.shape)} does not broadcast to the "
+                         f"scores' shape {list(scores.shape)}") from None
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask.is_floating_point():
+        scores = scores + mask
+    else:
+        raise TypeError(f"'mask' must be a bool or floating-point tensor, got {mask.dtype}")
     return masked_softmax(scores)
 
 

@@ -276,7 +276,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         p = self.dropout if self.training else 0.0
         if need_weights:
             weights = attention_weights(q, k, mask=bias)
-            out = F.dropout(weights, p) @ v
+            out = (F.dropout(weights, p) if p > 0 else weights) @ v
             return out.transpose(1, 2), weights
         if bias is None:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
