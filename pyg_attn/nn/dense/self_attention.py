@@ -97,6 +97,10 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
     - Returned weights are those *before* dropout (MHA returns them after).
     - ``num_heads`` defaults to ``1``; bad arguments raise ``ValueError``.
 
+    The per-head weights of the last call that computed them stay available
+    (``last_attention`` ``[N, H, L, S]``, detached, not in the ``state_dict``)
+    for :meth:`to_networkx`; pass ``need_weights=False`` where they are not wanted.
+
     Args:
         embed_dim (int): model size :math:`E` (of queries and outputs).
         num_heads (int, optional): number of heads; must divide ``embed_dim``.
