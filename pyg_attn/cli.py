@@ -5,12 +5,28 @@ Subcommands:
 * ``info``: versions and which attention backends are usable here.
 * ``build-ext``: compile the fused CPU kernel now (it is otherwise built on
   first use); exits non-zero if it cannot be built.
+* ``train``: node classification with the GAT recipe (Cora, CiteSeer, ...;
+  ``--model gat|gatv2|transformer|kqv``), or graph classification with
+  attention pooling (``--dataset MUTAG --model gat-pool``, 10-fold
+  cross-validation); checkpoints, metrics and config go to ``--out``.
+* ``explain``: a trained checkpoint's attention, all layers, as CSV/JSON, and
+  pictures of one node's attention neighbourhood and rollout.
+* ``bench``: the benchmark scripts of the source tree (``ops`` or ``layers``),
+  arguments passed through.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
+
+#: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
+BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py"}
+_NODE_MODELS = ("gat", "gatv2", "transformer", "kqv", "pyg-gat", "pyg-gatv2",
+                "pyg-transformer")
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -39,6 +55,190 @@ def _build_ext(_: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- train
+def _train_graph_classification(args: argparse.Namespace) -> int:
+    from .training.graph_classification import cross_validate
+
+    kwargs = {"root": args.data_root, "folds": args.folds, "seed": args.seed,
+              "device": args.device, "progress": not args.no_progress}
+    if args.epochs is not None:
+        kwargs["epochs"] = args.epochs
+    result = cross_validate(args.dataset, **kwargs)
+    get = result.get if isinstance(result, dict) else lambda key: getattr(result, key)
+    print(f"test accuracy: {100 * get('mean'):.2f} +- {100 * get('std'):.2f} % over "
+          f"{args.folds} folds")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.model == "gat-pool":
+        return _train_graph_classification(args)
+    from .training.node_classification import (TrainConfig, format_summary,
+                                               train_node_classification)
+
+    out = args.out if args.out is not None else Path("out") / f"{args.dataset}-{args.model}"
+    config = TrainConfig(
+        dataset=args.dataset, model=args.model, runs=args.runs,
+        epochs=args.epochs if args.epochs is not None else 1000, patience=args.patience,
+        lr=args.lr, weight_decay=args.weight_decay, hidden=args.hidden, heads=args.heads,
+        out_heads=args.out_heads, dropout=args.dropout, attn_dropout=args.attn_dropout,
+        seed=args.seed, device=args.device, out=str(out),
+        data_root=None if args.data_root is None else str(args.data_root),
+        loader=args.loader, num_neighbors=args.num_neighbors, batch_size=args.batch_size,
+        save_every=args.save_every, nprocs=args.nprocs)
+    try:
+        from .training.distributed import launch, under_torchrun
+
+        if config.nprocs > 1 or under_torchrun():
+            results = launch(config, resume=args.resume, progress=not args.no_progress,
+                             check_sync=args.check_sync)
+            if results is None:  # not rank 0 of a torchrun job
+                return 0
+        else:
+            results = train_node_classification(config, resume=args.resume,
+                                                progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command and --resume (state in {out})",
+              file=sys.stderr)
+        return 130
+    for r in results:
+        print(f"run {r.run} (seed {r.seed}): test accuracy {100 * r.test_acc:.2f} % "
+              f"(epoch {r.best_epoch} of {len(r.epochs)}, validation {100 * r.val_acc:.2f} %)")
+    print(format_summary(results))
+    print(f"metrics, checkpoints and config in {out}")
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="train on a benchmark data set",
+        description="Node classification with the GAT recipe (Velickovic et al. 2018: 8 heads "
+                    "x 8 hidden, ELU, dropout 0.6, lr 0.005, weight decay 5e-4, early stopping "
+                    "on validation loss/accuracy), or MUTAG graph classification with "
+                    "--model gat-pool (stratified cross-validation).")
+    parser.add_argument("--dataset", default="Cora",
+                        help="Cora, CiteSeer, MUTAG (shipped) or another PyG data set "
+                             "(downloaded; needs a network). Default: Cora")
+    parser.add_argument("--model", default="gat", choices=[*_NODE_MODELS, "gat-pool"],
+                        help="attention layer (pyg-* = PyG's own, for comparison); gat-pool = "
+                             "graph classification with attention pooling. Default: gat")
+    parser.add_argument("--runs", type=int, default=1, help="runs with seeds seed..seed+runs-1")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="maximum epochs per run (default 1000; gat-pool: its own)")
+    parser.add_argument("--patience", type=int, default=100,
+                        help="stop after this many epochs without a better validation "
+                             "loss or accuracy (default 100)")
+    parser.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty")
+    parser.add_argument("--hidden", type=int, default=8, help="features per head, layer 1")
+    parser.add_argument("--heads", type=int, default=8, help="heads of layer 1")
+    parser.add_argument("--out-heads", type=int, default=1, help="heads of the output layer")
+    parser.add_argument("--dropout", type=float, default=0.6, help="feature dropout")
+    parser.add_argument("--attn-dropout", type=float, default=0.6, help="attention dropout")
+    parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default out/<dataset>-<model>)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="data root with planetoid/<Name>/raw, TU/<Name>/raw (default: "
+                             "$PYG_ATTN_DATA, else the copies shipped with pyg_attn)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the runs saved in --out where they stopped")
+    parser.add_argument("--save-every", type=int, default=10,
+                        help="save the resumable state every N epochs (default 10)")
+    parser.add_argument("--loader", choices=("full", "neighbor"), default="full",
+                        help="full-batch, or mini-batches from PyG's NeighborLoader (needs "
+                             "the 'scatter' extra)")
+    parser.add_argument("--num-neighbors", type=int, nargs="+", default=[10, 10],
+                        help="neighbours sampled per layer with --loader neighbor")
+    parser.add_argument("--batch-size", type=int, default=512,
+                        help="seed nodes per mini-batch with --loader neighbor")
+    parser.add_argument("--nprocs", type=int, default=1,
+                        help="data-parallel processes on this machine (DDP; under torchrun "
+                             "its own process count is used)")
+    parser.add_argument("--check-sync", action="store_true",
+                        help="with several processes: check after every step that all "
+                             "replicas hold the same parameters (writes distributed.json)")
+    parser.add_argument("--folds", type=int, default=10, help="gat-pool: cross-validation folds")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(run=_train)
+
+
+# ----------------------------------------------------------------------------- explain
+def _explain(args: argparse.Namespace) -> int:
+    from .training.explain import explain
+
+    written = explain(args.checkpoint, args.node, out=args.out, hops=args.hops,
+                      data_root=args.data_root, device=args.device)
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "explain", help="export and draw a trained model's attention",
+        description="Writes the attention of every layer of a checkpoint written by "
+                    "'pyg-attn train' (CSV and JSON, with edge ids), and PNG pictures of a "
+                    "node's attention neighbourhood and of its attention rollout.")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="a best.pt, its run folder, or the training output folder "
+                             "(then run0/best.pt)")
+    parser.add_argument("--node", type=int, default=0, help="node to draw (default 0)")
+    parser.add_argument("--hops", type=int, default=2,
+                        help="neighbourhood radius of the pictures (default 2)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: <checkpoint folder>/explain)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="data root (default: the one the model was trained with)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
+    parser.set_defaults(run=_explain)
+
+
+# ----------------------------------------------------------------------------- bench
+def benchmarks_dir() -> Path:
+    """The repository's ``benchmarks/`` folder (not part of an installed wheel).
+
+    Looked for in ``$PYG_ATTN_BENCHMARKS``, next to the package (a source
+    checkout or editable install), then in the current folder.
+
+    Raises:
+        FileNotFoundError: if none holds the benchmark scripts.
+    """
+    candidates = [Path(os.environ["PYG_ATTN_BENCHMARKS"])] if os.environ.get(
+        "PYG_ATTN_BENCHMARKS") else []
+    candidates += [Path(__file__).resolve().parent.parent / "benchmarks",
+                   Path.cwd() / "benchmarks"]
+    for folder in candidates:
+        if all((folder / script).is_file() for script in BENCHMARKS.values()):
+            return folder
+    raise FileNotFoundError(
+        "the benchmark scripts are not installed with the package: run 'pyg-attn bench' from "
+        "a checkout of the pyg_attn repository (or an editable install), or set "
+        f"PYG_ATTN_BENCHMARKS to its benchmarks/ folder (looked in: "
+        f"{', '.join(str(c) for c in candidates)})")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    script = benchmarks_dir() / BENCHMARKS[args.target]
+    env = dict(os.environ)
+    repo = str(script.parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return subprocess.call([sys.executable, str(script), *extra], env=env)
+
+
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench", help="run a benchmark script (ops or layers)",
+        description="Runs benchmarks/bench_ops.py or benchmarks/bench_layers.py of the source "
+                    "tree; everything after the target is passed to the script, e.g. "
+                    "'pyg-attn bench ops --quick --sizes cora'.")
+    parser.add_argument("target", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
+    parser.set_defaults(run=_bench)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pyg-attn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,8 +246,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         run=_info)
     commands.add_parser("build-ext", help="compile the fused CPU kernel now").set_defaults(
         run=_build_ext)
+    _add_train(commands)
+    _add_explain(commands)
+    _add_bench(commands)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (FileNotFoundError, ImportError, ValueError) as error:
+        print(f"pyg-attn {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

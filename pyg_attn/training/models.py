@@ -1,0 +1,147 @@
+r"""Two-layer attention networks for node classification (the GAT recipe).
+
+Every model follows the transductive architecture of Velickovic et al. 2018,
+"Graph Attention Networks" (section 3.3, Cora and CiteSeer):
+
+.. math::
+    h = \operatorname{ELU}\bigl(\operatorname{conv}_1(\operatorname{drop}(x))\bigr),
+    \qquad
+    \hat y = \operatorname{conv}_2(\operatorname{drop}(h))
+
+with ``conv_1`` of ``heads`` heads of ``hidden`` features each, concatenated
+(8 x 8 in the paper), ``conv_2`` of ``out_heads`` heads averaged into one score
+per class (1 for Cora and CiteSeer), dropout ``p = 0.6`` on both layers' inputs
+and on the attention weights.  Only the attention layer changes between the
+model names of :data:`MODELS`; the PyG twins (``pyg-gat`` ...) are there to
+compare against PyG's own ``examples/gat.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict
+
+import torch
+import torch.nn.functional as F
+import torch_geometric.nn as pyg_nn
+from torch import Tensor
+
+from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
+
+__all__ = ["MODELS", "ModelConfig", "NodeClassifier", "build_model"]
+
+#: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
+#: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.
+MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
+    "gat": GATConv,
+    "gatv2": GATv2Conv,
+    "transformer": TransformerConv,
+    "kqv": KQVConv,
+    "pyg-gat": pyg_nn.GATConv,
+    "pyg-gatv2": pyg_nn.GATv2Conv,
+    "pyg-transformer": pyg_nn.TransformerConv,
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a :class:`NodeClassifier` (defaults: the GAT paper, Cora).
+
+    Attributes:
+        model: a key of :data:`MODELS`.
+        hidden: features per head of the first layer.
+        heads: heads of the first layer (concatenated).
+        out_heads: heads of the output layer (averaged).
+        dropout: dropout on each layer's input features.
+        attn_dropout: dropout on the attention weights.
+    """
+
+    model: str = "gat"
+    hidden: int = 8
+    heads: int = 8
+    out_heads: int = 1
+    dropout: float = 0.6
+    attn_dropout: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"'model' must be one of {sorted(MODELS)}, got {self.model!r}")
+        for name in ("hidden", "heads", "out_heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"'{name}' must be in [0, 1), got {value!r}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain dict (JSON-ready) of the fields."""
+        return asdict(self)
+
+
+class NodeClassifier(torch.nn.Module):
+    r"""Two attention layers with ELU between them, as in GAT's transductive setup.
+
+    Args:
+        in_channels (int): input features per node :math:`F`.
+        num_classes (int): output scores per node :math:`C`.
+        config (ModelConfig, optional): layer type and sizes; the GAT paper's
+            Cora settings when omitted.
+
+    Shapes:
+        - **input:** node features :math:`(N, F)`, edges :math:`(2, E)`
+          (``edge_index[0]`` = source, ``[1]`` = destination) or a sparse adjacency.
+        - **output:** class scores (logits) :math:`(N, C)`.
+
+    Examples:
+        >>> import torch
+        >>> from pyg_attn.training.models import ModelConfig, NodeClassifier
+        >>> _ = torch.manual_seed(0)
+        >>> model = NodeClassifier(16, 3, ModelConfig("gat", hidden=4, heads=2)).eval()
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+        >>> model(torch.randn(3, 16), edge_index).shape
+        torch.Size([3, 3])
+    """
+
+    def __init__(self, in_channels: int, num_classes: int,
+                 config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"'config' must be a ModelConfig, got {type(config).__name__}")
+        self.config = config
+        conv = MODELS[config.model]
+        self.conv1 = conv(in_channels, config.hidden, heads=config.heads, concat=True,
+                          dropout=config.attn_dropout)
+        self.conv2 = conv(config.hidden * config.heads, num_classes, heads=config.out_heads,
+                          concat=False, dropout=config.attn_dropout)
+
+    def reset_parameters(self) -> None:
+        """Re-initialises both layers."""
+        self.conv1.reset_parameters()
+        self.conv2.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Any) -> Tensor:
+        """Class scores ``[N, C]`` of every node."""
+        x = F.dropout(x, p=self.config.dropout, training=self.training)
+        x = F.elu(self.conv1(x, edge_index))
+        x = F.dropout(x, p=self.config.dropout, training=self.training)
+        return self.conv2(x, edge_index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.conv1}, {self.conv2})"
+
+
+def build_model(in_channels: int, num_classes: int, model: str = "gat",
+                **hyper: Any) -> NodeClassifier:
+    """A :class:`NodeClassifier` from a model name and :class:`ModelConfig` fields.
+
+    Examples:
+        >>> from pyg_attn.training.models import build_model
+        >>> net = build_model(1433, 7, "gatv2", heads=4)
+        >>> type(net.conv1).__name__, net.conv1.heads
+        ('GATv2Conv', 4)
+    """
+    return NodeClassifier(in_channels, num_classes, ModelConfig(model=model, **hyper))

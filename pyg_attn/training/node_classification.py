@@ -1,0 +1,448 @@
+r"""Node classification on Planetoid graphs: the training loop of the GAT paper.
+
+For each run ``r`` (seed ``seed + r``) a :class:`~pyg_attn.training.models.NodeClassifier`
+is trained with Adam on the cross-entropy of the training nodes,
+
+.. math::
+    \mathcal{L} = -\frac{1}{|V_{train}|} \sum_{i \in V_{train}} \log p_{i, y_i}
+    \;(+\ \text{weight decay } \lambda \lVert \theta \rVert^2 \text{ through Adam}),
+
+and stopped early on the validation set as in the paper's code: an epoch whose
+validation accuracy is at least the best so far *or* whose validation loss is at
+most the lowest so far resets the patience counter; the model is kept (and
+checkpointed) when both hold; training stops after ``patience`` epochs without
+either.  The test nodes are evaluated once per run, with the kept model.
+
+Features are row-normalised (:class:`~torch_geometric.transforms.NormalizeFeatures`),
+as in the paper.  Training is full-batch, or mini-batch with PyG's
+:class:`~torch_geometric.loader.NeighborLoader` (``loader="neighbor"``);
+evaluation always runs on the full graph.
+
+Output folder (``TrainConfig.out``)::
+
+    config.json                 the configuration
+    metrics.json, metrics.csv   every run's epochs and result, the summary
+    run<r>/best.pt              the kept model (what ``pyg-attn explain`` reads)
+    run<r>/state.pt             resumable training state (every ``save_every`` epochs)
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
+from .distributed import Shard
+from .metrics import EpochRecord, RunResult, summarize, write_metrics
+from .models import ModelConfig, NodeClassifier
+
+__all__ = ["EarlyStopping", "TrainConfig", "format_summary", "load_node_data",
+           "require_neighbor_sampler", "train_node_classification"]
+
+#: Settings that may change when a run is resumed (the rest must match).
+_RESUMABLE_CHANGES = frozenset({"runs", "device", "out", "save_every", "nprocs"})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a node-classification training run depends on.
+
+    Defaults are the GAT paper's Cora/CiteSeer settings; see the CLI's
+    ``pyg-attn train --help`` for each field's meaning.
+    """
+
+    dataset: str = "Cora"
+    model: str = "gat"
+    runs: int = 1
+    epochs: int = 1000
+    patience: int = 100
+    lr: float = 0.005
+    weight_decay: float = 5e-4
+    hidden: int = 8
+    heads: int = 8
+    out_heads: int = 1
+    dropout: float = 0.6
+    attn_dropout: float = 0.6
+    seed: int = 0
+    device: str = "cpu"
+    out: str = "out/train"
+    data_root: Optional[str] = None
+    loader: str = "full"
+    num_neighbors: List[int] = field(default_factory=lambda: [10, 10])
+    batch_size: int = 512
+    save_every: int = 10
+    nprocs: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("runs", "epochs", "patience", "batch_size", "save_every", "nprocs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+        for name in ("lr", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
+                raise ValueError(f"'{name}' must be a {'positive' if name == 'lr' else 'non-negative'}"
+                                 f" number, got {value!r}")
+        if self.loader not in ("full", "neighbor"):
+            raise ValueError(f"'loader' must be 'full' or 'neighbor', got {self.loader!r}")
+        self.num_neighbors = [int(n) for n in self.num_neighbors]
+        if not self.num_neighbors or any(n == 0 or n < -1 for n in self.num_neighbors):
+            raise ValueError("'num_neighbors' must be one positive count (or -1 for all) per "
+                             f"layer, got {self.num_neighbors!r}")
+        if not self.device.startswith(("cpu", "cuda")):
+            raise ValueError(f"'device' must be 'cpu' or 'cuda[:k]', got {self.device!r}")
+        self.model_config()  # validates model name, sizes and dropout
+
+    def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` of the network."""
+        return ModelConfig(model=self.model, hidden=self.hidden, heads=self.heads,
+                           out_heads=self.out_heads, dropout=self.dropout,
+                           attn_dropout=self.attn_dropout)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready dict of all fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}")
+        return cls(**data)
+
+
+class EarlyStopping:
+    """The GAT paper's stopping rule on validation accuracy and loss.
+
+    :meth:`step` returns ``(keep, stop)``: ``keep`` when the epoch's accuracy
+    is >= the best accuracy so far **and** its loss <= the lowest loss so far
+    (that model is the one to keep), ``stop`` once ``patience`` epochs in a row
+    improved neither.
+
+    Examples:
+        >>> from pyg_attn.training.node_classification import EarlyStopping
+        >>> stopper = EarlyStopping(patience=2)
+        >>> [stopper.step(loss, acc) for loss, acc in
+        ...  [(1.0, 0.5), (0.9, 0.4), (1.2, 0.3), (1.1, 0.45)]]
+        [(True, False), (False, False), (False, False), (False, True)]
+    """
+
+    def __init__(self, patience: int) -> None:
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"'patience' must be a positive int, got {patience!r}")
+        self.patience = patience
+        self.best_acc = float("-inf")
+        self.best_loss = float("inf")
+        self.bad_epochs = 0
+
+    def step(self, val_loss: float, val_acc: float) -> Tuple[bool, bool]:
+        """Updates the state with one epoch's validation loss and accuracy."""
+        better_acc, better_loss = val_acc >= self.best_acc, val_loss <= self.best_loss
+        if better_acc or better_loss:
+            self.best_acc = max(self.best_acc, val_acc)
+            self.best_loss = min(self.best_loss, val_loss)
+            self.bad_epochs = 0
+            return better_acc and better_loss, False
+        self.bad_epochs += 1
+        return False, self.bad_epochs >= self.patience
+
+    def state_dict(self) -> Dict[str, float]:
+        """The counters, for a checkpoint."""
+        return {"best_acc": self.best_acc, "best_loss": self.best_loss,
+                "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: Dict[str, float]) -> None:
+        """Restores :meth:`state_dict`."""
+        self.best_acc = float(state["best_acc"])
+        self.best_loss = float(state["best_loss"])
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+def load_node_data(dataset: str, data_root: Optional[str] = None) -> Tuple[Any, int, int]:
+    """``(data, num_features, num_classes)`` of a node-classification data set.
+
+    Loaded with :func:`pyg_attn.datasets.load_dataset` (flag, environment
+    variable, then the shipped copy), features row-normalised.
+
+    Raises:
+        ValueError: if the data set has no train/validation/test node masks
+            (a graph-classification set such as MUTAG).
+    """
+    import torch_geometric.transforms as T
+
+    from ..datasets import load_dataset
+
+    loaded = load_dataset(dataset, root=data_root, transform=T.NormalizeFeatures())
+    data = loaded[0]
+    if len(loaded) != 1 or not all(hasattr(data, m) for m in ("train_mask", "val_mask",
+                                                              "test_mask")):
+        raise ValueError(f"'dataset' {dataset!r} is not a node-classification data set with "
+                         "train/val/test masks (for graph classification use --model gat-pool)")
+    return data, loaded.num_features, loaded.num_classes
+
+
+def require_neighbor_sampler() -> None:
+    """Raises ``ImportError`` unless PyG can sample neighbours (torch_sparse or pyg-lib)."""
+    import torch_geometric.typing as pyg_typing
+
+    if not (pyg_typing.WITH_TORCH_SPARSE or pyg_typing.WITH_PYG_LIB):
+        raise ImportError(
+            "--loader neighbor needs torch_sparse or pyg-lib for PyG's NeighborLoader; install "
+            "the optional 'scatter' extra: pip install 'pyg-attn[scatter]' (or pyg-lib)")
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(dim=-1) == y).float().mean()) if y.numel() else 0.0
+
+
+@torch.no_grad()
+def _evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
+    """(loss, accuracy) on the nodes of ``mask``, full graph, evaluation mode."""
+    model.eval()
+    logits = model(data.x, data.edge_index)[mask]
+    y = data.y[mask]
+    return float(F.cross_entropy(logits, y)), _accuracy(logits, y)
+
+
+class _Stepper:
+    """One epoch of training: full batch, or the mini-batches of a NeighborLoader."""
+
+    def __init__(self, config: TrainConfig, data: Any, train_nodes: Tensor,
+                 device: torch.device) -> None:
+        self.device = device
+        self.data = data
+        self.train_nodes = train_nodes.to(device)
+        self.loader = None
+        if config.loader == "neighbor":
+            require_neighbor_sampler()
+            from torch_geometric.loader import NeighborLoader
+
+            self.loader = NeighborLoader(data.cpu(), num_neighbors=config.num_neighbors,
+                                         input_nodes=train_nodes.cpu(),
+                                         batch_size=config.batch_size, shuffle=True)
+
+    def epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              after_step: Callable[[], None]) -> Tuple[float, float]:
+        """Trains one epoch; returns (mean loss, accuracy) over the training nodes."""
+        model.train()
+        batches = ([(self.data, self.train_nodes)] if self.loader is None else
+                   ((b.to(self.device), torch.arange(b.batch_size, device=self.device))
+                    for b in self.loader))
+        total_loss, correct, seen = 0.0, 0, 0
+        for batch, targets in batches:
+            optimizer.zero_grad()
+            logits = model(batch.x, batch.edge_index)[targets]
+            y = batch.y[targets]
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            optimizer.step()
+            after_step()
+            total_loss += loss.item() * y.numel()
+            correct += int((logits.argmax(dim=-1) == y).sum())
+            seen += y.numel()
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+def _model_payload(config: TrainConfig, model: NodeClassifier, num_features: int,
+                   num_classes: int, run: int, epoch: int, val_loss: float,
+                   val_acc: float) -> Dict[str, Any]:
+    return {"model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "model_config": config.model_config().to_dict(), "num_features": num_features,
+            "num_classes": num_classes, "dataset": config.dataset,
+            "data_root": config.data_root, "run": run, "seed": config.seed + run,
+            "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
+
+
+def _rng_state(device: torch.device) -> Dict[str, Any]:
+    state: Dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: int, run: int,
+               shard: Shard, resume: bool, progress: bool,
+               callback: Optional[Callable[[EpochRecord], None]]) -> RunResult:
+    """Trains (or resumes, or reloads when finished) run ``run``."""
+    device = shard.device
+    run_dir = Path(config.out) / f"run{run}"
+    state_path = run_dir / "state.pt"
+    torch.manual_seed(config.seed + run)
+    model = NodeClassifier(num_features, num_classes, config.model_config()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
+                                 weight_decay=config.weight_decay)
+    stopper = EarlyStopping(config.patience)
+    history: List[EpochRecord] = []
+    best: Optional[Dict[str, Any]] = None
+    start = 1
+
+    if resume and state_path.is_file():
+        state = load_checkpoint(state_path, map_location=device)
+        if state["finished"]:
+            return RunResult.from_dict(state["result"])
+        model.load_state_dict(state["model_state"])
+        optimizer.load_state_dict(state["optimizer_state"])
+        stopper.load_state_dict(state["stopper"])
+        history = [EpochRecord(**e) for e in state["history"]]
+        best = state["best"]
+        start = int(state["epoch"]) + 1
+        _set_rng_state(state["rng"], device)
+
+    def save_state(epoch: int, result: Optional[RunResult] = None) -> None:
+        if shard.is_main:
+            save_checkpoint({"epoch": epoch, "finished": result is not None,
+                             "result": None if result is None else result.to_dict(),
+                             "model_state": model.state_dict(),
+                             "optimizer_state": optimizer.state_dict(),
+                             "stopper": stopper.state_dict(),
+                             "history": [asdict(e) for e in history], "best": best,
+                             "rng": _rng_state(device)}, state_path)
+
+    train_nodes = shard.select(data.train_mask.nonzero().view(-1))
+    stepper = _Stepper(config, data, train_nodes, device)
+    trained = shard.wrap(model)
+    bar = _progress_bar(config, run, start, progress and shard.is_main)
+    try:
+        for epoch in range(start, config.epochs + 1):
+            tic = time.perf_counter()
+            train_loss, train_acc = stepper.epoch(trained, optimizer,
+                                                  lambda: shard.after_step(model))
+            toc = time.perf_counter()
+            val_loss, val_acc = _evaluate(model, data, data.val_mask)
+            record = EpochRecord(run, epoch, train_loss, train_acc, val_loss, val_acc,
+                                 toc - tic, time.perf_counter() - toc)
+            history.append(record)
+            keep, stop = stopper.step(val_loss, val_acc)
+            stop = shard.agree(stop)
+            if keep:
+                best = _model_payload(config, model, num_features, num_classes, run, epoch,
+                                      val_loss, val_acc)
+                if shard.is_main:
+                    save_checkpoint(best, run_dir / "best.pt")
+            if epoch % config.save_every == 0 and not stop:
+                save_state(epoch)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            if callback is not None:
+                callback(record)
+            if stop:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+    assert best is not None  # the first epoch is always kept
+    model.load_state_dict(best["model_state"])
+    _, test_acc = _evaluate(model, data, data.test_mask)
+    result = RunResult(run, config.seed + run, best["epoch"], best["val_acc"], best["val_loss"],
+                       test_acc, history)
+    save_state(history[-1].epoch if history else 0, result)
+    return result
+
+
+def _progress_bar(config: TrainConfig, run: int, start: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=config.epochs, initial=start - 1, desc=f"run {run}", unit="epoch",
+                leave=False, dynamic_ncols=True)
+
+
+def _check_resumable(config: TrainConfig) -> None:
+    saved = load_config(config.out)
+    current = config.to_dict()
+    changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES
+                     and saved.get(k) != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {config.out}: settings differ from its config.json "
+                         f"({details})")
+
+
+def train_node_classification(config: TrainConfig, *, resume: bool = False,
+                              progress: bool = True,
+                              callback: Optional[Callable[[EpochRecord], None]] = None,
+                              shard: Optional[Shard] = None) -> List[RunResult]:
+    """Trains ``config.runs`` models; writes checkpoints and metrics to ``config.out``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Data set, model, optimisation and output settings.
+    resume : bool
+        Continue from ``config.out``: finished runs are read back, an
+        interrupted run continues from its last saved state (same random
+        stream, so the result equals an uninterrupted run), missing runs start.
+        The settings must equal the saved ``config.json`` except
+        ``runs``, ``device``, ``out``, ``save_every`` and ``nprocs``.
+    progress : bool
+        Show a tqdm progress bar per run (main process only).
+    callback : callable, optional
+        Called with every epoch's :class:`EpochRecord` (after checkpointing).
+    shard : Shard, optional
+        This process's part of a data-parallel job
+        (:func:`pyg_attn.training.distributed.launch` passes it); single process
+        when omitted.
+
+    Returns
+    -------
+    list of RunResult
+        One per run, in order.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pyg_attn.training.node_classification import TrainConfig, train_node_classification
+    >>> config = TrainConfig(dataset="Cora", model="gat", epochs=2, hidden=2, heads=2,
+    ...                      out=tempfile.mkdtemp())
+    >>> [result] = train_node_classification(config, progress=False)
+    >>> len(result.epochs), 0.0 <= result.test_acc <= 1.0
+    (2, True)
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"'config' must be a TrainConfig, got {type(config).__name__}")
+    shard = shard if shard is not None else Shard.single(config.device)
+    if resume:
+        _check_resumable(config)
+    if shard.is_main:
+        save_config(config.to_dict(), config.out)
+    data, num_features, num_classes = load_node_data(config.dataset, config.data_root)
+    data = data.to(shard.device)
+    results: List[RunResult] = []
+    for run in range(config.runs):
+        results.append(_train_run(config, data, num_features, num_classes, run, shard, resume,
+                                  progress, callback))
+        if shard.is_main:
+            write_metrics(config.out, config.to_dict(), results)
+    return results
+
+
+def format_summary(results: Sequence[RunResult]) -> str:
+    """The closing line: ``test accuracy: MEAN +- STD % over R runs``.
+
+    Examples:
+        >>> from pyg_attn.training.metrics import RunResult
+        >>> from pyg_attn.training.node_classification import format_summary
+        >>> format_summary([RunResult(0, 0, 5, 0.8, 0.6, 0.83),
+        ...                 RunResult(1, 1, 7, 0.8, 0.6, 0.81)])
+        'test accuracy: 82.00 +- 1.41 % over 2 runs'
+    """
+    stats = summarize([r.test_acc for r in results])
+    runs = stats["runs"]
+    return (f"test accuracy: {100 * stats['mean']:.2f} +- {100 * stats['std']:.2f} % over "
+            f"{runs} run{'s' if runs != 1 else ''}")
