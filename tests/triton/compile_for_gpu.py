@@ -36,6 +36,7 @@ class Recorder:
 
     def __init__(self, kernel, launches: list):
         self.kernel, self.launches = kernel, launches
+        self.arg_names = kernel.arg_names
 
     def __getitem__(self, grid):
         return lambda *args, **kwargs: self.launches.append((self.kernel, args, kwargs))

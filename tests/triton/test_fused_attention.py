@@ -10,7 +10,7 @@ import torch
 from pyg_attn.ops import graph_attention, prepare
 
 from ..graphs import random_graph
-from ..test_ops_attention import TOL, make_inputs, run
+from ..test_ops_attention import TOL, call, make_inputs, run
 from .graphs import GRAPHS, mixed_graph
 
 HALF_TOL = dict(atol=1e-2, rtol=1e-2)
@@ -151,3 +151,17 @@ def test_large_power_law_graph_with_a_big_hub_on_gpu(kind, monkeypatch):
     inputs = on(torch.device("cuda"), make_inputs(kind, 20_000, 20_000, edge_index.size(1),
                                                   torch.float32, extras=True))
     compare(kind, inputs, edge_index, dict(atol=1e-4, rtol=1e-3), dropout=0.1)
+
+
+@pytest.mark.parametrize("kind", ["dot", "gatv2"])
+def test_gradcheck_float64(device, kind):
+    """Gradients of every input (edge terms included) against finite differences."""
+    edge_index = random_graph(5, 5, 12, seed=11, self_loops=1, duplicates=1, isolated=1)
+    inputs = on(device, make_inputs(kind, 5, 5, edge_index.size(1), torch.float64,
+                                    extras=True))
+
+    def fn(*tensors):
+        return call(kind, dict(zip(inputs, tensors)), edge_index.to(device), backend="triton",
+                    return_attention=True)
+
+    assert torch.autograd.gradcheck(fn, tuple(inputs.values()), atol=1e-8, fast_mode=True)

@@ -39,12 +39,15 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 
 
-def _blocks(heads: int, dim: int, dim_v: int) -> dict:
-    """Block sizes: all heads and channels of a node in one tile, as many edges
-    as fit in :data:`TILE_ELEMENTS` (between 1 and 64)."""
-    block_h, block_d, block_cv = _pow2(heads), _pow2(dim), _pow2(dim_v)
-    block_e = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, block_cv))))
-    return dict(BLOCK_E=1 << (block_e.bit_length() - 1), BLOCK_H=block_h, BLOCK_D=block_d)
+def _blocks(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int) -> dict:
+    """Block sizes: all heads and channels of a node in one tile; ``BLOCK_E``
+    edges per step, the mean degree rounded up to a power of two (lanes past a
+    row's end are wasted work) between 4 and what fits in :data:`TILE_ELEMENTS`."""
+    block_h, block_d = _pow2(heads), _pow2(dim)
+    cap = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, _pow2(dim_v)))))
+    cap = 1 << (cap.bit_length() - 1)
+    mean_degree = -(-num_edges // max(num_rows, 1))
+    return dict(BLOCK_E=min(cap, max(4, _pow2(mean_degree))), BLOCK_H=block_h, BLOCK_D=block_d)
 
 
 def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
@@ -54,45 +57,47 @@ def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
 
 def _dropout_args(p: float) -> dict:
     """``keep_threshold = ceil(p * 2**24)`` and ``keep_scale = 1 / (1 - p)``."""
-    return dict(keep_threshold=math.ceil(p * 16777216.0),
+    return dict(DROPOUT=p > 0.0, keep_threshold=math.ceil(p * 16777216.0),
                 keep_scale=1.0 / (1.0 - p) if p < 1.0 else 0.0)
 
 
-def _optional(t: Optional[Tensor], dummy: Tensor) -> Tensor:
-    return dummy if t is None else t
+def _launch(kernel, num_programs: int, **kwargs) -> None:
+    """Launches ``kernel`` on ``num_programs`` programs with the arguments it
+    takes out of ``kwargs`` (callers pass one superset of named arguments)."""
+    if num_programs:
+        kernel[(num_programs,)](**{name: kwargs[name] for name in kernel.arg_names})
 
 
-def _mask_bytes(edge_mask: Optional[Tensor]) -> Optional[Tensor]:
-    return None if edge_mask is None else edge_mask.view(torch.uint8)
+def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+            edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
+            edge_value: Optional[Tensor], edge_mask: Optional[Tensor]) -> dict:
+    """Kernel arguments for the op's inputs: absent ones replaced by a dummy
+    pointer (never read: their ``HAS_*`` flag is off), sizes, kind and flags."""
+    def present(t: Optional[Tensor]) -> Tensor:
+        return dst if t is None else t
+
+    return dict(dst=dst, src=src, value=value, att=present(att), escore=present(edge_score),
+                efeat=present(edge_feat), evalue=present(edge_value),
+                emask=present(None if edge_mask is None else edge_mask.view(torch.uint8)),
+                H=value.size(1), D=dst.size(2), CV=value.size(2), KIND=kind,
+                HAS_ESCORE=edge_score is not None, HAS_EFEAT=edge_feat is not None,
+                HAS_EVALUE=edge_value is not None, HAS_MASK=edge_mask is not None,
+                ACC=_acc(value.dtype)[1], BLOCK_CV=_pow2(value.size(2)))
 
 
-def _score_args(kind: int, dst: Tensor, src: Tensor, att: Optional[Tensor],
-                edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
-                edge_mask: Optional[Tensor]) -> tuple[dict, dict]:
-    """Tensors and flags every kernel that recomputes scores takes."""
-    dummy = dst
-    tensors = dict(dst=dst, src=src, att=_optional(att, dummy), escore=_optional(edge_score, dummy),
-                   efeat=_optional(edge_feat, dummy),
-                   emask=_optional(_mask_bytes(edge_mask), dummy))
-    flags = dict(KIND=kind, HAS_ESCORE=edge_score is not None, HAS_EFEAT=edge_feat is not None,
-                 HAS_MASK=edge_mask is not None)
-    return tensors, flags
+def _items(items: Tensor, num_edges: int, inputs: dict) -> dict:
+    """Arguments describing one side's work items, with its block sizes."""
+    return dict(items=items, num_items=items.size(1),
+                **_blocks(inputs["H"], inputs["D"], inputs["CV"], num_edges, items.size(1)))
 
 
-def _alpha(kind: int, col: Tensor, perm: Tensor, dst_items: Tensor, dst: Tensor, src: Tensor,
-           att: Optional[Tensor], edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
-           edge_mask: Optional[Tensor], stats: Tensor, heads: int, scale: float,
-           slope: float) -> Tensor:
+def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: dict,
+           **params) -> Tensor:
     """``alpha [E, H]`` in the caller's edge order, from the row statistics."""
-    alpha = stats.new_empty(col.numel(), heads)
-    if col.numel() == 0:
-        return alpha
-    tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
-    blocks = _blocks(heads, dst.size(2), 0)
-    kernels._alpha_kernel[(dst_items.size(1),)](
-        dst_items, dst_items.size(1), col, perm, tensors["dst"], tensors["src"], tensors["att"],
-        tensors["escore"], tensors["efeat"], tensors["emask"], stats, alpha, heads, dst.size(2),
-        scale, slope, **flags, ACC=_acc(stats.dtype)[1], **blocks)
+    alpha = stats.new_empty(col.numel(), inputs["H"])
+    if col.numel():
+        _launch(kernels._alpha_kernel, dst_items.size(1), col=col, perm=perm, stats=stats,
+                alpha=alpha, **_items(dst_items, col.numel(), inputs), **inputs, **params)
     return alpha
 
 
@@ -105,32 +110,23 @@ def triton_fused_attention(
     scale: float, negative_slope: float, dropout: float, seed: int, need_alpha: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``."""
-    n_dst, heads, dim, dim_v = rowptr.numel() - 1, value.size(1), dst.size(2), value.size(2)
-    acc_torch, acc_tl = _acc(value.dtype)
+    n_dst, heads, dim_v = rowptr.numel() - 1, value.size(1), value.size(2)
+    acc_torch = _acc(value.dtype)[0]
+    inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
+    params = dict(scale=scale, slope=negative_slope)
     out = value.new_empty(n_dst, heads, dim_v)
     stats = value.new_empty(n_dst, heads, 2, dtype=acc_torch)
     num_slots = slot_row.numel()
     part_acc = value.new_empty(max(num_slots, 1), heads, dim_v, dtype=acc_torch)
     part_stats = value.new_empty(max(num_slots, 1), heads, 2, dtype=acc_torch)
-    if dst_items.size(1):
-        tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
-        blocks = _blocks(heads, dim, dim_v)
-        kernels._fwd_kernel[(dst_items.size(1),)](
-            dst_items, dst_items.size(1), col, perm, tensors["dst"], tensors["src"], value,
-            tensors["att"], tensors["escore"], tensors["efeat"], _optional(edge_value, value),
-            tensors["emask"], out, stats, part_acc, part_stats, heads, dim, dim_v, scale,
-            negative_slope, seed, **_dropout_args(dropout), **flags,
-            HAS_EVALUE=edge_value is not None, DROPOUT=dropout > 0.0, ACC=acc_tl,
-            BLOCK_CV=_pow2(dim_v), **blocks)
-    if num_slots:
-        kernels._merge_kernel[(merge_ptr.numel() - 1,)](
-            merge_ptr, slot_row, part_acc, part_stats, out, stats, heads, dim_v, ACC=acc_tl,
-            BLOCK_H=_pow2(heads), BLOCK_CV=_pow2(dim_v))
-    if need_alpha:
-        alpha = _alpha(kind, col, perm, dst_items, dst, src, att, edge_score, edge_feat,
-                       edge_mask, stats, heads, scale, negative_slope)
-    else:
-        alpha = stats.new_empty(0, heads)
+    _launch(kernels._fwd_kernel, dst_items.size(1), col=col, perm=perm, out=out, stats=stats,
+            part_acc=part_acc, part_stats=part_stats, seed=seed, **_dropout_args(dropout),
+            **_items(dst_items, col.numel(), inputs), **inputs, **params)
+    _launch(kernels._merge_kernel, merge_ptr.numel() - 1 if num_slots else 0,
+            merge_ptr=merge_ptr, slot_row=slot_row, part_acc=part_acc, part_stats=part_stats,
+            out=out, stats=stats, BLOCK_H=_pow2(heads), **inputs)
+    alpha = (_alpha(col, perm, dst_items, stats, inputs, **params) if need_alpha
+             else stats.new_empty(0, heads))
     return out, stats, alpha
 
 
@@ -168,40 +164,32 @@ def triton_fused_attention_backward(
 ) -> list[Tensor]:
     """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
     an entry whose flag in ``needs`` is false comes back empty."""
-    heads, dim, dim_v, num_edges = value.size(1), dst.size(2), value.size(2), col.numel()
-    acc_torch, acc_tl = _acc(value.dtype)
+    acc_torch = _acc(value.dtype)[0]
+    inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
+    params = dict(scale=scale, slope=negative_slope)
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)
     need = [bool(flag) and t is not None for flag, t in zip(needs, like)]
     grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device) if flag else None
              for t, flag in zip(like, need)]
-    alpha = None
-    if grad_alpha is not None:
-        alpha = _alpha(kind, col, perm, dst_items, dst, src, att, edge_score, edge_feat,
-                       edge_mask, lse, heads, scale, negative_slope)
+    alpha = None if grad_alpha is None else _alpha(col, perm, dst_items, lse, inputs, **params)
     delta = _delta(rowptr, perm, out, grad_out, alpha, grad_alpha, acc_torch)
+    heads, num_edges = value.size(1), col.numel()
     wd = value.new_empty(max(num_edges, 1), 2 * heads, dtype=acc_torch)
-    att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dim, dtype=acc_torch)
-    tensors, flags = _score_args(kind, dst, src, att, edge_score, edge_feat, edge_mask)
-    blocks = dict(**_blocks(heads, dim, dim_v), BLOCK_CV=_pow2(dim_v))
-    dummy = delta
-    g = [dummy if t is None else t for t in grads]
-    if dst_items.size(1):
-        kernels._bwd_dst_kernel[(dst_items.size(1),)](
-            dst_items, dst_items.size(1), col, perm, csc_slot, tensors["dst"], tensors["src"],
-            value, tensors["att"], tensors["escore"], tensors["efeat"],
-            _optional(edge_value, value), tensors["emask"], lse, delta, grad_out,
-            _optional(grad_alpha, delta), wd, g[0], att_parts, g[4], g[5], g[6], heads, dim,
-            dim_v, scale, negative_slope, seed, **_dropout_args(dropout),
-            ATT_SLOTS=att_parts.size(0), **flags, HAS_EVALUE=edge_value is not None,
-            HAS_GALPHA=grad_alpha is not None, DROPOUT=dropout > 0.0, NEED_DST=need[0],
-            NEED_ATT=need[3], NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
-            ACC=acc_tl, **blocks)
-    if (need[1] or need[2]) and kind != KIND_IDS["edge"] and src_items.size(1):
-        kernels._bwd_src_kernel[(src_items.size(1),)](
-            src_items, src_items.size(1), csc_row, csc_edge, tensors["dst"], tensors["src"],
-            tensors["att"], tensors["efeat"], grad_out, wd, g[1], g[2], heads, dim, dim_v,
-            negative_slope, KIND=kind, HAS_EFEAT=edge_feat is not None, NEED_SRC=need[1],
-            NEED_VALUE=need[2], ACC=acc_tl, **blocks)
+    att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dst.size(2), dtype=acc_torch)
+    g_dst, g_src, g_value, _, g_escore, g_efeat, g_evalue = (delta if g is None else g
+                                                              for g in grads)
+    _launch(kernels._bwd_dst_kernel, dst_items.size(1), col=col, perm=perm, csc_slot=csc_slot,
+            stats=lse, delta=delta, gout=grad_out,
+            galpha=delta if grad_alpha is None else grad_alpha, wd=wd, g_dst=g_dst,
+            g_att=att_parts, g_escore=g_escore, g_efeat=g_efeat, g_evalue=g_evalue, seed=seed,
+            **_dropout_args(dropout), ATT_SLOTS=att_parts.size(0),
+            HAS_GALPHA=grad_alpha is not None, NEED_DST=need[0], NEED_ATT=need[3],
+            NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
+            **_items(dst_items, num_edges, inputs), **inputs, **params)
+    if kind != KIND_IDS["edge"] and (need[1] or need[2]):
+        _launch(kernels._bwd_src_kernel, src_items.size(1), csc_row=csc_row, csc_edge=csc_edge,
+                gout=grad_out, wd=wd, g_src=g_src, g_value=g_value, NEED_SRC=need[1],
+                NEED_VALUE=need[2], **_items(src_items, num_edges, inputs), **inputs, **params)
     if need[3]:
         grads[3] = att_parts.sum(0).view(att.shape)
     return [grad.to(t.dtype) if flag else value.new_empty(0)
