@@ -145,8 +145,10 @@ def draw_attention_graph(attention: Any, *, weight: str = "weight",
     high = float(weights.max()) if weights.size else 1.0
     norm = mpl.colors.Normalize(vmin=0.0, vmax=high if high > 0 else 1.0)
     widths = min_width + (max_width - min_width) * norm(weights) if weights.size else []
+    numeric = not isinstance(node_color, str) and np.issubdtype(
+        np.asarray(node_color).dtype, np.number)
     nx.draw_networkx_nodes(G, pos, ax=ax, node_size=node_size, node_color=node_color,
-                           cmap=node_cmap, edgecolors="#35507a")
+                           cmap=node_cmap if numeric else None, edgecolors="#35507a")
     if node is not None:
         nx.draw_networkx_nodes(G, pos, nodelist=[node], ax=ax, node_size=_pick(node_size, G, node),
                                node_color="none", edgecolors="#c0392b", linewidths=2.5)
