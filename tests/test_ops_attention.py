@@ -330,11 +330,13 @@ def test_pyg_edge_index_input_reuses_its_csr(sort_by):
     # Same pointers; within a row PyG may order edges differently, but consistently.
     assert torch.equal(reused.rowptr, plain.rowptr) and torch.equal(reused.colptr, plain.colptr)
     src, dst = edge_index
-    assert torch.equal(reused.col, src[reused.perm])
-    assert torch.equal(torch.sort(reused.perm).values, torch.arange(edge_index.size(1)))
+    for name in ("col", "perm", "csc_row", "csc_edge", "csc_slot"):
+        assert getattr(reused, name).dtype == torch.int32, name  # int32 where it fits
+    assert torch.equal(reused.col.long(), src[reused.perm])
+    assert torch.equal(torch.sort(reused.perm).values.long(), torch.arange(edge_index.size(1)))
     assert bool((dst[reused.perm].diff() >= 0).all())
     csc_pos = torch.empty_like(reused.csc_slot)
-    csc_pos[reused.csc_slot] = torch.arange(edge_index.size(1))
-    assert torch.equal(reused.csc_row, dst[reused.perm][csc_pos])
+    csc_pos[reused.csc_slot] = torch.arange(edge_index.size(1), dtype=csc_pos.dtype)
+    assert torch.equal(reused.csc_row.long(), dst[reused.perm][csc_pos])
     assert torch.equal(reused.csc_edge, reused.perm[csc_pos])
     assert bool((reused.col[csc_pos].diff() >= 0).all())

@@ -11,6 +11,10 @@ edges ``j -> i``.  A :class:`PreparedGraph` holds
   and ``csc_slot [E]`` (the CSC slot of each CSR position), so the destination
   pass can hand per-edge results to the source pass in the order it reads them.
 
+The edge-level arrays (``col``, ``perm``, ``csc_*``) are ``int32`` whenever the
+graph has fewer than 2^31 edges and nodes (:func:`index_dtype`), the row
+pointers ``int64``.
+
 Build it once with :func:`prepare` and pass it wherever an ``edge_index`` is
 accepted.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
 tensor identity *and* version counter, so an in-place change of ``edge_index``
@@ -86,7 +90,7 @@ class PreparedGraph:
             dst = torch.repeat_interleave(
                 torch.arange(self.num_dst, device=self.device), self.rowptr.diff())
             out = torch.empty(2, self.num_edges, dtype=torch.long, device=self.device)
-            out[0, self.perm] = self.col
+            out[0, self.perm] = self.col.long()
             out[1, self.perm] = dst
             self.extras["edge_index"] = out
         return self.extras["edge_index"]
@@ -132,16 +136,28 @@ def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
                   csc_pos, dst[perm][csc_pos])
 
 
+def index_dtype(num_edges: int, num_src: int, num_dst: int) -> torch.dtype:
+    """``int32`` for the edge-level index arrays of a graph whose edge and node
+    counts fit (half the memory of ``int64``; what the fused kernels read), else
+    ``int64``."""
+    return torch.int32 if max(num_edges, num_src, num_dst) < 2**31 else torch.long
+
+
 def _graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm: Tensor,
            colptr: Tensor, csc_pos: Tensor, csc_row: Tensor) -> PreparedGraph:
-    """Assembles a graph from its CSR and the CSR position of each CSC slot."""
-    csc_slot = torch.empty_like(csc_pos)
-    csc_slot[csc_pos] = torch.arange(csc_pos.numel(), device=csc_pos.device)
+    """Assembles a graph from its CSR and the CSR position of each CSC slot.
+
+    Row pointers are ``int64``; ``col``, ``perm`` and the CSC arrays take
+    :func:`index_dtype` (``int32`` unless the graph has 2^31 edges or nodes).
+    """
+    dtype = index_dtype(csc_pos.numel(), num_src, num_dst)
+    csc_slot = torch.empty_like(csc_pos, dtype=dtype)
+    csc_slot[csc_pos] = torch.arange(csc_pos.numel(), device=csc_pos.device, dtype=dtype)
     return PreparedGraph(
-        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(), col=col.long().contiguous(),
-        perm=perm.long().contiguous(), colptr=colptr.long(),
-        csc_row=csc_row.long().contiguous(), csc_edge=perm[csc_pos].long().contiguous(),
-        csc_slot=csc_slot.long().contiguous())
+        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(),
+        col=col.to(dtype).contiguous(), perm=perm.to(dtype).contiguous(),
+        colptr=colptr.long(), csc_row=csc_row.to(dtype).contiguous(),
+        csc_edge=perm[csc_pos].to(dtype).contiguous(), csc_slot=csc_slot)
 
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:

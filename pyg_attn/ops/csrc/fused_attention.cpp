@@ -142,12 +142,18 @@ inline T dot_shifted(const T* a, const T* b, const T* shift, int64_t n) {
   return acc;
 }
 
+// Edge-level indices (col, perm and the CSC arrays) are int32: half the memory
+// traffic and footprint of int64 (prepare() stores them so whenever the graph has
+// fewer than 2^31 edges and nodes).  Row pointers stay int64.  Products of an
+// index with a size are computed in int64 (every size below is int64_t).
+using index_t = int32_t;
+
 template <typename T>
 struct Graph {
   int64_t n_dst, n_src, num_edges, heads, dim, dim_v;
   const int64_t* rowptr;
-  const int64_t* col;
-  const int64_t* perm;
+  const index_t* col;
+  const index_t* perm;
   const T* dst;      // [n_dst, H, dim]
   const T* src;      // [n_src, H, dim]
   const T* value;    // [n_src, H, dim_v]
@@ -238,6 +244,9 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
                     const c10::optional<at::Tensor>& edge_value,
                     const c10::optional<at::Tensor>& edge_mask, double scale, double slope,
                     double p_drop, int64_t seed) {
+  TORCH_CHECK_VALUE(col.scalar_type() == at::kInt && perm.scalar_type() == at::kInt,
+                    "the fused CPU kernel needs int32 edge indices (graphs with fewer than "
+                    "2^31 edges and nodes); use backend='reference' for larger graphs");
   Graph<T> g;
   g.n_dst = rowptr.size(0) - 1;
   g.n_src = src.size(0);
@@ -246,8 +255,8 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
   g.dim = dst.size(2);
   g.dim_v = value.size(2);
   g.rowptr = rowptr.data_ptr<int64_t>();
-  g.col = col.data_ptr<int64_t>();
-  g.perm = perm.data_ptr<int64_t>();
+  g.col = col.data_ptr<index_t>();
+  g.perm = perm.data_ptr<index_t>();
   g.dst = dst.data_ptr<T>();
   g.src = src.data_ptr<T>();
   g.value = value.data_ptr<T>();
@@ -377,7 +386,7 @@ T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.d
 // per-edge gradients are written directly.
 template <int KIND, typename T>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
-                   const int64_t* csc_slot, const T* gout, const T* galpha, T* wd_csc,
+                   const index_t* csc_slot, const T* gout, const T* galpha, T* wd_csc,
                    T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
@@ -408,10 +417,10 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
       const int64_t p = start + k, e = g.perm[p], j = g.col[p];
       if (p + kPrefetchDistance < limit) {
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
-        __builtin_prefetch(wd_csc + csc_slot[p + kPrefetchDistance] * 2 * H, 1);
+        __builtin_prefetch(wd_csc + int64_t(csc_slot[p + kPrefetchDistance]) * 2 * H, 1);
       }
       const T* a_row = buf.data() + k * H;
-      T* wd = wd_csc + csc_slot[p] * 2 * H;
+      T* wd = wd_csc + int64_t(csc_slot[p]) * 2 * H;
       if (g.masked(e)) {
         std::fill(wd, wd + 2 * H, T(0));
         continue;
@@ -483,7 +492,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 // Source pass over the source-sorted CSR: value and source-side grads.
 template <int KIND, typename T>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
-                   const int64_t* csc_row, const int64_t* csc_edge, const T* gout,
+                   const index_t* csc_row, const index_t* csc_edge, const T* gout,
                    const T* wd_csc, T* g_src, T* g_value) {
   const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
   // Per-source sums kept local and stored once per source (see backward_rows).
@@ -533,8 +542,8 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 }
 
 template <int KIND, typename T>
-void backward_impl(const Graph<T>& g, const int64_t* colptr, const int64_t* csc_row,
-                   const int64_t* csc_edge, const int64_t* csc_slot, const T* out,
+void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
+                   const index_t* csc_edge, const index_t* csc_slot, const T* out,
                    const T* stats, const T* gout, const T* galpha, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
@@ -626,8 +635,8 @@ std::vector<at::Tensor> fused_backward(
     const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
     dispatch_kind(kind, [&](auto k) {
       backward_impl<decltype(k)::value, scalar_t>(
-          g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<int64_t>(), csc_edge.data_ptr<int64_t>(),
-          csc_slot.data_ptr<int64_t>(), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<index_t>(), csc_edge.data_ptr<index_t>(),
+          csc_slot.data_ptr<index_t>(), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
           grads);
     });
   });
