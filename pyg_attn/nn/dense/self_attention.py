@@ -267,7 +267,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
             future = torch.ones(length, keys, dtype=torch.bool, device=self.out_proj.weight.device)
             parts.append(_as_bias("is_causal", future.triu(1)).view(1, 1, length, keys))
         extra = int(self.bias_k is not None) + int(self.add_zero_attn)
-        return [F.pad(part, (0, extra)) if part.size(-1) > 1 else part for part in parts]
+        return [F.pad(part, (0, extra)) for part in parts] if extra else parts
 
     # --------------------------------------------------------------------- attention
     def _dense(self, q: Tensor, k: Tensor, v: Tensor, parts: List[Tensor],
@@ -303,9 +303,10 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         n, heads, length, keys = q.size(0), q.size(1), q.size(2), k.size(2)
         graph, b, i, j = _batched_graph(edge_index, n, length, keys)
         edge_bias = None
-        for part in parts:
-            picked = part[b if part.size(0) > 1 else 0, :, i if part.size(2) > 1 else 0,
-                          j if part.size(3) > 1 else 0].to(q.dtype)
+        for part in parts:  # [B|1, H|1, L|1, S|1] -> [B*E, H|1], 0 on broadcast dims
+            at = [index if size > 1 else torch.zeros_like(index)
+                  for index, size in ((b, part.size(0)), (i, part.size(2)), (j, part.size(3)))]
+            picked = part[at[0], :, at[1], at[2]].to(q.dtype)
             edge_bias = picked if edge_bias is None else edge_bias + picked
         if edge_bias is not None:
             edge_bias = edge_bias.expand(-1, heads)
