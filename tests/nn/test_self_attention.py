@@ -89,6 +89,25 @@ def test_constructor_variants_match(kwargs):
     assert_same(mha, ours, (q, k, v), dict(key_padding_mask=padding, attn_mask=causal))
 
 
+@pytest.mark.parametrize("kwargs", [dict(), dict(add_bias_kv=True), dict(add_zero_attn=True)],
+                         ids=["plain", "bias_kv", "zero_attn"])
+def test_a_single_key(kwargs):
+    mha, ours = twins(batch_first=True, **kwargs)
+    q, k, v = inputs(batch_first=True, source=1)
+    padding = torch.tensor([[True], [False], [False]])
+    expected, expected_weights = mha(q, k, v, key_padding_mask=padding)
+    got, weights = ours(q, k, v, key_padding_mask=padding)
+    rows = slice(None) if kwargs else slice(1, None)  # plain: sample 0 sees no key (MHA: NaN)
+    torch.testing.assert_close(got[rows], expected[rows], **TOL)
+    torch.testing.assert_close(weights[rows], expected_weights[rows], **TOL)
+    if not kwargs:
+        assert bool((weights[0] == 0).all())
+        edges = torch.tensor([[0, 0, 0], [0, 1, 4]])
+        _, sparse = ours(q, k, v, key_padding_mask=padding, edge_index=edges)
+        torch.testing.assert_close(sparse[1:, [0, 1, 4]], torch.ones(2, 3, 1))
+        assert bool((sparse[0] == 0).all())
+
+
 def test_default_initialisation_matches_mha():
     torch.manual_seed(3)
     mha = torch.nn.MultiheadAttention(8, 2, add_bias_kv=True)
