@@ -20,6 +20,7 @@ full and window attention as directed graphs (``j -> i`` with weight ``a_ij``, f
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import matplotlib
@@ -60,7 +61,9 @@ def report(name: str, labels: list[str], weights: torch.Tensor) -> None:
 
 
 def draw(ax, graph: nx.DiGraph, title: str) -> None:
-    pos = nx.circular_layout(graph)
+    # Tokens clockwise from the top, in sentence order.
+    angles = [math.pi / 2 - 2 * math.pi * k / len(graph) for k in range(len(graph))]
+    pos = {node: (math.cos(a), math.sin(a)) for node, a in zip(graph.nodes, angles)}
     edges = [(j, i) for j, i in graph.edges() if j != i]
     widths = [6 * graph.edges[e]["weight"] for e in edges]
     nx.draw_networkx_nodes(graph, pos, node_color="#cde", node_size=1100, ax=ax)
