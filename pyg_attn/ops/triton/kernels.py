@@ -80,6 +80,22 @@ def _edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col, perm, emask, HAS_MAS
 
 
 @triton.jit
+def _scored_block(e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore,
+                  H, D, scale, slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
+                  HAS_EFEAT: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
+    """One block of a row's edges with their scores: ``(p, j, eid, in_range,
+    mask2, x, s)`` (see :func:`_edge_block`, :func:`score_operand` for ``x``;
+    ``s [BE, BH]`` is ``-inf`` where an edge does not take part)."""
+    p, j, eid, in_range, mask2, mask3 = _edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                    perm, emask, HAS_MASK)
+    x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3, mask2,
+                      ACC, HAS_ESCORE, HAS_EFEAT)
+    s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2, ACC,
+                           HAS_ESCORE)
+    return p, j, eid, in_range, mask2, x, s
+
+
+@triton.jit
 def _fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat, evalue, emask,
                 out, stats, part_acc, part_stats, H, D, CV, scale, slope, seed, keep_threshold,
                 keep_scale, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
@@ -97,12 +113,9 @@ def _fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat
     l = tl.zeros([BLOCK_H], ACC)
     acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, mask3 = _edge_block(e0, offs_e, end, offs_h, offs_d, H, D,
-                                                        col, perm, emask, HAS_MASK)
-        x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3,
-                          mask2, ACC, HAS_ESCORE, HAS_EFEAT)
-        s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2,
-                               ACC, HAS_ESCORE)
+        p, j, eid, in_range, mask2, x, s = _scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
         m_new = tl.maximum(m, tl.max(s, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         rescale = tl.exp(m - m_safe)
@@ -177,12 +190,9 @@ def _alpha_kernel(items, num_items, col, perm, dst, src, att, escore, efeat, ema
     a_vec = _att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     shift, log_sum = _row_shift(stats, row, offs_h, H)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, mask3 = _edge_block(e0, offs_e, end, offs_h, offs_d, H, D,
-                                                        col, perm, emask, HAS_MASK)
-        x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3,
-                          mask2, ACC, HAS_ESCORE, HAS_EFEAT)
-        s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2,
-                               ACC, HAS_ESCORE)
+        p, j, eid, in_range, mask2, x, s = _scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         tl.store(alpha + eid[:, None] * H + offs_h[None, :], a,
                  mask=in_range[:, None] & (offs_h[None, :] < H))
@@ -214,12 +224,9 @@ def _bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, src, value, att,
     acc_dst = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     acc_att = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, mask3 = _edge_block(e0, offs_e, end, offs_h, offs_d, H, D,
-                                                        col, perm, emask, HAS_MASK)
-        x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3,
-                          mask2, ACC, HAS_ESCORE, HAS_EFEAT)
-        s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2,
-                               ACC, HAS_ESCORE)
+        p, j, eid, in_range, mask2, x, s = _scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         if DROPOUT:
             dfac = dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
