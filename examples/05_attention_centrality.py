@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     path = out_dir / "attention_centrality.png"
     pagerank = measures["pagerank"].tolist()
-    draw_attention_graph(G, node_color=pagerank, node_size=[6000 * p for p in pagerank], self_loops=False,
-                         seed=1, title="karate club, GAT layer 1 (self-loops hidden): node colour = PageRank",
-                         figsize=(8, 6.5), path=path)
+    draw_attention_graph(G, node_color=pagerank, node_size=[6000 * p for p in pagerank],
+                         self_loops=False, seed=1, figsize=(8, 6.5), path=path,
+                         title="karate club, GAT layer 1 (no self-loops): colour = PageRank")
     print(f"saved {path}")
     return 0
 

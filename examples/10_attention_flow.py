@@ -24,13 +24,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
 from pyg_attn.analysis import (attention_betweenness, attention_flow,  # noqa: E402
                                attention_max_flow, attention_rollout)
 from pyg_attn.visualization import attention_heatmap  # noqa: E402
-from _support import output_dir  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 from _support.karate import karate_attention  # noqa: E402
 
 LEADERS = [0, 33]
@@ -73,17 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     print("members on most attention paths (betweenness, -log a): "
           + ", ".join(f"{v} ({float(between[v]):.3f})" for v in top))
 
-    fig = Figure(figsize=(12, 3.2), layout="constrained")
-    left, right = fig.subplots(1, 2)
-    high = float(max(flow.max(), rollout.max()))
-    attention_heatmap(flow, y_labels=LEADERS, ax=left, vmax=high, colorbar=False,
-                      annotate=False)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.2))
+    # separate colour scales: a flow is at most 1 per pair, a rollout row sums to 1
+    attention_heatmap(flow, y_labels=LEADERS, ax=left, annotate=False)
     left.set_title("attention flow into the leaders")
-    attention_heatmap(rollout, y_labels=LEADERS, ax=right, vmax=high, annotate=False)
+    attention_heatmap(rollout, y_labels=LEADERS, ax=right, annotate=False)
     right.set_title("attention rollout into the leaders")
     path = out_dir / "attention_flow.png"
-    fig.savefig(path, dpi=100)
-    print(f"saved {path}")
+    save_figure(fig, path)
     return 0
 
 

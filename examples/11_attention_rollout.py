@@ -21,12 +21,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display needed
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 from pyg_attn.analysis import attention_rollout  # noqa: E402
 from pyg_attn.convert import edge_index_to_dense  # noqa: E402
 from pyg_attn.visualization import attention_heatmap  # noqa: E402
-from _support import output_dir  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 from _support.karate import karate_attention  # noqa: E402
 
 
@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"share of each member drawn from its own club: "
           f"{float((rollout * same_club).sum(1).mean()):.1%} (mean over members)")
 
-    fig = Figure(figsize=(13, 5.8), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.8))
     first = karate.layers[0]
     layer1 = edge_index_to_dense(first.edge_index, first.alpha.mean(1), n)
     high = float(max(layer1.max(), rollout.max()))  # one colour scale for both
@@ -72,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     attention_heatmap(rollout, ax=right, vmax=high, annotate=False)
     right.set_title(f"rollout over {len(karate.layers)} layers")
     path = out_dir / "attention_rollout.png"
-    fig.savefig(path, dpi=100)
-    print(f"saved {path}")
+    save_figure(fig, path)
     return 0
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
 from pyg_attn.analysis import attention_rollout, sparsify_attention  # noqa: E402
 from pyg_attn.convert import attention_to_networkx  # noqa: E402
 from pyg_attn.visualization import draw_attention_graph  # noqa: E402
-from _support import output_dir  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 from _support.karate import karate_attention  # noqa: E402
 
 SETTINGS = [{"threshold": 0.1}, {"threshold": 0.2}, {"top_k": 2}, {"top_k": 4},
@@ -62,16 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     before = attention_to_networkx(layer)
     after = attention_to_networkx(kept.edge_index, kept.alpha, num_nodes=34)
     pos = nx.spring_layout(nx.Graph(before.edges), seed=1)
-    fig = Figure(figsize=(13, 6), layout="constrained")
-    left, right = fig.subplots(1, 2)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6))
     draw_attention_graph(before, layout=pos, ax=left, self_loops=False, colorbar=False,
                          node_size=180, title=f"all {num_edges} edges")
     draw_attention_graph(after, layout=pos, ax=right, self_loops=False, node_size=180,
                          title=f"top-p {args.top_p}: {after.number_of_edges()} edges, "
                                f"{kept.kept_mass:.0%} of the mass")
     path = out_dir / "sparsify_attention.png"
-    fig.savefig(path, dpi=100)
-    print(f"saved {path}")
+    save_figure(fig, path)
     return 0
 
 

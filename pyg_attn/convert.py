@@ -32,6 +32,7 @@ __all__ = [
     "as_attention_graph",
     "as_dense_attention",
     "as_edge_attention",
+    "as_float_tensor",
     "attention_to_networkx",
     "check_row_sums",
     "dense_to_digraph",
@@ -41,6 +42,7 @@ __all__ = [
     "from_networkx",
     "from_pyg_dense_adj",
     "to_networkx",
+    "unpack_attention",
 ]
 
 #: Absolute tolerance on attention row sums where a distribution is required:
@@ -60,8 +62,15 @@ _MISSING = _Missing()
 
 
 # ----------------------------------------------------------------------------- checks
-def _as_tensor(value: Any, name: str) -> Tensor:
-    """``value`` as a floating tensor (numpy arrays and integer tensors converted)."""
+def as_float_tensor(value: Any, name: str) -> Tensor:
+    """``value`` as a dense floating tensor (numpy arrays, sparse and integer tensors
+    converted); ``TypeError`` naming ``name`` for anything else.
+
+    Examples
+    --------
+    >>> as_float_tensor(np.eye(2, dtype=np.int64), "attn").dtype
+    torch.float32
+    """
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value)
     if not isinstance(value, Tensor):
@@ -144,7 +153,7 @@ def as_dense_attention(attn: Any, name: str = "attn", ranks: Sequence[int] = (2,
     ...
     ValueError: attn must be square in its last two dimensions, got shape (2, 3)
     """
-    attn = _as_tensor(attn, name)
+    attn = as_float_tensor(attn, name)
     if attn.dim() not in ranks:
         shapes = " or ".join(f"{r}-D" for r in ranks)
         raise ValueError(f"{name} must be {shapes}, got shape {tuple(attn.shape)}")
@@ -206,7 +215,7 @@ def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = No
     edge_index = edge_index.long()
     if edge_index.numel() and int(edge_index.min()) < 0:
         raise ValueError("edge_index must hold non-negative node ids")
-    alpha = _as_tensor(alpha, "alpha")
+    alpha = as_float_tensor(alpha, "alpha")
     if alpha.dim() not in (1, 2) or alpha.size(0) != edge_index.size(1):
         raise ValueError(f"alpha must have one row per edge ({edge_index.size(1)}), "
                          f"got shape {tuple(alpha.shape)}")
@@ -218,8 +227,14 @@ def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = No
     return edge_index, alpha, n
 
 
-def _unpack(attention: Any, name: str = "attention") -> Tuple[Any, Any]:
-    """``(edge_index, alpha)`` of a pair or of a capture record (duck typing)."""
+def unpack_attention(attention: Any, name: str = "attention") -> Tuple[Any, Any]:
+    """``(edge_index, alpha)`` of a pair or of a capture record (duck typing).
+
+    Examples
+    --------
+    >>> unpack_attention((torch.tensor([[0], [1]]), torch.ones(1)))[1]
+    tensor([1.])
+    """
     if hasattr(attention, "edge_index") and hasattr(attention, "alpha"):
         return attention.edge_index, attention.alpha
     if isinstance(attention, (tuple, list)) and len(attention) == 2:
@@ -298,7 +313,7 @@ def from_pyg_dense_adj(adj: Any) -> Tensor:
     >>> from_pyg_dense_adj(adj).tolist()  # node 1 attends to node 0
     [[0.0, 0.0], [1.0, 0.0]]
     """
-    adj = _as_tensor(adj, "adj")
+    adj = as_float_tensor(adj, "adj")
     if adj.dim() == 2:
         return as_dense_attention(adj.t(), "adj", ranks=(2,))
     if adj.dim() == 3:
@@ -363,8 +378,9 @@ def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
     --------
     >>> A = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8], [0.0, 0.0, 1.0]])
     >>> G = dense_to_digraph(A, labels=["the", "cat", "sat"])
-    >>> sorted((j, i, round(w, 2)) for j, i, w in G.edges(data="weight"))
-    [('cat', 'cat', 0.2), ('cat', 'the', 0.5), ('sat', 'cat', 0.8), ('sat', 'sat', 1.0), ('the', 'the', 0.5)]
+    >>> sorted((j, i, round(w, 2)) for j, i, w in G.edges(data="weight"))  # doctest: +NORMALIZE_WHITESPACE
+    [('cat', 'cat', 0.2), ('cat', 'the', 0.5), ('sat', 'cat', 0.8),
+     ('sat', 'sat', 1.0), ('the', 'the', 0.5)]
     >>> G2 = dense_to_digraph(torch.stack([A, A.t()]), threshold=0.2)
     >>> G2.edges[1, 0]
     {'weight_h0': 0.5, 'weight_h1': 0.0, 'weight': 0.25}
@@ -585,7 +601,7 @@ def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[
     if attention is None:
         return attention_to_networkx(data.edge_index, None, num_nodes, nodes, edge_values,
                                      multigraph)
-    edge_index, alpha = _unpack(attention)
+    edge_index, alpha = unpack_attention(attention)
     edge_id = getattr(attention, "edge_id", None)
     extra: Dict[str, Any] = {}
     if edge_id is not None:
@@ -694,5 +710,5 @@ def as_attention_graph(attention: Any, labels: Optional[Sequence[Hashable]] = No
         return attention
     if isinstance(attention, (Tensor, np.ndarray)):
         return dense_to_digraph(attention, labels=labels)
-    edge_index, alpha = _unpack(attention)
+    edge_index, alpha = unpack_attention(attention)
     return attention_to_networkx(edge_index, alpha, num_nodes)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..convert import _unpack, as_edge_attention, dense_to_edge_index
+from ..convert import as_edge_attention, dense_to_edge_index, unpack_attention
 
 __all__ = ["SparseAttention", "sparsify_attention"]
 
@@ -86,7 +86,7 @@ def sparsify_attention(attention: Any, threshold: Optional[float] = None,
     if isinstance(attention, (Tensor, np.ndarray)):
         edge_index, alpha = dense_to_edge_index(attention)
     else:
-        edge_index, alpha = _unpack(attention)
+        edge_index, alpha = unpack_attention(attention)
     edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
     score = alpha.mean(1) if alpha.dim() == 2 else alpha
     dst = edge_index[1]

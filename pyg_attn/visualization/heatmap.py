@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..convert import as_attention_graph, digraph_to_dense
+from ..convert import as_attention_graph, as_float_tensor, digraph_to_dense
 from ._figure import PathLike, figure_and_axes, save
 from .draw import attention_neighbourhood
 
@@ -21,14 +21,7 @@ ANNOTATE_MAX = 12
 
 
 def _matrix(attn: Any) -> Tensor:
-    if isinstance(attn, np.ndarray):
-        attn = torch.from_numpy(attn)
-    if not isinstance(attn, Tensor):
-        raise TypeError(f"attn must be a tensor or array (or, with node=, a graph or "
-                        f"(edge_index, alpha)), got {type(attn).__name__}")
-    if attn.is_sparse:
-        attn = attn.to_dense()
-    attn = attn.detach().cpu().double()
+    attn = as_float_tensor(attn, "attn").detach().cpu().double()
     if attn.dim() not in (2, 3):
         raise ValueError(f"attn must be [R, C] or [H, R, C], got shape {tuple(attn.shape)}")
     if not bool(torch.isfinite(attn).all()):
@@ -158,7 +151,8 @@ def attention_heatmap(attn: Any, x_labels: Optional[Sequence[Any]] = None,
         if matrix.dim() == 3:
             panel_ax.set_title(head_titles[h] if head_titles else f"head {h}")
     if colorbar and image is not None:
-        fig.colorbar(image, ax=axes_list, label="attention", shrink=0.8)
+        target = axes_list[0] if len(axes_list) == 1 else axes_list  # one: tight_layout works
+        fig.colorbar(image, ax=target, label="attention", shrink=0.8)
     if title is not None:
         fig.suptitle(title)
     save(fig, path)
