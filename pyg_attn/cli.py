@@ -17,6 +17,7 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -56,17 +57,26 @@ def _build_ext(_: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- train
+def _default_out(args: argparse.Namespace) -> Path:
+    return args.out if args.out is not None else Path("out") / f"{args.dataset}-{args.model}"
+
+
 def _train_graph_classification(args: argparse.Namespace) -> int:
+    from .training.checkpoint import atomic_write
     from .training.graph_classification import cross_validate
 
-    kwargs = {"root": args.data_root, "folds": args.folds, "seed": args.seed,
-              "device": args.device, "progress": not args.no_progress}
+    kwargs = {"root": None if args.data_root is None else str(args.data_root),
+              "folds": args.folds, "seed": args.seed, "device": args.device,
+              "progress": not args.no_progress}
     if args.epochs is not None:
         kwargs["epochs"] = args.epochs
     result = cross_validate(args.dataset, **kwargs)
-    get = result.get if isinstance(result, dict) else lambda key: getattr(result, key)
-    print(f"test accuracy: {100 * get('mean'):.2f} +- {100 * get('std'):.2f} % over "
-          f"{args.folds} folds")
+    text = json.dumps(result.to_dict(), indent=2) + "\n"
+    path = atomic_write(_default_out(args) / "metrics.json", lambda h: h.write(text),
+                        binary=False)
+    print(f"test accuracy: {100 * result.mean:.2f} +- {100 * result.std:.2f} % over "
+          f"{len(result.accuracies)} folds")
+    print(f"per-fold results in {path}")
     return 0
 
 
@@ -76,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     from .training.node_classification import (TrainConfig, format_summary,
                                                train_node_classification)
 
-    out = args.out if args.out is not None else Path("out") / f"{args.dataset}-{args.model}"
+    out = _default_out(args)
     config = TrainConfig(
         dataset=args.dataset, model=args.model, runs=args.runs,
         epochs=args.epochs if args.epochs is not None else 1000, patience=args.patience,
