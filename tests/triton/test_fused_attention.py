@@ -165,3 +165,25 @@ def test_gradcheck_float64(device, kind):
                     return_attention=True)
 
     assert torch.autograd.gradcheck(fn, tuple(inputs.values()), atol=1e-8, fast_mode=True)
+
+
+@pytest.mark.parametrize("wanted", ["query", "value"])
+def test_gradient_of_one_input_only(device, wanted):
+    """Kernels skip the gradients nobody asked for and still get the others right."""
+    num_src, num_dst, edge_index = mixed_graph()
+    inputs = make_inputs("dot", num_src, num_dst, edge_index.size(1), torch.float32,
+                         extras=False)
+    tensors = {k: v.detach().to(device).requires_grad_(k == wanted) for k, v in inputs.items()}
+    grads = []
+    for backend in ("reference", "triton"):
+        out = graph_attention(*tensors.values(), edge_index.to(device), backend=backend)
+        grads.append(torch.autograd.grad(out.square().sum(), tensors[wanted]))
+    torch.testing.assert_close(grads[1], grads[0], **TOL[torch.float32])
+
+
+def test_no_destinations(device):
+    q = torch.empty(0, 2, 3, device=device)
+    k = torch.randn(4, 2, 3, device=device)
+    out = graph_attention(q, k, k, torch.empty(2, 0, dtype=torch.long, device=device),
+                          backend="triton")
+    assert out.shape == (0, 2, 3)
