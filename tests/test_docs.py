@@ -43,3 +43,10 @@ def test_every_user_guide_page_is_in_a_toctree() -> None:
                        for line in body.splitlines()
                        if line.strip() and not line.strip().startswith(":")}
     assert pages - {"index"} <= listed, f"pages in no toctree: {sorted(pages - {'index'} - listed)}"
+
+
+def test_every_example_is_on_the_examples_page() -> None:
+    page = (DOCS / "examples.md").read_text(encoding="utf-8")
+    missing = [path.name for path in sorted((REPO / "examples").glob("*.py"))
+               if f"../examples/{path.name}" not in page]
+    assert not missing, f"examples not on docs/examples.md: {missing}"
