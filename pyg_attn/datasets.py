@@ -338,8 +338,9 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
     ------
     FileNotFoundError
         If a root is set (argument or ``PYG_ATTN_DATA``) but lacks the data set's
-        raw files, or the shipped copy is missing; the message names the folder
-        looked in and how to provide the files.
+        raw files, the shipped copy is missing, or PyG's download of a data set
+        that is not shipped fails (offline, unknown name); the message names the
+        folder looked in and how to provide the files.
     TypeError
         If ``name`` is not a string.
     ValueError
@@ -376,7 +377,16 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
         online = cache / family / "online"
         online.mkdir(parents=True, exist_ok=True)
         with _locked(online):
-            return _make(family, canonical, online, transform)
+            try:
+                return _make(family, canonical, online, transform)
+            except OSError as error:  # no network, or no such data set on PyG's servers
+                raise FileNotFoundError(
+                    f"Data set {name!r} is not shipped with pyg_attn (shipped: Cora, CiteSeer, "
+                    f"MUTAG) and no data root is set, so PyG tried to download it into "
+                    f"{online} and failed ({type(error).__name__}: {error}). Check the name "
+                    f"and the network, or provide its raw files in PyG's layout "
+                    f"(<root>/{family}/{canonical}/raw/...) and pass that root with the "
+                    f"--data-root flag or the {DATA_ENV} environment variable.") from error
 
     _check_raw(source, family, canonical, root_path)
     entry = cache / family / _fingerprint(source)

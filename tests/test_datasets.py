@@ -227,6 +227,16 @@ def test_unknown_name_goes_to_pyg_under_the_cache(monkeypatch, isolated_env):
         assert Path(root).is_relative_to(isolated_env)
 
 
+def test_failed_download_says_how_to_provide_the_data(monkeypatch, isolated_env):
+    def offline(root, name, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(datasets, "TUDataset", offline)
+    with pytest.raises(FileNotFoundError, match=r"NoSuchSet.*not shipped.*download.*"
+                                                r"Name or service not known.*--data-root"):
+        load_dataset("NoSuchSet")
+
+
 @pytest.mark.parametrize("name, error", [(3, TypeError), ("", ValueError)])
 def test_bad_name(name, error):
     with pytest.raises(error, match="name"):
