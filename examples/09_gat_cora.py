@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+from _support import output_dir  # noqa: E402
 from pyg_attn.training.explain import explain  # noqa: E402
 from pyg_attn.training.node_classification import (  # noqa: E402
     TrainConfig, format_summary, train_node_classification)
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: a new temporary folder)")
     args = parser.parse_args(argv)
-    out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="pyg_attn_gat_"))
+    out = output_dir(args.out, prefix="pyg_attn_gat_")
 
     config = TrainConfig(dataset="Cora", model="gat", epochs=5 if args.quick else args.epochs,
                          seed=args.seed, out=str(out / "train"))

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..nn import AttentionRecord, capture_attention
+from .checks import positive_int
 from .checkpoint import load_checkpoint
 from .models import ModelConfig, NodeClassifier
 from .node_classification import load_node_data
@@ -118,8 +119,7 @@ def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hop
     from ..analysis import attention_rollout
     from ..visualization import draw_attention_graph
 
-    if isinstance(hops, bool) or not isinstance(hops, int) or hops < 1:
-        raise ValueError(f"'hops' must be a positive int, got {hops!r}")
+    positive_int("hops", hops)
     path = find_checkpoint(checkpoint)
     payload = load_checkpoint(path, map_location=device)
     root = data_root if data_root is not None else payload.get("data_root")

@@ -26,6 +26,7 @@ import torch_geometric.nn as pyg_nn
 from torch import Tensor
 
 from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
+from .checks import fraction, positive_int
 
 __all__ = ["MODELS", "ModelConfig", "NodeClassifier", "build_model"]
 
@@ -66,13 +67,9 @@ class ModelConfig:
         if self.model not in MODELS:
             raise ValueError(f"'model' must be one of {sorted(MODELS)}, got {self.model!r}")
         for name in ("hidden", "heads", "out_heads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+            positive_int(name, getattr(self, name))
         for name in ("dropout", "attn_dropout"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"'{name}' must be in [0, 1), got {value!r}")
+            fraction(name, getattr(self, name))
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
@@ -106,9 +103,8 @@ class NodeClassifier(torch.nn.Module):
     def __init__(self, in_channels: int, num_classes: int,
                  config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+        positive_int("in_channels", in_channels)
+        positive_int("num_classes", num_classes)
         if not isinstance(config, ModelConfig):
             raise TypeError(f"'config' must be a ModelConfig, got {type(config).__name__}")
         self.config = config

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .checks import positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .distributed import Shard
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
@@ -80,9 +81,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("runs", "epochs", "patience", "batch_size", "save_every", "nprocs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
+            positive_int(name, getattr(self, name))
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
@@ -135,9 +134,7 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"'patience' must be a positive int, got {patience!r}")
-        self.patience = patience
+        self.patience = positive_int("patience", patience)
         self.best_acc = float("-inf")
         self.best_loss = float("inf")
         self.bad_epochs = 0
