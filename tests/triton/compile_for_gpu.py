@@ -22,13 +22,14 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import mangle_type
 
 from pyg_attn.ops import prepare
-from pyg_attn.ops.triton import fused_attention, kernels
+from pyg_attn.ops.triton import fused_attention
 from pyg_attn.ops.triton.work import triton_graph
 
 from ..graphs import random_graph
 
 TARGET = GPUTarget("cuda", 90, 32)
-KERNELS = ("_fwd_kernel", "_merge_kernel", "_alpha_kernel", "_bwd_dst_kernel", "_bwd_src_kernel")
+KERNELS = tuple(f"_fused_attention_{name}_kernel" for name in ("fwd", "merge", "alpha", "bwd_dst",
+                                                               "bwd_src"))
 
 
 class Recorder:
@@ -45,14 +46,14 @@ class Recorder:
 def record(kind: int, dtype: torch.dtype) -> list:
     """Launches of one forward and one backward with every optional input."""
     launches: list = []
-    originals = {name: getattr(kernels, name) for name in KERNELS}
+    originals = {name: getattr(fused_attention, name) for name in KERNELS}
     for name, kernel in originals.items():
-        setattr(kernels, name, Recorder(kernel, launches))
+        setattr(fused_attention, name, Recorder(kernel, launches))
     try:
         run_op(kind, dtype)
     finally:
         for name, kernel in originals.items():
-            setattr(kernels, name, kernel)
+            setattr(fused_attention, name, kernel)
     return launches
 
 

@@ -4,7 +4,10 @@
   as the CPU kernel and the reference for the same seed);
 * LeakyReLU and its derivative;
 * the per-edge score operand and score of every kind (``KIND``: ``DOT = 0``,
-  ``GAT = 1``, ``GATV2 = 2``, ``EDGE = 3``, as ``pyg_attn.ops.library.KIND_IDS``).
+  ``GAT = 1``, ``GATV2 = 2``, ``EDGE = 3``, as ``pyg_attn.ops.library.KIND_IDS``),
+  and :func:`scored_block`, one block of a row's edges with their scores;
+* loads and stores of node rows, work-item fields
+  (:mod:`pyg_attn.ops.triton.work`) and the row statistics.
 
 Tiles are ``[BLOCK_E, BLOCK_H, BLOCK_D]`` (edges x heads x channels); GAT's
 per-node scalars are read as ``[N, H, 1]`` features, so every kind uses the
@@ -132,3 +135,67 @@ def store_node(ptr, row, tile, offs_h, offs_c, H, C, ATOMIC):
         tl.atomic_add(offs, tile, mask=mask)
     else:
         tl.store(offs, tile, mask=mask)
+
+
+@triton.jit
+def work_item(items, num_items, pid):
+    """``(row, start, end, slot)`` of work item ``pid`` (``items [4, num_items]``)."""
+    row = tl.load(items + pid).to(tl.int64)
+    start = tl.load(items + num_items + pid)
+    end = tl.load(items + 2 * num_items + pid)
+    slot = tl.load(items + 3 * num_items + pid)
+    return row, start, end, slot
+
+
+@triton.jit
+def att_vector(KIND: tl.constexpr, att, like, offs_h, offs_d, H, D, ACC: tl.constexpr):
+    """GATv2's attention vector ``[BH, BD]`` (``like`` for the other kinds)."""
+    if KIND == GATV2:
+        vec = load_node(att, 0, offs_h, offs_d, H, D, ACC)
+    else:
+        vec = like
+    return vec
+
+
+@triton.jit
+def row_shift(stats, row, offs_h, H):
+    """``(shift, log_sum) [BH]`` to subtract from a score: zeros for a head
+    without edges (statistics ``-inf``), so its ``-inf`` scores give 0."""
+    hm = offs_h < H
+    m = tl.load(stats + (row * H + offs_h) * 2, mask=hm, other=float("-inf"))
+    log_l = tl.load(stats + (row * H + offs_h) * 2 + 1, mask=hm, other=float("-inf"))
+    empty = m == float("-inf")
+    return tl.where(empty, 0.0, m), tl.where(empty, 0.0, log_l)
+
+
+@triton.jit
+def edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col, perm, emask, HAS_MASK: tl.constexpr):
+    """Positions ``p``, sources ``j``, edge ids ``eid`` (int64) of one edge block,
+    the lanes in range (``in_range``) and the ``[BE, BH]`` / ``[BE, BH, BD]``
+    masks of the edges that take part."""
+    p = e0 + offs_e
+    in_range = p < end
+    j = tl.load(col + p, mask=in_range, other=0).to(tl.int64)
+    eid = tl.load(perm + p, mask=in_range, other=0).to(tl.int64)
+    live = in_range
+    if HAS_MASK:
+        live = live & (tl.load(emask + eid, mask=in_range, other=0) != 0)
+    mask2 = live[:, None] & (offs_h[None, :] < H)
+    mask3 = mask2[:, :, None] & (offs_d[None, None, :] < D)
+    return p, j, eid, in_range, mask2, mask3
+
+
+@triton.jit
+def scored_block(e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore,
+                 H, D, scale, slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
+                 HAS_EFEAT: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
+    """One block of a row's edges with their scores: ``(p, j, eid, in_range,
+    mask2, x, s)`` (see :func:`edge_block`, :func:`score_operand` for ``x``;
+    ``s [BE, BH]`` is ``-inf`` where an edge does not take part)."""
+    p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                   perm, emask, HAS_MASK)
+    x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3, mask2,
+                      ACC, HAS_ESCORE, HAS_EFEAT)
+    s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2, ACC,
+                           HAS_ESCORE)
+    return p, j, eid, in_range, mask2, x, s

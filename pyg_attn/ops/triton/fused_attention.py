@@ -1,16 +1,40 @@
-"""Fused edge attention on Triton: launcher and ``torch.library`` registration.
+"""Fused edge attention on Triton: kernels, launcher and ``torch.library`` op.
+
+Algebra as ``csrc/fused_attention.cpp`` (score kinds in
+:mod:`pyg_attn.ops.reference`): for every edge ``j -> i`` (CSR position ``p``,
+caller's edge id ``e``) and head ``h``, ``a_ij = softmax_j(s_ij)`` over ``i``'s
+incoming edges and ``out_i = sum_j drop(a_ij) (v_j + v^E_e)``.
+
+* :func:`_fused_attention_fwd_kernel`: one program per work item (a chunk of
+  one destination row, :mod:`pyg_attn.ops.triton.work`) covering all heads;
+  online softmax (running max ``m`` and sum ``l``) over blocks of edges, writing
+  ``out`` and the row statistics ``(m, log l)``.  Items of a split row write
+  their partial ``(m, l, acc)`` instead and
+  :func:`_fused_attention_merge_kernel` combines them.
+* :func:`_fused_attention_alpha_kernel` writes ``a_ij`` in the caller's edge
+  order on request.
+* :func:`_fused_attention_bwd_dst_kernel` recomputes ``a_ij`` from the
+  statistics; with ``delta_i = <dO_i, out_i> + sum_j a_ij dA_ij``,
+  ``ds_ij = a_ij (drop_ij <dO_i, v_j + v^E_e> + dA_ij - delta_i)``.  It sums
+  its row's destination-side gradients, writes the per-edge ones, and hands
+  ``(drop(a_ij), ds_ij)`` to the source pass in CSC order (``[E, 2H]``).
+* :func:`_fused_attention_bwd_src_kernel` walks the source-sorted CSC and sums
+  each source's value and key/source gradients: no atomics on ``[E, H, C]``.
+
+Split rows' node gradients are added with atomics on ``[N, H, C]`` rows (only
+rows longer than the chunk); GATv2's attention-vector gradient is summed in
+:data:`ATT_SLOTS` partial copies to spread atomic contention.
 
 ``pyg_attn::triton_fused_attention`` mirrors the CPU op
 (:mod:`pyg_attn.ops.library`): same score kinds, same ``(out, stats, alpha)``
-results (``stats [N_dst, H, 2]`` = each row's score maximum and log-sum-exp below
-it) and the same autograd wiring, so ``torch.compile`` traces it through its
-fake implementation.  The kernels are in :mod:`pyg_attn.ops.triton.kernels`.
-
-Inputs may be float16, bfloat16, float32 or float64; float32 (float64 for
-float64 inputs) is the accumulation type.  ``out`` comes back in the inputs'
-dtype, ``alpha`` and the statistics in the accumulation type, gradients in each
-input's dtype.  Under ``TRITON_INTERPRET=1`` (set before this module is
-imported) the kernels run on CPU tensors.
+results (``stats [N_dst, H, 2]``: each row's score maximum and the log of the
+sum of exponentials below it) and the same autograd wiring, so
+``torch.compile`` traces it through its fake implementation.  Inputs may be
+float16, bfloat16, float32 or float64, accumulated in float32 (float64 for
+float64); ``out`` comes back in the inputs' dtype, ``alpha`` and the statistics
+in the accumulation dtype, gradients in each input's dtype.  Under
+``TRITON_INTERPRET=1`` (set before Triton is imported) the kernels run on CPU
+tensors.
 """
 from __future__ import annotations
 
@@ -24,7 +48,8 @@ from torch import Tensor
 
 from ..csr import PreparedGraph
 from ..library import KIND_IDS, register_fused_autograd
-from . import kernels
+from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
+                     load_node, load_rows, row_shift, scored_block, store_node, work_item)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -33,6 +58,253 @@ ATT_SLOTS = 64
 """Partial copies of GATv2's attention-vector gradient (spreads the atomics)."""
 TILE_ELEMENTS = 4096
 """Elements of one ``[BLOCK_E, BLOCK_H, BLOCK_C]`` tile; sets ``BLOCK_E``."""
+
+
+@triton.jit
+def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat,
+                                evalue, emask, out, stats, part_acc, part_stats, H, D, CV, scale,
+                                slope, seed, keep_threshold, keep_scale, KIND: tl.constexpr,
+                                HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
+                                HAS_EVALUE: tl.constexpr, HAS_MASK: tl.constexpr,
+                                DROPOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                                BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+                                BLOCK_CV: tl.constexpr):
+    """Online softmax over one work item's edges: ``out`` and statistics, or partials."""
+    row, start, end, slot = work_item(items, num_items, tl.program_id(0))
+    offs_e = tl.arange(0, BLOCK_E)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_c = tl.arange(0, BLOCK_CV)
+    q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
+    a_vec = att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
+    m = tl.full([BLOCK_H], float("-inf"), ACC)
+    l = tl.zeros([BLOCK_H], ACC)
+    acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
+    for e0 in range(start, end, BLOCK_E):
+        p, j, eid, in_range, mask2, x, s = scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        m_new = tl.maximum(m, tl.max(s, axis=0))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        rescale = tl.exp(m - m_safe)
+        w = tl.exp(s - m_safe[None, :])
+        l = l * rescale + tl.sum(w, axis=0)
+        m = m_new
+        if KIND != EDGE:
+            if DROPOUT:
+                w = w * dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
+            vmask = (mask2[:, :, None] & (offs_c[None, None, :] < CV))
+            v = load_rows(value, j, offs_h, offs_c, H, CV, vmask, ACC)
+            if HAS_EVALUE:
+                v += load_rows(evalue, eid, offs_h, offs_c, H, CV, vmask, ACC)
+            acc = acc * rescale[:, None] + tl.sum(w[:, :, None] * v, axis=0)
+    hm = offs_h < H
+    if slot < 0:
+        has = l > 0
+        o = acc / tl.where(has, l, 1.0)[:, None]
+        store_node(out, row, o, offs_h, offs_c, H, CV, False)
+        tl.store(stats + (row * H + offs_h) * 2, tl.where(has, m, float("-inf")), mask=hm)
+        tl.store(stats + (row * H + offs_h) * 2 + 1,
+                 tl.where(has, tl.log(tl.where(has, l, 1.0)), float("-inf")), mask=hm)
+    else:
+        store_node(part_acc, slot, acc, offs_h, offs_c, H, CV, False)
+        tl.store(part_stats + (slot * H + offs_h) * 2, m, mask=hm)
+        tl.store(part_stats + (slot * H + offs_h) * 2 + 1, l, mask=hm)
+
+
+@triton.jit
+def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out, stats, H, CV,
+                                  ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_CV: tl.constexpr):
+    """Combines the partial ``(m, l, acc)`` of a split row's items."""
+    r = tl.program_id(0)
+    first = tl.load(merge_ptr + r)
+    last = tl.load(merge_ptr + r + 1)
+    row = tl.load(slot_row + first).to(tl.int64)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_c = tl.arange(0, BLOCK_CV)
+    hm = offs_h < H
+    m = tl.full([BLOCK_H], float("-inf"), ACC)
+    l = tl.zeros([BLOCK_H], ACC)
+    acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
+    for slot in range(first, last):
+        m_k = tl.load(part_stats + (slot * H + offs_h) * 2, mask=hm, other=float("-inf"))
+        l_k = tl.load(part_stats + (slot * H + offs_h) * 2 + 1, mask=hm, other=0.0)
+        acc_k = load_node(part_acc, slot, offs_h, offs_c, H, CV, ACC)
+        m_new = tl.maximum(m, m_k)
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        old = tl.exp(m - m_safe)
+        new = tl.exp(m_k - m_safe)
+        l = l * old + l_k * new
+        acc = acc * old[:, None] + acc_k * new[:, None]
+        m = m_new
+    has = l > 0
+    store_node(out, row, acc / tl.where(has, l, 1.0)[:, None], offs_h, offs_c, H, CV, False)
+    tl.store(stats + (row * H + offs_h) * 2, tl.where(has, m, float("-inf")), mask=hm)
+    tl.store(stats + (row * H + offs_h) * 2 + 1,
+             tl.where(has, tl.log(tl.where(has, l, 1.0)), float("-inf")), mask=hm)
+
+
+@triton.jit
+def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, escore, efeat, emask,
+                                  stats, alpha, H, D, scale, slope, KIND: tl.constexpr,
+                                  HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
+                                  HAS_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                                  BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
+    """``alpha [E, H]`` (caller's edge order) from the final row statistics."""
+    row, start, end, slot = work_item(items, num_items, tl.program_id(0))
+    offs_e = tl.arange(0, BLOCK_E)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
+    a_vec = att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
+    shift, log_sum = row_shift(stats, row, offs_h, H)
+    for e0 in range(start, end, BLOCK_E):
+        p, j, eid, in_range, mask2, x, s = scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        a = tl.exp(s - shift[None, :] - log_sum[None, :])
+        tl.store(alpha + eid[:, None] * H + offs_h[None, :], a,
+                 mask=in_range[:, None] & (offs_h[None, :] < H))
+
+
+@triton.jit
+def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, src, value, att,
+                                    escore, efeat, evalue, emask, stats, delta, gout, galpha, wd,
+                                    g_dst, g_att, g_escore, g_efeat, g_evalue, H, D, CV, scale,
+                                    slope, seed, keep_threshold, keep_scale, ATT_SLOTS,
+                                    KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
+                                    HAS_EFEAT: tl.constexpr, HAS_EVALUE: tl.constexpr,
+                                    HAS_MASK: tl.constexpr, HAS_GALPHA: tl.constexpr,
+                                    DROPOUT: tl.constexpr, NEED_DST: tl.constexpr,
+                                    NEED_ATT: tl.constexpr, NEED_ESCORE: tl.constexpr,
+                                    NEED_EFEAT: tl.constexpr, NEED_EVALUE: tl.constexpr,
+                                    ACC: tl.constexpr, BLOCK_E: tl.constexpr,
+                                    BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
+                                    BLOCK_CV: tl.constexpr):
+    """Destination pass: per-edge gradients, the row's own, and the CSC hand-off."""
+    pid = tl.program_id(0)
+    row, start, end, slot = work_item(items, num_items, pid)
+    offs_e = tl.arange(0, BLOCK_E)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_c = tl.arange(0, BLOCK_CV)
+    hm = offs_h < H
+    q = load_node(dst, row, offs_h, offs_d, H, D, ACC)
+    a_vec = att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
+    go = load_node(gout, row, offs_h, offs_c, H, CV, ACC)
+    shift, log_sum = row_shift(stats, row, offs_h, H)
+    dlt = tl.load(delta + row * H + offs_h, mask=hm, other=0.0)
+    acc_dst = tl.zeros([BLOCK_H, BLOCK_D], ACC)
+    acc_att = tl.zeros([BLOCK_H, BLOCK_D], ACC)
+    for e0 in range(start, end, BLOCK_E):
+        p, j, eid, in_range, mask2, x, s = scored_block(
+            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
+            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        a = tl.exp(s - shift[None, :] - log_sum[None, :])
+        if DROPOUT:
+            dfac = dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
+        else:
+            dfac = tl.full([BLOCK_E, BLOCK_H], 1.0, ACC)
+        w = a * dfac
+        store2 = in_range[:, None] & hm[None, :]
+        grad_a = tl.zeros([BLOCK_E, BLOCK_H], ACC)
+        if KIND != EDGE:
+            vmask = mask2[:, :, None] & (offs_c[None, None, :] < CV)
+            v = load_rows(value, j, offs_h, offs_c, H, CV, vmask, ACC)
+            if HAS_EVALUE:
+                v += load_rows(evalue, eid, offs_h, offs_c, H, CV, vmask, ACC)
+            grad_a = tl.sum(go[None, :, :] * v, axis=2) * dfac
+        if HAS_GALPHA:
+            grad_a += tl.load(galpha + eid[:, None] * H + offs_h[None, :], mask=mask2,
+                              other=0.0).to(ACC)
+        ds = a * (grad_a - dlt[None, :])
+        store3 = store2[:, :, None] & (offs_d[None, None, :] < D)
+        node_d = offs_h[:, None] * D + offs_d[None, :]
+        if KIND == DOT:
+            stored = scale * ds
+            acc_dst += tl.sum(stored[:, :, None] * x, axis=0)
+            if NEED_EFEAT:
+                tl.store(g_efeat + eid[:, None, None] * (H * D) + node_d[None, :, :],
+                         stored[:, :, None] * q[None, :, :], mask=store3)
+        elif KIND == GAT:
+            stored = ds * leaky_grad(x, slope)
+            acc_dst += tl.sum(stored, axis=0)[:, None]
+        elif KIND == GATV2:
+            stored = ds
+            gz = ds[:, :, None] * a_vec[None, :, :] * leaky_grad(x, slope)
+            acc_dst += tl.sum(gz, axis=0)
+            if NEED_ATT:
+                acc_att += tl.sum(ds[:, :, None] * leaky(x, slope), axis=0)
+            if NEED_EFEAT:
+                tl.store(g_efeat + eid[:, None, None] * (H * D) + node_d[None, :, :], gz,
+                         mask=store3)
+        else:
+            stored = ds
+        if NEED_ESCORE:
+            tl.store(g_escore + eid[:, None] * H + offs_h[None, :],
+                     stored if KIND == GAT else ds, mask=store2)
+        if NEED_EVALUE:
+            node_c = offs_h[:, None] * CV + offs_c[None, :]
+            tl.store(g_evalue + eid[:, None, None] * (H * CV) + node_c[None, :, :],
+                     w[:, :, None] * go[None, :, :],
+                     mask=store2[:, :, None] & (offs_c[None, None, :] < CV))
+        slot_q = tl.load(csc_slot + p, mask=in_range, other=0).to(tl.int64)
+        tl.store(wd + slot_q[:, None] * (2 * H) + offs_h[None, :], w, mask=store2)
+        tl.store(wd + slot_q[:, None] * (2 * H) + H + offs_h[None, :], stored, mask=store2)
+    if NEED_DST:
+        store_node(g_dst, row, acc_dst, offs_h, offs_d, H, D, slot >= 0)
+    if NEED_ATT:
+        store_node(g_att, pid % ATT_SLOTS, acc_att, offs_h, offs_d, H, D, True)
+
+
+@triton.jit
+def _fused_attention_bwd_src_kernel(items, num_items, csc_row, csc_edge, dst, src, att, efeat,
+                                    gout, wd, g_src, g_value, H, D, CV, slope, KIND: tl.constexpr,
+                                    HAS_EFEAT: tl.constexpr, NEED_SRC: tl.constexpr,
+                                    NEED_VALUE: tl.constexpr, ACC: tl.constexpr,
+                                    BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr,
+                                    BLOCK_D: tl.constexpr, BLOCK_CV: tl.constexpr):
+    """Source pass: ``dV_j = sum_i drop(a_ij) dO_i`` and the key/source gradient."""
+    j, start, end, slot = work_item(items, num_items, tl.program_id(0))
+    offs_e = tl.arange(0, BLOCK_E)
+    offs_h = tl.arange(0, BLOCK_H)
+    offs_d = tl.arange(0, BLOCK_D)
+    offs_c = tl.arange(0, BLOCK_CV)
+    hm = offs_h < H
+    xs = load_node(src, j, offs_h, offs_d, H, D, ACC)
+    a_vec = att_vector(KIND, att, xs, offs_h, offs_d, H, D, ACC)
+    acc_v = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
+    acc_s = tl.zeros([BLOCK_H, BLOCK_D], ACC)
+    for q0 in range(start, end, BLOCK_E):
+        pos = q0 + offs_e
+        in_range = pos < end
+        i = tl.load(csc_row + pos, mask=in_range, other=0).to(tl.int64)
+        mask2 = in_range[:, None] & hm[None, :]
+        mask3 = mask2[:, :, None] & (offs_d[None, None, :] < D)
+        w = tl.load(wd + pos[:, None].to(tl.int64) * (2 * H) + offs_h[None, :], mask=mask2,
+                    other=0.0)
+        st = tl.load(wd + pos[:, None].to(tl.int64) * (2 * H) + H + offs_h[None, :],
+                     mask=mask2, other=0.0)
+        if NEED_VALUE:
+            vmask = mask2[:, :, None] & (offs_c[None, None, :] < CV)
+            acc_v += tl.sum(w[:, :, None] * load_rows(gout, i, offs_h, offs_c, H, CV, vmask, ACC),
+                            axis=0)
+        if NEED_SRC:
+            if KIND == DOT:
+                acc_s += tl.sum(st[:, :, None] * load_rows(dst, i, offs_h, offs_d, H, D, mask3,
+                                                           ACC), axis=0)
+            elif KIND == GAT:
+                acc_s += tl.sum(st, axis=0)[:, None]
+            elif KIND == GATV2:
+                z = xs[None, :, :] + load_rows(dst, i, offs_h, offs_d, H, D, mask3, ACC)
+                if HAS_EFEAT:
+                    eid = tl.load(csc_edge + pos, mask=in_range, other=0).to(tl.int64)
+                    z += load_rows(efeat, eid, offs_h, offs_d, H, D, mask3, ACC)
+                acc_s += tl.sum(st[:, :, None] * a_vec[None, :, :] * leaky_grad(z, slope), axis=0)
+    if NEED_VALUE:
+        store_node(g_value, j, acc_v, offs_h, offs_c, H, CV, slot >= 0)
+    if NEED_SRC:
+        store_node(g_src, j, acc_s, offs_h, offs_d, H, D, slot >= 0)
 
 
 def _pow2(n: int) -> int:
@@ -96,7 +368,7 @@ def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: 
     """``alpha [E, H]`` in the caller's edge order, from the row statistics."""
     alpha = stats.new_empty(col.numel(), inputs["H"])
     if col.numel():
-        _launch(kernels._alpha_kernel, dst_items.size(1), col=col, perm=perm, stats=stats,
+        _launch(_fused_attention_alpha_kernel, dst_items.size(1), col=col, perm=perm, stats=stats,
                 alpha=alpha, **_items(dst_items, col.numel(), inputs), **inputs, **params)
     return alpha
 
@@ -119,10 +391,11 @@ def triton_fused_attention(
     num_slots = slot_row.numel()
     part_acc = value.new_empty(max(num_slots, 1), heads, dim_v, dtype=acc_torch)
     part_stats = value.new_empty(max(num_slots, 1), heads, 2, dtype=acc_torch)
-    _launch(kernels._fwd_kernel, dst_items.size(1), col=col, perm=perm, out=out, stats=stats,
-            part_acc=part_acc, part_stats=part_stats, seed=seed, **_dropout_args(dropout),
+    _launch(_fused_attention_fwd_kernel, dst_items.size(1), col=col, perm=perm, out=out,
+            stats=stats, part_acc=part_acc, part_stats=part_stats, seed=seed,
+            **_dropout_args(dropout),
             **_items(dst_items, col.numel(), inputs), **inputs, **params)
-    _launch(kernels._merge_kernel, merge_ptr.numel() - 1 if num_slots else 0,
+    _launch(_fused_attention_merge_kernel, merge_ptr.numel() - 1 if num_slots else 0,
             merge_ptr=merge_ptr, slot_row=slot_row, part_acc=part_acc, part_stats=part_stats,
             out=out, stats=stats, BLOCK_H=_pow2(heads), **inputs)
     alpha = (_alpha(col, perm, dst_items, stats, inputs, **params) if need_alpha
@@ -178,8 +451,8 @@ def triton_fused_attention_backward(
     att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dst.size(2), dtype=acc_torch)
     g_dst, g_src, g_value, _, g_escore, g_efeat, g_evalue = (delta if g is None else g
                                                               for g in grads)
-    _launch(kernels._bwd_dst_kernel, dst_items.size(1), col=col, perm=perm, csc_slot=csc_slot,
-            stats=lse, delta=delta, gout=grad_out,
+    _launch(_fused_attention_bwd_dst_kernel, dst_items.size(1), col=col, perm=perm,
+            csc_slot=csc_slot, stats=lse, delta=delta, gout=grad_out,
             galpha=delta if grad_alpha is None else grad_alpha, wd=wd, g_dst=g_dst,
             g_att=att_parts, g_escore=g_escore, g_efeat=g_efeat, g_evalue=g_evalue, seed=seed,
             **_dropout_args(dropout), ATT_SLOTS=att_parts.size(0),
@@ -187,8 +460,8 @@ def triton_fused_attention_backward(
             NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
             **_items(dst_items, num_edges, inputs), **inputs, **params)
     if kind != KIND_IDS["edge"] and (need[1] or need[2]):
-        _launch(kernels._bwd_src_kernel, src_items.size(1), csc_row=csc_row, csc_edge=csc_edge,
-                gout=grad_out, wd=wd, g_src=g_src, g_value=g_value, NEED_SRC=need[1],
+        _launch(_fused_attention_bwd_src_kernel, src_items.size(1), csc_row=csc_row,
+                csc_edge=csc_edge, gout=grad_out, wd=wd, g_src=g_src, g_value=g_value, NEED_SRC=need[1],
                 NEED_VALUE=need[2], **_items(src_items, num_edges, inputs), **inputs, **params)
     if need[3]:
         grads[3] = att_parts.sum(0).view(att.shape)
