@@ -9,9 +9,10 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_adj
 
 from pyg_attn.convert import (ROW_SUM_TOL, as_attention_graph, as_dense_attention,
-                              as_edge_attention, attention_to_networkx, check_row_sums,
-                              dense_to_digraph, dense_to_edge_index, digraph_to_dense,
-                              edge_index_to_dense, from_networkx, from_pyg_dense_adj,
+                              as_edge_attention, as_float_tensor, attention_to_networkx,
+                              check_row_sums, dense_to_digraph, dense_to_edge_index,
+                              digraph_to_dense, edge_index_to_dense, from_networkx,
+                              from_pyg_dense_adj,
                               to_networkx)
 from pyg_attn.nn import GATConv, capture_attention
 
@@ -68,6 +69,14 @@ def test_dense_to_digraph_rejects_bad_labels():
         dense_to_digraph(torch.eye(2), labels=["a"])
     with pytest.raises(ValueError, match="distinct"):
         dense_to_digraph(torch.eye(2), labels=["the", "the"])
+
+
+def test_tensor_conversion():
+    sparse = torch.eye(3).to_sparse()
+    assert torch.equal(as_float_tensor(sparse, "attn"), torch.eye(3))
+    assert as_float_tensor(np.arange(3), "attn").is_floating_point()
+    with pytest.raises(TypeError, match="weights must be"):
+        as_float_tensor("0.5", "weights")
 
 
 def test_row_sum_check_tolerance():

@@ -187,6 +187,8 @@ def attention_flow(attentions: Any, targets: Any = None, head_fusion: str = "mea
     depth = len(layers)
     for row, target in enumerate(targets.tolist()):
         edges, capacities, sources = _layered_network(layers, n, target)
+        if sources.numel() == 0:  # no path at all (residual 0 and no incoming edge)
+            continue
         sink = depth * n + target
         if use_scipy:
             values = _flows_scipy(edges, capacities, sources, sink, scale)

@@ -76,6 +76,13 @@ def test_graph_attention_with_targets_matches_dense():
     assert sparse[1].tolist() == [0.0] * 39 + [1.0]  # isolated node: only itself
 
 
+@pytest.mark.parametrize("method", ["networkx", pytest.param("scipy", marks=needs_scipy)])
+def test_without_residual_a_node_without_edges_receives_no_flow(method):
+    A = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
+    flow = attention_flow(A, residual=0.0, method=method)
+    assert flow.tolist() == [[0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+
+
 def test_all_pairs_only_for_small_inputs():
     n = ALL_PAIRS_MAX_NODES + 1
     attn = torch.eye(n).expand(1, n, n)

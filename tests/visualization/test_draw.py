@@ -65,6 +65,24 @@ def test_multigraph_and_empty_graph(tmp_path):
     assert_png_not_blank(tmp_path / "e.png")
 
 
+def test_per_node_values_follow_the_neighbourhood_and_loops_can_be_hidden(tmp_path):
+    edge_index, alpha = random_edge_attention(20, 60, seed=54)
+    G = attention_to_networkx(edge_index, alpha)
+    node = int(edge_index[1, 0])
+    sizes = [100.0 + 10 * v for v in G]  # one per node of the whole graph
+    colors = [float(v) for v in G]
+    _, ax = draw_attention_graph(G, node=node, node_size=sizes, node_color=colors,
+                                 self_loops=False, path=tmp_path / "p.png")
+    shown = list(attention_neighbourhood(G, node))
+    nodes = ax.collections[0]
+    assert list(nodes.get_sizes()) == [100.0 + 10 * v for v in shown]
+    assert list(nodes.get_array()) == [float(v) for v in shown]
+    loops = sum(1 for j, i in attention_neighbourhood(G, node).edges if j == i)
+    assert len(ax.patches) == attention_neighbourhood(G, node).number_of_edges() - loops
+    with pytest.raises(ValueError, match="node_size"):
+        draw_attention_graph(G, node_size=[1.0, 2.0])
+
+
 def test_draw_rejects():
     attn = torch.eye(3)
     with pytest.raises(ValueError, match="node=7"):
