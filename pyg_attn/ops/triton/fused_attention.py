@@ -248,9 +248,10 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
             tl.store(g_evalue + eid[:, None, None] * (H * CV) + node_c[None, :, :],
                      w[:, :, None] * go[None, :, :],
                      mask=store2[:, :, None] & (offs_c[None, None, :] < CV))
-        slot_q = tl.load(csc_slot + p, mask=in_range, other=0).to(tl.int64)
-        tl.store(wd + slot_q[:, None] * (2 * H) + offs_h[None, :], w, mask=store2)
-        tl.store(wd + slot_q[:, None] * (2 * H) + H + offs_h[None, :], stored, mask=store2)
+        if KIND != EDGE:  # the source pass's input (an edge softmax has no source side)
+            slot_q = tl.load(csc_slot + p, mask=in_range, other=0).to(tl.int64)
+            tl.store(wd + slot_q[:, None] * (2 * H) + offs_h[None, :], w, mask=store2)
+            tl.store(wd + slot_q[:, None] * (2 * H) + H + offs_h[None, :], stored, mask=store2)
     if NEED_DST:
         store_node(g_dst, row, acc_dst, offs_h, offs_d, H, D, slot >= 0)
     if NEED_ATT:
@@ -447,7 +448,8 @@ def triton_fused_attention_backward(
     alpha = None if grad_alpha is None else _alpha(col, perm, dst_items, lse, inputs, **params)
     delta = _delta(rowptr, perm, out, grad_out, alpha, grad_alpha, acc_torch)
     heads, num_edges = value.size(1), col.numel()
-    wd = value.new_empty(max(num_edges, 1), 2 * heads, dtype=acc_torch)
+    wd = value.new_empty(max(num_edges, 1) if kind != KIND_IDS["edge"] else 1, 2 * heads,
+                         dtype=acc_torch)
     att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dst.size(2), dtype=acc_torch)
     g_dst, g_src, g_value, _, g_escore, g_efeat, g_evalue = (delta if g is None else g
                                                               for g in grads)
