@@ -451,15 +451,15 @@ def _check_graph(G: Any, name: str = "G") -> None:
                         f"(message direction j -> i), got {type(G).__name__}")
 
 
-def _node_values(value: Any, n: int, name: str) -> List[Any]:
+def _rows(value: Any, n: int, what: str) -> List[Any]:
+    """The ``n`` rows of an attribute as Python values (``what`` names it in errors)."""
     if isinstance(value, Tensor):
         if value.dim() == 0 or value.size(0) != n:
-            raise ValueError(f"node attribute {name!r} must have {n} rows, "
-                             f"got shape {tuple(value.shape)}")
+            raise ValueError(f"{what} must have {n} rows, got shape {tuple(value.shape)}")
         return value.tolist()
     values = list(value)
     if len(values) != n:
-        raise ValueError(f"node attribute {name!r} must have {n} entries, got {len(values)}")
+        raise ValueError(f"{what} must have {n} entries, got {len(values)}")
     return values
 
 
@@ -532,7 +532,7 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
         heads = alpha.size(1) if alpha.dim() == 2 else None
     num_edges = edge_index.size(1)
     for name, values in edge_extra.items():
-        values = _node_values(values, num_edges, name)
+        values = _rows(values, num_edges, f"edge attribute {name!r}")
         for row, value in zip(attrs, values):
             if value is not _MISSING:
                 row[name] = value
@@ -540,7 +540,7 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
     G.graph[HEADS_KEY] = heads
     G.add_nodes_from(range(n))
     for name, values in (node_attrs or {}).items():
-        for node, value in zip(range(n), _node_values(values, n, name)):
+        for node, value in zip(range(n), _rows(values, n, f"node attribute {name!r}")):
             G.nodes[node][name] = value
     src, dst = edge_index.tolist()
     if multigraph:

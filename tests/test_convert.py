@@ -12,8 +12,7 @@ from pyg_attn.convert import (ROW_SUM_TOL, as_attention_graph, as_dense_attentio
                               as_edge_attention, as_float_tensor, attention_to_networkx,
                               check_row_sums, dense_to_digraph, dense_to_edge_index,
                               digraph_to_dense, edge_index_to_dense, from_networkx,
-                              from_pyg_dense_adj,
-                              to_networkx)
+                              from_pyg_dense_adj, to_networkx)
 from pyg_attn.nn import GATConv, capture_attention
 
 from .attention_data import random_dense_attention, random_edge_attention

@@ -1,6 +1,7 @@
 """Attention flow (Abnar & Zuidema, 2020) and max-flow on one attention graph."""
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Hashable, List, Optional, Tuple
 
 import networkx as nx
@@ -20,11 +21,7 @@ METHODS = ("auto", "networkx", "scipy")
 
 
 def _scipy_available() -> bool:
-    try:
-        import scipy.sparse.csgraph  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("scipy") is not None
 
 
 def _layered_network(layers: List[Tuple[Tensor, Tensor]], n: int,
