@@ -16,6 +16,7 @@ evaluation), and the time ratio ``pyg-gat ms / model ms`` (> 1: faster than PyG)
 
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py                       # all, 10 seeds
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py --models gat --seeds 3 --csv out/p.csv
+    PYTHONPATH=. python benchmarks/reproduce_planetoid.py --summarize out/p.csv out/q.csv  # merge
 
 Targets (mean of 10 seeds): Cora >= 82.0 %, CiteSeer >= 71.5 % with ``gat``
 (paper: 83.0 +- 0.7 and 72.5 +- 0.7).
@@ -81,21 +82,29 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", default=DATASETS, help="default: Cora CiteSeer")
     parser.add_argument("--models", nargs="+", default=MODELS,
                         help=f"models besides {BASELINE} (default: {' '.join(MODELS)})")
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("--seeds", type=int, default=10,
+                        help="number of seeds (default 10): first-seed .. first-seed + N - 1")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed (default 0); split a long job over processes")
     parser.add_argument("--epochs", type=int, default=1000, help="maximum epochs (default 1000)")
     parser.add_argument("--patience", type=int, default=100, help="early stopping (default 100)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--data-root", default=None, help="data root (default: shipped copies)")
     parser.add_argument("--csv", type=Path, default=None, help="write every seed's row here")
+    parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="CSV",
+                        help="train nothing: print the table of rows saved with --csv")
     args = parser.parse_args(argv)
+    if args.summarize is not None:
+        print("\n".join(table([row for path in args.summarize for row in read_csv(path)])))
+        return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     models = list(dict.fromkeys([*args.models, BASELINE]))
 
     rows: List[Dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="pyg_attn_planetoid_") as scratch:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for dataset in args.datasets:
                 for model in models:
                     row = run_one(dataset, model, seed, args, Path(scratch))
@@ -108,6 +117,12 @@ def main(argv: List[str] | None = None) -> int:
     print(f"\ntorch threads {torch.get_num_threads()}; ratio = {BASELINE} ms / model ms")
     print("\n".join(table(rows)))
     return 0
+
+
+def read_csv(path: Path) -> List[Dict[str, object]]:
+    """Rows written by :func:`write_csv`."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def write_csv(path: Path, rows: List[Dict[str, object]]) -> None:
