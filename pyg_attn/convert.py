@@ -52,6 +52,8 @@ ROW_SUM_TOL = 1e-3
 
 #: Graph attribute holding the number of heads (``None`` without a head dimension).
 HEADS_KEY = "attention_heads"
+#: Graph attribute holding the attention's dtype name (for a lossless way back).
+DTYPE_KEY = "attention_dtype"
 
 
 class _Missing:
@@ -366,7 +368,8 @@ def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
     Returns
     -------
     networkx.DiGraph
-        ``G.graph["attention_heads"]`` is ``H`` (``None`` for ``[N, N]``).
+        ``G.graph["attention_heads"]`` is ``H`` (``None`` for ``[N, N]``),
+        ``G.graph["attention_dtype"]`` the dtype name of ``attn``.
 
     Raises
     ------
@@ -391,11 +394,15 @@ def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
     mean = attn.mean(0) if heads else attn
     dst, src = (mean > threshold).nonzero(as_tuple=True)
     alpha = attn[:, dst, src].t() if heads else attn[dst, src]
-    G = nx.DiGraph(**{HEADS_KEY: heads})
+    G = nx.DiGraph(**{HEADS_KEY: heads, DTYPE_KEY: _dtype_name(attn)})
     G.add_nodes_from(names)
     G.add_edges_from((names[j], names[i], attrs) for j, i, attrs in
                      zip(src.tolist(), dst.tolist(), _weight_attrs(alpha)))
     return G
+
+
+def _dtype_name(values: Tensor) -> str:
+    return str(values.dtype).removeprefix("torch.")
 
 
 def _weight_keys(G: nx.Graph, weight: str) -> List[str]:
@@ -525,11 +532,12 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
         edge_index, _, n = as_edge_attention(edge_index, torch.zeros(edge_index.size(-1)),
                                              num_nodes)
         attrs = [{} for _ in range(edge_index.size(1))]
-        heads = None
+        heads, dtype = None, None
     else:
         edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
         attrs = _weight_attrs(alpha)
         heads = alpha.size(1) if alpha.dim() == 2 else None
+        dtype = _dtype_name(alpha)
     num_edges = edge_index.size(1)
     for name, values in edge_extra.items():
         values = _rows(values, num_edges, f"edge attribute {name!r}")
@@ -537,7 +545,7 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
             if value is not _MISSING:
                 row[name] = value
     G = nx.MultiDiGraph() if multigraph else nx.DiGraph()
-    G.graph[HEADS_KEY] = heads
+    G.graph.update({HEADS_KEY: heads, DTYPE_KEY: dtype})
     G.add_nodes_from(range(n))
     for name, values in (node_attrs or {}).items():
         for node, value in zip(range(n), _rows(values, n, f"node attribute {name!r}")):
@@ -632,7 +640,8 @@ def from_networkx(G: nx.DiGraph) -> Any:
     Edges are ordered by their ``edge_id`` attribute when every edge has one
     (so the round trip keeps the order), otherwise in ``G.edges`` order.
     ``weight_h*`` attributes become ``alpha`` ``[E, H]``, otherwise ``weight``
-    becomes ``alpha`` ``[E]``; every other attribute present on all edges
+    becomes ``alpha`` ``[E]`` (in the dtype the graph was made from, else
+    float32); every other attribute present on all edges
     (all nodes) becomes an edge (node) tensor of the same name.
 
     Returns
@@ -664,8 +673,9 @@ def from_networkx(G: nx.DiGraph) -> Any:
     records = [d for _, _, d in edges]
     weight_keys = [f"weight_h{h}" for h in range(heads)] if heads else ["weight"]
     if heads or (records and all("weight" in d for d in records)):
+        dtype = getattr(torch, G.graph.get(DTYPE_KEY) or "float32")
         alpha = torch.tensor([[d[k] for k in weight_keys] for d in records],
-                             dtype=torch.float32).view(-1, len(weight_keys))
+                             dtype=dtype).view(-1, len(weight_keys))
         data.alpha = alpha if heads else alpha.view(-1)
     skip = set(weight_keys) | {"weight", "edge_id"}
     for name in _common_keys(records) - skip:
