@@ -10,7 +10,7 @@ import torch
 from pyg_attn.ops import graph_attention, prepare
 
 from ..graphs import random_graph
-from ..test_ops_attention import TOL, call, make_inputs, run
+from ..test_ops_attention import TOL, call, make_inputs
 from .graphs import GRAPHS, mixed_graph
 
 HALF_TOL = dict(atol=1e-2, rtol=1e-2)
@@ -19,6 +19,16 @@ HALF_TOL = dict(atol=1e-2, rtol=1e-2)
 def on(device: torch.device, inputs: dict) -> dict:
     """``inputs`` as fresh leaves on ``device``."""
     return {k: v.detach().to(device).requires_grad_() for k, v in inputs.items()}
+
+
+def run(kind: str, inputs: dict, edge_index, backend: str, **options):
+    """``(out, alpha, grads)`` of a fixed random loss of both outputs, on the
+    inputs' device (the same dropout seed for every backend)."""
+    torch.manual_seed(1234)
+    outputs = call(kind, inputs, edge_index, backend=backend, return_attention=True, **options)
+    gen = torch.Generator().manual_seed(7)
+    loss = sum((t * torch.randn(t.shape, generator=gen).to(t)).sum() for t in outputs)
+    return (*outputs, torch.autograd.grad(loss, list(inputs.values()), allow_unused=True))
 
 
 def compare(kind: str, inputs: dict, edge_index: torch.Tensor, tol: dict, **options) -> None:
