@@ -33,14 +33,12 @@ def fuse_heads(values: Tensor, head_fusion: str, dim: int) -> Tensor:
     """Mean, max or min over the head dimension ``dim``."""
     if head_fusion == "mean":
         return values.mean(dim)
-    if head_fusion == "max":
-        return values.amax(dim)
-    if head_fusion == "min":
-        return values.amin(dim)
-    raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    return values.amax(dim) if head_fusion == "max" else values.amin(dim)
 
 
-def _check_residual(residual: float) -> None:
+def _check_options(head_fusion: str, residual: float) -> None:
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
     if not 0.0 <= residual <= 1.0:
         raise ValueError(f"residual must be in [0, 1], got {residual}")
 
@@ -66,7 +64,7 @@ def _as_list(attentions: Any) -> List[Any]:
 
 def dense_layers(attentions: Any, head_fusion: str = "mean", residual: float = 0.5) -> Tensor:
     """``[L, N, N]`` residual-normalised layers ``Â_l`` of dense attention."""
-    _check_residual(residual)
+    _check_options(head_fusion, residual)
     if not isinstance(attentions, (Tensor, np.ndarray)):
         layers = [as_dense_attention(a, "attentions") for a in _as_list(attentions)]
         if len({a.shape for a in layers}) != 1:
@@ -76,8 +74,6 @@ def dense_layers(attentions: Any, head_fusion: str = "mean", residual: float = 0
     attn = as_dense_attention(attentions, "attentions", ranks=(3, 4), stochastic=True)
     if attn.dim() == 4:
         attn = fuse_heads(attn, head_fusion, dim=1)
-    else:
-        fuse_heads(attn[:1], head_fusion, dim=0)  # validates head_fusion
     eye = torch.eye(attn.size(-1), dtype=attn.dtype, device=attn.device)
     mixed = (1 - residual) * attn + residual * eye
     return mixed / mixed.sum(-1, keepdim=True).clamp_min(torch.finfo(attn.dtype).tiny)
@@ -91,9 +87,7 @@ def sparse_layers(attentions: Any, head_fusion: str = "mean", residual: float = 
     Returns the layers and the number of nodes ``N`` (``num_nodes`` or the
     largest id of any layer + 1).
     """
-    _check_residual(residual)
-    if head_fusion not in HEAD_FUSIONS:
-        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+    _check_options(head_fusion, residual)
     parsed = []
     for k, layer in enumerate(_as_list(attentions)):
         if hasattr(layer, "edge_index") and hasattr(layer, "alpha"):
