@@ -16,6 +16,7 @@ from torch_geometric.utils import softmax
 from ...ops import PreparedGraph, gatv2_attention
 from .adjacency import pack_attention
 from .gat_conv import check_sizes, split_input
+from .arguments import check_layer_arguments
 from .message_path import uses_message_path
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
 
@@ -161,12 +162,7 @@ class GATv2Conv(MessagePassing):
         **kwargs: Any,
     ) -> None:
         super().__init__(node_dim=0, **kwargs)
-        if not isinstance(heads, int) or heads < 1:
-            raise ValueError(f"'heads' must be a positive int, got {heads!r}")
-        if not isinstance(out_channels, int) or out_channels < 1:
-            raise ValueError(f"'out_channels' must be a positive int, got {out_channels!r}")
-        if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
+        check_layer_arguments(out_channels, heads, dropout, edge_dim)
 
         self.in_channels = in_channels
         self.out_channels = out_channels

@@ -15,6 +15,7 @@ from torch_geometric.utils import is_torch_sparse_tensor
 from ...ops import graph_attention
 from ...ops.csr import as_prepared
 from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention, sparse_graph
+from .arguments import check_layer_arguments
 
 
 class KQVConv(MessagePassing):
@@ -71,11 +72,7 @@ class KQVConv(MessagePassing):
                  **kwargs: Any) -> None:
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
-        if heads < 1 or out_channels < 1:
-            raise ValueError(f"'heads' and 'out_channels' must be positive, got {heads}, "
-                             f"{out_channels}")
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
+        check_layer_arguments(out_channels, heads, dropout)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads

@@ -13,6 +13,7 @@ from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
 from ...ops import PreparedGraph, graph_attention
 from .adjacency import sparse_graph
+from .arguments import check_layer_arguments
 from .message_path import uses_message_path
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
@@ -183,14 +184,7 @@ class TransformerConv(MessagePassing):
         **kwargs,
     ):
         _check_channels("in_channels", in_channels)
-        for name, value in (("out_channels", out_channels), ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"'{name}' must be a positive int, got {value!r}")
-        if edge_dim is not None and (isinstance(edge_dim, bool) or not isinstance(edge_dim, int)
-                                     or edge_dim < 1):
-            raise ValueError(f"'edge_dim' must be None or a positive int, got {edge_dim!r}")
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1], got {dropout!r}")
+        check_layer_arguments(out_channels, heads, dropout, edge_dim)
 
         kwargs.setdefault('aggr', 'add')
         super().__init__(node_dim=0, **kwargs)
