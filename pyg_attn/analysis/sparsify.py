@@ -33,6 +33,27 @@ def _sort_within_destination(dst: Tensor, score: Tensor) -> Tensor:
     return by_score[torch.argsort(dst[by_score], stable=True)]
 
 
+def _ranked_mask(dst: Tensor, score: Tensor, n: int, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None) -> Tensor:
+    """Edges kept by ``top_k`` or ``top_p`` among each destination's sorted scores."""
+    order = _sort_within_destination(dst, score)
+    counts = torch.bincount(dst, minlength=n)
+    group_start = (torch.cumsum(counts, 0) - counts)[dst[order]]  # in sorted order
+    keep = torch.zeros_like(score, dtype=torch.bool)
+    if top_k is not None:
+        rank = torch.arange(order.numel(), device=score.device) - group_start
+        keep[order] = rank < top_k
+        return keep
+    sorted_score = score[order].double()
+    exclusive = torch.cumsum(sorted_score, 0) - sorted_score
+    before = exclusive - exclusive[group_start]  # mass of the larger edges of the group
+    totals = torch.zeros(n, dtype=torch.float64, device=score.device)
+    totals.index_add_(0, dst, score.double())
+    needed = top_p * totals[dst[order]] * (1 - TOP_P_SLACK)
+    keep[order] = (before < needed) & (sorted_score > 0)
+    return keep
+
+
 def sparsify_attention(attention: Any, threshold: Optional[float] = None,
                        top_k: Optional[int] = None, top_p: Optional[float] = None,
                        renormalize: bool = False, num_nodes: Optional[int] = None
@@ -89,29 +110,16 @@ def sparsify_attention(attention: Any, threshold: Optional[float] = None,
         edge_index, alpha = unpack_attention(attention)
     edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
     score = alpha.mean(1) if alpha.dim() == 2 else alpha
-    dst = edge_index[1]
     if threshold is not None:
         keep = score >= threshold
+    elif top_k is not None:
+        if not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        keep = _ranked_mask(edge_index[1], score, n, top_k=top_k)
     else:
-        order = _sort_within_destination(dst, score)
-        counts = torch.bincount(dst, minlength=n)
-        starts = torch.cumsum(counts, 0) - counts
-        keep = torch.zeros_like(score, dtype=torch.bool)
-        if top_k is not None:
-            if not isinstance(top_k, (int, np.integer)) or top_k < 1:
-                raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-            rank = torch.arange(order.numel()) - starts[dst[order]]
-            keep[order] = rank < top_k
-        else:
-            if not 0 < top_p <= 1:
-                raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-            sorted_score = score[order].double()
-            cumulative = torch.cumsum(sorted_score, 0)
-            before = cumulative - sorted_score - (cumulative - sorted_score)[
-                starts[dst[order]].clamp_max(max(order.numel() - 1, 0))]
-            totals = torch.zeros(n, dtype=torch.float64).index_add_(0, dst, score.double())
-            needed = top_p * totals[dst[order]] * (1 - TOP_P_SLACK)
-            keep[order] = (before < needed) & (sorted_score > 0)
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        keep = _ranked_mask(edge_index[1], score, n, top_p=top_p)
     kept_alpha = alpha[keep]
     kept_index = edge_index[:, keep]
     total = float(alpha.sum())
