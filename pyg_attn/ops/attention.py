@@ -361,11 +361,14 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
     rather than stored as ``[E, H, C]``.
 
     Args:
-        x_src: ``[N_src, H, C]``.  x_dst: ``[N_dst, H, C]``.  att: ``[H, C]``
-            (a leading ``1`` as in PyG's ``[1, H, C]`` parameter is accepted).
+        x_src: ``[N_src, H, C]``.
+        x_dst: ``[N_dst, H, C]``.
+        att: ``[H, C]`` (a leading ``1`` as in PyG's ``[1, H, C]`` parameter is
+            accepted).
         edge_index: ``[2, E]`` or a :class:`~pyg_attn.ops.PreparedGraph`.
         edge_feat: ``[E, H, C]`` projected edge features.
-        Other arguments as in :func:`gat_attention`.
+
+    The other arguments are those of :func:`gat_attention`.
 
     Returns:
         ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
