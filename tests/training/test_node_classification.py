@@ -58,6 +58,7 @@ def test_same_seed_same_result(tiny, tmp_path):
     assert [e.val_loss for e in first.epochs] == [e.val_loss for e in second.epochs]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tiny, tmp_path):
     tiny.update(epochs=6, runs=2, save_every=2)
     reference = train_node_classification(TrainConfig(**tiny), progress=False)
