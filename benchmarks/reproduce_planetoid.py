@@ -13,6 +13,8 @@ the same machine load.
 Prints, per data set and model: test accuracy mean +- std over the seeds (sample
 std), mean selected epoch, median milliseconds per epoch (training step +
 evaluation), and the time ratio ``pyg-gat ms / model ms`` (> 1: faster than PyG).
+Then a timing that is robust to a busy machine: all models trained side by side
+for ``--timing-epochs`` epochs, their epochs alternating, median ms per epoch.
 
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py                       # all, 10 seeds
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py --models gat --seeds 3 --csv out/p.csv
@@ -28,13 +30,16 @@ import csv
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 import torch
 
 from pyg_attn.training.metrics import summarize
-from pyg_attn.training.node_classification import TrainConfig, train_node_classification
+from pyg_attn.training.models import NodeClassifier
+from pyg_attn.training.node_classification import (EpochTrainer, TrainConfig, evaluate,
+                                                   load_node_data, train_node_classification)
 
 BASELINE = "pyg-gat"
 MODELS = ["gat", "gatv2", "transformer", "kqv"]
@@ -55,6 +60,31 @@ def run_one(dataset: str, model: str, seed: int, args: argparse.Namespace,
     return {"dataset": dataset, "model": model, "seed": seed, "test_acc": result.test_acc,
             "val_acc": result.val_acc, "best_epoch": result.best_epoch,
             "epochs": len(result.epochs), "ms_per_epoch": ms}
+
+
+def interleaved_ms(dataset: str, models: List[str], epochs: int,
+                   args: argparse.Namespace) -> Dict[str, float]:
+    """Median ms per epoch (training step + validation pass) of each model, the models'
+    epochs alternating so that every model sees the same machine load."""
+    config = TrainConfig(dataset=dataset, device=args.device, data_root=args.data_root)
+    data, num_features, num_classes = load_node_data(dataset, args.data_root)
+    data = data.to(args.device)
+    trainer = EpochTrainer(config, data, data.train_mask.nonzero().view(-1),
+                           torch.device(args.device))
+    runs = {}
+    for model in models:
+        torch.manual_seed(0)
+        net = NodeClassifier(num_features, num_classes,
+                             TrainConfig(model=model).model_config()).to(args.device)
+        runs[model] = (net, torch.optim.Adam(net.parameters(), lr=config.lr,
+                                             weight_decay=config.weight_decay), [])
+    for _ in range(epochs + 3):  # 3 warm-up epochs
+        for net, optimizer, times in runs.values():
+            tic = time.perf_counter()
+            trainer.epoch(net, optimizer, lambda: None)
+            evaluate(net, data, data.val_mask)
+            times.append(1000 * (time.perf_counter() - tic))
+    return {model: statistics.median(times[3:]) for model, (_, _, times) in runs.items()}
 
 
 def table(rows: List[Dict[str, object]]) -> List[str]:
@@ -91,6 +121,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--data-root", default=None, help="data root (default: shipped copies)")
+    parser.add_argument("--timing-epochs", type=int, default=50,
+                        help="epochs of the interleaved timing per model (0: none; default 50)")
     parser.add_argument("--csv", type=Path, default=None, help="write every seed's row here")
     parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="CSV",
                         help="train nothing: print the table of rows saved with --csv")
@@ -115,7 +147,16 @@ def main(argv: List[str] | None = None) -> int:
                     if args.csv is not None:
                         write_csv(args.csv, rows)
     print(f"\ntorch threads {torch.get_num_threads()}; ratio = {BASELINE} ms / model ms")
-    print("\n".join(table(rows)))
+    if rows:
+        print("\n".join(table(rows)))
+    if args.timing_epochs > 0:
+        print(f"\ninterleaved timing, median of {args.timing_epochs} epochs (training step + "
+              "validation pass), the models' epochs alternating:")
+        for dataset in args.datasets:
+            ms = interleaved_ms(dataset, models, args.timing_epochs, args)
+            print("  " + ", ".join(f"{dataset} {model} {value:.1f} ms "
+                                   f"({ms[BASELINE] / value:.2f}x)"
+                                   for model, value in ms.items()))
     return 0
 
 

@@ -42,8 +42,8 @@ from .distributed import Shard
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
 
-__all__ = ["EarlyStopping", "TrainConfig", "format_summary", "load_node_data",
-           "require_neighbor_sampler", "train_node_classification"]
+__all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_summary",
+           "load_node_data", "require_neighbor_sampler", "train_node_classification"]
 
 #: Settings that may change when a run is resumed (the rest must match).
 _RESUMABLE_CHANGES = frozenset({"runs", "device", "out", "save_every", "nprocs"})
@@ -200,16 +200,23 @@ def _accuracy(logits: Tensor, y: Tensor) -> float:
 
 
 @torch.no_grad()
-def _evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
-    """(loss, accuracy) on the nodes of ``mask``, full graph, evaluation mode."""
+def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
+    """``(cross-entropy, accuracy)`` on the nodes of ``mask``: full graph, evaluation mode."""
     model.eval()
     logits = model(data.x, data.edge_index)[mask]
     y = data.y[mask]
     return float(F.cross_entropy(logits, y)), _accuracy(logits, y)
 
 
-class _Stepper:
-    """One epoch of training: full batch, or the mini-batches of a NeighborLoader."""
+class EpochTrainer:
+    """One epoch of training: full batch, or the mini-batches of a NeighborLoader.
+
+    Args:
+        config: ``loader``, ``num_neighbors`` and ``batch_size`` are used.
+        data: the graph (``x``, ``edge_index``, ``y``) on ``device``.
+        train_nodes: ids of the nodes whose loss is trained on.
+        device: where batches go.
+    """
 
     def __init__(self, config: TrainConfig, data: Any, train_nodes: Tensor,
                  device: torch.device) -> None:
@@ -309,7 +316,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
                              "rng": _rng_state(device)}, state_path)
 
     train_nodes = shard.select(data.train_mask.nonzero().view(-1))
-    stepper = _Stepper(config, data, train_nodes, device)
+    stepper = EpochTrainer(config, data, train_nodes, device)
     trained = shard.wrap(model)
     bar = _progress_bar(config, run, start, progress and shard.is_main)
     try:
@@ -318,7 +325,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
             train_loss, train_acc = stepper.epoch(trained, optimizer,
                                                   lambda: shard.after_step(model))
             toc = time.perf_counter()
-            val_loss, val_acc = _evaluate(model, data, data.val_mask)
+            val_loss, val_acc = evaluate(model, data, data.val_mask)
             record = EpochRecord(run, epoch, train_loss, train_acc, val_loss, val_acc,
                                  toc - tic, time.perf_counter() - toc)
             history.append(record)
@@ -344,7 +351,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
 
     assert best is not None  # the first epoch is always kept
     model.load_state_dict(best["model_state"])
-    _, test_acc = _evaluate(model, data, data.test_mask)
+    _, test_acc = evaluate(model, data, data.test_mask)
     result = RunResult(run, config.seed + run, best["epoch"], best["val_acc"], best["val_loss"],
                        test_acc, history)
     save_state(history[-1].epoch if history else 0, result)
