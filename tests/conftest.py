@@ -1,8 +1,17 @@
 """Shared graph builders for the tests: every edge case the ops must handle."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Without a GPU the Triton kernel tests run under Triton's CPU interpreter, which must
+# be chosen before Triton is first imported (torch_geometric imports it): setting it
+# here, before any test module loads, lets tests/triton run in this process.  It
+# changes nothing else (the dispatcher uses Triton on CPU only when asked to).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from .graphs import random_graph
 
