@@ -121,6 +121,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--data-root", default=None, help="data root (default: shipped copies)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help=f"do not train {BASELINE} beside the models (timing still uses it)")
     parser.add_argument("--timing-epochs", type=int, default=50,
                         help="epochs of the interleaved timing per model (0: none; default 50)")
     parser.add_argument("--csv", type=Path, default=None, help="write every seed's row here")
@@ -128,17 +130,20 @@ def main(argv: List[str] | None = None) -> int:
                         help="train nothing: print the table of rows saved with --csv")
     args = parser.parse_args(argv)
     if args.summarize is not None:
-        print("\n".join(table([row for path in args.summarize for row in read_csv(path)])))
+        rows = {(r["dataset"], r["model"], r["seed"]): r
+                for path in reversed(args.summarize) for r in read_csv(path)}
+        print("\n".join(table(list(rows.values()))))  # a seed run twice counts once
         return 0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     models = list(dict.fromkeys([*args.models, BASELINE]))
+    trained = [m for m in models if not (args.no_baseline and m == BASELINE)]
 
     rows: List[Dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="pyg_attn_planetoid_") as scratch:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for dataset in args.datasets:
-                for model in models:
+                for model in trained:
                     row = run_one(dataset, model, seed, args, Path(scratch))
                     rows.append(row)
                     print(f"{dataset} {model} seed {seed}: test {100 * row['test_acc']:.1f} % "
