@@ -25,8 +25,11 @@ $(VENV)/.setup-done: pyproject.toml constraints.txt
 	$(PY) -m pyg_attn build-ext || echo "warning: using the reference backend"
 	touch $@
 
+# The main job: train the GAT of Velickovic et al. on the embedded Cora (one run,
+# prints the test accuracy), then draw node 0's attention and its rollout.
 demo: setup
-	$(PY) examples/cora_attention.py --out $(OUT)
+	$(PY) -m pyg_attn train --dataset Cora --model gat --out $(OUT)/cora-gat
+	$(PY) -m pyg_attn explain --checkpoint $(OUT)/cora-gat --node 0 --out $(OUT)/cora-gat/explain
 
 test: setup
 	$(PY) -m pytest -q
