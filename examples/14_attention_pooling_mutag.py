@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +26,7 @@ matplotlib.use("Agg")  # before pyplot: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 import torch  # noqa: E402
+from _support import output_dir, save_figure  # noqa: E402
 from torch_geometric.data import Batch, Data  # noqa: E402
 
 from pyg_attn.datasets import load_dataset  # noqa: E402
@@ -63,9 +63,7 @@ def draw(molecule: Data, weights: torch.Tensor, title: str, path: Path) -> None:
     fig.colorbar(nodes, ax=ax, label="pooling weight $a_n$ (sums to 1)")
     ax.set_title(title)
     ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="10 epochs, for smoke tests")
     args = parser.parse_args(argv)
     epochs = 10 if args.quick else args.epochs
-    out_dir = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="pyg_attn_mutag_"))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out, "pyg_attn_mutag_")
 
     dataset = load_dataset("MUTAG")
     split = cv_splits(dataset.y, folds=10, seed=args.seed)[args.fold]
@@ -107,7 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
     path = out_dir / f"mutag_pooling_graph{graph_id}.png"
     draw(molecule, weights, f"MUTAG graph {graph_id}: attention pooling weights", path)
-    print(f"\nwrote {path}")
     return 0
 
 

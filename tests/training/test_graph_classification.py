@@ -150,6 +150,7 @@ def test_test_fold_unseen_until_final_evaluation(monkeypatch):
     assert 1 <= result.best_epoch <= 3 and 0.0 <= result.test_accuracy <= 1.0
 
 
+@pytest.mark.slow
 def test_cross_validate_quick_mutag(tmp_path, monkeypatch):
     monkeypatch.setenv("PYG_ATTN_CACHE", str(tmp_path))
     config = PoolConfig(hidden=4, heads=2, layers=1)
