@@ -14,7 +14,10 @@ fold is evaluated once, afterwards.  Prints one row per fold, then
 deviation) and the training time of each; ``--json`` writes everything, the
 folds' test indices included.  Targets: ours >= the baseline and >= 80 %.
 
-    PYTHONPATH=. nice python benchmarks/reproduce_mutag.py            # ~10 min on 2 busy cores
+    PYTHONPATH=. nice python benchmarks/reproduce_mutag.py            # ~5-9 min on 2 busy cores
+
+Measured (this machine, --threads 1, 100 epochs): seed 0: gat-pool 86.70 +- 5.71 %,
+pyg-gat-pool 86.17 +- 5.67 %; seed 1: 84.53 +- 10.36 % vs 83.48 +- 10.03 %.
     PYTHONPATH=. python benchmarks/reproduce_mutag.py --folds 10 --fold-ids 0 --epochs 5  # smoke
 """
 from __future__ import annotations
