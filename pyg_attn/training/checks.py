@@ -23,14 +23,17 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
-def fraction(name: str, value: Any) -> float:
-    """``value`` if it is a number in ``[0, 1)`` (a dropout probability), else ``ValueError``.
+def fraction(name: str, value: Any, *, low_open: bool = False) -> float:
+    """``value`` if it is a number in ``[0, 1)`` (a dropout probability), or in
+    ``(0, 1)`` with ``low_open=True`` (a share that must not be empty), else
+    ``ValueError`` naming ``name``.
 
     Examples:
         >>> from pyg_attn.training.checks import fraction
         >>> fraction("dropout", 0.6)
         0.6
     """
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"'{name}' must be in [0, 1), got {value!r}")
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or not ((0.0 < value if low_open else 0.0 <= value) and value < 1.0):
+        raise ValueError(f"'{name}' must be in {'(0, 1)' if low_open else '[0, 1)'}, got {value!r}")
     return float(value)

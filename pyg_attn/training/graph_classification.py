@@ -62,6 +62,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import degree
 
 from ..nn import AttentionPooling, GATConv
+from .checks import fraction, positive_int
 
 __all__ = ["MODELS", "CVResult", "FoldSplit", "PoolConfig", "GraphClassifier",
            "FoldResult", "cross_validate", "cv_splits", "stratified_folds", "train_fold"]
@@ -71,18 +72,6 @@ MODELS: Dict[str, Tuple[Callable[..., torch.nn.Module], Callable[..., torch.nn.M
     "gat-pool": (GATConv, AttentionPooling),
     "pyg-gat-pool": (pyg_nn.GATConv, pyg_nn.aggr.AttentionalAggregation),
 }
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"'{name}' must be a positive int, got {value!r}")
-
-
-def _fraction(name: str, value: Any, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not (0.0 < value < 1.0 if low_open else 0.0 <= value < 1.0):
-        interval = "(0, 1)" if low_open else "[0, 1)"
-        raise ValueError(f"'{name}' must be in {interval}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -124,12 +113,12 @@ class PoolConfig:
         if self.model not in MODELS:
             raise ValueError(f"'model' must be one of {sorted(MODELS)}, got {self.model!r}")
         for name in ("hidden", "heads", "layers", "batch_size", "epochs"):
-            _positive_int(name, getattr(self, name))
+            positive_int(name, getattr(self, name))
         for name in ("dropout", "attn_dropout"):
-            _fraction(name, getattr(self, name))
-        _fraction("val_fraction", self.val_fraction, low_open=True)
+            fraction(name, getattr(self, name))
+        fraction("val_fraction", self.val_fraction, low_open=True)
         if self.max_degree is not None:
-            _positive_int("max_degree", self.max_degree)
+            positive_int("max_degree", self.max_degree)
         for name in ("lr", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
@@ -175,10 +164,10 @@ class GraphClassifier(torch.nn.Module):
     def __init__(self, in_channels: int, num_classes: int, edge_dim: Optional[int] = None,
                  config: PoolConfig = PoolConfig()) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("num_classes", num_classes)
+        positive_int("in_channels", in_channels)
+        positive_int("num_classes", num_classes)
         if edge_dim is not None:
-            _positive_int("edge_dim", edge_dim)
+            positive_int("edge_dim", edge_dim)
         if not isinstance(config, PoolConfig):
             raise TypeError(f"'config' must be a PoolConfig, got {type(config).__name__}")
         self.config = config
@@ -347,7 +336,7 @@ def cv_splits(labels: Tensor, folds: int = 10, seed: int = 0,
     >>> labels[split.val].tolist()
     [0, 0, 1, 1]
     """
-    _fraction("val_fraction", val_fraction, low_open=True)
+    fraction("val_fraction", val_fraction, low_open=True)
     labels = _check_labels(labels)
     tests = stratified_folds(labels, folds, seed)
     generator = torch.Generator().manual_seed(int(seed) + 1)
