@@ -36,7 +36,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
-from bench_ops import SIZES, ExecRunner, ForkRunner, _fmt, _sync, _time_loop, make_graph  # noqa: E402
+from bench_ops import SIZES, ExecRunner, ForkRunner, _sync, _time_loop, make_graph  # noqa: E402
 
 PROVIDERS = ("pyg_attn", "pyg")
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
@@ -198,21 +198,7 @@ def print_report(args, results, wall_s):
                   f"F={FEATURES[size]}, in-degree max {g['max_in_degree']:,} median "
                   f"{g['median_in_degree']:g}, {g['zero_in_degree_pct']:.1f}% no in-edge")
     print()
-    header = ("size", "layer", "C", "mode", "provider", "ms", "peak_MB", "speedup_vs_pyg",
-              "mem_ratio_vs_pyg")
-    widths = (6, 15, 3, 8, 9, 10, 9, 14, 16)
-    line = lambda cells: "  ".join(str(c).rjust(w) if k >= 5 else str(c).ljust(w)  # noqa: E731
-                                   for k, (c, w) in enumerate(zip(cells, widths)))
-    print(line(header))
-    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
-    for r in results:
-        head = (r["size"], r["layer"], r["channels"], r["mode"], r["provider"])
-        if "error" in r:
-            print(line(head + ("ERROR", "-", "-", "-")))
-        else:
-            print(line(head + (_fmt(r["ms"], "{:.3f}"), _fmt(r["peak_mb"], "{:.1f}"),
-                               _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"))))
-    print()
+    bench_ops.print_table(results, "layer", 15)
     checks = [r for r in ok if "check_ok" in r]
     for r in checks:
         if not r["check_ok"]:

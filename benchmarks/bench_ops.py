@@ -662,6 +662,29 @@ def _fmt(x, spec="{:.2f}"):
     return "-" if x is None else spec.format(x)
 
 
+def print_table(results, kind: str, kind_width: int) -> None:
+    """Prints one row per result: size, ``kind`` (the score or the layer), C, mode,
+    provider, ms, peak MB and the ratios to pyg (``ERROR`` for a failed row)."""
+    header = ("size", kind, "C", "mode", "provider", "ms", "peak_MB", "speedup_vs_pyg",
+              "mem_ratio_vs_pyg")
+    widths = (6, kind_width, 3, 8, 9, 10, 9, 14, 16)
+
+    def line(cells) -> str:
+        return "  ".join(str(c).rjust(w) if k >= 5 else str(c).ljust(w)
+                         for k, (c, w) in enumerate(zip(cells, widths)))
+
+    print(line(header))
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for r in results:
+        head = (r["size"], r[kind], r["channels"], r["mode"], r["provider"])
+        if "error" in r:
+            print(line(head + ("ERROR", "-", "-", "-")))
+        else:
+            print(line(head + (_fmt(r["ms"], "{:.3f}"), _fmt(r["peak_mb"], "{:.1f}"),
+                               _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"))))
+    print()
+
+
 def summarize(results, providers):
     """Adds speed-up and memory ratio vs pyg (same run) to every result row."""
     base = {(r["size"], r["score"], r["channels"], r["mode"]): r
@@ -726,23 +749,7 @@ def print_report(args, results, skipped_reference, wall_s):
         print(f"  reference provider skipped at {', '.join(skipped_reference)} (> "
               f"{REFERENCE_DEFAULT_MAX_EDGES:,} edges; name it in --providers to run it)")
     print()
-    header = ("size", "score", "C", "mode", "provider", "ms", "peak_MB", "speedup_vs_pyg",
-              "mem_ratio_vs_pyg")
-    widths = (6, 5, 3, 8, 9, 10, 9, 14, 16)
-    line = lambda cells: "  ".join(str(c).rjust(w) if k >= 5 else str(c).ljust(w)  # noqa: E731
-                                   for k, (c, w) in enumerate(zip(cells, widths)))
-    print(line(header))
-    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
-    for r in results:
-        if "error" in r:
-            cells = (r["size"], r["score"], r["channels"], r["mode"], r["provider"], "ERROR",
-                     "-", "-", "-")
-        else:
-            cells = (r["size"], r["score"], r["channels"], r["mode"], r["provider"],
-                     _fmt(r["ms"], "{:.3f}"), _fmt(r["peak_mb"], "{:.1f}"),
-                     _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"))
-        print(line(cells))
-    print()
+    print_table(results, "score", 5)
     for r in ok:
         if "check_ok" in r:
             status = "ok" if r["check_ok"] else "WARNING: MISMATCH"
