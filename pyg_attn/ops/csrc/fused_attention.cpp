@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -36,13 +37,17 @@ enum ScoreKind : int64_t { DOT = 0, GAT = 1, GATV2 = 2, EDGE = 3 };
 
 constexpr int64_t kMaxChunks = 256;
 
-// Lets the compiler vectorise a short float sum (reassociating it in a fixed way,
+// PYG_ATTN_SIMD marks an elementwise loop whose output never aliases its inputs
+// (a gradient or output row vs feature rows), so it is vectorised without
+// run-time overlap checks.  PYG_ATTN_SIMD_SUM lets the compiler vectorise a short float sum (reassociating it in a fixed way,
 // so results stay identical run to run and across thread counts).
 #if defined(_OPENMP)
 #define PYG_ATTN_PRAGMA(x) _Pragma(#x)
 #define PYG_ATTN_SIMD_SUM(var) PYG_ATTN_PRAGMA(omp simd reduction(+ : var))
+#define PYG_ATTN_SIMD PYG_ATTN_PRAGMA(omp simd)
 #else
 #define PYG_ATTN_SIMD_SUM(var)
+#define PYG_ATTN_SIMD
 #endif
 
 // Counter-based dropout stream; pyg_attn/ops/dropout.py computes the same bits.
@@ -173,8 +178,9 @@ struct Graph {
     return dropout_keep(seed, e * heads + h, p_drop) ? keep_scale : T(0);
   }
 
-  template <int KIND>
+  template <int KIND, int FD>
   inline T score(int64_t i, int64_t j, int64_t e, int64_t h) const {
+    const int64_t dim = FD > 0 ? FD : this->dim;
     if (KIND == DOT) {
       const T* q = dst + (i * heads + h) * dim;
       const T* k = src + (j * heads + h) * dim;
@@ -288,12 +294,12 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
 }
 
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
-template <int KIND, typename T>
+template <int KIND, typename T, int FD>
 inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
-  const int64_t H = g.heads, end = g.rowptr[i + 1];
+  const int64_t H = g.heads, end = g.rowptr[i + 1], D = FD > 0 ? FD : g.dim;
   // Rows of source features read at random (value rows are prefetched by the callers),
   // prefetched up to `limit` (the chunk's last edge), across rows: most rows are short.
-  const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * g.dim);
+  const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
   for (int64_t p = g.rowptr[i]; p < end; ++p, buf += H) {
     if (src_row && p + kPrefetchDistance < limit)
       prefetch_row(g.src + g.col[p + kPrefetchDistance] * src_row, src_row * sizeof(T));
@@ -302,15 +308,15 @@ inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
       std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
       continue;
     }
-    for (int64_t h = 0; h < H; ++h) buf[h] = g.template score<KIND>(i, g.col[p], e, h);
+    for (int64_t h = 0; h < H; ++h) buf[h] = g.template score<KIND, FD>(i, g.col[p], e, h);
   }
 }
 
 // Two passes per row over a row-local score buffer: scores and their maximum,
 // then exp (vectorised across heads), the sum, and the weighted values.
-template <int KIND, typename T>
+template <int KIND, typename T, int FD, int FV>
 void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
-  const int64_t H = g.heads, Cv = g.dim_v;
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   std::vector<T> m(H), l(H), buf;
   const int64_t limit = g.rowptr[end];
@@ -321,7 +327,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
     std::fill(m.begin(), m.end(), neg_inf);
     std::fill(l.begin(), l.end(), T(0));
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T>(g, i, buf.data(), limit);
+    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg * H; k += H)
       for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
     for (int64_t k = 0; k < deg; ++k) {
@@ -341,8 +347,10 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
         const T* vh = v + h * Cv;
         if (ev) {
           const T* evh = ev + h * Cv;
+          PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * (vh[c] + evh[c]);
         } else {
+          PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * vh[c];
         }
       }
@@ -351,6 +359,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       T* st = stats + (i * H + h) * 2;
       if (l[h] > T(0)) {
         const T inv = T(1) / l[h];
+        PYG_ATTN_SIMD
         for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
         st[0] = m[h];
         st[1] = std::log(l[h]);
@@ -366,10 +375,10 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
   }
 }
 
-template <int KIND, typename T>
+template <int KIND, typename T, int FD, int FV>
 void forward_impl(const Graph<T>& g, T* out, T* stats, T* alpha) {
   const auto bounds = balanced_chunks(g.rowptr, g.n_dst);
-  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T>(g, b, e, out, stats, alpha); });
+  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T, FD, FV>(g, b, e, out, stats, alpha); });
 }
 
 struct Grads {
@@ -384,12 +393,12 @@ T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.d
 // order so that the source pass reads it sequentially (random reads of an
 // E-sized array cost far more than random writes), the destination-side and
 // per-edge gradients are written directly.
-template <int KIND, typename T>
+template <int KIND, typename T, int FD, int FV>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
                    const index_t* csc_slot, const T* gout, const T* galpha, T* wd_csc,
                    T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
-  const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
+  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   std::vector<T> delta(H), shift(H), log_sum(H), buf;
   // The destination's gradient is summed here and stored once per row: summing
   // into g_dst directly chains every edge on a store-to-load round trip.
@@ -403,7 +412,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
       delta[h] = dot_shifted<T>(go + h * Cv, out + (i * H + h) * Cv, nullptr, Cv);
     row_shift(stats + i * H * 2, H, shift.data(), log_sum.data());
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T>(g, i, buf.data(), limit);
+    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
       T* a = buf.data() + k * H;
       for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - shift[h]) - log_sum[h];
@@ -438,6 +447,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         const T w = a * dfac;
         if (g_evalue) {
           T* gev = g_evalue + (e * H + h) * Cv;
+          PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) gev[c] = w * goh[c];
         }
         T stored = ds;
@@ -448,12 +458,15 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gq = dst_grad.data() + h * D;
           if (ek) {
+            PYG_ATTN_SIMD
             for (int64_t d = 0; d < D; ++d) gq[d] += stored * (k[d] + ek[d]);
           } else {
+            PYG_ATTN_SIMD
             for (int64_t d = 0; d < D; ++d) gq[d] += stored * k[d];
           }
           if (g_efeat) {
             T* gek = g_efeat + (e * H + h) * D;
+            PYG_ATTN_SIMD
             for (int64_t d = 0; d < D; ++d) gek[d] = stored * q[d];
           }
           if (g_escore) g_escore[e * H + h] = ds;
@@ -471,6 +484,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           T* gxd = dst_grad.data() + h * D;
           T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
           T* gat = g_att ? g_att + h * D : nullptr;
+          PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
             const T gz = ds * at[d] * leaky_grad(z, g.slope);
@@ -490,11 +504,11 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 }
 
 // Source pass over the source-sorted CSR: value and source-side grads.
-template <int KIND, typename T>
+template <int KIND, typename T, int FD, int FV>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* gout,
                    const T* wd_csc, T* g_src, T* g_value) {
-  const int64_t H = g.heads, D = g.dim, Cv = g.dim_v;
+  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Per-source sums kept local and stored once per source (see backward_rows).
   std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
   for (int64_t j = begin; j < end; ++j) {
@@ -513,6 +527,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         if (g_value) {
           const T* goh = gout + (i * H + h) * Cv;
           T* gv = value_grad.data() + h * Cv;
+          PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
         }
         const T ds = wd_csc[q * 2 * H + H + h];
@@ -520,6 +535,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         if (KIND == DOT) {
           const T* qh = g.dst + (i * H + h) * D;
           T* gk = src_grad.data() + h * D;
+          PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) gk[d] += ds * qh[d];
         } else if (KIND == GAT) {
           src_grad[h] += ds;
@@ -529,6 +545,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gxs = src_grad.data() + h * D;
+          PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
             gxs[d] += ds * at[d] * leaky_grad(z, g.slope);
@@ -541,7 +558,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   }
 }
 
-template <int KIND, typename T>
+template <int KIND, typename T, int FD, int FV>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
                    const index_t* csc_edge, const index_t* csc_slot, const T* out,
                    const T* stats, const T* gout, const T* galpha, Grads& grads) {
@@ -554,7 +571,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   at::Tensor att_partial;
   if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T>(g, b, e, out, stats, csc_slot, gout, galpha, wd_csc.data_ptr<T>(),
+    backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, csc_slot, gout, galpha, wd_csc.data_ptr<T>(),
                            data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                            data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
                            g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
@@ -565,18 +582,46 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   if (!g_src && !g_value) return;
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<KIND, T>(g, b, e, colptr, csc_row, csc_edge, gout, wd_csc.data_ptr<T>(), g_src,
+    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, gout, wd_csc.data_ptr<T>(), g_src,
                            g_value);
   });
 }
 
-template <typename F>
-void dispatch_kind(int64_t kind, const F& f) {
+template <int V>
+using Fixed = std::integral_constant<int, V>;
+
+// Calls f(kind, FD, FV) with the per-head sizes as compile-time constants (0 =
+// known only at run time) in the common float cases (GAT's per-node scores have
+// FD = 1, the other kinds FD = FV): fixed sizes let the compiler unroll and
+// vectorise the per-head loops, which dominate at small C.
+template <int KIND, typename T, typename F>
+void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv) {
+  auto kind = std::integral_constant<int, KIND>();
+  if constexpr (std::is_same<T, float>::value && KIND != EDGE) {
+    constexpr int kFd = KIND == GAT ? 1 : 0;  // 0: FD = FV
+    if (fd == (kFd ? kFd : fv)) {
+      switch (fv) {
+#define PYG_ATTN_FIXED_CASE(C) \
+        case C: f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>()); return;
+        PYG_ATTN_FIXED_CASE(8)
+        PYG_ATTN_FIXED_CASE(16)
+        PYG_ATTN_FIXED_CASE(32)
+        PYG_ATTN_FIXED_CASE(64)
+#undef PYG_ATTN_FIXED_CASE
+        default: break;
+      }
+    }
+  }
+  f(kind, Fixed<0>(), Fixed<0>());
+}
+
+template <typename T, typename F>
+void dispatch_kind(int64_t kind, const Graph<T>& g, const F& f) {
   switch (kind) {
-    case DOT: f(std::integral_constant<int, DOT>()); break;
-    case GAT: f(std::integral_constant<int, GAT>()); break;
-    case GATV2: f(std::integral_constant<int, GATV2>()); break;
-    case EDGE: f(std::integral_constant<int, EDGE>()); break;
+    case DOT: dispatch_fixed_dims<DOT, T>(f, g.dim, g.dim_v); break;
+    case GAT: dispatch_fixed_dims<GAT, T>(f, g.dim, g.dim_v); break;
+    case GATV2: dispatch_fixed_dims<GATV2, T>(f, g.dim, g.dim_v); break;
+    case EDGE: dispatch_fixed_dims<EDGE, T>(f, g.dim, g.dim_v); break;
     default: TORCH_CHECK(false, "unknown score kind ", kind);
   }
 }
@@ -596,8 +641,8 @@ std::vector<at::Tensor> fused_forward(
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
     const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
                                         edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
-    dispatch_kind(kind, [&](auto k) {
-      forward_impl<decltype(k)::value, scalar_t>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
+    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+      forward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
                                                  need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
     });
   });
@@ -633,8 +678,8 @@ std::vector<at::Tensor> fused_backward(
     const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
                                         edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
     const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
-    dispatch_kind(kind, [&](auto k) {
-      backward_impl<decltype(k)::value, scalar_t>(
+    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+      backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(
           g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<index_t>(), csc_edge.data_ptr<index_t>(),
           csc_slot.data_ptr<index_t>(), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
           grads);
