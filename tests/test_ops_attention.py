@@ -308,7 +308,7 @@ def test_torch_compile_traces_the_op():
 
     def fn(q, k, v):
         out, _, _ = fused_attention(KIND_IDS["dot"], graph.rowptr, graph.col, graph.perm,
-                                    graph.colptr, graph.csc_row, graph.csc_edge, graph.csc_slot,
+                                    graph.colptr, graph.csc_row, graph.csc_edge,
                                     q, k, v, None, None, None, None, None, 0.5, 0.0, 0.0, 0,
                                     False)
         return out.relu().sum()

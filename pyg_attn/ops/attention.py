@@ -205,7 +205,7 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
         graph = as_prepared(edge_index, num_src, num_dst)
         out, _lse, alpha = fused_attention(
             KIND_IDS[kind], graph.rowptr, graph.col, graph.perm, graph.colptr, graph.csc_row,
-            graph.csc_edge, graph.csc_slot, cast["dst"], cast["src"], cast["value"], cast["att"],
+            graph.csc_edge, cast["dst"], cast["src"], cast["value"], cast["att"],
             cast["edge_score"], cast["edge_feat"], cast["edge_value"],
             None if edge_mask is None else edge_mask.contiguous(), float(scale),
             float(negative_slope), p, seed, bool(return_attention))

@@ -7,9 +7,10 @@ edges ``j -> i``.  A :class:`PreparedGraph` holds
 * ``rowptr [N_dst + 1]``, ``col [E]`` (source of each CSR position) and
   ``perm [E]`` (caller's edge id of each CSR position), for the destination pass;
 * ``colptr [N_src + 1]``, ``csc_row [E]`` (destination of each CSC slot) and
-  ``csc_edge [E]`` (its caller's edge id), for the source pass of the backward,
-  and ``csc_slot [E]`` (the CSC slot of each CSR position), so the destination
-  pass can hand per-edge results to the source pass in the order it reads them.
+  ``csc_edge [E]`` (its caller's edge id), for the source pass of the backward;
+* ``csc_slot [E]`` (the CSC slot of each CSR position), derived on first use by
+  the Triton backward, whose destination pass hands per-edge results to the
+  source pass in the order it reads them (the CPU kernel recomputes them instead).
 
 The edge-level arrays (``col``, ``perm``, ``csc_*``) are ``int32`` whenever the
 graph has fewer than 2^31 edges and nodes (:func:`index_dtype`), the row
@@ -75,7 +76,6 @@ class PreparedGraph:
     colptr: Tensor
     csc_row: Tensor
     csc_edge: Tensor
-    csc_slot: Tensor
     extras: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -96,6 +96,19 @@ class PreparedGraph:
         return self.extras["edge_index"]
 
     @property
+    def csc_slot(self) -> Tensor:
+        """``[E]``: the CSC slot of each CSR position, derived once from ``perm``
+        and ``csc_edge`` and cached in ``extras``."""
+        if "csc_slot" not in self.extras:
+            positions = torch.arange(self.num_edges, device=self.device, dtype=self.perm.dtype)
+            csr_position_of_edge = torch.empty_like(positions)
+            csr_position_of_edge[self.perm.long()] = positions
+            slot = torch.empty_like(positions)
+            slot[csr_position_of_edge[self.csc_edge.long()].long()] = positions
+            self.extras["csc_slot"] = slot
+        return self.extras["csc_slot"]
+
+    @property
     def device(self) -> torch.device:
         return self.rowptr.device
 
@@ -112,7 +125,7 @@ class PreparedGraph:
                 f"num_edges={self.num_edges}, device={self.device})")
 
 
-_TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "csc_slot")
+_TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
 
 
 def _pointer(index: Tensor, size: int) -> Tensor:
@@ -151,13 +164,11 @@ def _graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm: Tensor
     :func:`index_dtype` (``int32`` unless the graph has 2^31 edges or nodes).
     """
     dtype = index_dtype(csc_pos.numel(), num_src, num_dst)
-    csc_slot = torch.empty_like(csc_pos, dtype=dtype)
-    csc_slot[csc_pos] = torch.arange(csc_pos.numel(), device=csc_pos.device, dtype=dtype)
     return PreparedGraph(
         num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(),
         col=col.to(dtype).contiguous(), perm=perm.to(dtype).contiguous(),
         colptr=colptr.long(), csc_row=csc_row.to(dtype).contiguous(),
-        csc_edge=perm[csc_pos].to(dtype).contiguous(), csc_slot=csc_slot)
+        csc_edge=perm[csc_pos].to(dtype).contiguous())
 
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ from .cpu import load_extension
 
 KIND_IDS = {"dot": 0, "gat": 1, "gatv2": 2, "edge": 3}
 
-_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "csc_slot")
+_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
 _FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
 
 
@@ -31,7 +31,7 @@ def _extension():
 @torch.library.custom_op("pyg_attn::fused_attention", mutates_args=(), device_types="cpu")
 def fused_attention(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, csc_slot: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
     edge_mask: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
     need_alpha: bool,
@@ -47,7 +47,7 @@ def fused_attention(
 
 
 @fused_attention.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
+def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
       edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
     n_dst = rowptr.size(0) - 1
     heads, dim_v = value.size(1), value.size(2)
@@ -58,7 +58,7 @@ def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, va
 @torch.library.custom_op("pyg_attn::fused_attention_backward", mutates_args=(), device_types="cpu")
 def fused_attention_backward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, csc_slot: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
+    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
     edge_mask: Optional[Tensor], out: Tensor, lse: Tensor, grad_out: Tensor,
     grad_alpha: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
@@ -67,13 +67,13 @@ def fused_attention_backward(
     """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
     an entry whose flag in ``needs`` is false comes back empty."""
     return _extension().fused_backward(
-        kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
+        kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
         edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
         dropout, seed, needs)
 
 
 @fused_attention_backward.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, csc_slot, dst, src, value, att, edge_score,
+def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
       edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
       dropout, seed, needs):
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)

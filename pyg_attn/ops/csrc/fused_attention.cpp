@@ -11,13 +11,18 @@
 // score buffer (scores and their maximum; then exp, sum and weighted values) and
 // keeps the row statistics (max_j s_ij, log sum_j exp(s_ij - max)).  Nothing of
 // size E x H x C is ever allocated.  The backward recomputes a_ij from those
-// statistics in a destination pass, which writes each edge's dropped weight and
-// score gradient ([E, 2H]) in source-sorted (CSC) order, and a source pass reads
-// them sequentially to gather the source-side gradients without atomics.  Work
-// is split into a fixed number of edge-balanced row chunks, so results do not
-// depend on the thread count.
+// statistics twice, FlashAttention-style: a destination pass (CSR) gives the
+// destination-side and per-edge gradients and delta_i = sum_j a_ij dL/da_ij, and
+// a source pass (CSC) the source-side and value gradients, each summed locally
+// and stored once per node: no atomics and no per-edge scratch.  Work is split
+// into a fixed number of edge-balanced node chunks, so results do not depend on
+// the thread count.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -26,10 +31,6 @@
 #include <limits>
 #include <type_traits>
 #include <vector>
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace {
 
@@ -103,22 +104,6 @@ inline void exp_lanes(const double* x, double* y, int64_t n) {
   for (int64_t k = 0; k < n; ++k) y[k] = std::exp(x[k]);
 }
 
-// An uninitialised buffer for per-edge scratch data.  Large buffers are fresh
-// mmap'ed memory every call, and first-touch page faults then cost more than the
-// kernel's own work: transparent huge pages (asked for before the first touch)
-// cut their number 512-fold.  A no-op where unsupported.
-at::Tensor scratch(at::IntArrayRef shape, const at::TensorOptions& opts) {
-  at::Tensor t = at::empty(shape, opts);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#endif
-  return t;
-}
-
 // Prefetches the `bytes` following `ptr` (rows of features read at random).
 inline void prefetch_row(const void* ptr, int64_t bytes) {
   const char* c = static_cast<const char*>(ptr);
@@ -146,6 +131,60 @@ inline T dot_shifted(const T* a, const T* b, const T* shift, int64_t n) {
   }
   return acc;
 }
+
+// out[h] = <a_h, b_h + shift_h> for the H heads of a row of C channels each
+// (shift may be null).  With AVX2 and C a multiple of 8, eight heads at a time:
+// per head an 8-lane product (summed over the row's 8-lane blocks), then the
+// eight horizontal sums in one hadd tree, instead of eight separate reductions.
+template <int C, typename T>
+inline void heads_dot(const T* a, const T* b, const T* shift, int64_t H, int64_t dim, T* out) {
+  const int64_t n = C > 0 ? C : dim;
+  for (int64_t h = 0; h < H; ++h)
+    out[h] = dot_shifted(a + h * n, b + h * n, shift ? shift + h * n : nullptr, n);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// [sum(p0), ..., sum(p7)] of eight 8-lane vectors.
+inline __m256 sum_lanes_8x8(const __m256* p) {
+  const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
+  const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+template <int C>
+inline void heads_dot_avx2(const float* a, const float* b, const float* shift, int64_t H, float* out) {
+  int64_t h = 0;
+  for (; h + 8 <= H; h += 8) {
+    __m256 p[8];
+    for (int k = 0; k < 8; ++k) {
+      const float* ah = a + (h + k) * C;
+      const float* bh = b + (h + k) * C;
+      const float* sh = shift ? shift + (h + k) * C : nullptr;
+      __m256 acc = _mm256_setzero_ps();
+      for (int c = 0; c < C; c += 8) {
+        __m256 bv = _mm256_loadu_ps(bh + c);
+        if (sh) bv = _mm256_add_ps(bv, _mm256_loadu_ps(sh + c));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(ah + c), bv, acc);
+      }
+      p[k] = acc;
+    }
+    _mm256_storeu_ps(out + h, sum_lanes_8x8(p));
+  }
+  for (; h < H; ++h) out[h] = dot_shifted(a + h * C, b + h * C, shift ? shift + h * C : nullptr, int64_t(C));
+}
+
+#define PYG_ATTN_HEADS_DOT_AVX2(C)                                                          \
+  template <>                                                                               \
+  inline void heads_dot<C, float>(const float* a, const float* b, const float* shift,       \
+                                  int64_t H, int64_t, float* out) {                         \
+    heads_dot_avx2<C>(a, b, shift, H, out);                                                 \
+  }
+PYG_ATTN_HEADS_DOT_AVX2(8)
+PYG_ATTN_HEADS_DOT_AVX2(16)
+PYG_ATTN_HEADS_DOT_AVX2(32)
+PYG_ATTN_HEADS_DOT_AVX2(64)
+#undef PYG_ATTN_HEADS_DOT_AVX2
+#endif
 
 // Edge-level indices (col, perm and the CSC arrays) are int32: half the memory
 // traffic and footprint of int64 (prepare() stores them so whenever the graph has
@@ -178,19 +217,18 @@ struct Graph {
     return dropout_keep(seed, e * heads + h, p_drop) ? keep_scale : T(0);
   }
 
+  // GAT's score before the leaky ReLU.
+  inline T gat_logit(int64_t i, int64_t j, int64_t e, int64_t h) const {
+    const T z = src[j * heads + h] + dst[i * heads + h];
+    return escore ? z + escore[e * heads + h] : z;
+  }
+
   template <int KIND, int FD>
   inline T score(int64_t i, int64_t j, int64_t e, int64_t h) const {
     const int64_t dim = FD > 0 ? FD : this->dim;
-    if (KIND == DOT) {
-      const T* q = dst + (i * heads + h) * dim;
-      const T* k = src + (j * heads + h) * dim;
-      const T* ek = efeat ? efeat + (e * heads + h) * dim : nullptr;
-      const T s = scale * dot_shifted(q, k, ek, dim);
-      return escore ? s + escore[e * heads + h] : s;
-    } else if (KIND == GAT) {
-      T z = src[j * heads + h] + dst[i * heads + h];
-      if (escore) z += escore[e * heads + h];
-      return leaky(z, slope);
+    static_assert(KIND != DOT, "dot scores come from scores(), all heads at once");
+    if (KIND == GAT) {
+      return leaky(gat_logit(i, j, e, h), slope);
     } else if (KIND == GATV2) {
       const T* xs = src + (j * heads + h) * dim;
       const T* xd = dst + (i * heads + h) * dim;
@@ -214,6 +252,20 @@ struct Graph {
       return acc;
     } else {
       return escore[e * heads + h];
+    }
+  }
+
+  // s[h] for every head of edge j -> i (e = its caller's id).
+  template <int KIND, int FD>
+  inline void scores(int64_t i, int64_t j, int64_t e, T* s) const {
+    if constexpr (KIND == DOT) {
+      const int64_t row = heads * (FD > 0 ? FD : dim);
+      heads_dot<FD>(dst + i * row, src + j * row, efeat ? efeat + e * row : nullptr, heads, dim, s);
+      for (int64_t h = 0; h < heads; ++h) s[h] *= scale;
+      if (escore)
+        for (int64_t h = 0; h < heads; ++h) s[h] += escore[e * heads + h];
+    } else {
+      for (int64_t h = 0; h < heads; ++h) s[h] = score<KIND, FD>(i, j, e, h);
     }
   }
 
@@ -308,7 +360,7 @@ inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
       std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
       continue;
     }
-    for (int64_t h = 0; h < H; ++h) buf[h] = g.template score<KIND, FD>(i, g.col[p], e, h);
+    g.template scores<KIND, FD>(i, g.col[p], e, buf);
   }
 }
 
@@ -388,18 +440,36 @@ struct Grads {
 template <typename T>
 T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr; }
 
-// Destination pass: attention recomputed from the row statistics; per edge the
-// dropped weight and the score gradient go to wd_csc [E, 2H], written in CSC
-// order so that the source pass reads it sequentially (random reads of an
-// E-sized array cost far more than random writes), the destination-side and
-// per-edge gradients are written directly.
+// Per head of one edge j -> i with attention a[h]: the dropped weight
+// w = a * drop and the score gradient ds = a * (dL/da - delta_i), where
+// dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
+// attention) and delta_i = sum_j a_ij dL/da_ij (precomputed per row).
+template <typename T, int FV>
+inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* a, const T* go,
+                       const T* delta, const T* galpha, T* w, T* ds) {
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  // <dO_i, v_j + edge_value_e> per head, into ds; computed even for dropped
+  // edges: skipping them would be a mispredicted branch.
+  heads_dot<FV>(go, g.value + j * H * Cv, g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
+  for (int64_t h = 0; h < H; ++h) {
+    const T dfac = g.drop_factor(e, h);
+    T grad_a = dfac * ds[h];
+    if (galpha) grad_a += galpha[e * H + h];
+    w[h] = a[h] * dfac;
+    ds[h] = a[h] * (grad_a - delta[h]);
+  }
+}
+
+// Destination pass.  Per row i: attention recomputed from the row statistics,
+// delta_i, and per edge the destination-side and per-edge gradients.  The row's
+// softmax shift, log-sum and delta go to one record [3, H] per row, so that the
+// source pass, which visits rows at random, reads them from one place.
 template <int KIND, typename T, int FD, int FV>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
-                   const index_t* csc_slot, const T* gout, const T* galpha, T* wd_csc,
-                   T* g_dst, T* g_escore,
+                   const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
-  std::vector<T> delta(H), shift(H), log_sum(H), buf;
+  std::vector<T> shift(H), log_sum(H), w(H), ds(H), buf;
   // The destination's gradient is summed here and stored once per row: summing
   // into g_dst directly chains every edge on a store-to-load round trip.
   std::vector<T> dst_grad(static_cast<size_t>(H * D));
@@ -408,9 +478,13 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     std::fill(dst_grad.begin(), dst_grad.end(), T(0));
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
-    for (int64_t h = 0; h < H; ++h)
-      delta[h] = dot_shifted<T>(go + h * Cv, out + (i * H + h) * Cv, nullptr, Cv);
-    row_shift(stats + i * H * 2, H, shift.data(), log_sum.data());
+    // The row's record for the source pass: [shift, log_sum, delta] x H.
+    T* record = row_records + i * 3 * H;
+    T* delta = record + 2 * H;
+    heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, delta);
+    row_shift(stats + i * H * 2, H, record, record + H);
+    std::copy(record, record + H, shift.begin());
+    std::copy(record + H, record + 2 * H, log_sum.begin());
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T, FD>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
@@ -424,58 +498,40 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     }
     for (int64_t k = 0; k < deg; ++k) {
       const int64_t p = start + k, e = g.perm[p], j = g.col[p];
-      if (p + kPrefetchDistance < limit) {
+      if (p + kPrefetchDistance < limit)
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
-        __builtin_prefetch(wd_csc + int64_t(csc_slot[p + kPrefetchDistance]) * 2 * H, 1);
-      }
-      const T* a_row = buf.data() + k * H;
-      T* wd = wd_csc + int64_t(csc_slot[p]) * 2 * H;
-      if (g.masked(e)) {
-        std::fill(wd, wd + 2 * H, T(0));
-        continue;
-      }
+      if (g.masked(e)) continue;  // per-edge gradients stay zero
+      edge_grads<T, FV>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
       for (int64_t h = 0; h < H; ++h) {
-        const T a = a_row[h];
-        const T dfac = g.drop_factor(e, h);
         const T* goh = go + h * Cv;
-        // Computed even for dropped edges: skipping them would be a mispredicted branch.
-        const T* vh = g.value + (j * H + h) * Cv;
-        const T* evh = g.evalue ? g.evalue + (e * H + h) * Cv : nullptr;
-        T grad_a = dfac * dot_shifted(goh, vh, evh, Cv);
-        if (galpha) grad_a += galpha[e * H + h];
-        const T ds = a * (grad_a - delta[h]);
-        const T w = a * dfac;
         if (g_evalue) {
           T* gev = g_evalue + (e * H + h) * Cv;
           PYG_ATTN_SIMD
-          for (int64_t c = 0; c < Cv; ++c) gev[c] = w * goh[c];
+          for (int64_t c = 0; c < Cv; ++c) gev[c] = w[h] * goh[c];
         }
-        T stored = ds;
         if (KIND == DOT) {
-          stored = g.scale * ds;
+          const T sds = g.scale * ds[h];
           const T* q = g.dst + (i * H + h) * D;
           const T* k = g.src + (j * H + h) * D;
           const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gq = dst_grad.data() + h * D;
           if (ek) {
             PYG_ATTN_SIMD
-            for (int64_t d = 0; d < D; ++d) gq[d] += stored * (k[d] + ek[d]);
+            for (int64_t d = 0; d < D; ++d) gq[d] += sds * (k[d] + ek[d]);
           } else {
             PYG_ATTN_SIMD
-            for (int64_t d = 0; d < D; ++d) gq[d] += stored * k[d];
+            for (int64_t d = 0; d < D; ++d) gq[d] += sds * k[d];
           }
           if (g_efeat) {
             T* gek = g_efeat + (e * H + h) * D;
             PYG_ATTN_SIMD
-            for (int64_t d = 0; d < D; ++d) gek[d] = stored * q[d];
+            for (int64_t d = 0; d < D; ++d) gek[d] = sds * q[d];
           }
-          if (g_escore) g_escore[e * H + h] = ds;
+          if (g_escore) g_escore[e * H + h] = ds[h];
         } else if (KIND == GAT) {
-          T z = g.src[j * H + h] + g.dst[i * H + h];
-          if (g.escore) z += g.escore[e * H + h];
-          stored = ds * leaky_grad(z, g.slope);
-          dst_grad[h] += stored;
-          if (g_escore) g_escore[e * H + h] = stored;
+          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
+          dst_grad[h] += gz;
+          if (g_escore) g_escore[e * H + h] = gz;
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
@@ -484,71 +540,84 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           T* gxd = dst_grad.data() + h * D;
           T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
           T* gat = g_att ? g_att + h * D : nullptr;
+          const T dsh = ds[h];
           PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
-            const T gz = ds * at[d] * leaky_grad(z, g.slope);
+            const T gz = dsh * at[d] * leaky_grad(z, g.slope);
             gxd[d] += gz;
             if (gef) gef[d] = gz;
-            if (gat) gat[d] += ds * leaky(z, g.slope);
+            if (gat) gat[d] += dsh * leaky(z, g.slope);
           }
         } else {
-          if (g_escore) g_escore[e * H + h] = ds;
+          if (g_escore) g_escore[e * H + h] = ds[h];
         }
-        wd[h] = w;
-        wd[H + h] = stored;
       }
     }
     if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
   }
 }
 
-// Source pass over the source-sorted CSR: value and source-side grads.
+// Source pass over the source-sorted CSR: value and source-side gradients.
+// Every edge's attention is recomputed here from its destination's statistics
+// (as in the forward), so nothing of size E is stored between the passes.
 template <int KIND, typename T, int FD, int FV>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
-                   const index_t* csc_row, const index_t* csc_edge, const T* gout,
-                   const T* wd_csc, T* g_src, T* g_value) {
+                   const index_t* csc_row, const index_t* csc_edge, const T* row_records,
+                   const T* gout, const T* galpha, T* g_src, T* g_value) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
+  // Destination-side data read per edge: a GAT score scalar or a feature row.
+  const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
+  std::vector<T> a(H), w(H), ds(H);
   // Per-source sums kept local and stored once per source (see backward_rows).
   std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
+  const int64_t limit = colptr[end];
   for (int64_t j = begin; j < end; ++j) {
     std::fill(value_grad.begin(), value_grad.end(), T(0));
     std::fill(src_grad.begin(), src_grad.end(), T(0));
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
-      const int64_t i = csc_row[q];
-      const int64_t e = csc_edge[q];
-      if (q + kPrefetchDistance < colptr[end]) {
+      const int64_t i = csc_row[q], e = csc_edge[q];
+      if (q + kPrefetchDistance < limit) {
         const int64_t ahead = csc_row[q + kPrefetchDistance];
-        if (g_value) prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
-        if ((KIND == DOT || KIND == GATV2) && g_src) prefetch_row(g.dst + ahead * H * D, H * D * sizeof(T));
+        prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
+        prefetch_row(row_records + ahead * 3 * H, 3 * H * sizeof(T));
+        if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
       }
+      if (g.masked(e)) continue;
+      const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
+      g.template scores<KIND, FD>(i, j, e, a.data());
+      for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
+      exp_lanes(a.data(), a.data(), H);
+      const T* go = gout + i * H * Cv;
+      edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w.data(), ds.data());
       for (int64_t h = 0; h < H; ++h) {
-        const T w = wd_csc[q * 2 * H + h];
         if (g_value) {
-          const T* goh = gout + (i * H + h) * Cv;
+          const T* goh = go + h * Cv;
           T* gv = value_grad.data() + h * Cv;
+          const T wh = w[h];
           PYG_ATTN_SIMD
-          for (int64_t c = 0; c < Cv; ++c) gv[c] += w * goh[c];
+          for (int64_t c = 0; c < Cv; ++c) gv[c] += wh * goh[c];
         }
-        const T ds = wd_csc[q * 2 * H + H + h];
         if (!g_src) continue;
         if (KIND == DOT) {
+          const T sds = g.scale * ds[h];
           const T* qh = g.dst + (i * H + h) * D;
           T* gk = src_grad.data() + h * D;
           PYG_ATTN_SIMD
-          for (int64_t d = 0; d < D; ++d) gk[d] += ds * qh[d];
+          for (int64_t d = 0; d < D; ++d) gk[d] += sds * qh[d];
         } else if (KIND == GAT) {
-          src_grad[h] += ds;
+          src_grad[h] += ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gxs = src_grad.data() + h * D;
+          const T dsh = ds[h];
           PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
-            gxs[d] += ds * at[d] * leaky_grad(z, g.slope);
+            gxs[d] += dsh * at[d] * leaky_grad(z, g.slope);
           }
         }
       }
@@ -560,21 +629,21 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 
 template <int KIND, typename T, int FD, int FV>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
-                   const index_t* csc_edge, const index_t* csc_slot, const T* out,
-                   const T* stats, const T* gout, const T* galpha, Grads& grads) {
+                   const index_t* csc_edge, const T* out, const T* stats, const T* gout,
+                   const T* galpha, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  at::Tensor wd_csc = scratch({g.num_edges, 2 * H}, opts);
+  at::Tensor row_records = at::empty({g.n_dst, 3, H}, opts);
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
   const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
   T* g_att_total = data_or_null<T>(grads.att);
   at::Tensor att_partial;
   if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, csc_slot, gout, galpha, wd_csc.data_ptr<T>(),
-                           data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
-                           data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
-                           g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
+    backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
+                                   data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
+                                   data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
+                                   g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
   });
   if (g_att_total) grads.att.copy_(att_partial.sum(0).view_as(grads.att));
   T* g_src = data_or_null<T>(grads.src);
@@ -582,8 +651,8 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   if (!g_src && !g_value) return;
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, gout, wd_csc.data_ptr<T>(), g_src,
-                           g_value);
+    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
+                                   gout, galpha, g_src, g_value);
   });
 }
 
@@ -657,7 +726,7 @@ at::Tensor grad_buffer(bool needed, const at::Tensor& like, bool zero) {
 std::vector<at::Tensor> fused_backward(
     int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
     const at::Tensor& colptr, const at::Tensor& csc_row, const at::Tensor& csc_edge,
-    const at::Tensor& csc_slot, const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
     const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
     const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
     const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
@@ -681,7 +750,7 @@ std::vector<at::Tensor> fused_backward(
     dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
       backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(
           g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<index_t>(), csc_edge.data_ptr<index_t>(),
-          csc_slot.data_ptr<index_t>(), out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
           grads);
     });
   });
