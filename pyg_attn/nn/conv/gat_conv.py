@@ -51,6 +51,18 @@ def check_sizes(given: Optional[Tuple[int, int]], num_src: int, num_dst: Optiona
                          f"give ({num_src}, {num_dst if num_dst is not None else '?'})")
 
 
+def fold_attention(weight: Tensor, att: Tensor) -> Tensor:
+    r"""``M [H, D]`` with ``(x @ M.T)[n, h] = sum_c att[h, c] (x W^T)[n, h, c]``.
+
+    For a bias-free projection ``W [H * C, D]`` and an attention vector
+    ``att [1, H, C]``, the per-head logits ``(lin(x).view(-1, H, C) * att).sum(-1)``
+    equal ``x @ M.T`` with ``M[h] = sum_c att[h, c] W[h * C + c]``: an ``[N, H]``
+    result without the ``[N, H, C]`` product, in forward and in backward.
+    """
+    heads, channels = att.shape[-2], att.shape[-1]
+    return (weight.view(heads, channels, -1) * att.view(heads, channels, 1)).sum(dim=1)
+
+
 class GATConv(MessagePassing):
     r"""The graph attentional operator from the `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_ paper, a drop-in replacement of
@@ -297,27 +309,27 @@ class GATConv(MessagePassing):
         x_src, x_dst = split_input(x)
         res: Optional[Tensor] = None
 
-        # Projections exactly as in PyG:
+        # Projections as in PyG; the attention logits a . W x are computed as
+        # x @ (W^T a) (fold_attention), so no [N, H, C] product is built.
+        lin_src = self.lin if self.lin is not None else self.lin_src
+        lin_dst = self.lin if self.lin is not None else self.lin_dst
+        assert lin_src is not None and lin_dst is not None
         if x_dst is None and isinstance(x, Tensor):
             if self.res is not None:
                 res = self.res(x_src)
-            if self.lin is not None:
-                h_src = h_dst = self.lin(x_src).view(-1, H, C)
-            else:
-                assert self.lin_src is not None and self.lin_dst is not None
-                h_src = self.lin_src(x_src).view(-1, H, C)
-                h_dst = self.lin_dst(x_src).view(-1, H, C)
+            h_src = lin_src(x_src).view(-1, H, C)
+            h_dst = h_src if lin_dst is lin_src else lin_dst(x_src).view(-1, H, C)
+            folded = torch.cat([fold_attention(lin_src.weight, self.att_src),
+                                fold_attention(lin_dst.weight, self.att_dst)])
+            alpha_src, alpha_dst = (x_src @ folded.t()).split(H, dim=-1)
         else:
             if x_dst is not None and self.res is not None:
                 res = self.res(x_dst)
-            lin_src = self.lin if self.lin is not None else self.lin_src
-            lin_dst = self.lin if self.lin is not None else self.lin_dst
-            assert lin_src is not None and lin_dst is not None
             h_src = lin_src(x_src).view(-1, H, C)
             h_dst = None if x_dst is None else lin_dst(x_dst).view(-1, H, C)
-
-        alpha_src = (h_src * self.att_src).sum(dim=-1)
-        alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(-1)
+            alpha_src = x_src @ fold_attention(lin_src.weight, self.att_src).t()
+            alpha_dst = None if x_dst is None else \
+                x_dst @ fold_attention(lin_dst.weight, self.att_dst).t()
 
         num_src = h_src.size(0)
         fixed = num_nodes_of(edge_index)
@@ -394,8 +406,7 @@ class GATConv(MessagePassing):
             # First call of a lazy layer: PyG's formula initialises the weight.
             edge = self.lin_edge(edge_attr).view(-1, H, C)
             return (edge * self.att_edge).sum(dim=-1)
-        folded = (weight.view(H, C, -1) * self.att_edge.view(H, C, 1)).sum(dim=1)  # [H, D]
-        return edge_attr @ folded.t()
+        return edge_attr @ fold_attention(weight, self.att_edge).t()
 
     def edge_update(self, alpha_j: Tensor, alpha_i: OptTensor, edge_logit: OptTensor,
                     index: Tensor, ptr: OptTensor, dim_size: Optional[int]) -> Tensor:
