@@ -11,8 +11,9 @@ Subcommands:
   cross-validation); checkpoints, metrics and config go to ``--out``.
 * ``explain``: a trained checkpoint's attention, all layers, as CSV/JSON, and
   pictures of one node's attention neighbourhood and rollout.
-* ``bench``: the benchmark scripts of the source tree (``ops`` or ``layers``),
-  arguments passed through.
+* ``bench``: the benchmark scripts of the source tree (``ops``, ``layers``,
+  ``products-memory``, ``planetoid``, ``mutag``, ``swapped-imports``), arguments
+  passed through.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 #: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
-BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py"}
+BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
+              "products-memory": "products_memory.py", "planetoid": "reproduce_planetoid.py",
+              "mutag": "reproduce_mutag.py", "swapped-imports": "swapped_imports.py"}
 _NODE_MODELS = ("gat", "gatv2", "transformer", "kqv", "pyg-gat", "pyg-gatv2",
                 "pyg-transformer")
 
@@ -240,9 +243,10 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _add_bench(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "bench", help="run a benchmark script (ops or layers)",
-        description="Runs benchmarks/bench_ops.py or benchmarks/bench_layers.py of the source "
-                    "tree; everything after the target is passed to the script, e.g. "
+        "bench", help="run a benchmark script of benchmarks/",
+        description="Runs a script of the source tree's benchmarks/ folder (" +
+                    ", ".join(f"{name}: {script}" for name, script in BENCHMARKS.items()) +
+                    "); everything after the target is passed to the script, e.g. "
                     "'pyg-attn bench ops --quick --sizes cora'.")
     parser.add_argument("target", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")

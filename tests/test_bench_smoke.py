@@ -47,3 +47,25 @@ def test_bench_ops_quick_cora(tmp_path):
     assert all(float(r[7]) == pytest.approx(1.0) for r in rows if r[4] == "pyg")
     assert "torch_scatter available" in proc.stdout
     assert (tmp_path / "bench.csv").read_text().count("\n") == len(rows) + 1
+
+
+def test_swapped_imports_runs_one_script_with_either_import():
+    pytest.importorskip("torch_geometric")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import swapped_imports
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    texts = {which: swapped_imports.SCRIPT.format(IMPORT=line).splitlines()
+             for which, line in swapped_imports.IMPORTS.items()}
+    changed = [a != b for a, b in zip(texts["pyg"], texts["pyg_attn"])]
+    assert len(texts["pyg"]) == len(texts["pyg_attn"]) and sum(changed) == 1
+
+    import torch_geometric.transforms as T
+
+    from pyg_attn.datasets import load_dataset
+
+    dataset = load_dataset("Cora", transform=T.NormalizeFeatures())
+    for which in swapped_imports.IMPORTS:
+        result = swapped_imports.run_script(which, dataset, seed=0, epochs=2)
+        assert 0.0 <= result["test_acc"] <= 100.0 and result["epoch_ms"] > 0
