@@ -311,6 +311,22 @@ def test_matches_pyg(config, graph, dtype):
     handle.remove()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("in_channels", [4, 64])
+def test_narrow_and_wide_inputs_match_pyg(in_channels, dtype):
+    """Logits from the folded weight (F <= 2 H C) and from the [N, H, C] product
+    (wider inputs) both match PyG, bipartite too."""
+    _, _, build = GRAPHS["random"]
+    edge_index = build()
+    x = torch.randn(30, in_channels, dtype=dtype)
+    ours, pyg = make_pair(GATConv, pyg_nn.GATConv, in_channels, 3, heads=2, dtype=dtype)
+    assert_same_run(run(pyg, x, edge_index), run(ours, x, edge_index), dtype)
+    ours, pyg = make_pair(GATConv, pyg_nn.GATConv, (in_channels, in_channels), 3, heads=2,
+                          dtype=dtype, add_self_loops=False)
+    pair = (x, torch.randn(30, in_channels, dtype=dtype))
+    assert_same_run(run(pyg, pair, edge_index), run(ours, pair, edge_index), dtype)
+
+
 @pytest.mark.parametrize("add_self_loops", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_sparse_inputs_match_pyg_and_edge_index(add_self_loops, dtype):
