@@ -154,7 +154,8 @@ def build_specs(args):
                             "heads": args.heads, "threads": args.threads,
                             "device": args.device, "seed": args.seed, "zipf": args.zipf,
                             "repeats": args.repeats, "min_repeats": args.min_repeats,
-                            "warmup": args.warmup, "budget": args.time_budget,
+                            "warmup": args.warmup, "warmup_s": args.warmup_seconds,
+                            "budget": args.time_budget,
                             "check": provider == "pyg_attn" and k == 0})
     return specs
 
@@ -186,7 +187,8 @@ def print_report(args, results, wall_s):
     print(f"  device {args.device}, torch threads {args.threads}, heads H={args.heads}, "
           f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average {bench_ops._load()}")
     print(f"  timing: median of up to {args.repeats} repeats (>= {args.min_repeats}, stop after "
-          f"{args.time_budget:g} s timed) after {args.warmup} warm-up; full = forward + "
+          f"{args.time_budget:g} s timed) after >= {args.warmup} warm-up runs and >= "
+          f"{args.warmup_seconds:g} s; full = forward + "
           ".sum().backward() incl. linear projections; forward under no_grad")
     print("  peak MB: extra peak RSS over inputs + module, one process per row, warm-up "
           f"included ({', '.join(sorted({r['mem_method'] for r in ok})) or '?'})")

@@ -276,46 +276,54 @@ def _sync(device):
     return lambda: None
 
 
-def _time_loop(fn, mode, inputs, grad_out, warmup, repeats, min_repeats, budget, sync):
-    """Runs ``warmup`` untimed then up to ``repeats`` timed iterations (stops early
-    once ``min_repeats`` are done and ``budget`` seconds of timed work are spent).
+def _time_loop(fn, mode, inputs, grad_out, warmup, repeats, min_repeats, budget, sync,
+               warmup_s=0.0):
+    """Runs untimed iterations until ``warmup`` of them are done and ``warmup_s``
+    seconds have passed, then up to ``repeats`` timed iterations (stops early once
+    ``min_repeats`` are done and ``budget`` seconds of timed work are spent).
     Returns the list of per-iteration seconds."""
+    params = list(inputs.values())
+    start, warmed = time.perf_counter(), 0
+    while warmed < warmup or time.perf_counter() - start < warmup_s:
+        _one_iteration(fn, mode, params, grad_out, sync)
+        warmed += 1
+    times = []
+    while len(times) < repeats:
+        times.append(_one_iteration(fn, mode, params, grad_out, sync))
+        if len(times) >= min_repeats and sum(times) >= budget:
+            break
+    return times
+
+
+def _one_iteration(fn, mode, params, grad_out, sync) -> float:
+    """One forward / backward / full step; returns the seconds of its timed part."""
     import torch
 
-    params = list(inputs.values())
-    times = []
-    total = 0.0
-    for it in range(warmup + repeats):
-        if mode == "forward":
-            with torch.no_grad():
-                sync()
-                t0 = time.perf_counter()
-                out = fn()
-                sync()
-                dt = time.perf_counter() - t0
-        elif mode == "backward":
-            out = fn()
-            sync()
-            t0 = time.perf_counter()
-            out.backward(grad_out)
-            sync()
-            dt = time.perf_counter() - t0
-        else:  # full
+    if mode == "forward":
+        with torch.no_grad():
             sync()
             t0 = time.perf_counter()
             out = fn()
-            out.backward(grad_out)
             sync()
             dt = time.perf_counter() - t0
-        out = None  # freed outside the timed region
-        for p in params:
-            p.grad = None
-        if it >= warmup:
-            times.append(dt)
-            total += dt
-            if len(times) >= min_repeats and total >= budget:
-                break
-    return times
+    elif mode == "backward":
+        out = fn()
+        sync()
+        t0 = time.perf_counter()
+        out.backward(grad_out)
+        sync()
+        dt = time.perf_counter() - t0
+    else:  # full
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        out.backward(grad_out)
+        sync()
+        dt = time.perf_counter() - t0
+    out = None  # freed outside the timed region
+    for p in params:
+        p.grad = None
+    return dt
 
 
 def timed_region(fn, mode, inputs, grad_out, spec: dict, device, sync) -> dict:
@@ -325,7 +333,7 @@ def timed_region(fn, mode, inputs, grad_out, spec: dict, device, sync) -> dict:
     meter.start()
     foreign.start()
     times = _time_loop(fn, mode, inputs, grad_out, spec["warmup"], spec["repeats"],
-                       spec["min_repeats"], spec["budget"], sync)
+                       spec["min_repeats"], spec["budget"], sync, spec.get("warmup_s", 0.0))
     other_cpu_pct = foreign.stop_pct()
     peak_mb = meter.stop_mb()
     return {"ms": 1e3 * statistics.median(times), "ms_min": 1e3 * min(times),
@@ -582,6 +590,10 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
                    help="stop repeating once this many seconds were timed (and "
                         "--min-repeats done); default 2.0, 0.2 with --quick")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs (default 2, 1 with --quick)")
+    p.add_argument("--warmup-seconds", type=float, default=None,
+                   help="keep warming up until this many seconds have passed (default 1.5, 0 "
+                        "with --quick): a fresh 2-thread process ran the first ~1 s of its "
+                        "kernels up to 2.5x slower here")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker (default: 2)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:i]")
     p.add_argument("--seed", type=int, default=0, help="graph and input seed (default: 0)")
@@ -605,12 +617,15 @@ def resolve_common_args(p: argparse.ArgumentParser, args: argparse.Namespace) ->
         args.warmup = 1 if args.quick else 2
     if args.time_budget is None:
         args.time_budget = 0.2 if args.quick else 2.0
+    if args.warmup_seconds is None:
+        args.warmup_seconds = 0.0 if args.quick else 1.5
     if args.quick:
         args.min_repeats = min(args.min_repeats, 2)
     args.min_repeats = max(1, min(args.min_repeats, args.repeats))
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.heads < 1 \
-            or any(c < 1 for c in args.channels):
-        p.error("--repeats, --threads, --heads, --channels must be >= 1 and --warmup >= 0")
+            or any(c < 1 for c in args.channels) or args.warmup_seconds < 0:
+        p.error("--repeats, --threads, --heads, --channels must be >= 1 and --warmup, "
+                "--warmup-seconds >= 0")
 
 
 def parse_args(argv=None):
@@ -654,7 +669,8 @@ def build_specs(args):
                             "provider": provider, "heads": args.heads, "threads": args.threads,
                             "device": args.device, "seed": args.seed, "zipf": args.zipf,
                             "repeats": args.repeats, "min_repeats": args.min_repeats,
-                            "warmup": args.warmup, "budget": args.time_budget, "check": check})
+                            "warmup": args.warmup, "warmup_s": args.warmup_seconds,
+                            "budget": args.time_budget, "check": check})
     return specs, providers, sorted({s for s, _, _ in skipped}, key=list(SIZES).index)
 
 
@@ -725,8 +741,8 @@ def print_report(args, results, skipped_reference, wall_s):
           f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average "
           f"{_LOAD_AT_START} at start, {_load()} at end (other work on the machine skews timings)")
     print(f"  timing: time.perf_counter, median of up to {args.repeats} repeats (>= "
-          f"{args.min_repeats}, stop after {args.time_budget:g} s timed) after {args.warmup} "
-          "warm-up; backward = only .backward() after an untimed forward; full = forward + backward")
+          f"{args.min_repeats}, stop after {args.time_budget:g} s timed) after >= {args.warmup} "
+          f"warm-up runs and >= {args.warmup_seconds:g} s; backward = only .backward() after an untimed forward; full = forward + backward")
     methods = sorted({r["mem_method"] for r in ok})
     print("  peak MB: extra peak over the RSS after allocating inputs, one process per row "
           f"({', '.join(methods) or '?'})"
