@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from .attention import _check_float, _run
-from .csr import CACHE_SIZE, PreparedGraph, _graph, _pointer
+from .csr import CACHE_SIZE, PreparedGraph, _graph, _pointer, validate_edge_index
 from .identity_cache import IdentityCache
 
 
@@ -20,34 +20,26 @@ def _grouped(index: Tensor, num_nodes: int) -> PreparedGraph:
     stamp = (index._version, num_nodes)
     graph = _graphs.get(index, (), stamp)
     if graph is None:
-        _check_index(index, num_nodes)
-        graph = _graphs.put(index, (), stamp, _group_graph(index.long(), num_nodes))
+        edge_index = torch.stack([torch.zeros_like(index), index]).long()
+        validate_edge_index(edge_index, 1, num_nodes, name="index")
+        graph = _graphs.put(index, (), stamp, _group_graph(edge_index, num_nodes))
     return graph
 
 
-def _check_index(index: Tensor, num_nodes: int) -> None:
-    if index.numel() == 0:
-        return
-    low, high = torch.aminmax(index)
-    if int(low) < 0:
-        raise ValueError(f"'index' holds a negative index ({int(low)})")
-    if int(high) >= num_nodes:
-        raise ValueError(f"'index' holds group {int(high)}, but 'num_nodes' is {num_nodes}")
-
-
-def _group_graph(index: Tensor, num_nodes: int) -> PreparedGraph:
-    """The graph of the edges ``0 -> index[e]``, built without the general sorts.
+def _group_graph(edge_index: Tensor, num_nodes: int) -> PreparedGraph:
+    """The graph of the edges ``0 -> index[e]`` (``edge_index`` = ``[zeros, index]``),
+    built without the general sorts.
 
     Already sorted groups (a PyG ``batch`` vector, a CSR-ordered edge list) keep
     their order; others take one stable sort.  The source side has one node, so its
     CSC is the CSR order itself.  Edge softmax is run for every new batch, so this
     matters there.
     """
+    sources, index = edge_index
     num_edges = index.numel()
     positions = torch.arange(num_edges, device=index.device)
     is_sorted = num_edges < 2 or bool((index[1:] >= index[:-1]).all())
     perm = positions if is_sorted else torch.argsort(index, stable=True)
-    sources = torch.zeros_like(index)
     return _graph(1, num_nodes, _pointer(index, num_nodes), sources, perm,
                   _pointer(sources, 1), positions, index[perm])
 
