@@ -44,8 +44,9 @@ constexpr int64_t kMaxChunks = 256;
 
 // PYG_ATTN_SIMD marks an elementwise loop whose output never aliases its inputs
 // (a gradient or output row vs feature rows), so it is vectorised without
-// run-time overlap checks.  PYG_ATTN_SIMD_SUM lets the compiler vectorise a short float sum (reassociating it in a fixed way,
-// so results stay identical run to run and across thread counts).
+// run-time overlap checks.  PYG_ATTN_SIMD_SUM lets the compiler vectorise a short
+// float sum (reassociating it in a fixed way, so results stay identical run to
+// run and across thread counts).
 #if defined(_OPENMP)
 #define PYG_ATTN_PRAGMA(x) _Pragma(#x)
 #define PYG_ATTN_SIMD_SUM(var) PYG_ATTN_PRAGMA(omp simd reduction(+ : var))
@@ -367,6 +368,14 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
   }
 }
 
+// a[h] = exp((s[h] - shift_h) - log_sum_h) in place: one edge's attention from its
+// scores and its row's record, which starts with [shift, log_sum] x H (row_shift).
+template <typename T>
+inline void attention_from_scores(T* a, const T* record, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
+  exp_lanes(a, a, H);
+}
+
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
 template <int KIND, typename T, int FD>
 inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
@@ -491,7 +500,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
                    const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
-  std::vector<T> shift(H), log_sum(H), w(H), ds(H), buf;
+  std::vector<T> w(H), ds(H), buf;
   // The destination's gradient is summed here and stored once per row: summing
   // into g_dst directly chains every edge on a store-to-load round trip.
   std::vector<T> dst_grad(static_cast<size_t>(H * D));
@@ -505,14 +514,11 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     T* delta = record + 2 * H;
     heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, delta);
     row_shift(stats + i * H * 2, H, record, record + H);
-    std::copy(record, record + H, shift.begin());
-    std::copy(record + H, record + 2 * H, log_sum.begin());
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T, FD>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
       T* a = buf.data() + k * H;
-      for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - shift[h]) - log_sum[h];
-      exp_lanes(a, a, H);
+      attention_from_scores(a, record, H);
       if (galpha) {
         const T* ga = galpha + g.perm[start + k] * H;
         for (int64_t h = 0; h < H; ++h) delta[h] += a[h] * ga[h];
@@ -608,8 +614,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       if (g.masked(e)) continue;
       const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
       g.template scores<KIND, FD>(i, j, e, a.data());
-      for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
-      exp_lanes(a.data(), a.data(), H);
+      attention_from_scores(a.data(), record, H);
       const T* go = gout + i * H * Cv;
       edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w.data(), ds.data());
       for (int64_t h = 0; h < H; ++h) {
