@@ -95,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs if args.epochs is not None else 1000, patience=args.patience,
         lr=args.lr, weight_decay=args.weight_decay, hidden=args.hidden, heads=args.heads,
         out_heads=args.out_heads, dropout=args.dropout, attn_dropout=args.attn_dropout,
-        seed=args.seed, device=args.device, out=str(out),
+        dropout_scheme=args.dropout_scheme, seed=args.seed, device=args.device, out=str(out),
         data_root=None if args.data_root is None else str(args.data_root),
         loader=args.loader, num_neighbors=args.num_neighbors, batch_size=args.batch_size,
         save_every=args.save_every, nprocs=args.nprocs)
@@ -148,6 +148,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out-heads", type=int, default=1, help="heads of the output layer")
     parser.add_argument("--dropout", type=float, default=0.6, help="feature dropout")
     parser.add_argument("--attn-dropout", type=float, default=0.6, help="attention dropout")
+    parser.add_argument("--dropout-scheme", choices=["paper", "shared"], default=None,
+                        help="paper: each head draws its own input mask and its projected "
+                             "features are dropped too, as in the GAT paper's code (gat only); "
+                             "shared: one mask per layer input, as in PyG's examples/gat.py. "
+                             "Default: paper for gat, shared for the others")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
     parser.add_argument("--out", type=Path, default=None,

@@ -14,11 +14,21 @@ per class (1 for Cora and CiteSeer), dropout ``p = 0.6`` on both layers' inputs
 and on the attention weights.  Only the attention layer changes between the
 model names of :data:`MODELS`; the PyG twins (``pyg-gat`` ...) are there to
 compare against PyG's own ``examples/gat.py``.
+
+Where the feature dropout falls is the ``dropout_scheme``:
+
+- ``"shared"``: one mask on each layer's input, shared by the heads, as in
+  PyG's ``examples/gat.py`` (the default of every model but ``gat``);
+- ``"paper"``: as in the paper's reference code, each head draws its own mask
+  on the layer input and its projected features are dropped too
+  (:mod:`~pyg_attn.training.paper_dropout`; ``gat`` only, and its default).
+
+Both are the same network in evaluation mode.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +37,10 @@ from torch import Tensor
 
 from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
 from .checks import fraction, positive_int
+from .paper_dropout import paper_dropout_gat
 
-__all__ = ["MODELS", "ModelConfig", "NodeClassifier", "build_model"]
+__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "build_model",
+           "default_dropout_scheme"]
 
 #: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
 #: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.
@@ -42,6 +54,14 @@ MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
     "pyg-transformer": pyg_nn.TransformerConv,
 }
 
+#: Where the feature dropout falls (see the module doc).
+DROPOUT_SCHEMES = ("shared", "paper")
+
+
+def default_dropout_scheme(model: str) -> str:
+    """``"paper"`` for the paper's model ``gat``, ``"shared"`` for the others."""
+    return "paper" if model == "gat" else "shared"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -54,6 +74,8 @@ class ModelConfig:
         out_heads: heads of the output layer (averaged).
         dropout: dropout on each layer's input features.
         attn_dropout: dropout on the attention weights.
+        dropout_scheme: ``"shared"`` or ``"paper"`` (see the module doc);
+            ``None`` picks :func:`default_dropout_scheme` of ``model``.
     """
 
     model: str = "gat"
@@ -62,6 +84,7 @@ class ModelConfig:
     out_heads: int = 1
     dropout: float = 0.6
     attn_dropout: float = 0.6
+    dropout_scheme: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -70,6 +93,14 @@ class ModelConfig:
             positive_int(name, getattr(self, name))
         for name in ("dropout", "attn_dropout"):
             fraction(name, getattr(self, name))
+        if self.dropout_scheme is None:
+            object.__setattr__(self, "dropout_scheme", default_dropout_scheme(self.model))
+        if self.dropout_scheme not in DROPOUT_SCHEMES:
+            raise ValueError(f"'dropout_scheme' must be one of {list(DROPOUT_SCHEMES)}, got "
+                             f"{self.dropout_scheme!r}")
+        if self.dropout_scheme == "paper" and self.model != "gat":
+            raise ValueError("dropout_scheme='paper' is the GAT paper's recipe and needs "
+                             f"model='gat', got model={self.model!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
@@ -121,6 +152,10 @@ class NodeClassifier(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Any) -> Tensor:
         """Class scores ``[N, C]`` of every node."""
+        if self.training and self.config.dropout_scheme == "paper":
+            p = self.config.dropout
+            x = F.elu(paper_dropout_gat(self.conv1, x, edge_index, p))
+            return paper_dropout_gat(self.conv2, x, edge_index, p)
         x = F.dropout(x, p=self.config.dropout, training=self.training)
         x = F.elu(self.conv1(x, edge_index))
         x = F.dropout(x, p=self.config.dropout, training=self.training)

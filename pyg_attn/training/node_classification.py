@@ -40,7 +40,7 @@ from .checks import positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .distributed import Shard
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
-from .models import ModelConfig, NodeClassifier
+from .models import ModelConfig, NodeClassifier, default_dropout_scheme
 
 __all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_summary",
            "load_node_data", "require_neighbor_sampler", "train_node_classification"]
@@ -69,6 +69,7 @@ class TrainConfig:
     out_heads: int = 1
     dropout: float = 0.6
     attn_dropout: float = 0.6
+    dropout_scheme: Optional[str] = None
     seed: int = 0
     device: str = "cpu"
     out: str = "out/train"
@@ -95,13 +96,16 @@ class TrainConfig:
                              f"layer, got {self.num_neighbors!r}")
         if not self.device.startswith(("cpu", "cuda")):
             raise ValueError(f"'device' must be 'cpu' or 'cuda[:k]', got {self.device!r}")
+        if self.dropout_scheme is None:
+            self.dropout_scheme = default_dropout_scheme(self.model)
         self.model_config()  # validates model name, sizes and dropout
 
     def model_config(self) -> ModelConfig:
         """The :class:`ModelConfig` of the network."""
         return ModelConfig(model=self.model, hidden=self.hidden, heads=self.heads,
                            out_heads=self.out_heads, dropout=self.dropout,
-                           attn_dropout=self.attn_dropout)
+                           attn_dropout=self.attn_dropout,
+                           dropout_scheme=self.dropout_scheme)
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict of all fields."""
