@@ -52,6 +52,13 @@ def dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale):
 
 
 @triton.jit
+def load_scalars(scalars):
+    """``(scale, negative_slope, keep_scale)`` from the op's ``[3]`` scalar tensor
+    (in the accumulation dtype, so float64 runs keep every digit)."""
+    return tl.load(scalars), tl.load(scalars + 1), tl.load(scalars + 2)
+
+
+@triton.jit
 def leaky(z, slope):
     return tl.where(z > 0, z, z * slope)
 

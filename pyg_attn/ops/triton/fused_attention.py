@@ -38,6 +38,7 @@ tensors.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
@@ -49,7 +50,8 @@ from torch import Tensor
 from ..csr import PreparedGraph
 from ..library import KIND_IDS, register_fused_autograd
 from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
-                     load_node, load_rows, row_shift, scored_block, store_node, work_item)
+                     load_node, load_rows, load_scalars, row_shift, scored_block, store_node,
+                     work_item)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -62,14 +64,15 @@ TILE_ELEMENTS = 4096
 
 @triton.jit
 def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat,
-                                evalue, emask, out, stats, part_acc, part_stats, H, D, CV, scale,
-                                slope, seed, keep_threshold, keep_scale, KIND: tl.constexpr,
+                                evalue, emask, out, stats, part_acc, part_stats, H, D, CV, scalars,
+                                seed, keep_threshold, KIND: tl.constexpr,
                                 HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
                                 HAS_EVALUE: tl.constexpr, HAS_MASK: tl.constexpr,
                                 DROPOUT: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
                                 BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
                                 BLOCK_CV: tl.constexpr):
     """Online softmax over one work item's edges: ``out`` and statistics, or partials."""
+    scale, slope, keep_scale = load_scalars(scalars)
     row, start, end, slot = work_item(items, num_items, tl.program_id(0))
     offs_e = tl.arange(0, BLOCK_E)
     offs_h = tl.arange(0, BLOCK_H)
@@ -146,11 +149,12 @@ def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out
 
 @triton.jit
 def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, escore, efeat, emask,
-                                  stats, alpha, H, D, scale, slope, KIND: tl.constexpr,
+                                  stats, alpha, H, D, scalars, KIND: tl.constexpr,
                                   HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
                                   HAS_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
                                   BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
     """``alpha [E, H]`` (caller's edge order) from the final row statistics."""
+    scale, slope, _ = load_scalars(scalars)
     row, start, end, slot = work_item(items, num_items, tl.program_id(0))
     offs_e = tl.arange(0, BLOCK_E)
     offs_h = tl.arange(0, BLOCK_H)
@@ -170,8 +174,8 @@ def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, es
 @triton.jit
 def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, src, value, att,
                                     escore, efeat, evalue, emask, stats, delta, gout, galpha, wd,
-                                    g_dst, g_att, g_escore, g_efeat, g_evalue, H, D, CV, scale,
-                                    slope, seed, keep_threshold, keep_scale, ATT_SLOTS,
+                                    g_dst, g_att, g_escore, g_efeat, g_evalue, H, D, CV, scalars,
+                                    seed, keep_threshold, ATT_SLOTS,
                                     KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
                                     HAS_EFEAT: tl.constexpr, HAS_EVALUE: tl.constexpr,
                                     HAS_MASK: tl.constexpr, HAS_GALPHA: tl.constexpr,
@@ -182,6 +186,7 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
                                     BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr,
                                     BLOCK_CV: tl.constexpr):
     """Destination pass: per-edge gradients, the row's own, and the CSC hand-off."""
+    scale, slope, keep_scale = load_scalars(scalars)
     pid = tl.program_id(0)
     row, start, end, slot = work_item(items, num_items, pid)
     offs_e = tl.arange(0, BLOCK_E)
@@ -260,12 +265,13 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
 
 @triton.jit
 def _fused_attention_bwd_src_kernel(items, num_items, csc_row, csc_edge, dst, src, att, efeat,
-                                    gout, wd, g_src, g_value, H, D, CV, slope, KIND: tl.constexpr,
+                                    gout, wd, g_src, g_value, H, D, CV, scalars, KIND: tl.constexpr,
                                     HAS_EFEAT: tl.constexpr, NEED_SRC: tl.constexpr,
                                     NEED_VALUE: tl.constexpr, ACC: tl.constexpr,
                                     BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr,
                                     BLOCK_D: tl.constexpr, BLOCK_CV: tl.constexpr):
     """Source pass: ``dV_j = sum_i drop(a_ij) dO_i`` and the key/source gradient."""
+    _, slope, _ = load_scalars(scalars)
     j, start, end, slot = work_item(items, num_items, tl.program_id(0))
     offs_e = tl.arange(0, BLOCK_E)
     offs_h = tl.arange(0, BLOCK_H)
@@ -329,9 +335,27 @@ def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
 
 
 def _dropout_args(p: float) -> dict:
-    """``keep_threshold = ceil(p * 2**24)`` and ``keep_scale = 1 / (1 - p)``."""
-    return dict(DROPOUT=p > 0.0, keep_threshold=math.ceil(p * 16777216.0),
-                keep_scale=1.0 / (1.0 - p) if p < 1.0 else 0.0)
+    """``DROPOUT`` and ``keep_threshold = ceil(p * 2**24)`` (see ``dropout_factor``)."""
+    return dict(DROPOUT=p > 0.0, keep_threshold=math.ceil(p * 16777216.0))
+
+
+@functools.lru_cache(maxsize=64)
+def _scalar_tensor(scale: float, slope: float, dropout: float, dtype: torch.dtype,
+                   device: torch.device) -> Tensor:
+    """``[scale, negative_slope, 1 / (1 - dropout)]`` in the accumulation dtype.
+
+    Triton passes Python floats as float32; reading the scalars from a tensor
+    keeps float64 inputs exact.  Cached, so a training loop copies them to the
+    device once instead of once per call.
+    """
+    keep_scale = 1.0 / (1.0 - dropout) if dropout < 1.0 else 0.0
+    return torch.tensor([scale, slope, keep_scale], dtype=dtype, device=device)
+
+
+def _params(scale: float, slope: float, dropout: float, value: Tensor) -> dict:
+    """The kernels' ``scalars`` argument for inputs like ``value``."""
+    return dict(scalars=_scalar_tensor(scale, slope, dropout, _acc(value.dtype)[0],
+                                       value.device))
 
 
 def _launch(kernel, num_programs: int, **kwargs) -> None:
@@ -386,7 +410,7 @@ def triton_fused_attention(
     n_dst, heads, dim_v = rowptr.numel() - 1, value.size(1), value.size(2)
     acc_torch = _acc(value.dtype)[0]
     inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
-    params = dict(scale=scale, slope=negative_slope)
+    params = _params(scale, negative_slope, dropout, value)
     out = value.new_empty(n_dst, heads, dim_v)
     stats = value.new_empty(n_dst, heads, 2, dtype=acc_torch)
     num_slots = slot_row.numel()
@@ -440,7 +464,7 @@ def triton_fused_attention_backward(
     an entry whose flag in ``needs`` is false comes back empty."""
     acc_torch = _acc(value.dtype)[0]
     inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
-    params = dict(scale=scale, slope=negative_slope)
+    params = _params(scale, negative_slope, dropout, value)
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)
     need = [bool(flag) and t is not None for flag, t in zip(needs, like)]
     grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device) if flag else None

@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Where the GPU time of the Triton path goes, at arxiv size (one process, CUDA).
+
+1. ``torch.profiler`` tables (CUDA kernels, by total device time) of one
+   ``graph_attention`` training step and one ``GATConv`` training step, ours and
+   PyG's, with the device time of all kernels against the step's wall time (the
+   difference is host overhead the GPU waits for).
+2. Launch configurations of the Triton kernels (``num_warps``, ``BLOCK_E``)
+   timed on the dot-score op, forward and forward+backward, to choose the
+   defaults from measurements.
+
+    python benchmarks/profile_gpu.py > profile.txt
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from bench_gpu import HEADS, SIZES, Timer, make_graph, op_inputs, ours_op  # noqa: E402
+
+
+def profiled(name: str, fn, timer: Timer, steps: int = 5) -> None:
+    ms, _ = timer.median_ms(fn)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        timer.sync()
+    events = prof.key_averages()
+    key = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
+    device_us = sum(getattr(e, key) for e in events) / steps
+    print(f"\n=== {name}: {ms:.3f} ms per step (events), kernels {device_us / 1e3:.3f} ms per step")
+    print(events.table(sort_by=key, row_limit=14, max_name_column_width=60))
+
+
+def main() -> int:
+    device = torch.device("cuda")
+    timer = Timer(device, 0.3, 50)
+    n, e, feats = SIZES["arxiv"]
+    edge_index = make_graph(n, e, 0, 0.7, device)
+
+    from pyg_attn.ops import prepare
+    from pyg_attn.ops.triton import fused_attention
+
+    graph = prepare(edge_index, num_nodes=n)
+    t = op_inputs("dot", n, 16, device, 1)
+    grad_out = torch.randn(n, HEADS, 16, device=device)
+
+    def op_step():
+        for x in t.values():
+            x.grad = None
+        ours_op("dot", t, graph).backward(grad_out)
+
+    profiled("ours graph_attention fwd+bwd (dot, C=16)", op_step, timer)
+
+    import torch_geometric.nn as pyg_nn
+
+    import pyg_attn.nn as our_nn
+
+    x = torch.randn(n, feats, device=device)
+    for provider, nn in (("ours", our_nn), ("pyg", pyg_nn)):
+        torch.manual_seed(0)
+        layer = nn.GATConv(feats, 8, heads=HEADS).to(device)
+
+        def layer_step(layer=layer):
+            for p in layer.parameters():
+                p.grad = None
+            layer(x, edge_index).sum().backward()
+
+        profiled(f"{provider} GATConv({feats}, 8, heads=8) training step", layer_step, timer)
+
+    print("\n=== launch configurations, dot op at arxiv size, C=16 (ms, median)")
+    launch, blocks = fused_attention._launch, fused_attention._blocks
+
+    def forward():
+        with torch.no_grad():
+            ours_op("dot", t, graph)
+
+    configs = [(w, None) for w in (1, 2, 4, 8)] + [(4, b) for b in (4, 16, 32)]
+    for warps, block_e in configs:
+        def patched_launch(kernel, num_programs, **kwargs):
+            if num_programs:
+                args = {name: kwargs[name] for name in kernel.arg_names}
+                kernel[(num_programs,)](**args, num_warps=warps)
+
+        def patched_blocks(*args):
+            out = blocks(*args)
+            if block_e is not None:
+                out["BLOCK_E"] = block_e
+            return out
+
+        fused_attention._launch, fused_attention._blocks = patched_launch, patched_blocks
+        try:
+            fwd, _ = timer.median_ms(forward)
+            full, _ = timer.median_ms(op_step)
+            print(f"num_warps={warps} BLOCK_E={block_e or 'default'}: forward {fwd:.3f} ms, "
+                  f"fwd+bwd {full:.3f} ms", flush=True)
+        except Exception as exc:  # noqa: BLE001 - report and try the next one
+            print(f"num_warps={warps} BLOCK_E={block_e}: failed: {exc!r}"[:300], flush=True)
+        finally:
+            fused_attention._launch, fused_attention._blocks = launch, blocks
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
