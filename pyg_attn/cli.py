@@ -28,7 +28,8 @@ from typing import Optional, Sequence
 #: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
 BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
               "products-memory": "products_memory.py", "planetoid": "reproduce_planetoid.py",
-              "mutag": "reproduce_mutag.py", "swapped-imports": "swapped_imports.py"}
+              "mutag": "reproduce_mutag.py", "swapped-imports": "swapped_imports.py",
+              "workloads": "bench_workloads.py", "gpu": "bench_gpu.py"}
 _NODE_MODELS = ("gat", "gatv2", "transformer", "kqv", "pyg-gat", "pyg-gatv2",
                 "pyg-transformer")
 
