@@ -361,3 +361,39 @@ def test_pyg_edge_index_input_reuses_its_csr(sort_by):
     assert torch.equal(reused.csc_row.long(), dst[reused.perm][csc_pos])
     assert torch.equal(reused.csc_edge, reused.perm[csc_pos])
     assert bool((reused.col[csc_pos].diff() >= 0).all())
+
+
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+def test_eager_function_equals_the_custom_op(kind, monkeypatch):
+    """The eager autograd.Function and the dispatcher's custom op are one computation:
+    outputs, attention and every gradient agree exactly (dropout and a mask included)."""
+    from pyg_attn.ops import attention, library
+
+    edge_index = random_graph(15, 15, 70, seed=8, self_loops=3, duplicates=4, isolated=2)
+    inputs = make_inputs(kind, 15, 15, edge_index.size(1), torch.float64, extras=True)
+    mask = torch.rand(edge_index.size(1), generator=torch.Generator().manual_seed(1)) > 0.2
+    eager = run(kind, inputs, edge_index, "cpu", edge_mask=mask, dropout=0.3)
+    monkeypatch.setattr(attention, "fused_attention_cpu", library.fused_attention)
+    op = run(kind, inputs, edge_index, "cpu", edge_mask=mask, dropout=0.3)
+    assert torch.equal(eager[0], op[0]) and torch.equal(eager[1], op[1])
+    for g_eager, g_op in zip(eager[2], op[2]):
+        assert (g_eager is None) == (g_op is None)
+        if g_eager is not None:
+            assert torch.equal(g_eager, g_op)
+
+
+def test_eager_path_is_taken_outside_compile_and_the_op_inside(monkeypatch):
+    from pyg_attn.ops import library
+
+    calls = []
+    original = library.EagerFusedAttention.apply
+    monkeypatch.setattr(library.EagerFusedAttention, "apply",
+                        lambda *a: calls.append("eager") or original(*a))
+    edge_index = torch.randint(0, 12, (2, 40))
+    q, k, v = (torch.randn(12, 2, 4, requires_grad=True) for _ in range(3))
+    eager = graph_attention(q, k, v, edge_index)
+    assert calls == ["eager"]
+    compiled = torch.compile(lambda q, k, v: graph_attention(q, k, v, edge_index),
+                             backend="aot_eager")(q, k, v)
+    assert calls == ["eager"]
+    torch.testing.assert_close(compiled, eager)

@@ -26,7 +26,7 @@ from torch import Tensor
 from .cpu import load_extension
 from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_index
 from .dropout import draw_seed
-from .library import KIND_IDS, fused_attention
+from .library import KIND_IDS, fused_attention_cpu
 from .reference import reference_attention
 from .triton import interpreter_active, interpreter_enabled, triton_importable
 
@@ -203,7 +203,7 @@ def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Op
             seed, return_attention)
     else:
         graph = as_prepared(edge_index, num_src, num_dst)
-        out, _lse, alpha = fused_attention(
+        out, _lse, alpha = fused_attention_cpu(
             KIND_IDS[kind], graph.rowptr, graph.col, graph.perm, graph.colptr, graph.csc_row,
             graph.csc_edge, cast["dst"], cast["src"], cast["value"], cast["att"],
             cast["edge_score"], cast["edge_feat"], cast["edge_value"],

@@ -81,14 +81,15 @@ def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, 
             for t, flag in zip(like, needs)]
 
 
-def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
-    """Registers the autograd formula of a fused attention op.
+def fused_autograd_formula(backward_op, num_graph: int):
+    """``(setup_context, backward)`` of a fused attention op.
 
-    Shared by the CPU op and the Triton op (:mod:`pyg_attn.ops.triton`): both take
-    ``(kind, *graph, *features, edge_mask, scale, negative_slope, dropout, seed,
-    need_alpha)`` with ``num_graph`` graph tensors, return ``(out, stats, alpha)``,
-    and have a backward op taking ``(kind, *graph, *features, edge_mask, out, stats,
-    grad_out, grad_alpha, scale, negative_slope, dropout, seed, needs)``.
+    Shared by the CPU op and the Triton op (:mod:`pyg_attn.ops.triton`), and by
+    their eager :class:`torch.autograd.Function` twins: all take ``(kind, *graph,
+    *features, edge_mask, scale, negative_slope, dropout, seed, need_alpha)`` with
+    ``num_graph`` graph tensors, return ``(out, stats, alpha)``, and have a backward
+    taking ``(kind, *graph, *features, edge_mask, out, stats, grad_out, grad_alpha,
+    scale, negative_slope, dropout, seed, needs)``.
     """
     first_feature = 1 + num_graph
 
@@ -124,7 +125,52 @@ def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
         feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
         return (None,) * first_feature + tuple(feature_grads) + (None,) * 6
 
+    return setup_context, backward
+
+
+def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
+    """Registers :func:`fused_autograd_formula` as the autograd of the op ``op_name``."""
+    setup_context, backward = fused_autograd_formula(backward_op, num_graph)
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
+
+
+def _eager_forward(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att,
+                   edge_score, edge_feat, edge_value, edge_mask, scale, negative_slope, dropout,
+                   seed, need_alpha):
+    return tuple(_extension().fused_forward(
+        kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat, edge_value,
+        edge_mask, scale, negative_slope, dropout, seed, need_alpha))
+
+
+def _eager_backward(*args):
+    return _extension().fused_backward(*args)
+
+
+_eager_setup_context, _eager_backward_formula = fused_autograd_formula(_eager_backward,
+                                                                       len(_GRAPH))
+
+
+class EagerFusedAttention(torch.autograd.Function):
+    """The CPU op without the dispatcher: the same kernels and autograd formula
+    as ``pyg_attn::fused_attention``, called directly.
+
+    Eager training on small graphs (a molecule batch, a sampled subgraph) spends
+    more time in ``torch.library``'s per-call argument handling than in the
+    kernels; :func:`fused_attention_cpu` takes this path outside
+    ``torch.compile`` and the custom op inside it.
+    """
+
+    forward = staticmethod(_eager_forward)
+    setup_context = staticmethod(_eager_setup_context)
+    backward = staticmethod(_eager_backward_formula)
+
+
+def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
+    """``pyg_attn::fused_attention(*args)``, through :class:`EagerFusedAttention`
+    when not compiling (same results, less per-call overhead)."""
+    if torch.compiler.is_compiling():
+        return fused_attention(*args)
+    return EagerFusedAttention.apply(*args)
 
 
 register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))

@@ -229,6 +229,7 @@ SPARSE_KINDS = ["coo", "csr", "edge_index_obj", "edge_index_sorted"] + \
 @pytest.mark.parametrize("bipartite", [False, True])
 @pytest.mark.parametrize("kind", SPARSE_KINDS)
 def test_sparse_and_edge_index_inputs_match_pyg(kind, bipartite):
+    torch.manual_seed(0)  # inputs and weights independent of the tests run before
     num_src, num_dst = (20, 11) if bipartite else (20, 20)
     ei = _unique_graph(num_src, num_dst, 90, seed=11)
     adj = _as_input(kind, ei, num_src, num_dst)
