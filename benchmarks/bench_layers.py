@@ -2,7 +2,10 @@
 """Benchmark pyg_attn's drop-in layers against their torch_geometric twins.
 
 Layers: ``GATConv``, ``GATv2Conv``, ``TransformerConv`` from ``pyg_attn.nn``
-(provider ``pyg_attn``) and ``torch_geometric.nn`` (provider ``pyg``), built with
+(provider ``pyg_attn``) and ``torch_geometric.nn`` (provider ``pyg``; provider
+``pyg-sparse`` is PyG's fastest input form, the same layer fed a transposed
+``torch_sparse.SparseTensor`` built outside the timed region and counted in its
+peak memory, so its softmax takes the CSR ``ptr`` path), built with
 the same constructor arguments (``in_channels=F, out_channels=C, heads=H``,
 ``dropout=0``, everything else default) and the same weights
 (``ours.load_state_dict(theirs.state_dict())``), called as ``layer(x, edge_index)``
@@ -38,7 +41,7 @@ if str(HERE) not in sys.path:
 import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
 from bench_ops import SIZES, ExecRunner, ForkRunner, _sync, _time_loop, make_graph  # noqa: E402
 
-PROVIDERS = ("pyg_attn", "pyg")
+PROVIDERS = ("pyg_attn", "pyg", "pyg-sparse")
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
 MODES = ("forward", "backward", "full")
 FEATURES = {"cora": 1433, "50k": 64, "arxiv": 128}  # input feature width F per size
@@ -56,11 +59,26 @@ def build_layers(layer: str, provider: str, in_channels: int, heads: int, channe
 
     torch.manual_seed(seed)
     theirs = getattr(pyg_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
-    if provider == "pyg":
+    if provider in bench_ops.BASELINES + ("pyg-sparse",):
         return theirs, None
     ours = getattr(our_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
     ours.load_state_dict(theirs.state_dict())
     return ours, (theirs if with_twin else None)
+
+
+def layer_input(provider: str, edge_index, num_nodes: int):
+    """``(graph input, MB it holds beyond edge_index)``: the ``[2, E]`` tensor, or
+    for ``pyg-sparse`` the transposed ``SparseTensor`` (row = destination) PyG's
+    layers take as their fastest input."""
+    if provider != "pyg-sparse":
+        return edge_index, None
+    from torch_sparse import SparseTensor
+
+    adj_t = SparseTensor(row=edge_index[1], col=edge_index[0],
+                         sparse_sizes=(num_nodes, num_nodes))
+    storage = adj_t.storage
+    held = [storage.row(), storage.rowptr(), storage.col()]
+    return adj_t, sum(t.numel() * t.element_size() for t in held) / 2**20
 
 
 def make_call(module, x, edge_index, mode):
@@ -90,19 +108,21 @@ def measure_layer(spec: dict) -> dict:
     tiny_ei, _ = make_graph(16, 64, 0, spec["zipf"])
     tiny_ei = tiny_ei.to(device)
     tiny_x = torch.randn(16, feats, generator=torch.Generator().manual_seed(0)).to(device)
-    _time_loop(make_call(module, tiny_x, tiny_ei, mode), mode, params, grad_out, 1, 1, 1, 0.0,
-               sync)
+    _time_loop(make_call(module, tiny_x, layer_input(provider, tiny_ei, 16)[0], mode), mode,
+               params, grad_out, 1, 1, 1, 0.0, sync)
     del tiny_ei, tiny_x
 
     edge_index, graph_stats = make_graph(num_nodes, num_edges, spec["seed"], spec["zipf"])
     edge_index = edge_index.to(device)
     x = torch.randn(num_nodes, feats,
                     generator=torch.Generator().manual_seed(spec["seed"] + 1)).to(device)
-    fn = make_call(module, x, edge_index, mode)
+    graph_input, prepare_mb = layer_input(provider, edge_index, num_nodes)
+    fn = make_call(module, x, graph_input, mode)
 
     result = {
-        **spec, "num_nodes": num_nodes, "num_edges": num_edges,
-        **bench_ops.timed_region(fn, mode, params, grad_out, spec, device, sync),
+        **spec, "num_nodes": num_nodes, "num_edges": num_edges, "prepare_mb": prepare_mb,
+        **bench_ops.with_prepared(
+            bench_ops.timed_region(fn, mode, params, grad_out, spec, device, sync), prepare_mb),
         "graph": graph_stats,
         "backend": bench_ops.provider_backend(provider, device),
         "versions": bench_ops._versions(),
@@ -147,7 +167,7 @@ def build_specs(args):
         for layer in args.layers:
             for channels in args.channels:
                 for k, mode in enumerate(args.modes):
-                    for provider in PROVIDERS:
+                    for provider in available_providers():
                         specs.append({
                             "size": size, "layer": layer, "channels": channels, "mode": mode,
                             "provider": provider, "features": FEATURES[size],
@@ -160,14 +180,19 @@ def build_specs(args):
     return specs
 
 
+def available_providers() -> tuple:
+    """:data:`PROVIDERS`, without ``pyg-sparse`` when ``torch_sparse`` is missing."""
+    try:
+        import torch_sparse  # noqa: F401
+    except ImportError:
+        print("note: torch_sparse is not installed; the pyg-sparse provider is skipped")
+        return tuple(p for p in PROVIDERS if p != "pyg-sparse")
+    return PROVIDERS
+
+
 def summarize(results):
-    key = lambda r: (r["size"], r["layer"], r["channels"], r["mode"])  # noqa: E731
-    base = {key(r): r for r in results if r["provider"] == "pyg" and "error" not in r}
-    for r in results:
-        b = base.get(key(r))
-        ok = b is not None and "error" not in r
-        r["speedup_vs_pyg"] = b["ms"] / r["ms"] if ok and r["ms"] > 0 else None
-        r["mem_ratio_vs_pyg"] = r["peak_mb"] / b["peak_mb"] if ok and b["peak_mb"] > 0 else None
+    """Adds the ratios to ``pyg`` and ``pyg-sparse`` and sorts the rows."""
+    bench_ops.add_ratios(results, "layer", "pyg-sparse")
     results.sort(key=lambda r: (list(SIZES).index(r["size"]), LAYERS.index(r["layer"]),
                                 r["channels"], MODES.index(r["mode"]),
                                 PROVIDERS.index(r["provider"])))
@@ -224,7 +249,8 @@ def print_report(args, results, wall_s):
 
 CSV_FIELDS = ("size", "num_nodes", "num_edges", "features", "heads", "layer", "channels", "mode",
               "provider", "backend", "ms", "ms_min", "timed_repeats", "peak_mb",
-              "speedup_vs_pyg", "mem_ratio_vs_pyg", "mem_method", "check_max_abs_err",
+              "peak_mb_region", "prepare_mb", "speedup_vs_pyg", "mem_ratio_vs_pyg",
+              "speedup_vs_best", "mem_vs_best", "mem_method", "check_max_abs_err",
               "other_cpu_pct", "threads", "device", "error")
 
 

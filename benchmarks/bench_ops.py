@@ -14,12 +14,20 @@ Providers
                ``torch_geometric.utils.softmax(alpha, dst, num_nodes=N)``, multiply,
                ``torch_geometric.utils.scatter(..., reduce="sum")`` - i.e. with
                ``E x H x C`` messages materialised.
+    pyg-csr    PyG's fastest path for the same computation: edges sorted by
+               destination once outside the timed region (as a ``SparseTensor`` /
+               CSR input gives them), ``softmax(alpha, ptr=ptr)`` and
+               ``segment(msg, ptr, reduce="sum")`` (segment reductions instead of
+               scatters).
 
 Every (size, score, C, mode, provider) measurement runs in its own process (forked
 from a preloaded server process that never ran a tensor op, or, with
 ``--isolation exec``, a fresh ``python bench_ops.py --worker``), which allocates
 its inputs, resets the peak RSS and reports ``peak MB`` = peak RSS during warm-up
-and timed runs minus the RSS before them (CUDA: the caching allocator's peak).
+and timed runs minus the RSS before them (CUDA: the caching allocator's peak),
+plus the prepared graph of the providers that prepare one outside the timed region
+(``pyg_attn``'s CSR/CSC, ``pyg-csr``'s sorted edges and pointer): what a user holds
+to run the op.
 
 Run ``python benchmarks/bench_ops.py --help`` for the options; see README.md.
 """
@@ -40,8 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from anywhere without PYTHONPATH
     sys.path.insert(0, str(ROOT))
 
-PROVIDERS = ("pyg_attn", "pyg_attn-triton", "reference", "pyg")
-DEFAULT_PROVIDERS = ("pyg_attn", "reference", "pyg")  # pyg_attn-triton: ask for it
+PROVIDERS = ("pyg_attn", "pyg_attn-triton", "reference", "pyg", "pyg-csr")
+DEFAULT_PROVIDERS = ("pyg_attn", "reference", "pyg", "pyg-csr")  # pyg_attn-triton: ask for it
+BASELINES = ("pyg", "pyg-csr")  # PyG's default path and its fastest one
 SIZES = {  # name: (num_nodes, num_edges)
     "cora": (2_708, 10_556),
     "50k": (50_000, 500_000),
@@ -104,19 +113,43 @@ def make_inputs(score: str, num_nodes: int, heads: int, channels: int, seed: int
 
 
 # ============================================================================ providers
-def pyg_attention(score: str, t: dict, src, dst, num_nodes: int, scale: float):
-    """PyG's TransformerConv / GATConv attention: gather, softmax, scatter-sum."""
+def _pyg_scores(score: str, t: dict, src, dst, scale: float):
+    """Per-edge scores ``[E, H]`` as PyG's layers compute them (gathered per edge)."""
     import torch.nn.functional as F
-    from torch_geometric.utils import scatter, softmax
 
     if score == "dot":
-        alpha = (t["q"].index_select(0, dst) * t["k"].index_select(0, src)).sum(-1) * scale
-    else:
-        alpha = F.leaky_relu(t["a_src"].index_select(0, src) + t["a_dst"].index_select(0, dst),
-                             NEGATIVE_SLOPE)
-    alpha = softmax(alpha, dst, num_nodes=num_nodes)
+        return (t["q"].index_select(0, dst) * t["k"].index_select(0, src)).sum(-1) * scale
+    return F.leaky_relu(t["a_src"].index_select(0, src) + t["a_dst"].index_select(0, dst),
+                        NEGATIVE_SLOPE)
+
+
+def pyg_attention(score: str, t: dict, src, dst, num_nodes: int, scale: float):
+    """PyG's TransformerConv / GATConv attention: gather, softmax, scatter-sum."""
+    from torch_geometric.utils import scatter, softmax
+
+    alpha = softmax(_pyg_scores(score, t, src, dst, scale), dst, num_nodes=num_nodes)
     msg = t["v"].index_select(0, src) * alpha.unsqueeze(-1)
     return scatter(msg, dst, dim=0, dim_size=num_nodes, reduce="sum")
+
+
+def pyg_csr_graph(edge_index, num_nodes: int):
+    """``(src, dst, ptr)``: the edges sorted by destination and the row pointer, the
+    form in which PyG's softmax and aggregation take the segment (CSR) path."""
+    import torch
+    from torch_geometric.utils.sparse import index2ptr
+
+    dst, perm = torch.sort(edge_index[1], stable=True)
+    return edge_index[0][perm], dst, index2ptr(dst, num_nodes)
+
+
+def pyg_csr_attention(score: str, t: dict, graph, num_nodes: int, scale: float):
+    """PyG's attention on a CSR graph: ``softmax(..., ptr=ptr)`` and ``segment``."""
+    from torch_geometric.utils import segment, softmax
+
+    src, dst, ptr = graph
+    alpha = softmax(_pyg_scores(score, t, src, dst, scale), dst, ptr=ptr, num_nodes=num_nodes)
+    msg = t["v"].index_select(0, src) * alpha.unsqueeze(-1)
+    return segment(msg, ptr, reduce="sum")
 
 
 def build_call(provider: str, score: str, t: dict, edge_index, graph, num_nodes: int,
@@ -127,6 +160,8 @@ def build_call(provider: str, score: str, t: dict, edge_index, graph, num_nodes:
     if provider == "pyg":
         src, dst = edge_index[0], edge_index[1]
         return lambda: pyg_attention(score, t, src, dst, num_nodes, scale)
+    if provider == "pyg-csr":
+        return lambda: pyg_csr_attention(score, t, graph, num_nodes, scale)
     backend, g = {"pyg_attn": (None, graph), "pyg_attn-triton": ("triton", graph)}.get(
         provider, ("reference", edge_index))
     if score == "dot":
@@ -135,8 +170,19 @@ def build_call(provider: str, score: str, t: dict, edge_index, graph, num_nodes:
                                  negative_slope=NEGATIVE_SLOPE, backend=backend)
 
 
+def prepared_graph(provider: str, edge_index, num_nodes: int):
+    """What ``provider`` builds once per graph outside the timed region: our
+    ``prepare()`` CSR/CSC, ``pyg-csr``'s sorted edges and pointer, else ``None``."""
+    if provider.startswith("pyg_attn"):
+        from pyg_attn.ops import prepare
+        return prepare(edge_index, num_nodes)
+    if provider == "pyg-csr":
+        return pyg_csr_graph(edge_index, num_nodes)
+    return None
+
+
 def provider_backend(provider: str, device) -> str:
-    if provider == "pyg":
+    if provider in BASELINES:
         return "torch_geometric"
     if provider == "reference":
         return "reference"
@@ -358,10 +404,7 @@ def measure(spec: dict) -> dict:
     tiny_ei, _ = make_graph(16, 64, 0, spec["zipf"])
     tiny_ei = tiny_ei.to(device)
     tiny_t, tiny_g = make_inputs(score, 16, heads, channels, 0, device)
-    tiny_graph = None
-    if provider.startswith("pyg_attn"):
-        from pyg_attn.ops import prepare
-        tiny_graph = prepare(tiny_ei, 16)
+    tiny_graph = prepared_graph(provider, tiny_ei, 16)
     with ScatterSpy() as spy:
         if mode != "forward":
             for x in tiny_t.values():
@@ -377,23 +420,21 @@ def measure(spec: dict) -> dict:
     if mode != "forward":
         for x in inputs.values():
             x.requires_grad_(True)
-    graph, prepare_ms, prepare_mb = None, None, None
-    if provider.startswith("pyg_attn"):
-        from pyg_attn.ops import prepare
-        sync()
-        t0 = time.perf_counter()
-        graph = prepare(edge_index, num_nodes)
-        sync()
-        prepare_ms = 1e3 * (time.perf_counter() - t0)
-        prepare_mb = _tensor_bytes(graph) / 2**20
+    sync()
+    t0 = time.perf_counter()
+    graph = prepared_graph(provider, edge_index, num_nodes)
+    sync()
+    prepare_ms = None if graph is None else 1e3 * (time.perf_counter() - t0)
+    prepare_mb = None if graph is None else _tensor_bytes(graph) / 2**20
     fn = build_call(provider, score, inputs, edge_index, graph, num_nodes, scale)
 
     result = {
         **spec, "num_nodes": num_nodes, "num_edges": num_edges,
-        **timed_region(fn, mode, inputs, grad_out, spec, device, sync),
+        **with_prepared(timed_region(fn, mode, inputs, grad_out, spec, device, sync),
+                        prepare_mb),
         "backend": provider_backend(provider, device), "graph": graph_stats,
         "prepare_ms": prepare_ms, "prepare_mb": prepare_mb,
-        "torch_scatter_calls": spy.calls if provider == "pyg" else None,
+        "torch_scatter_calls": spy.calls if provider in BASELINES else None,
         "torch_scatter_available": spy.module is not None,
         "versions": _versions(),
     }
@@ -408,12 +449,22 @@ def measure(spec: dict) -> dict:
 
 
 def _tensor_bytes(obj) -> int:
-    """Bytes held by the tensors among ``obj``'s attributes (a PreparedGraph)."""
+    """Bytes held by the tensors of ``obj``: a tuple of tensors, or the tensor
+    attributes of an object (a PreparedGraph)."""
     import torch
 
-    fields = vars(obj) if hasattr(obj, "__dict__") else {}
-    return sum(t.numel() * t.element_size() for t in fields.values()
-               if isinstance(t, torch.Tensor))
+    fields = obj if isinstance(obj, tuple) else (vars(obj) if hasattr(obj, "__dict__") else {})
+    values = fields if isinstance(fields, tuple) else fields.values()
+    return sum(t.numel() * t.element_size() for t in values if isinstance(t, torch.Tensor))
+
+
+def with_prepared(timed: dict, prepare_mb) -> dict:
+    """``timed`` with the prepared graph's MB added to its peak (``peak_mb``); the
+    region's own peak stays in ``peak_mb_region``."""
+    timed["peak_mb_region"] = timed["peak_mb"]
+    if prepare_mb is not None and timed["peak_mb"] is not None:
+        timed["peak_mb"] = timed["peak_mb"] + prepare_mb
+    return timed
 
 
 def _versions() -> dict:
@@ -662,7 +713,8 @@ def build_specs(args):
                             if (size, score, channels) not in skipped:
                                 skipped.append((size, score, channels))
                             continue
-                        check = provider != "pyg" and provider not in checked and "pyg" in providers
+                        check = (provider != "pyg" and provider not in checked
+                                 and "pyg" in providers)
                         checked.add(provider)
                         specs.append({
                             "size": size, "score": score, "channels": channels, "mode": mode,
@@ -680,10 +732,11 @@ def _fmt(x, spec="{:.2f}"):
 
 def print_table(results, kind: str, kind_width: int) -> None:
     """Prints one row per result: size, ``kind`` (the score or the layer), C, mode,
-    provider, ms, peak MB and the ratios to pyg (``ERROR`` for a failed row)."""
+    provider, ms, peak MB and the ratios to PyG's default path (``pyg``) and to its
+    fastest path (``pyg-csr`` / ``pyg-sparse``) (``ERROR`` for a failed row)."""
     header = ("size", kind, "C", "mode", "provider", "ms", "peak_MB", "speedup_vs_pyg",
-              "mem_ratio_vs_pyg")
-    widths = (6, kind_width, 3, 8, 9, 10, 9, 14, 16)
+              "mem_ratio_vs_pyg", "speedup_vs_best", "mem_vs_best")
+    widths = (6, kind_width, 3, 8, 10, 10, 9, 14, 16, 15, 11)
 
     def line(cells) -> str:
         return "  ".join(str(c).rjust(w) if k >= 5 else str(c).ljust(w)
@@ -694,23 +747,35 @@ def print_table(results, kind: str, kind_width: int) -> None:
     for r in results:
         head = (r["size"], r[kind], r["channels"], r["mode"], r["provider"])
         if "error" in r:
-            print(line(head + ("ERROR", "-", "-", "-")))
+            print(line(head + ("ERROR",) + ("-",) * 5))
         else:
             print(line(head + (_fmt(r["ms"], "{:.3f}"), _fmt(r["peak_mb"], "{:.1f}"),
-                               _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"))))
+                               _fmt(r["speedup_vs_pyg"]), _fmt(r["mem_ratio_vs_pyg"], "{:.3f}"),
+                               _fmt(r.get("speedup_vs_best")),
+                               _fmt(r.get("mem_vs_best"), "{:.3f}"))))
     print()
 
 
+def add_ratios(results, kind: str, best: str) -> None:
+    """Adds the speed-up and memory ratio of every row against ``pyg`` (PyG's
+    default path) and against ``best`` (its fastest path) measured in the same run,
+    matching rows on (size, ``kind``, C, mode)."""
+    def key(r):
+        return (r["size"], r[kind], r["channels"], r["mode"])
+
+    for baseline, speed, memory in (("pyg", "speedup_vs_pyg", "mem_ratio_vs_pyg"),
+                                    (best, "speedup_vs_best", "mem_vs_best")):
+        base = {key(r): r for r in results if r["provider"] == baseline and "error" not in r}
+        for r in results:
+            b = base.get(key(r))
+            ok = b is not None and "error" not in r
+            r[speed] = b["ms"] / r["ms"] if ok and r["ms"] > 0 else None
+            r[memory] = r["peak_mb"] / b["peak_mb"] if ok and b["peak_mb"] > 0 else None
+
+
 def summarize(results, providers):
-    """Adds speed-up and memory ratio vs pyg (same run) to every result row."""
-    base = {(r["size"], r["score"], r["channels"], r["mode"]): r
-            for r in results if r["provider"] == "pyg" and "error" not in r}
-    for r in results:
-        b = base.get((r["size"], r["score"], r["channels"], r["mode"]))
-        ok = b is not None and "error" not in r
-        r["speedup_vs_pyg"] = b["ms"] / r["ms"] if ok and r["ms"] > 0 else None
-        r["mem_ratio_vs_pyg"] = (r["peak_mb"] / b["peak_mb"]
-                                 if ok and b["peak_mb"] > 0 else None)
+    """Adds the ratios to both PyG baselines (:func:`add_ratios`) and sorts the rows."""
+    add_ratios(results, "score", "pyg-csr")
     order = {p: k for k, p in enumerate(providers)}
     results.sort(key=lambda r: (list(SIZES).index(r["size"]), SCORES.index(r["score"]),
                                 r["channels"], MODES.index(r["mode"]), order[r["provider"]]))
@@ -726,7 +791,7 @@ def print_report(args, results, skipped_reference, wall_s):
     print(f"  torch {v.get('torch', '?')}, torch_geometric {v.get('torch_geometric', '?')}, "
           f"pyg_attn at git {_GIT_AT_START}"
           + ("" if _git_state() == _GIT_AT_START else f" (at start; now {_git_state()})"))
-    ts_calls = [r["torch_scatter_calls"] for r in ok if r["provider"] == "pyg"]
+    ts_calls = [r["torch_scatter_calls"] for r in ok if r["provider"] in BASELINES]
     avail = v.get("torch_scatter")
     print(f"  torch_scatter available: {'yes (' + avail + ')' if avail else 'NO'}; "
           + ("called by the pyg baseline: "
@@ -798,8 +863,9 @@ def print_report(args, results, skipped_reference, wall_s):
 
 
 CSV_FIELDS = ("size", "num_nodes", "num_edges", "heads", "score", "channels", "mode", "provider",
-              "backend", "ms", "ms_min", "timed_repeats", "peak_mb", "speedup_vs_pyg",
-              "mem_ratio_vs_pyg", "mem_method", "check_max_abs_err", "other_cpu_pct",
+              "backend", "ms", "ms_min", "timed_repeats", "peak_mb", "peak_mb_region",
+              "prepare_mb", "speedup_vs_pyg", "mem_ratio_vs_pyg", "speedup_vs_best",
+              "mem_vs_best", "mem_method", "check_max_abs_err", "other_cpu_pct",
               "threads", "device",
               "error")
 

@@ -10,14 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_layers.py"
-PROVIDERS = ("pyg_attn", "pyg")
+PROVIDERS = ("pyg_attn", "pyg", "pyg-sparse")
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
     """Rows of the result table: size layer C mode provider ms peak_MB speedup mem_ratio."""
     return [cells for cells in (line.split() for line in stdout.splitlines())
-            if len(cells) == 9 and cells[0] == "cora" and cells[4] in PROVIDERS]
+            if len(cells) == 11 and cells[0] == "cora" and cells[4] in PROVIDERS]
 
 
 @pytest.mark.skipif(not SCRIPT.exists(), reason="benchmarks/bench_layers.py not present")

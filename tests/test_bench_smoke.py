@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_ops.py"
-PROVIDERS = ("pyg_attn", "reference", "pyg")
+PROVIDERS = ("pyg_attn", "reference", "pyg", "pyg-csr")
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
@@ -18,7 +18,7 @@ def _table_rows(stdout: str) -> list[list[str]]:
     rows = []
     for line in stdout.splitlines():
         cells = line.split()
-        if len(cells) == 9 and cells[0] == "cora" and cells[4] in PROVIDERS:
+        if len(cells) == 11 and cells[0] == "cora" and cells[4] in PROVIDERS:
             rows.append(cells)
     return rows
 
