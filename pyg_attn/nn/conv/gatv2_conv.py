@@ -18,6 +18,7 @@ from .adjacency import pack_attention
 from .gat_conv import check_sizes, split_input
 from .arguments import check_layer_arguments
 from .message_path import uses_message_path
+from .projection import project
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
 
 
@@ -270,14 +271,14 @@ class GATv2Conv(MessagePassing):
         if isinstance(x, Tensor):
             if self.res is not None:
                 res = self.res(x_in_l)
-            x_l = self.lin_l(x_in_l).view(-1, H, C)
-            x_r = x_l if self.share_weights else self.lin_r(x_in_l).view(-1, H, C)
+            x_l = project(self.lin_l, x_in_l).view(-1, H, C)
+            x_r = x_l if self.share_weights else project(self.lin_r, x_in_l).view(-1, H, C)
         else:
             assert x_in_r is not None
             if self.res is not None:
                 res = self.res(x_in_r)
-            x_l = self.lin_l(x_in_l).view(-1, H, C)
-            x_r = self.lin_r(x_in_r).view(-1, H, C)
+            x_l = project(self.lin_l, x_in_l).view(-1, H, C)
+            x_r = project(self.lin_r, x_in_r).view(-1, H, C)
 
         num_src, num_dst = x_l.size(0), x_r.size(0)
         fixed = num_nodes_of(edge_index)

@@ -15,6 +15,7 @@ from ...ops import PreparedGraph, graph_attention
 from .adjacency import sparse_graph
 from .arguments import check_layer_arguments
 from .message_path import uses_message_path
+from .projection import project
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
@@ -272,9 +273,9 @@ class TransformerConv(MessagePassing):
         x_src, x_dst = _split_x(x)
         need_alpha = bool(return_attention_weights)
 
-        query = self.lin_query(x_dst).view(-1, H, C)
-        key = self.lin_key(x_src).view(-1, H, C)
-        value = self.lin_value(x_src).view(-1, H, C)
+        query = project(self.lin_query, x_dst).view(-1, H, C)
+        key = project(self.lin_key, x_src).view(-1, H, C)
+        value = project(self.lin_value, x_src).view(-1, H, C)
 
         if uses_message_path(self):
             index = edge_index.edge_index if isinstance(edge_index, PreparedGraph) else edge_index
@@ -291,7 +292,7 @@ class TransformerConv(MessagePassing):
             out = out.mean(dim=1)
 
         if self.root_weight:
-            x_r = self.lin_skip(x_dst)
+            x_r = project(self.lin_skip, x_dst)
             if self.lin_beta is not None:
                 beta = self.lin_beta(torch.cat([out, x_r, out - x_r], dim=-1))
                 beta = beta.sigmoid()
