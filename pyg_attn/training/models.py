@@ -21,14 +21,17 @@ Where the feature dropout falls is the ``dropout_scheme``:
   PyG's ``examples/gat.py`` (the default of every model but ``gat``);
 - ``"paper"``: as in the paper's reference code, each head draws its own mask
   on the layer input and its projected features are dropped too
-  (:mod:`~pyg_attn.training.paper_dropout`; ``gat`` only, and its default).
+  (:mod:`~pyg_attn.nn.conv.head_dropout`).  ``gat`` (its default) runs it inside
+  :class:`~pyg_attn.nn.GATConv` (``dropout_scheme="per_head"``); the twin
+  ``pyg-gat`` gets it by :func:`paper_dropout_twin`, so the two compare like for
+  like under either scheme.  Other models take ``"shared"`` only.
 
 Both are the same network in evaluation mode.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +39,11 @@ import torch_geometric.nn as pyg_nn
 from torch import Tensor
 
 from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
+from ..nn.conv.head_dropout import HeadwiseDropoutLinear
 from .checks import fraction, positive_int
-from .paper_dropout import paper_dropout_gat
 
 __all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "build_model",
-           "default_dropout_scheme"]
+           "default_dropout_scheme", "paper_dropout_twin"]
 
 #: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
 #: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.
@@ -56,6 +59,9 @@ MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
 
 #: Where the feature dropout falls (see the module doc).
 DROPOUT_SCHEMES = ("shared", "paper")
+
+#: The models that can take the ``"paper"`` scheme.
+PAPER_SCHEME_MODELS = ("gat", "pyg-gat")
 
 
 def default_dropout_scheme(model: str) -> str:
@@ -98,9 +104,9 @@ class ModelConfig:
         if self.dropout_scheme not in DROPOUT_SCHEMES:
             raise ValueError(f"'dropout_scheme' must be one of {list(DROPOUT_SCHEMES)}, got "
                              f"{self.dropout_scheme!r}")
-        if self.dropout_scheme == "paper" and self.model != "gat":
-            raise ValueError("dropout_scheme='paper' is the GAT paper's recipe and needs "
-                             f"model='gat', got model={self.model!r}")
+        if self.dropout_scheme == "paper" and self.model not in PAPER_SCHEME_MODELS:
+            raise ValueError("dropout_scheme='paper' is the GAT paper's recipe and needs a "
+                             f"model in {list(PAPER_SCHEME_MODELS)}, got model={self.model!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
@@ -140,10 +146,16 @@ class NodeClassifier(torch.nn.Module):
             raise TypeError(f"'config' must be a ModelConfig, got {type(config).__name__}")
         self.config = config
         conv = MODELS[config.model]
+        paper = config.dropout_scheme == "paper"
+        extra = dict(input_dropout=config.dropout, dropout_scheme="per_head") \
+            if paper and conv is GATConv else {}
         self.conv1 = conv(in_channels, config.hidden, heads=config.heads, concat=True,
-                          dropout=config.attn_dropout)
+                          dropout=config.attn_dropout, **extra)
         self.conv2 = conv(config.hidden * config.heads, num_classes, heads=config.out_heads,
-                          concat=False, dropout=config.attn_dropout)
+                          concat=False, dropout=config.attn_dropout, **extra)
+        if paper and conv is not GATConv:
+            paper_dropout_twin(self.conv1, config.dropout)
+            paper_dropout_twin(self.conv2, config.dropout)
 
     def reset_parameters(self) -> None:
         """Re-initialises both layers."""
@@ -152,10 +164,8 @@ class NodeClassifier(torch.nn.Module):
 
     def forward(self, x: Tensor, edge_index: Any) -> Tensor:
         """Class scores ``[N, C]`` of every node."""
-        if self.training and self.config.dropout_scheme == "paper":
-            p = self.config.dropout
-            x = F.elu(paper_dropout_gat(self.conv1, x, edge_index, p))
-            return paper_dropout_gat(self.conv2, x, edge_index, p)
+        if self.config.dropout_scheme == "paper":  # the layers drop their inputs
+            return self.conv2(F.elu(self.conv1(x, edge_index)), edge_index)
         x = F.dropout(x, p=self.config.dropout, training=self.training)
         x = F.elu(self.conv1(x, edge_index))
         x = F.dropout(x, p=self.config.dropout, training=self.training)
@@ -163,6 +173,30 @@ class NodeClassifier(torch.nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.conv1}, {self.conv2})"
+
+
+def paper_dropout_twin(conv: pyg_nn.GATConv, p: float) -> None:
+    """Gives PyG's ``GATConv`` the paper's dropout (``dropout_scheme="paper"``), in place.
+
+    Its ``lin`` becomes a :class:`~pyg_attn.nn.conv.head_dropout.HeadwiseDropoutLinear`
+    (each head its own input mask; same weight and ``state_dict`` key), and a
+    propagate pre-hook drops the projected source features that PyG aggregates,
+    after its attention logits were computed from them: the same scheme as
+    ``pyg_attn.nn.GATConv(..., input_dropout=p, dropout_scheme="per_head")``,
+    through PyG's own forward.
+    """
+    if conv.lin is None or conv.res is not None:
+        raise ValueError("'conv' must have one shared projection and no residual")
+    conv.lin = HeadwiseDropoutLinear(conv.lin, conv.heads, p)
+
+    def drop_aggregated(module: torch.nn.Module, inputs: Tuple[Any, Any, Dict[str, Any]]):
+        if not module.training:
+            return None
+        edge_index, size, kwargs = inputs
+        x_src, x_dst = kwargs["x"]
+        return edge_index, size, {**kwargs, "x": (F.dropout(x_src, p), x_dst)}
+
+    conv.register_propagate_forward_pre_hook(drop_aggregated)
 
 
 def build_model(in_channels: int, num_classes: int, model: str = "gat",

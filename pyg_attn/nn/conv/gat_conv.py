@@ -16,6 +16,7 @@ from torch_geometric.utils import softmax
 
 from ...ops import PreparedGraph, gat_attention
 from .arguments import check_layer_arguments
+from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
 from .message_path import uses_message_path
 from .adjacency import pack_attention
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
@@ -76,6 +77,21 @@ def fold_attention(weight: Tensor, att: Tensor) -> Tensor:
     """
     heads, channels = att.shape[-2], att.shape[-1]
     return (weight.view(heads, channels, -1) * att.view(heads, channels, 1)).sum(dim=1)
+
+
+def check_input_dropout(in_channels: Union[int, Tuple[int, int]], residual: bool,
+                        input_dropout: float, dropout_scheme: str) -> None:
+    """ValueErrors for GATConv's ``input_dropout`` / ``dropout_scheme`` arguments."""
+    if not isinstance(input_dropout, (int, float)) or not 0.0 <= input_dropout <= 1.0:
+        raise ValueError(f"'input_dropout' must be a probability in [0, 1], got {input_dropout!r}")
+    if dropout_scheme not in DROPOUT_SCHEMES:
+        raise ValueError(f"'dropout_scheme' must be one of {list(DROPOUT_SCHEMES)}, got "
+                         f"{dropout_scheme!r}")
+    if dropout_scheme == "per_head":
+        sizes = in_channels if isinstance(in_channels, (tuple, list)) else (in_channels,)
+        if residual or any(size <= 0 for size in sizes):
+            raise ValueError("dropout_scheme='per_head' needs residual=False and a known "
+                             f"in_channels, got residual={residual}, in_channels={in_channels}")
 
 
 class GATConv(MessagePassing):
@@ -170,6 +186,16 @@ class GATConv(MessagePassing):
             an additive bias. (default: :obj:`True`)
         residual (bool, optional): If set to :obj:`True`, the layer will add
             a learnable skip-connection. (default: :obj:`False`)
+        input_dropout (float, optional): Dropout probability of the input node
+            features, applied in training mode only (not a PyG argument; PyG's
+            examples drop the input outside the layer). (default: :obj:`0`)
+        dropout_scheme (str, optional): Where ``input_dropout`` falls.
+            :obj:`"shared"`: one mask on the input, seen by every head.
+            :obj:`"per_head"`: the GAT paper's reference code: each head draws
+            its own input mask, and each head's projected features are dropped
+            again (probability ``input_dropout``) after its attention logits
+            are computed (:mod:`~pyg_attn.nn.conv.head_dropout`); needs a known
+            ``in_channels`` and ``residual=False``. (default: :obj:`"shared"`)
         **kwargs (optional): Additional arguments of
             :class:`torch_geometric.nn.conv.MessagePassing`.
 
@@ -211,11 +237,14 @@ class GATConv(MessagePassing):
         fill_value: Union[float, Tensor, str] = "mean",
         bias: bool = True,
         residual: bool = False,
+        input_dropout: float = 0.0,
+        dropout_scheme: str = "shared",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
         check_layer_arguments(out_channels, heads, dropout, edge_dim)
+        check_input_dropout(in_channels, residual, input_dropout, dropout_scheme)
 
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -227,6 +256,8 @@ class GATConv(MessagePassing):
         self.edge_dim = edge_dim
         self.fill_value = fill_value
         self.residual = residual
+        self.input_dropout = input_dropout
+        self.dropout_scheme = dropout_scheme
         #: Backend of the attention op (``None``: automatic; ``"reference"``
         #: for double backward).  A plain attribute: not in the ``state_dict``.
         self.backend: Optional[str] = None
@@ -323,6 +354,10 @@ class GATConv(MessagePassing):
         H, C = self.heads, self.out_channels
         x_src, x_dst = split_input(x)
         res: Optional[Tensor] = None
+        per_head = self.training and self.input_dropout > 0 and self.dropout_scheme == "per_head"
+        if self.training and self.input_dropout > 0 and not per_head:
+            x_src = F.dropout(x_src, self.input_dropout)
+            x_dst = None if x_dst is None else F.dropout(x_dst, self.input_dropout)
 
         # Projections as in PyG:
         lin_src = self.lin if self.lin is not None else self.lin_src
@@ -331,18 +366,23 @@ class GATConv(MessagePassing):
         if x_dst is None and isinstance(x, Tensor):
             if self.res is not None:
                 res = self.res(x_src)
-            h_src = lin_src(x_src).view(-1, H, C)
-            h_dst = h_src if lin_dst is lin_src else lin_dst(x_src).view(-1, H, C)
+            h_src = self._project(lin_src, x_src, per_head)
+            h_dst = h_src if lin_dst is lin_src else self._project(lin_dst, x_src, per_head)
             x_dst_in: Optional[Tensor] = x_src
         else:
             if x_dst is not None and self.res is not None:
                 res = self.res(x_dst)
-            h_src = lin_src(x_src).view(-1, H, C)
-            h_dst = None if x_dst is None else lin_dst(x_dst).view(-1, H, C)
+            h_src = self._project(lin_src, x_src, per_head)
+            h_dst = None if x_dst is None else self._project(lin_dst, x_dst, per_head)
             x_dst_in = x_dst
-        alpha_src = attention_logits(x_src, h_src, lin_src.weight, self.att_src)
-        alpha_dst = None if h_dst is None or x_dst_in is None else \
-            attention_logits(x_dst_in, h_dst, lin_dst.weight, self.att_dst)
+        if per_head:  # each head saw its own x: no fold into one x @ M.T
+            alpha_src = (h_src * self.att_src).sum(dim=-1)
+            alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(dim=-1)
+            h_src = F.dropout(h_src, self.input_dropout)  # the features aggregated
+        else:
+            alpha_src = attention_logits(x_src, h_src, lin_src.weight, self.att_src)
+            alpha_dst = None if h_dst is None or x_dst_in is None else \
+                attention_logits(x_dst_in, h_dst, lin_dst.weight, self.att_dst)
 
         num_src = h_src.size(0)
         fixed = num_nodes_of(edge_index)
@@ -407,6 +447,13 @@ class GATConv(MessagePassing):
         if return_attention_weights:
             return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
         return out
+
+    def _project(self, lin: torch.nn.Module, x: Tensor, per_head: bool) -> Tensor:
+        """``lin(x)`` as ``[N, H, C]``; with ``per_head``, each head through its own
+        input dropout mask (:func:`~pyg_attn.nn.conv.head_dropout.headwise_dropout_projection`)."""
+        if per_head:
+            return headwise_dropout_projection(x, lin.weight, self.heads, self.input_dropout)
+        return lin(x).view(-1, self.heads, self.out_channels)
 
     def _edge_logit(self, edge_attr: Tensor) -> Tensor:
         """``a_e . Theta_e e_ij`` per edge and head as ``edge_attr @ M``, ``M [D, H]``."""

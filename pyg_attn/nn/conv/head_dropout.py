@@ -1,8 +1,9 @@
-r"""GAT's dropout as the paper's reference code applies it (PetarV-/GAT, ``attn_head``).
+r"""GAT's per-head input dropout, as the paper's reference code applies it.
 
 PyG's ``examples/gat.py`` drops each layer's input once, and every head sees
-that one mask.  The reference code of Velickovic et al. 2018 drops inside each
-head, in two places:
+that one mask (the ``"shared"`` scheme).  The reference code of Velickovic et
+al. 2018 (PetarV-/GAT, ``attn_head``) drops inside each head, in two places
+(the ``"per_head"`` scheme):
 
 1. every head :math:`k` draws its own mask on the layer input,
    :math:`h^k = \operatorname{drop}_k(x)\, W_k^\top`;
@@ -15,29 +16,33 @@ head, in two places:
     a^k_{ij} = \operatorname{softmax}_j \operatorname{LeakyReLU}
     \bigl(\mathbf{a}_s^{k\top} h^k_j + \mathbf{a}_t^{k\top} h^k_i\bigr).
 
-Nothing is dropped in evaluation mode, so a model trained this way is an
-ordinary :class:`~pyg_attn.nn.GATConv` stack at inference.
+Nothing is dropped in evaluation mode: both schemes are the same network there.
+
+:func:`headwise_dropout_projection` is step 1.  :class:`~pyg_attn.nn.GATConv`
+runs both steps with ``dropout_scheme="per_head"``;
+:class:`HeadwiseDropoutLinear` is step 1 as a drop-in for a bias-free
+``Linear``, which gives PyG's own ``GATConv`` the same scheme for comparisons.
 
 Bag-of-words inputs (the Planetoid features) are about 99 % zeros, and dropping
-a zero changes nothing, so for a sparse input the first layer draws masks only
+a zero changes nothing, so for a sparse input the projection draws masks only
 for the stored non-zeros and multiplies sparsely: an ``[nnz, H]`` mask and
 :math:`O(\text{nnz} \cdot H \cdot C)` work instead of ``H`` dense ``[N, F]``
 masks and products.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..nn import GATConv
-from ..nn.conv.self_loops import gat_graph
-from ..ops import gat_attention
-from ..ops.identity_cache import IdentityCache
+from ...ops.identity_cache import IdentityCache
 
-__all__ = ["headwise_dropout_projection", "paper_dropout_gat"]
+__all__ = ["DROPOUT_SCHEMES", "HeadwiseDropoutLinear", "headwise_dropout_projection"]
+
+#: Where a layer's input dropout falls (see the module doc).
+DROPOUT_SCHEMES = ("shared", "per_head")
 
 #: Inputs with at most this fraction of non-zeros take the sparse product.
 SPARSE_INPUT_DENSITY = 0.1
@@ -62,8 +67,8 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
         h_{n,k,:} = W_k\, \operatorname{drop}_k(x_n), \qquad
         W = [W_1; \dots; W_H] \in \mathbb{R}^{HC \times F}
 
-    (training mode: keep probability :math:`1 - p`, kept entries scaled by
-    :math:`1 / (1 - p)`).
+    (keep probability :math:`1 - p`, kept entries scaled by :math:`1 / (1 - p)`;
+    always drawn: call it in training mode only).
 
     Args:
         x: node features ``[N, F]``.
@@ -92,34 +97,40 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
     return torch.stack([F.dropout(x, p) @ w.t() for w in per_head], dim=1)
 
 
-def paper_dropout_gat(conv: GATConv, x: Tensor, edge_index: Any, p: float) -> Tensor:
-    """A training-mode forward pass of ``conv`` with the reference code's dropout.
+class HeadwiseDropoutLinear(torch.nn.Module):
+    r"""A bias-free ``Linear`` ``[F] -> [H * C]`` whose heads draw their own input
+    dropout masks in training mode (:func:`headwise_dropout_projection`, flattened
+    to ``[N, H * C]``); in evaluation mode it is ``x W^T``.
 
-    The same function as ``conv(x, edge_index)`` except for where the dropout
-    falls (see the module doc): per-head input masks with probability ``p``,
-    dropout ``p`` on the projected features, ``conv.dropout`` on the attention.
+    It takes over ``linear.weight`` (same ``state_dict`` key ``weight``), so it can
+    replace the ``lin`` of a layer, e.g. PyG's ``GATConv``, in place.
 
     Args:
-        conv: a :class:`~pyg_attn.nn.GATConv` with one shared projection, no edge
-            features and no residual (the paper's layer).
-        x: node features ``[N, F]``.
-        edge_index: the graph, in any form ``conv`` takes (self-loops are handled
-            as ``conv`` does).
-        p: the feature dropout probability.
-
-    Returns:
-        ``[N, H * C]`` when ``conv.concat``, else ``[N, C]``.
+        linear: the bias-free linear map to take over (``weight [H * C, F]``).
+        heads: :math:`H`, dividing ``H * C``.
+        p: dropout probability in ``[0, 1]``.
     """
-    if conv.lin is None or conv.lin_edge is not None or conv.res is not None:
-        raise ValueError("the paper's dropout needs a GATConv with one shared projection, "
-                         "no edge features and no residual")
-    heads = conv.heads
-    h = headwise_dropout_projection(x, conv.lin.weight, heads, p)
-    alpha_src = (h * conv.att_src).sum(dim=-1)
-    alpha_dst = (h * conv.att_dst).sum(dim=-1)
-    looped = gat_graph(edge_index, h.size(0), h.size(0), conv.add_self_loops)
-    out = gat_attention(alpha_src, alpha_dst, F.dropout(h, p), looped.graph,
-                        negative_slope=conv.negative_slope, dropout=conv.dropout,
-                        training=True, backend=conv.backend)
-    out = out.reshape(out.size(0), -1) if conv.concat else out.mean(dim=1)
-    return out if conv.bias is None else out + conv.bias
+
+    def __init__(self, linear: torch.nn.Module, heads: int, p: float) -> None:
+        super().__init__()
+        if getattr(linear, "bias", None) is not None:
+            raise ValueError("'linear' must have no bias")
+        if linear.weight.size(0) % heads != 0:
+            raise ValueError(f"'heads' ({heads}) must divide the output size "
+                             f"{linear.weight.size(0)} of 'linear'")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"'p' must be in [0, 1], got {p}")
+        self.linear_reset = linear.reset_parameters
+        self.weight = linear.weight
+        self.heads = heads
+        self.p = p
+
+    def reset_parameters(self) -> None:
+        """Re-initialises the weight as the replaced ``Linear`` did."""
+        self.linear_reset()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, F] -> [N, H * C]``."""
+        if not self.training:
+            return x @ self.weight.t()
+        return headwise_dropout_projection(x, self.weight, self.heads, self.p).flatten(1)
