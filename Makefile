@@ -26,10 +26,11 @@ $(VENV)/.setup-done: pyproject.toml constraints.txt
 	touch $@
 
 # The main job: train the GAT of Velickovic et al. on the embedded Cora (one run,
-# prints the test accuracy), then draw node 0's attention and its rollout.
+# prints the test accuracy), then draw node 0's attention and its rollout, and
+# write the interactive explorer of its 2-hop neighbourhood (attention.html).
 demo: setup
 	$(PY) -m pyg_attn train --dataset Cora --model gat --out $(OUT)/cora-gat
-	$(PY) -m pyg_attn explain --checkpoint $(OUT)/cora-gat --node 0 --out $(OUT)/cora-gat/explain
+	$(PY) -m pyg_attn explain --checkpoint $(OUT)/cora-gat --node 0 --out $(OUT)/cora-gat/explain --html
 
 test: setup
 	$(PY) -m pytest -q

@@ -10,7 +10,8 @@ Subcommands:
   attention pooling (``--dataset MUTAG --model gat-pool``, 10-fold
   cross-validation); checkpoints, metrics and config go to ``--out``.
 * ``explain``: a trained checkpoint's attention, all layers, as CSV/JSON, and
-  pictures of one node's attention neighbourhood and rollout.
+  pictures of one node's attention neighbourhood and rollout (``--html``: an
+  interactive explorer page too).
 * ``bench``: the benchmark scripts of the source tree (``ops``, ``layers``,
   ``products-memory``, ``planetoid``, ``mutag``, ``swapped-imports``), arguments
   passed through.
@@ -188,7 +189,7 @@ def _explain(args: argparse.Namespace) -> int:
     from .training.explain import explain
 
     written = explain(args.checkpoint, args.node, out=args.out, hops=args.hops,
-                      data_root=args.data_root, device=args.device)
+                      data_root=args.data_root, device=args.device, html=args.html)
     for kind, path in written.items():
         print(f"{kind}: {path}")
     return 0
@@ -211,6 +212,9 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="data root (default: the one the model was trained with)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
+    parser.add_argument("--html", action="store_true",
+                        help="also write attention.html, an interactive explorer of the "
+                             "node's neighbourhood (every layer and head, rollout, flow)")
     parser.set_defaults(run=_explain)
 
 

@@ -18,6 +18,9 @@ rebuilds the model, runs it once in evaluation mode on its data set under
   :math:`R_{kj}`, :math:`R = \hat A_L \cdots \hat A_1`,
   :math:`\hat A_l = \operatorname{rownorm}(\tfrac12 A_l + \tfrac12 I)`
   (Abnar & Zuidema 2020; :func:`pyg_attn.analysis.attention_rollout`).
+* ``attention.html`` (with ``html=True``): the interactive explorer of
+  :func:`pyg_attn.visualization.explorer` for the node's ``hops``-hop
+  neighbourhood: every layer and head, rollout and flow, labels and predictions.
 """
 from __future__ import annotations
 
@@ -85,7 +88,8 @@ def _rounded(values: Tensor) -> List[Any]:
 
 
 def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hops: int = 2,
-            data_root: Optional[PathLike] = None, device: str = "cpu") -> Dict[str, Path]:
+            data_root: Optional[PathLike] = None, device: str = "cpu",
+            html: bool = False) -> Dict[str, Path]:
     """Exports and draws the attention of a trained node classifier (see module doc).
 
     Parameters
@@ -103,11 +107,14 @@ def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hop
         trained with (else the shipped copy).
     device : str
         Device to run the model on.
+    html : bool
+        Also write ``attention.html``, the interactive explorer.
 
     Returns
     -------
     dict
-        ``{"csv", "json", "attention_png", "rollout_png"}`` -> written paths.
+        ``{"csv", "json", "attention_png", "rollout_png"}`` (and ``"html"``)
+        -> written paths.
 
     Raises
     ------
@@ -117,7 +124,7 @@ def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hop
         ``node`` outside the graph or ``hops`` < 1.
     """
     from ..analysis import attention_rollout
-    from ..visualization import draw_attention_graph
+    from ..visualization import draw_attention_graph, explorer
 
     positive_int("hops", hops)
     path = find_checkpoint(checkpoint)
@@ -173,4 +180,9 @@ def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hop
                          title=f"node {node}: rollout over {len(layers)} layers "
                                f"(top {sources.numel()} inputs)",
                          path=written["rollout_png"])
+    if html:
+        written["html"] = folder / "attention.html"
+        explorer(records, data.cpu(), node=node, hops=hops, path=written["html"],
+                 predictions=logits.cpu(),
+                 title=f"{payload['dataset']} node {node}: attention of every layer")
     return written
