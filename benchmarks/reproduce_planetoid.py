@@ -186,8 +186,17 @@ def report(rows: List[Row], sources: List[Dict[str, str]]) -> str:
                      f"{cell(base) if base else 'not run'} |")
     lines += ["", "Every seed:", "", "| " + " | ".join(FIELDS) + " |",
               "| " + " | ".join("---" for _ in FIELDS) + " |"]
-    lines += ["| " + " | ".join(str(row[field]) for field in FIELDS) + " |" for row in rows]
+    lines += ["| " + " | ".join(figure(row[field]) for field in FIELDS) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def figure(value: object) -> str:
+    """A row's value for the report: fractions and times rounded, the rest as is."""
+    try:
+        number = float(str(value))
+    except ValueError:
+        return str(value)
+    return str(value) if number.is_integer() else f"{number:.4g}"
 
 
 def cell(group: List[Row]) -> str:

@@ -14,23 +14,36 @@ SCRIPT = ROOT / "benchmarks" / "reproduce_planetoid.py"
 
 
 @pytest.mark.slow
-def test_quick_run_and_summary(shipped_data, tmp_path):
+def test_quick_run_report_and_summary(shipped_data, tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    rows_csv = tmp_path / "rows.csv"
+    rows_csv, report = tmp_path / "rows.csv", tmp_path / "report.md"
     run = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "Cora", "--models", "gat",
                           "--seeds", "1", "--first-seed", "2", "--epochs", "2",
-                          "--csv", str(rows_csv)],
+                          "--timing-epochs", "0", "--csv", str(rows_csv),
+                          "--results", str(report)],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     with open(rows_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    assert [(r["model"], r["seed"], r["epochs"]) for r in rows] == [("gat", "2", "2"),
-                                                                    ("pyg-gat", "2", "2")]
-    lines = [line.split() for line in run.stdout.splitlines() if line.startswith("Cora ")]
-    table = {cells[1]: cells for cells in lines if len(cells) == 9}
-    assert set(table) == {"gat", "pyg-gat"} and table["pyg-gat"][-1] == "1.00x"
+        lines = handle.read().splitlines()
+    provenance = [line.split(":")[0] for line in lines if line.startswith("# ")]
+    assert provenance == ["# machine", "# versions", "# command", "# commit", "# threads"]
+    rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+    assert [(r["model"], r["scheme"], r["seed"], r["epochs"]) for r in rows] == [
+        ("gat", "shared", "2", "2"), ("gat", "paper", "2", "2"),
+        ("pyg-gat", "shared", "2", "2"), ("pyg-gat", "paper", "2", "2")]
+    table = {(cells[1], cells[2]): cells for cells in
+             (line.split() for line in run.stdout.splitlines() if line.startswith("Cora "))
+             if len(cells) == 11}
+    assert set(table) == {(m, s) for m in ("gat", "pyg-gat") for s in ("shared", "paper")}
+    assert table[("pyg-gat", "paper")][-1] == "1.00x"
+    text = report.read_text()
+    assert "| Cora | paper | gat |" in text and "| Cora | shared | gat |" in text
+    assert "- commit: `" in text and "- command: `" in text
 
-    summary = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(rows_csv)],
+    merged = tmp_path / "merged.md"
+    summary = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(rows_csv),
+                              "--results", str(merged)],
                              env=env, capture_output=True, text=True, timeout=600)
     assert summary.returncode == 0 and "pyg-gat" in summary.stdout
+    assert merged.read_text() == text
