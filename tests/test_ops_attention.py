@@ -397,3 +397,39 @@ def test_eager_path_is_taken_outside_compile_and_the_op_inside(monkeypatch):
                              backend="aot_eager")(q, k, v)
     assert calls == ["eager"]
     torch.testing.assert_close(compiled, eager)
+
+
+@pytest.mark.parametrize("order", ["coalesced", "by_destination", "shuffled", "by_source_only"])
+def test_prepare_is_consistent_for_every_input_order(order):
+    """The sort-skipping paths of prepare() (edges already grouped by source or by
+    destination) build the same kind of CSR/CSC as the general one."""
+    edge_index = random_graph(30, 30, 150, seed=12, self_loops=4, duplicates=10, isolated=3)
+    num_edges = edge_index.size(1)
+    gen = torch.Generator().manual_seed(0)
+    if order == "coalesced":
+        edge_index = edge_index[:, torch.argsort(edge_index[0] * 30 + edge_index[1])]
+    elif order == "by_destination":
+        edge_index = edge_index[:, torch.argsort(edge_index[1], stable=True)]
+    elif order == "by_source_only":  # grouped by source, destinations unordered inside
+        edge_index = edge_index[:, torch.randperm(num_edges, generator=gen)]
+        edge_index = edge_index[:, torch.argsort(edge_index[0], stable=True)]
+    graph = prepare(edge_index, 30)
+    src, dst = edge_index
+    perm, col = graph.perm.long(), graph.col.long()
+    rows = torch.repeat_interleave(torch.arange(30), graph.rowptr.diff())
+    assert torch.equal(dst[perm], rows) and torch.equal(src[perm], col)
+    assert sorted(perm.tolist()) == list(range(num_edges))
+    sources = torch.repeat_interleave(torch.arange(30), graph.colptr.diff())
+    csc_edge = graph.csc_edge.long()
+    assert torch.equal(src[csc_edge], sources)
+    assert torch.equal(dst[csc_edge], graph.csc_row.long())
+    assert sorted(csc_edge.tolist()) == list(range(num_edges))
+    assert torch.equal(graph.edge_index, edge_index)
+    q, k, v = (torch.randn(30, 2, 4, generator=gen, requires_grad=True) for _ in range(3))
+    out = graph_attention(q, k, v, graph)
+    ref = graph_attention(q, k, v, edge_index, backend="reference")
+    torch.testing.assert_close(out, ref, **TOL[torch.float32])
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, **TOL[torch.float32])

@@ -1,6 +1,6 @@
 """Destination-sorted CSR (and source-sorted CSC) views of an ``edge_index``.
 
-Conventions (GUIDE section 3): ``edge_index[0]`` holds sources ``j``,
+Conventions (docs/guide/conventions.md): ``edge_index[0]`` holds sources ``j``,
 ``edge_index[1]`` destinations ``i``; node ``i`` attends over its incoming
 edges ``j -> i``.  A :class:`PreparedGraph` holds
 
@@ -137,16 +137,39 @@ def _pointer(index: Tensor, size: int) -> Tensor:
 
 
 def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
+    """The CSR/CSC of ``edge_index`` with at most two stable sorts, fewer when the
+    edges come grouped: destination-sorted edges (samplers, CSC order) need no
+    sort for the CSR, source-sorted ones (a coalesced ``edge_index``, a ``Batch``
+    of them) none for the CSC, whose slots are then the edges in their own order.
+    Indices are sorted and gathered as int32 where they fit (half the bytes)."""
     reused = _from_sorted_edge_index(edge_index, num_src, num_dst)
     if reused is not None:
         return reused
-    edge_index = plain_edge_index(edge_index).long()
-    src, dst = edge_index[0], edge_index[1]
-    perm = torch.argsort(dst, stable=True)
-    col = src[perm]
-    csc_pos = torch.argsort(col, stable=True)
-    return _graph(num_src, num_dst, _pointer(dst, num_dst), col, perm, _pointer(src, num_src),
-                  csc_pos, dst[perm][csc_pos])
+    edge_index = plain_edge_index(edge_index)
+    dtype = index_dtype(edge_index.size(1), num_src, num_dst)
+    src, dst = edge_index[0].to(dtype), edge_index[1].to(dtype)
+    positions = torch.arange(src.numel(), device=src.device, dtype=dtype)
+    perm = _stable_order(dst)
+    col = src if perm is None else src.index_select(0, perm)
+    perm = positions if perm is None else perm.to(dtype)
+    if _is_grouped(src):  # CSC slot k is edge k
+        csc_edge, csc_row = positions, dst
+    else:
+        order = _stable_order(col)
+        csc_edge = perm if order is None else perm.index_select(0, order)
+        csc_row = dst.index_select(0, csc_edge)
+    return _graph(num_src, num_dst, _pointer(dst.long(), num_dst), col, perm,
+                  _pointer(src.long(), num_src), csc_edge, csc_row)
+
+
+def _is_grouped(keys: Tensor) -> bool:
+    """Whether ``keys`` is non-decreasing (one O(E) pass)."""
+    return keys.numel() < 2 or bool((keys[1:] >= keys[:-1]).all())
+
+
+def _stable_order(keys: Tensor) -> Tensor | None:
+    """The stable sorting permutation of ``keys`` (``None`` when already sorted)."""
+    return None if _is_grouped(keys) else torch.sort(keys, stable=True)[1]
 
 
 def index_dtype(num_edges: int, num_src: int, num_dst: int) -> torch.dtype:
@@ -157,18 +180,20 @@ def index_dtype(num_edges: int, num_src: int, num_dst: int) -> torch.dtype:
 
 
 def _graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm: Tensor,
-           colptr: Tensor, csc_pos: Tensor, csc_row: Tensor) -> PreparedGraph:
-    """Assembles a graph from its CSR and the CSR position of each CSC slot.
+           colptr: Tensor, csc_edge: Tensor, csc_row: Tensor) -> PreparedGraph:
+    """Assembles a graph from its CSR (``rowptr``, ``col``, ``perm``) and CSC
+    (``colptr``, ``csc_edge``: the edge id of each CSC slot, ``csc_row``: its
+    destination).
 
     Row pointers are ``int64``; ``col``, ``perm`` and the CSC arrays take
     :func:`index_dtype` (``int32`` unless the graph has 2^31 edges or nodes).
     """
-    dtype = index_dtype(csc_pos.numel(), num_src, num_dst)
+    dtype = index_dtype(col.numel(), num_src, num_dst)
     return PreparedGraph(
         num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(),
         col=col.to(dtype).contiguous(), perm=perm.to(dtype).contiguous(),
         colptr=colptr.long(), csc_row=csc_row.to(dtype).contiguous(),
-        csc_edge=perm[csc_pos].to(dtype).contiguous())
+        csc_edge=csc_edge.to(dtype).contiguous())
 
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:
@@ -193,9 +218,7 @@ def _from_sorted_edge_index(edge_index: Tensor, num_src: int,
     (colptr, csc_row), src_perm = edge_index.get_csr()
     perm = arange if perm is None else perm
     src_perm = arange if src_perm is None else src_perm
-    position = torch.empty_like(perm)
-    position[perm] = arange
-    return _graph(num_src, num_dst, rowptr, col, perm, colptr, position[src_perm], csc_row)
+    return _graph(num_src, num_dst, rowptr, col, perm, colptr, src_perm, csc_row)
 
 
 def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) -> PreparedGraph:

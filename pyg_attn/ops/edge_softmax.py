@@ -41,7 +41,7 @@ def _group_graph(edge_index: Tensor, num_nodes: int) -> PreparedGraph:
     is_sorted = num_edges < 2 or bool((index[1:] >= index[:-1]).all())
     perm = positions if is_sorted else torch.argsort(index, stable=True)
     return _graph(1, num_nodes, _pointer(index, num_nodes), sources, perm,
-                  _pointer(sources, 1), positions, index[perm])
+                  _pointer(sources, 1), perm, index.index_select(0, perm))
 
 
 def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
