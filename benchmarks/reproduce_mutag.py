@@ -6,7 +6,7 @@ twice under the same folds, validation splits, seeds and hyper-parameters:
 
 - ``gat-pool``: :class:`pyg_attn.nn.GATConv` layers + :class:`pyg_attn.nn.AttentionPooling`,
 - ``pyg-gat-pool``: ``torch_geometric.nn.GATConv`` + ``AttentionalAggregation``
-  (the baseline of issue 14), starting from the same parameters in every fold.
+  (the PyG baseline), starting from the same parameters in every fold.
 
 In each fold a validation split from the training part picks the epoch; the test
 fold is evaluated once, afterwards.  Prints one row per fold, then

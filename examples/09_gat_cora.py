@@ -10,7 +10,7 @@ node: its 2-hop neighbourhood in the last layer and its attention rollout.
     python examples/09_gat_cora.py --out out/          # up to 1000 epochs, ~1 min on 2 cores
     python examples/09_gat_cora.py --quick --out out/  # 5 epochs, a smoke test
 
-Direction (GUIDE section 3): arrows point along messages ``j -> i``; the weight
+Direction (docs/guide/conventions.md): arrows point along messages ``j -> i``; the weight
 ``a_ij`` of node ``i`` on its neighbour ``j`` sums to 1 over ``i``'s incoming edges.
 """
 from __future__ import annotations

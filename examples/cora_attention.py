@@ -9,7 +9,7 @@ also attends to itself; that weight is reported apart from its neighbours'.
     python examples/cora_attention.py                 # 100 epochs, a few seconds
     python examples/cora_attention.py --epochs 5 --out out/
 
-Direction (GUIDE section 3): ``edge_index[0]`` is the source ``j``,
+Direction (docs/guide/conventions.md): ``edge_index[0]`` is the source ``j``,
 ``edge_index[1]`` the destination ``i``; node ``i`` attends over its incoming edges
 ``j -> i`` with weights ``a_ij`` that sum to 1 over its neighbours.
 """

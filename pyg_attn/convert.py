@@ -1,6 +1,6 @@
 """Attention between tensors and networkx graphs.
 
-Conventions (GUIDE section 3), the same in every function here:
+Conventions (docs/guide/conventions.md), the same in every function here:
 
 * **Dense attention** ``A`` is ``[N, N]`` (or ``[H, N, N]`` for ``H`` heads) with
   ``A[i, j]`` the weight with which query/destination ``i`` attends to key/source

@@ -6,6 +6,7 @@ The docstrings' examples run as doctests in the same pytest session
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,32 @@ def test_every_example_is_on_the_examples_page() -> None:
     missing = [path.name for path in sorted((REPO / "examples").glob("*.py"))
                if f"../examples/{path.name}" not in page]
     assert not missing, f"examples not on docs/examples.md: {missing}"
+
+
+#: Product folders and files: what users read, where nothing may point outside the repo.
+PRODUCT = ["pyg_attn", "README.md", "docs", "examples", "benchmarks", "tests"]
+#: Mentions of the project's internal notes: a guide outside the repository, issue
+#: numbers, closing notes.  Conventions are cited as docs/guide/conventions.md.
+OUTSIDE_REFERENCE = re.compile(r"GUIDE|issue[ -]?#?[0-9]|closing note|\.\./shared")
+
+
+def product_files() -> list:
+    """Text files of the product (source, docs, examples, benchmarks, tests)."""
+    files = []
+    for name in PRODUCT:
+        path = REPO / name
+        candidates = [path] if path.is_file() else path.rglob("*")
+        files += [p for p in candidates if p.is_file() and "_build" not in p.parts
+                  and "__pycache__" not in p.parts
+                  and p.suffix in {".py", ".md", ".txt", ".rst", ".cpp", ".h", ".sh", ".toml",
+                                   ".csv", ".json", ".in", ""}]
+    return files
+
+
+def test_no_product_file_points_to_notes_outside_the_repository() -> None:
+    found = [f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+             for path in product_files()
+             for number, line in enumerate(path.read_text(encoding="utf-8",
+                                                          errors="replace").splitlines(), 1)
+             if OUTSIDE_REFERENCE.search(line) and path != Path(__file__)]
+    assert not found, "\n".join(found)

@@ -2,7 +2,7 @@
 
 Functions take dense attention (``A[i, j]``: destination ``i``, source ``j``),
 ``(edge_index, alpha)`` pairs or :func:`~pyg_attn.nn.capture_attention`
-records, or networkx graphs in message direction (GUIDE section 3; see
+records, or networkx graphs in message direction (docs/guide/conventions.md; see
 :mod:`pyg_attn.convert`).  No layers are imported.
 """
 from .centrality import (DISTANCES, attention_betweenness, attention_distance_graph,

@@ -1,4 +1,4 @@
-"""Edge-attention kernels: reference, fused CPU, dispatch (see GUIDE section 5)."""
+"""Edge-attention kernels: reference, fused CPU, dispatch (see docs/guide/kernels.md)."""
 from .attention import BACKENDS, gat_attention, gatv2_attention, graph_attention, select_backend
 from .csr import PreparedGraph, clear_cache, prepare
 from .dense import attention_weights, complete_graph_edge_index

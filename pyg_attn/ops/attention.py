@@ -1,6 +1,6 @@
 """Fused edge attention: public ops, input checks and the one backend dispatcher.
 
-Conventions (GUIDE section 3): ``edge_index[0]`` = source ``j``,
+Conventions (docs/guide/conventions.md): ``edge_index[0]`` = source ``j``,
 ``edge_index[1]`` = destination ``i``; node ``i`` attends over its incoming edges
 ``j -> i``; duplicate edges are separate edges and self-loops ordinary edges; a
 destination with no (unmasked) edge gets a zero output and zero attention.

@@ -5,7 +5,7 @@ Transformer self-attention is graph attention on a complete directed graph:
 query ``i`` on key ``j``, rows sum to 1, or to 0 when every key is masked), and
 :func:`complete_graph_edge_index` lists the edges ``j -> i`` along which
 :func:`~pyg_attn.ops.graph_attention` computes the very same weights, one per
-edge (GUIDE section 3: ``edge_index[0]`` = source ``j``, ``edge_index[1]`` =
+edge (docs/guide/conventions.md: ``edge_index[0]`` = source ``j``, ``edge_index[1]`` =
 destination ``i``; ``A`` is ``A[dst, src]``).
 """
 from __future__ import annotations

@@ -30,7 +30,7 @@ class LastAttentionGraph:
                     threshold: float = 0.0) -> nx.DiGraph:
         """The last attention weights of sample ``index`` as a weighted DiGraph.
 
-        Edges follow message direction (GUIDE section 3): ``A[i, j] > threshold``
+        Edges follow message direction (docs/guide/conventions.md): ``A[i, j] > threshold``
         gives the edge ``j -> i`` with ``weight = A[i, j]``, built by
         :func:`pyg_attn.convert.dense_to_digraph`.
 

@@ -1,4 +1,4 @@
-"""Triton GPU kernels of the fused edge attention (GUIDE section 5).
+"""Triton GPU kernels of the fused edge attention (docs/guide/kernels.md).
 
 Importing this package does not import Triton: :func:`triton_importable` and
 :func:`interpreter_enabled` let the dispatcher (``pyg_attn.ops.attention.
