@@ -152,7 +152,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--attn-dropout", type=float, default=0.6, help="attention dropout")
     parser.add_argument("--dropout-scheme", choices=["paper", "shared"], default=None,
                         help="paper: each head draws its own input mask and its projected "
-                             "features are dropped too, as in the GAT paper's code (gat only); "
+                             "features are dropped too, as in the GAT paper's code (gat, pyg-gat); "
                              "shared: one mask per layer input, as in PyG's examples/gat.py. "
                              "Default: paper for gat, shared for the others")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
