@@ -42,8 +42,8 @@ from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
 from ..nn.conv.head_dropout import HeadwiseDropoutLinear
 from .checks import fraction, positive_int
 
-__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "build_model",
-           "default_dropout_scheme", "paper_dropout_twin"]
+__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "PAPER_SCHEME_MODELS",
+           "build_model", "default_dropout_scheme", "paper_dropout_twin"]
 
 #: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
 #: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.

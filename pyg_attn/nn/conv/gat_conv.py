@@ -354,10 +354,11 @@ class GATConv(MessagePassing):
         H, C = self.heads, self.out_channels
         x_src, x_dst = split_input(x)
         res: Optional[Tensor] = None
-        per_head = self.training and self.input_dropout > 0 and self.dropout_scheme == "per_head"
-        if self.training and self.input_dropout > 0 and not per_head:
-            x_src = F.dropout(x_src, self.input_dropout)
-            x_dst = None if x_dst is None else F.dropout(x_dst, self.input_dropout)
+        p_in = self.input_dropout if self.training else 0.0
+        per_head = p_in > 0 and self.dropout_scheme == "per_head"
+        if p_in > 0 and not per_head:  # "shared": one mask per input, before the heads
+            x_src = F.dropout(x_src, p_in)
+            x_dst = None if x_dst is None else F.dropout(x_dst, p_in)
 
         # Projections as in PyG:
         lin_src = self.lin if self.lin is not None else self.lin_src
@@ -378,7 +379,7 @@ class GATConv(MessagePassing):
         if per_head:  # each head saw its own x: no fold into one x @ M.T
             alpha_src = (h_src * self.att_src).sum(dim=-1)
             alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(dim=-1)
-            h_src = F.dropout(h_src, self.input_dropout)  # the features aggregated
+            h_src = F.dropout(h_src, p_in)  # the features aggregated
         else:
             alpha_src = attention_logits(x_src, h_src, lin_src.weight, self.att_src)
             alpha_dst = None if h_dst is None or x_dst_in is None else \
