@@ -6,10 +6,23 @@ installed torch, so no wheel has to match a torch build.  Where it cannot be
 built (no compiler, no headers), :func:`load_extension` returns ``None`` after
 one warning and the dispatcher falls back to the reference backend.
 Set ``PYG_ATTN_DISABLE_CPP=1`` to skip the build on purpose.
+
+Build flags
+    The default build is portable (the compiler's baseline target, e.g. x86-64),
+    so a shared extension cache works on every CPU; the kernel's AVX2/FMA code is
+    compiled for those instructions separately and chosen at run time when the CPU
+    has them.  ``PYG_ATTN_NATIVE=1`` adds ``-march=native`` (tuned to the building
+    CPU, usable only there).  ``PYG_ATTN_EXTRA_CFLAGS`` appends compiler flags and
+    ``PYG_ATTN_EXTRA_LDFLAGS`` linker flags (e.g. a sanitizer build).  The
+    extension's cache name carries a digest of its flags and, for native builds,
+    of the CPU, so a build made with other flags or on another CPU is never reused.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
+import shlex
 import threading
 import warnings
 from pathlib import Path
@@ -18,6 +31,7 @@ from types import ModuleType
 import torch
 
 _SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
+_BASE_CFLAGS = ("-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math")
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
@@ -33,20 +47,49 @@ def load_extension() -> ModuleType | None:
     return _state["module"]  # type: ignore[return-value]
 
 
+def _flag_set(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to something other than 0."""
+    return os.environ.get(name, "0") not in ("", "0")
+
+
+def build_flags() -> tuple[list[str], list[str]]:
+    """The ``(cflags, ldflags)`` of the extension under the current environment."""
+    cflags = list(_BASE_CFLAGS)
+    if _flag_set("PYG_ATTN_NATIVE"):
+        cflags.append("-march=native")
+    cflags += shlex.split(os.environ.get("PYG_ATTN_EXTRA_CFLAGS", ""))
+    ldflags = ["-fopenmp", *shlex.split(os.environ.get("PYG_ATTN_EXTRA_LDFLAGS", ""))]
+    return cflags, ldflags
+
+
+def extension_name(cflags: list[str], ldflags: list[str]) -> str:
+    """The cache name of a build with these flags: a digest of the flags and, when
+    they tune for the building CPU, of that CPU's identity."""
+    key = " ".join(cflags) + " | " + " ".join(ldflags)
+    if any(flag.startswith(("-march=native", "-mtune=native", "-mcpu=native")) for flag in cflags):
+        key += " | " + _cpu_identity()
+    return "pyg_attn_fused_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _cpu_identity() -> str:
+    """The CPU's model and feature flags (``/proc/cpuinfo``; else ``platform``)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    keys = ("model name", "flags", "Features", "CPU part")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in keys}))
+
+
 def _build() -> ModuleType | None:
-    if os.environ.get("PYG_ATTN_DISABLE_CPP", "0") not in ("", "0"):
+    if _flag_set("PYG_ATTN_DISABLE_CPP"):
         return None
     try:
         from torch.utils.cpp_extension import load
 
-        return load(
-            name="pyg_attn_fused_cpu",
-            sources=[str(_SOURCE)],
-            extra_cflags=["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
-                          "-march=native" if _native_ok() else "-O3"],
-            extra_ldflags=["-fopenmp"],
-            verbose=False,
-        )
+        cflags, ldflags = build_flags()
+        return load(name=extension_name(cflags, ldflags), sources=[str(_SOURCE)],
+                    extra_cflags=cflags, extra_ldflags=ldflags, verbose=False)
     except Exception as exc:  # noqa: BLE001 - any build failure means "fall back"
         warnings.warn(
             "pyg_attn: the fused CPU kernel could not be built "
@@ -54,8 +97,3 @@ def _build() -> ModuleType | None:
             "falling back to the slower pure-PyTorch reference backend.",
             RuntimeWarning, stacklevel=3)
         return None
-
-
-def _native_ok() -> bool:
-    # Portable builds (e.g. a shared extensions dir) can opt out of -march=native.
-    return os.environ.get("PYG_ATTN_PORTABLE_BUILD", "0") in ("", "0")

@@ -20,7 +20,13 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#if defined(__AVX2__) && defined(__FMA__)
+// The AVX2 code paths are compiled for AVX2/FMA whatever the build flags
+// (function target attributes) and chosen at run time when the CPU has them, so
+// the default build runs on any x86-64 CPU; `-march=native` (PYG_ATTN_NATIVE=1)
+// only lets the compiler use wider instructions everywhere else too.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define PYG_ATTN_X86 1
+#define PYG_ATTN_AVX2_TARGET __attribute__((target("avx2,fma")))
 #include <immintrin.h>
 #endif
 
@@ -28,6 +34,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -166,16 +173,27 @@ inline void heads_dot(const T* a, const T* b, const T* shift, int64_t H, int64_t
     out[h] = dot_shifted(a + h * n, b + h * n, shift ? shift + h * n : nullptr, n);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(PYG_ATTN_X86)
+// Whether this CPU runs AVX2 and FMA (asked once).
+inline bool cpu_has_avx2() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+}
+
 // [sum(p0), ..., sum(p7)] of eight 8-lane vectors.
-inline __m256 sum_lanes_8x8(const __m256* p) {
+PYG_ATTN_AVX2_TARGET inline __m256 sum_lanes_8x8(const __m256* p) {
   const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
   const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
   return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
 }
 
+// heads_dot for groups of eight heads (the remaining heads go to dot_shifted).
 template <int C>
-inline void heads_dot_avx2(const float* a, const float* b, const float* shift, int64_t H, float* out) {
+PYG_ATTN_AVX2_TARGET void heads_dot_avx2(const float* a, const float* b, const float* shift,
+                                         int64_t H, float* out) {
   int64_t h = 0;
   for (; h + 8 <= H; h += 8) {
     __m256 p[8];
@@ -196,11 +214,20 @@ inline void heads_dot_avx2(const float* a, const float* b, const float* shift, i
   for (; h < H; ++h) out[h] = dot_shifted(a + h * C, b + h * C, shift ? shift + h * C : nullptr, int64_t(C));
 }
 
+// The AVX2 version where the build targets AVX2 (no run-time test) or the CPU
+// has it, else the portable loop.
+#if defined(__AVX2__) && defined(__FMA__)
+#define PYG_ATTN_USE_AVX2() true
+#else
+#define PYG_ATTN_USE_AVX2() cpu_has_avx2()
+#endif
 #define PYG_ATTN_HEADS_DOT_AVX2(C)                                                          \
   template <>                                                                               \
   inline void heads_dot<C, float>(const float* a, const float* b, const float* shift,       \
                                   int64_t H, int64_t, float* out) {                         \
-    heads_dot_avx2<C>(a, b, shift, H, out);                                                 \
+    if (PYG_ATTN_USE_AVX2()) return heads_dot_avx2<C>(a, b, shift, H, out);                 \
+    for (int64_t h = 0; h < H; ++h)                                                         \
+      out[h] = dot_shifted(a + h * C, b + h * C, shift ? shift + h * C : nullptr, int64_t(C)); \
   }
 PYG_ATTN_HEADS_DOT_AVX2(8)
 PYG_ATTN_HEADS_DOT_AVX2(16)
@@ -325,9 +352,6 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
                     const c10::optional<at::Tensor>& edge_value,
                     const c10::optional<at::Tensor>& edge_mask, double scale, double slope,
                     double p_drop, int64_t seed) {
-  TORCH_CHECK_VALUE(col.scalar_type() == at::kInt && perm.scalar_type() == at::kInt,
-                    "the fused CPU kernel needs int32 edge indices (graphs with fewer than "
-                    "2^31 edges and nodes); use backend='reference' for larger graphs");
   Graph<T> g;
   g.n_dst = rowptr.size(0) - 1;
   g.n_src = src.size(0);
@@ -351,8 +375,9 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
   g.p_drop = p_drop;
   g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
   g.seed = static_cast<uint32_t>(seed);
-  TORCH_CHECK(kind != GATV2 || g.att != nullptr, "gatv2 needs att");
-  TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0, "edge softmax needs edge_score");
+  TORCH_CHECK(kind != GATV2 || g.att != nullptr, "fused_attention: kind gatv2 needs 'att'");
+  TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0,
+              "fused_attention: kind edge needs 'edge_score'");
   return g;
 }
 
@@ -722,6 +747,146 @@ void dispatch_kind(int64_t kind, const Graph<T>& g, const F& f) {
   }
 }
 
+// ------------------------------------------------------------------ input checks
+// Every structural precondition of the kernels is checked here, before any
+// pointer is read: shapes, dtypes, contiguity, the kind, and the graph arrays'
+// lengths, pointer monotonicity and index ranges (O(N + E) integer passes, cheap
+// next to the kernels).  A failed check raises RuntimeError naming the argument.
+
+constexpr int64_t kCheckGrain = 1 << 16;
+
+void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dims) {
+  TORCH_CHECK(t.defined(), "fused_attention: '", name, "' is undefined");
+  TORCH_CHECK(t.device().is_cpu(), "fused_attention: '", name, "' must be on the CPU, got ",
+              t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, "fused_attention: '", name, "' must have dtype ", dtype,
+              ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == dims, "fused_attention: '", name, "' must have ", dims,
+              " dimensions, got shape ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), "fused_attention: '", name, "' must be contiguous");
+}
+
+void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected) {
+  TORCH_CHECK(t.sizes() == expected, "fused_attention: '", name, "' must have shape ",
+              expected, ", got ", t.sizes());
+}
+
+void check_optional(const c10::optional<at::Tensor>& t, const char* name, at::ScalarType dtype,
+                    at::IntArrayRef expected) {
+  if (!t.has_value() || !t->defined()) return;
+  check_tensor(*t, name, dtype, static_cast<int64_t>(expected.size()));
+  check_shape(*t, name, expected);
+}
+
+// A pointer array `ptr` [n + 1] (int64) of a CSR with `num_edges` entries:
+// ptr[0] = 0, non-decreasing, ptr[n] = num_edges.
+void check_pointer(const at::Tensor& ptr, const char* name, int64_t n, int64_t num_edges) {
+  check_tensor(ptr, name, at::kLong, 1);
+  TORCH_CHECK(ptr.size(0) == n + 1, "fused_attention: '", name, "' must have ", n + 1,
+              " elements (one more than its nodes), got ", ptr.size(0));
+  const int64_t* p = ptr.data_ptr<int64_t>();
+  TORCH_CHECK(p[0] == 0, "fused_attention: '", name, "' must start at 0, got ", p[0]);
+  TORCH_CHECK(p[n] == num_edges, "fused_attention: '", name, "' must end at the number of edges (",
+              num_edges, "), got ", p[n]);
+  const int64_t descents = at::parallel_reduce(
+      0, n, kCheckGrain, int64_t(0),
+      [&](int64_t b, int64_t e, int64_t acc) {
+        for (int64_t i = b; i < e; ++i) acc += p[i + 1] < p[i];
+        return acc;
+      },
+      std::plus<int64_t>());
+  TORCH_CHECK(descents == 0, "fused_attention: '", name, "' must be non-decreasing");
+}
+
+// An int32 index array [num_edges] with every entry in [0, bound).
+void check_index(const at::Tensor& index, const char* name, int64_t num_edges, int64_t bound) {
+  check_tensor(index, name, at::kInt, 1);
+  TORCH_CHECK(index.size(0) == num_edges, "fused_attention: '", name, "' must have ", num_edges,
+              " elements (rowptr[-1]), got ", index.size(0));
+  const index_t* p = index.data_ptr<index_t>();
+  const int64_t bad = at::parallel_reduce(
+      0, num_edges, kCheckGrain, int64_t(0),
+      [&](int64_t b, int64_t e, int64_t acc) {
+        for (int64_t k = b; k < e; ++k) acc += (p[k] < 0) | (p[k] >= bound);
+        return acc;
+      },
+      std::plus<int64_t>());
+  if (bad == 0) return;
+  int64_t k = 0;
+  while (p[k] >= 0 && p[k] < bound) ++k;
+  TORCH_CHECK(false, "fused_attention: '", name, "' holds ", p[k], " at position ", k,
+              ", outside [0, ", bound, ")");
+}
+
+// Sizes shared by the forward and the backward, read off checked tensors.
+struct Sizes {
+  int64_t n_dst, n_src, num_edges, heads, dim, dim_v;
+};
+
+// The checks of the forward's arguments (the backward's are a superset).
+Sizes check_forward_inputs(int64_t kind, const at::Tensor& rowptr, const at::Tensor& col,
+                           const at::Tensor& perm, const at::Tensor& dst, const at::Tensor& src,
+                           const at::Tensor& value, const c10::optional<at::Tensor>& att,
+                           const c10::optional<at::Tensor>& edge_score,
+                           const c10::optional<at::Tensor>& edge_feat,
+                           const c10::optional<at::Tensor>& edge_value,
+                           const c10::optional<at::Tensor>& edge_mask, double p_drop) {
+  TORCH_CHECK(kind >= DOT && kind <= EDGE, "fused_attention: 'kind' must be in [0, 3], got ", kind);
+  TORCH_CHECK(p_drop >= 0.0 && p_drop <= 1.0, "fused_attention: 'dropout' must be in [0, 1], got ",
+              p_drop);
+  TORCH_CHECK(rowptr.defined() && rowptr.dim() == 1 && rowptr.size(0) >= 1,
+              "fused_attention: 'rowptr' must be a 1-D tensor with at least one element");
+  TORCH_CHECK(col.defined() && col.dim() == 1,
+              "fused_attention: 'col' must be a 1-D tensor, got shape ", col.sizes());
+  TORCH_CHECK_VALUE(col.scalar_type() == at::kInt && perm.scalar_type() == at::kInt,
+                    "the fused CPU kernel needs int32 edge indices (graphs with fewer than "
+                    "2^31 edges and nodes); use backend='reference' for larger graphs");
+  const auto dtype = value.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "fused_attention: 'value' must be float32 or float64, got ", dtype);
+  check_tensor(value, "value", dtype, 3);
+  check_tensor(src, "src", dtype, 3);
+  check_tensor(dst, "dst", dtype, 3);
+  Sizes s;
+  s.n_dst = rowptr.size(0) - 1;
+  s.n_src = value.size(0);
+  s.num_edges = col.size(0);
+  s.heads = value.size(1);
+  s.dim = src.size(2);
+  s.dim_v = value.size(2);
+  check_shape(src, "src", {s.n_src, s.heads, s.dim});
+  check_shape(dst, "dst", {s.n_dst, s.heads, s.dim});
+  TORCH_CHECK(kind != GAT || s.dim == 1, "fused_attention: 'src' and 'dst' of kind gat must have "
+              "shape [N, H, 1], got ", src.sizes());
+  check_pointer(rowptr, "rowptr", s.n_dst, s.num_edges);
+  check_index(col, "col", s.num_edges, s.n_src);
+  check_index(perm, "perm", s.num_edges, s.num_edges);
+  check_optional(att, "att", dtype, {s.heads, s.dim});
+  check_optional(edge_score, "edge_score", dtype, {s.num_edges, s.heads});
+  check_optional(edge_feat, "edge_feat", dtype, {s.num_edges, s.heads, s.dim});
+  check_optional(edge_value, "edge_value", dtype, {s.num_edges, s.heads, s.dim_v});
+  check_optional(edge_mask, "edge_mask", at::kBool, {s.num_edges});
+  return s;
+}
+
+// The backward's own arguments: the CSC and the forward's results and gradients.
+void check_backward_inputs(const Sizes& s, const at::Tensor& colptr, const at::Tensor& csc_row,
+                           const at::Tensor& csc_edge, const at::Tensor& out, const at::Tensor& lse,
+                           const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha,
+                           at::ScalarType dtype, size_t num_needs) {
+  TORCH_CHECK(num_needs == 7, "fused_attention: 'needs' must have 7 flags, got ", num_needs);
+  check_pointer(colptr, "colptr", s.n_src, s.num_edges);
+  check_index(csc_row, "csc_row", s.num_edges, s.n_dst);
+  check_index(csc_edge, "csc_edge", s.num_edges, s.num_edges);
+  check_tensor(out, "out", dtype, 3);
+  check_shape(out, "out", {s.n_dst, s.heads, s.dim_v});
+  check_tensor(lse, "lse", dtype, 3);
+  check_shape(lse, "lse", {s.n_dst, s.heads, 2});
+  check_tensor(grad_out, "grad_out", dtype, 3);
+  check_shape(grad_out, "grad_out", {s.n_dst, s.heads, s.dim_v});
+  check_optional(grad_alpha, "grad_alpha", dtype, {s.num_edges, s.heads});
+}
+
 std::vector<at::Tensor> fused_forward(
     int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
     const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
@@ -729,6 +894,8 @@ std::vector<at::Tensor> fused_forward(
     const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
     const c10::optional<at::Tensor>& edge_mask, double scale, double slope, double p_drop,
     int64_t seed, bool need_alpha) {
+  check_forward_inputs(kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat,
+                       edge_value, edge_mask, p_drop);
   const int64_t n_dst = rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
   at::Tensor out = fresh({n_dst, H, Cv}, value.options(), false);
   at::Tensor lse = fresh({n_dst, H, 2}, value.options(), false);
@@ -758,7 +925,10 @@ std::vector<at::Tensor> fused_backward(
     const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
     const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha, double scale,
     double slope, double p_drop, int64_t seed, std::vector<bool> needs) {
-  TORCH_CHECK(needs.size() == 7, "needs must have 7 flags");
+  const Sizes sizes = check_forward_inputs(kind, rowptr, col, perm, dst, src, value, att,
+                                           edge_score, edge_feat, edge_value, edge_mask, p_drop);
+  check_backward_inputs(sizes, colptr, csc_row, csc_edge, out, lse, grad_out, grad_alpha,
+                        value.scalar_type(), needs.size());
   Grads grads;
   // Node gradients are stored whole, once per node, by the two passes: no zeroing.
   grads.dst = grad_buffer(needs[0], dst, false);
