@@ -66,7 +66,18 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
 
 @dataclass(frozen=True)
 class PreparedGraph:
-    """A validated graph in destination-CSR and source-CSC form (see module doc)."""
+    """A validated graph in destination-CSR and source-CSC form (see module doc).
+
+    Obtain one from :func:`prepare` (from an ``edge_index``) or
+    :meth:`PreparedGraph.from_csr` (from a CSR).  Building one directly checks
+    every field (lengths, dtypes, monotone pointers, index ranges and that the
+    CSC is the transpose of the CSR; one pass over the edges, reading the values)
+    and raises :class:`ValueError` naming the first inconsistent field: the fused
+    kernels index memory with these arrays.
+
+    Raises:
+        ValueError: if a field is inconsistent with the others.
+    """
 
     num_src: int
     num_dst: int
@@ -76,7 +87,51 @@ class PreparedGraph:
     colptr: Tensor
     csc_row: Tensor
     csc_edge: Tensor
-    extras: dict = field(default_factory=dict, compare=False, repr=False)
+    extras: dict = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_layout(self)
+        _check_values(self)
+
+    @classmethod
+    def _trusted(cls, num_src: int, num_dst: int, **tensors: Tensor) -> "PreparedGraph":
+        """A graph whose fields are consistent by construction (built from a
+        validated ``edge_index`` or copied from a validated graph): no checks,
+        so no device synchronisation."""
+        graph = object.__new__(cls)
+        for name, value in (("num_src", num_src), ("num_dst", num_dst), *tensors.items(),
+                            ("extras", {})):
+            object.__setattr__(graph, name, value)
+        return graph
+
+    @classmethod
+    def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int,
+                 perm: Tensor | None = None) -> "PreparedGraph":
+        """Validates a destination-sorted CSR and builds its graph (with the CSC).
+
+        Args:
+            rowptr: ``[N_dst + 1]`` non-decreasing row pointers from 0 to ``E``.
+            col: ``[E]`` source of each CSR position, in ``[0, num_src)``.
+            num_src: number of source nodes.
+            perm: ``[E]`` the caller's edge id of each CSR position (a permutation
+                of ``0..E-1``; per-edge inputs such as ``edge_mask`` are indexed by
+                it); ``None`` for ``0..E-1``, i.e. edges numbered in CSR order.
+
+        Returns:
+            A :class:`PreparedGraph` usable wherever an ``edge_index`` is accepted.
+
+        Raises:
+            ValueError: if ``rowptr`` is not a pointer array, or ``col`` or ``perm``
+                has the wrong length or an index out of range.
+
+        Example:
+            >>> import torch
+            >>> g = PreparedGraph.from_csr(torch.tensor([0, 0, 2, 3]),
+            ...                            torch.tensor([0, 2, 1]), num_src=3)
+            >>> g.edge_index.tolist()
+            [[0, 2, 1], [1, 1, 2]]
+        """
+        return _from_csr(rowptr, col, num_src, perm)
 
     @property
     def num_edges(self) -> int:
@@ -118,7 +173,7 @@ class PreparedGraph:
         if device == self.device:
             return self
         moved = {name: getattr(self, name).to(device) for name in _TENSOR_FIELDS}
-        return PreparedGraph(num_src=self.num_src, num_dst=self.num_dst, **moved)
+        return PreparedGraph._trusted(self.num_src, self.num_dst, **moved)
 
     def __repr__(self) -> str:
         return (f"PreparedGraph(num_src={self.num_src}, num_dst={self.num_dst}, "
@@ -126,6 +181,120 @@ class PreparedGraph:
 
 
 _TENSOR_FIELDS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
+_EDGE_FIELDS = ("col", "perm", "csc_row", "csc_edge")
+
+
+def _invalid(name: str, problem: str) -> ValueError:
+    return ValueError(f"PreparedGraph: '{name}' {problem}")
+
+
+def _check_layout(graph: PreparedGraph) -> None:
+    """Types, dtypes, devices, contiguity and lengths of the fields (no data read)."""
+    for name in ("num_src", "num_dst"):
+        value = getattr(graph, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _invalid(name, f"must be a non-negative int, got {value!r}")
+    for name in _TENSOR_FIELDS:
+        t = getattr(graph, name)
+        if not isinstance(t, Tensor):
+            raise _invalid(name, f"must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 1:
+            raise _invalid(name, f"must be 1-D, got shape {list(t.shape)}")
+        if not t.is_contiguous():
+            raise _invalid(name, "must be contiguous")
+        if t.device != graph.rowptr.device:
+            raise _invalid(name, f"is on {t.device} but 'rowptr' is on {graph.rowptr.device}")
+    for name in ("rowptr", "colptr"):
+        if getattr(graph, name).dtype != torch.long:
+            raise _invalid(name, f"must be int64, got {getattr(graph, name).dtype}")
+    dtype = index_dtype(graph.col.numel(), graph.num_src, graph.num_dst)
+    for name in _EDGE_FIELDS:
+        if getattr(graph, name).dtype not in (dtype, torch.long):
+            raise _invalid(name, f"must be {dtype} or int64, got {getattr(graph, name).dtype}")
+    _check_length(graph, "rowptr", graph.num_dst + 1)
+    _check_length(graph, "colptr", graph.num_src + 1)
+    for name in _EDGE_FIELDS[1:]:
+        _check_length(graph, name, graph.num_edges)
+
+
+def _check_length(graph: PreparedGraph, name: str, expected: int) -> None:
+    if getattr(graph, name).numel() != expected:
+        raise _invalid(name, f"must have {expected} elements, got {getattr(graph, name).numel()}")
+
+
+def _check_values(graph: PreparedGraph) -> None:
+    """Pointers, index ranges and the CSC's agreement with the CSR (reads the data)."""
+    num_edges = graph.num_edges
+    _check_pointer("rowptr", graph.rowptr, num_edges)
+    _check_pointer("colptr", graph.colptr, num_edges)
+    _check_range("col", graph.col, graph.num_src)
+    _check_range("csc_row", graph.csc_row, graph.num_dst)
+    csr_position = _inverse_permutation("perm", graph.perm)
+    _inverse_permutation("csc_edge", graph.csc_edge)
+    position = csr_position[graph.csc_edge.long()]
+    slot_src = _owners(graph.colptr)
+    if not bool((graph.col.long()[position] == slot_src).all()):
+        raise _invalid("colptr", "and 'csc_edge' do not give each edge the source that 'col' gives it")
+    if not bool((_owners(graph.rowptr)[position] == graph.csc_row.long()).all()):
+        raise _invalid("csc_row", "does not give each edge the destination that 'rowptr' gives it")
+
+
+def _check_pointer(name: str, ptr: Tensor, num_edges: int) -> None:
+    if int(ptr[0]) != 0:
+        raise _invalid(name, f"must start at 0, got {int(ptr[0])}")
+    if int(ptr[-1]) != num_edges:
+        raise _invalid(name, f"must end at the number of edges ({num_edges}), got {int(ptr[-1])}")
+    if not bool((ptr[1:] >= ptr[:-1]).all()):
+        raise _invalid(name, "must be non-decreasing")
+
+
+def _check_range(name: str, index: Tensor, size: int) -> None:
+    if index.numel() == 0:
+        return
+    low, high = int(index.min()), int(index.max())
+    if low < 0 or high >= size:
+        raise _invalid(name, f"holds indices in [{low}, {high}], outside [0, {size})")
+
+
+def _inverse_permutation(name: str, perm: Tensor) -> Tensor:
+    """The inverse of ``perm`` (``int64``), which must be a permutation of ``0..E-1``."""
+    _check_range(name, perm, perm.numel())
+    counts = torch.bincount(perm.long(), minlength=perm.numel())
+    if not bool((counts == 1).all()):
+        raise _invalid(name, "must be a permutation of 0..E-1 (an edge id repeats)")
+    inverse = torch.empty(perm.numel(), dtype=torch.long, device=perm.device)
+    inverse[perm.long()] = torch.arange(perm.numel(), device=perm.device)
+    return inverse
+
+
+def _owners(ptr: Tensor) -> Tensor:
+    """``[E]``: the row of each position of a (checked) pointer array."""
+    rows = torch.arange(ptr.numel() - 1, device=ptr.device)
+    return torch.repeat_interleave(rows, ptr.diff())
+
+
+def _from_csr(rowptr: Tensor, col: Tensor, num_src: int, perm: Tensor | None) -> PreparedGraph:
+    """:meth:`PreparedGraph.from_csr`: checks the CSR, then derives the CSC from it."""
+    for name, t in (("rowptr", rowptr), ("col", col), ("perm", perm)):
+        if t is not None and (not isinstance(t, Tensor) or t.dim() != 1 or t.dtype == torch.bool
+                              or t.dtype.is_floating_point or t.dtype.is_complex):
+            raise _invalid(name, "must be a 1-D integer tensor")
+    if isinstance(num_src, bool) or not isinstance(num_src, int) or num_src < 0:
+        raise _invalid("num_src", f"must be a non-negative int, got {num_src!r}")
+    if rowptr.numel() == 0:
+        raise _invalid("rowptr", "must have N_dst + 1 >= 1 elements")
+    num_edges = col.numel()
+    rowptr = rowptr.long()
+    perm = torch.arange(num_edges, device=col.device) if perm is None else perm
+    if perm.numel() != num_edges:
+        raise _invalid("perm", f"must have {num_edges} elements (as 'col'), got {perm.numel()}")
+    _check_pointer("rowptr", rowptr, num_edges)
+    _check_range("col", col, num_src)
+    _inverse_permutation("perm", perm)
+    dst = _owners(rowptr)
+    order = torch.sort(col.long(), stable=True)[1]
+    return _graph(num_src, rowptr.numel() - 1, rowptr, col, perm, _pointer(col.long(), num_src),
+                  perm.long()[order], dst[order])
 
 
 def _pointer(index: Tensor, size: int) -> Tensor:
@@ -189,8 +358,8 @@ def _graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm: Tensor
     :func:`index_dtype` (``int32`` unless the graph has 2^31 edges or nodes).
     """
     dtype = index_dtype(col.numel(), num_src, num_dst)
-    return PreparedGraph(
-        num_src=num_src, num_dst=num_dst, rowptr=rowptr.long(),
+    return PreparedGraph._trusted(
+        num_src, num_dst, rowptr=rowptr.long(),
         col=col.to(dtype).contiguous(), perm=perm.to(dtype).contiguous(),
         colptr=colptr.long(), csc_row=csc_row.to(dtype).contiguous(),
         csc_edge=csc_edge.to(dtype).contiguous())

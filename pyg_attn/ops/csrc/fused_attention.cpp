@@ -779,7 +779,7 @@ void check_optional(const c10::optional<at::Tensor>& t, const char* name, at::Sc
 }
 
 // A pointer array `ptr` [n + 1] (int64) of a CSR with `num_edges` entries:
-// ptr[0] = 0, non-decreasing, ptr[n] = num_edges.
+// ptr[0] = 0, non-decreasing, ptr[n] = num_edges (E is rowptr[-1]).
 void check_pointer(const at::Tensor& ptr, const char* name, int64_t n, int64_t num_edges) {
   check_tensor(ptr, name, at::kLong, 1);
   TORCH_CHECK(ptr.size(0) == n + 1, "fused_attention: '", name, "' must have ", n + 1,
@@ -834,10 +834,8 @@ Sizes check_forward_inputs(int64_t kind, const at::Tensor& rowptr, const at::Ten
   TORCH_CHECK(kind >= DOT && kind <= EDGE, "fused_attention: 'kind' must be in [0, 3], got ", kind);
   TORCH_CHECK(p_drop >= 0.0 && p_drop <= 1.0, "fused_attention: 'dropout' must be in [0, 1], got ",
               p_drop);
-  TORCH_CHECK(rowptr.defined() && rowptr.dim() == 1 && rowptr.size(0) >= 1,
-              "fused_attention: 'rowptr' must be a 1-D tensor with at least one element");
-  TORCH_CHECK(col.defined() && col.dim() == 1,
-              "fused_attention: 'col' must be a 1-D tensor, got shape ", col.sizes());
+  check_tensor(rowptr, "rowptr", at::kLong, 1);
+  TORCH_CHECK(rowptr.size(0) >= 1, "fused_attention: 'rowptr' must have at least one element");
   TORCH_CHECK_VALUE(col.scalar_type() == at::kInt && perm.scalar_type() == at::kInt,
                     "the fused CPU kernel needs int32 edge indices (graphs with fewer than "
                     "2^31 edges and nodes); use backend='reference' for larger graphs");
@@ -850,7 +848,7 @@ Sizes check_forward_inputs(int64_t kind, const at::Tensor& rowptr, const at::Ten
   Sizes s;
   s.n_dst = rowptr.size(0) - 1;
   s.n_src = value.size(0);
-  s.num_edges = col.size(0);
+  s.num_edges = rowptr.data_ptr<int64_t>()[s.n_dst];
   s.heads = value.size(1);
   s.dim = src.size(2);
   s.dim_v = value.size(2);

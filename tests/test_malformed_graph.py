@@ -1,0 +1,244 @@
+"""Malformed graphs and kernel arguments fail with clear errors, never out-of-bounds access.
+
+Hand-built :class:`PreparedGraph` objects are validated field by field
+(``ValueError`` naming the field), and the C++ op checks every structural
+precondition itself (``RuntimeError`` naming the argument), so that direct calls
+of ``torch.ops.pyg_attn.fused_attention`` with inconsistent arguments cannot
+read or write out of bounds.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from pyg_attn.ops import PreparedGraph, prepare
+from pyg_attn.ops.cpu import load_extension
+
+from .graphs import random_graph
+
+N_SRC, N_DST, E = 9, 7, 30
+
+
+@pytest.fixture
+def fields() -> dict:
+    """The constructor arguments of a valid (bipartite) graph."""
+    graph = prepare(random_graph(N_SRC, N_DST, E, seed=3), (N_SRC, N_DST))
+    return {f.name: getattr(graph, f.name) for f in dataclasses.fields(graph) if f.init}
+
+
+def _with(fields: dict, **changes) -> dict:
+    return {**fields, **changes}
+
+
+def _bump(t: torch.Tensor, position: int, value: int) -> torch.Tensor:
+    t = t.clone()
+    t[position] = value
+    return t
+
+
+def _swap(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    t = t.clone()
+    t[[a, b]] = t[[b, a]]
+    return t
+
+
+def test_hand_built_valid_graph_is_accepted(fields):
+    graph = PreparedGraph(**fields)
+    assert graph.num_edges == E
+    assert graph.to("cpu") is graph
+    assert torch.equal(graph.edge_index, prepare(graph.edge_index, (N_SRC, N_DST)).edge_index)
+
+
+BAD_FIELDS = {
+    "rowptr too short": (lambda f: {"rowptr": f["rowptr"][:-1]}, "rowptr"),
+    "colptr too long": (lambda f: {"colptr": torch.cat([f["colptr"], f["colptr"][-1:]])}, "colptr"),
+    "col too short": (lambda f: {"col": f["col"][:-1]}, "perm"),
+    "perm too short": (lambda f: {"perm": f["perm"][:-1]}, "perm"),
+    "csc_row too long": (lambda f: {"csc_row": torch.cat([f["csc_row"], f["csc_row"][:1]])},
+                         "csc_row"),
+    "csc_edge too short": (lambda f: {"csc_edge": f["csc_edge"][1:]}, "csc_edge"),
+    "rowptr not from 0": (lambda f: {"rowptr": f["rowptr"] + 1}, "rowptr"),
+    "rowptr not ending at E": (lambda f: {"rowptr": _bump(f["rowptr"], -1, E - 1)}, "rowptr"),
+    "rowptr not monotone": (lambda f: {"rowptr": _bump(f["rowptr"], 1, E)}, "rowptr"),
+    "colptr not monotone": (lambda f: {"colptr": _bump(f["colptr"], 2, -5)}, "colptr"),
+    "col out of range": (lambda f: {"col": _bump(f["col"], 4, N_SRC)}, "col"),
+    "col negative": (lambda f: {"col": _bump(f["col"], 0, -1)}, "col"),
+    "perm out of range": (lambda f: {"perm": _bump(f["perm"], 3, E)}, "perm"),
+    "perm negative": (lambda f: {"perm": _bump(f["perm"], 3, -2)}, "perm"),
+    "perm repeats": (lambda f: {"perm": _bump(f["perm"], 0, int(f["perm"][1]))}, "perm"),
+    "csc_row out of range": (lambda f: {"csc_row": _bump(f["csc_row"], 5, N_DST)}, "csc_row"),
+    "csc_row negative": (lambda f: {"csc_row": _bump(f["csc_row"], 5, -1)}, "csc_row"),
+    "csc_edge out of range": (lambda f: {"csc_edge": _bump(f["csc_edge"], 2, E)}, "csc_edge"),
+    "csc_edge repeats": (lambda f: {"csc_edge": _bump(f["csc_edge"], 0, int(f["csc_edge"][1]))},
+                         "csc_edge"),
+    "csc_edge in other sources' slots": (lambda f: {"csc_edge": _swap(f["csc_edge"], 0, E - 1)},
+                                         "colptr"),
+    "csc_row wrong destination": (lambda f: {"csc_row": (f["csc_row"] + 1) % N_DST}, "csc_row"),
+    "col float": (lambda f: {"col": f["col"].float()}, "col"),
+    "rowptr int32": (lambda f: {"rowptr": f["rowptr"].int()}, "rowptr"),
+    "perm int16": (lambda f: {"perm": f["perm"].short()}, "perm"),
+    "csc_row not a tensor": (lambda f: {"csc_row": f["csc_row"].tolist()}, "csc_row"),
+    "col 2-D": (lambda f: {"col": f["col"].view(1, -1)}, "col"),
+    "perm not contiguous": (lambda f: {"perm": torch.stack([f["perm"], f["perm"]], 1)[:, 0]},
+                            "perm"),
+    "num_src negative": (lambda f: {"num_src": -1}, "num_src"),
+    "num_dst not an int": (lambda f: {"num_dst": float(N_DST)}, "num_dst"),
+    "num_dst too small": (lambda f: {"num_dst": N_DST - 1}, "rowptr"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FIELDS))
+def test_inconsistent_graph_raises_value_error_naming_the_field(fields, case):
+    change, name = BAD_FIELDS[case]
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        PreparedGraph(**_with(fields, **change(fields)))
+
+
+def test_extras_cannot_be_passed(fields):
+    with pytest.raises(TypeError):
+        PreparedGraph(**fields, extras={"csc_slot": torch.zeros(E, dtype=torch.int32)})
+
+
+def test_from_csr_equals_prepare():
+    edge_index = random_graph(N_SRC, N_DST, E, seed=4)
+    graph = prepare(edge_index, (N_SRC, N_DST))
+    built = PreparedGraph.from_csr(graph.rowptr, graph.col, N_SRC, perm=graph.perm)
+    for f in ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge"):
+        assert torch.equal(getattr(built, f), getattr(graph, f)), f
+    assert torch.equal(built.edge_index, edge_index)
+
+
+def test_from_csr_numbers_edges_in_csr_order_by_default():
+    graph = PreparedGraph.from_csr(torch.tensor([0, 1, 3]), torch.tensor([2, 0, 2]), num_src=3)
+    assert graph.edge_index.tolist() == [[2, 0, 2], [0, 1, 1]]
+    assert graph.csc_row.tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize("rowptr, col, perm, name", [
+    ([0, 2, 1, 3], [0, 1, 2], None, "rowptr"),
+    ([1, 2, 3], [0, 1], None, "rowptr"),
+    ([0, 1, 2], [0, 1, 2], None, "rowptr"),
+    ([0, 1, 3], [0, 3, 1], None, "col"),
+    ([0, 1, 3], [0, -1, 1], None, "col"),
+    ([0, 1, 3], [0, 1, 2], [0, 1], "perm"),
+    ([0, 1, 3], [0, 1, 2], [0, 1, 3], "perm"),
+    ([0, 1, 3], [0, 1, 2], [0, 0, 1], "perm"),
+    ([], [], None, "rowptr"),
+])
+def test_from_csr_rejects_bad_csr(rowptr, col, perm, name):
+    perm = None if perm is None else torch.tensor(perm)
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        PreparedGraph.from_csr(torch.tensor(rowptr, dtype=torch.long),
+                               torch.tensor(col, dtype=torch.long), 3, perm=perm)
+
+
+def test_from_csr_rejects_float_indices():
+    with pytest.raises(ValueError, match="'col'"):
+        PreparedGraph.from_csr(torch.tensor([0, 1]), torch.tensor([0.0]), 1)
+
+
+# ------------------------------------------------------------------ the C++ op
+
+needs_kernel = pytest.mark.skipif(load_extension() is None, reason="fused CPU kernel unavailable")
+H, C = 2, 8
+
+
+def _op_args(kind: str = "dot") -> dict:
+    """Valid arguments of ``torch.ops.pyg_attn.fused_attention`` (by name)."""
+    from pyg_attn.ops.library import KIND_IDS
+
+    graph = prepare(random_graph(N_SRC, N_DST, E, seed=5), (N_SRC, N_DST))
+    dim = 1 if kind == "gat" else C
+    return dict(
+        kind=KIND_IDS[kind], rowptr=graph.rowptr, col=graph.col, perm=graph.perm,
+        colptr=graph.colptr, csc_row=graph.csc_row, csc_edge=graph.csc_edge,
+        dst=torch.randn(N_DST, H, dim), src=torch.randn(N_SRC, H, dim),
+        value=torch.randn(N_SRC, H, C), att=torch.randn(H, C) if kind == "gatv2" else None,
+        edge_score=None, edge_feat=None, edge_value=None, edge_mask=None, scale=0.5,
+        negative_slope=0.2, dropout=0.0, seed=0, need_alpha=True)
+
+
+def _forward(args: dict):
+    import pyg_attn.ops.library  # noqa: F401  (registers the op)
+
+    return torch.ops.pyg_attn.fused_attention(*args.values())
+
+
+BAD_OP_ARGS = [  # (argument named in the error, change of the valid arguments)
+    ("kind", lambda a: {"kind": 7}),
+    ("rowptr", lambda a: {"rowptr": _bump(a["rowptr"], 2, E + 5)}),
+    ("rowptr", lambda a: {"rowptr": _bump(a["rowptr"], 0, 1)}),
+    ("rowptr", lambda a: {"rowptr": a["rowptr"].int()}),
+    ("col", lambda a: {"rowptr": _bump(a["rowptr"], -1, E - 1)}),
+    ("col", lambda a: {"col": _bump(a["col"], 3, N_SRC)}),
+    ("col", lambda a: {"col": _bump(a["col"], 3, -4)}),
+    ("col", lambda a: {"col": a["col"][:-1]}),
+    ("perm", lambda a: {"perm": _bump(a["perm"], 0, E)}),
+    ("perm", lambda a: {"perm": a["perm"][1:]}),
+    ("dst", lambda a: {"dst": torch.randn(N_DST + 1, H, C)}),
+    ("src", lambda a: {"src": torch.randn(N_SRC, H + 1, C)}),
+    ("src", lambda a: {"src": torch.randn(N_SRC, H, 2 * C)[..., ::2]}),
+    ("src", lambda a: {"src": torch.randn(N_SRC, H, C, dtype=torch.float64)}),
+    ("value", lambda a: {"value": torch.randn(N_SRC, H)}),
+    ("edge_score", lambda a: {"edge_score": torch.randn(E + 1, H)}),
+    ("edge_feat", lambda a: {"edge_feat": torch.randn(E, H, C + 1)}),
+    ("edge_value", lambda a: {"edge_value": torch.randn(E - 1, H, C)}),
+    ("edge_mask", lambda a: {"edge_mask": torch.ones(E, dtype=torch.uint8)}),
+    ("dropout", lambda a: {"dropout": 1.5}),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("name, change", BAD_OP_ARGS)
+def test_op_rejects_inconsistent_arguments(name, change):
+    args = _op_args()
+    args.update(change(args))
+    with pytest.raises(RuntimeError, match=f"'{name}'"):
+        _forward(args)
+
+
+@needs_kernel
+@pytest.mark.parametrize("kind, change, name", [
+    ("gatv2", {"att": torch.randn(H + 1, C)}, "att"),
+    ("gat", {"dst": torch.randn(N_DST, H, C), "src": torch.randn(N_SRC, H, C)}, "src"),
+])
+def test_op_rejects_kind_specific_shapes(kind, change, name):
+    args = _op_args(kind)
+    args.update(change)
+    with pytest.raises(RuntimeError, match=name):
+        _forward(args)
+
+
+@needs_kernel
+@pytest.mark.parametrize("name, change", [
+    ("colptr", lambda a: _bump(a["colptr"], 1, E + 1)),
+    ("colptr", lambda a: a["colptr"][:-1]),
+    ("csc_row", lambda a: _bump(a["csc_row"], 0, N_DST)),
+    ("csc_edge", lambda a: _bump(a["csc_edge"], 0, -1)),
+    ("csc_edge", lambda a: a["csc_edge"].long()),
+    ("out", lambda a: a["out"][:-1]),
+    ("lse", lambda a: a["lse"][..., :1].contiguous()),
+    ("grad_out", lambda a: a["grad_out"].double()),
+    ("grad_alpha", lambda a: torch.ones(E, H + 1)),
+])
+def test_backward_rejects_inconsistent_arguments(name, change):
+    args = _op_args()
+    out, lse, _ = _forward(args)
+    del args["need_alpha"]
+    backward = dict(args, out=out, lse=lse, grad_out=torch.ones_like(out),
+                    grad_alpha=torch.ones(E, H))
+    backward[name] = change(backward)
+    ordered = [backward[k] for k in (
+        "kind", "rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "dst", "src", "value",
+        "att", "edge_score", "edge_feat", "edge_value", "edge_mask", "out", "lse", "grad_out",
+        "grad_alpha", "scale", "negative_slope", "dropout", "seed")]
+    with pytest.raises(RuntimeError, match=f"'{name}'"):
+        torch.ops.pyg_attn.fused_attention_backward(*ordered, [True] * 7)
+
+
+@needs_kernel
+def test_op_accepts_the_valid_arguments():
+    out, lse, alpha = _forward(_op_args())
+    assert out.shape == (N_DST, H, C) and lse.shape == (N_DST, H, 2) and alpha.shape == (E, H)
