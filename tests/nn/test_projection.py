@@ -7,7 +7,7 @@ import torch
 import torch_geometric.nn as pyg_nn
 from torch_geometric.nn import Linear as PygLinear
 
-from pyg_attn.nn import GATv2Conv, TransformerConv
+from pyg_attn.nn import GATConv, GATv2Conv, TransformerConv
 from pyg_attn.nn.conv import projection
 from pyg_attn.nn.conv.projection import SparseInputLinear, project
 
@@ -82,12 +82,13 @@ def test_in_place_change_of_x_is_never_served_stale():
     projection._views.clear()
 
 
-@pytest.mark.parametrize("layer", ["GATv2Conv", "TransformerConv"])
+@pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv", "TransformerConv"])
 def test_layers_on_bag_of_words_features_equal_pyg(layer):
     torch.manual_seed(0)
     x = sparse_features(40, 200, 0.02)
     edge_index = random_graph(40, 40, 160, seed=3, isolated=3)
-    ours_cls = {"GATv2Conv": GATv2Conv, "TransformerConv": TransformerConv}[layer]
+    ours_cls = {"GATConv": GATConv, "GATv2Conv": GATv2Conv,
+                "TransformerConv": TransformerConv}[layer]
     theirs = getattr(pyg_nn, layer)(200, 4, heads=2)
     ours = ours_cls(200, 4, heads=2)
     ours.load_state_dict(theirs.state_dict())

@@ -17,6 +17,7 @@ from torch_geometric.utils import softmax
 from ...ops import PreparedGraph, gat_attention
 from .arguments import check_layer_arguments
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
+from .projection import project
 from .message_path import uses_message_path
 from .adjacency import pack_attention
 from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
@@ -454,7 +455,7 @@ class GATConv(MessagePassing):
         input dropout mask (:func:`~pyg_attn.nn.conv.head_dropout.headwise_dropout_projection`)."""
         if per_head:
             return headwise_dropout_projection(x, lin.weight, self.heads, self.input_dropout)
-        return lin(x).view(-1, self.heads, self.out_channels)
+        return project(lin, x).view(-1, self.heads, self.out_channels)
 
     def _edge_logit(self, edge_attr: Tensor) -> Tensor:
         """``a_e . Theta_e e_ij`` per edge and head as ``edge_attr @ M``, ``M [D, H]``."""
