@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 PIP_INSTALL := $(PIP) install --constraint constraints.txt
 OUT ?= out
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench asan clean
 
 setup: $(VENV)/.setup-done
 
@@ -37,6 +37,11 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_ops.py
+
+# The fused CPU kernel built with AddressSanitizer, under the op fuzz and
+# bad-input tests (tests/asan/run_asan.sh).
+asan: setup
+	PYTHON=$(PY) tests/asan/run_asan.sh
 
 clean:
 	rm -rf build dist *.egg-info $(OUT)

@@ -166,6 +166,23 @@ def _forward(args: dict):
     return torch.ops.pyg_attn.fused_attention(*args.values())
 
 
+BACKWARD_ORDER = ("kind", *"rowptr col perm colptr csc_row csc_edge".split(),
+                  *"dst src value att edge_score edge_feat edge_value edge_mask".split(),
+                  "out", "lse", "grad_out", "grad_alpha", "scale", "negative_slope", "dropout",
+                  "seed")
+
+
+def _backward_args(args: dict, out: torch.Tensor, lse: torch.Tensor) -> dict:
+    """The backward's arguments (by name) after a forward on ``args``."""
+    return dict(args, out=out, lse=lse, grad_out=torch.ones_like(out),
+                grad_alpha=torch.ones(args["col"].numel(), H))
+
+
+def _backward(backward: dict):
+    return torch.ops.pyg_attn.fused_attention_backward(
+        *(backward[k] for k in BACKWARD_ORDER), [True] * 7)
+
+
 BAD_OP_ARGS = [  # (argument named in the error, change of the valid arguments)
     ("kind", lambda a: {"kind": 7}),
     ("rowptr", lambda a: {"rowptr": _bump(a["rowptr"], 2, E + 5)}),
@@ -226,19 +243,34 @@ def test_op_rejects_kind_specific_shapes(kind, change, name):
 def test_backward_rejects_inconsistent_arguments(name, change):
     args = _op_args()
     out, lse, _ = _forward(args)
-    del args["need_alpha"]
-    backward = dict(args, out=out, lse=lse, grad_out=torch.ones_like(out),
-                    grad_alpha=torch.ones(E, H))
+    backward = _backward_args(args, out, lse)
     backward[name] = change(backward)
-    ordered = [backward[k] for k in (
-        "kind", "rowptr", "col", "perm", "colptr", "csc_row", "csc_edge", "dst", "src", "value",
-        "att", "edge_score", "edge_feat", "edge_value", "edge_mask", "out", "lse", "grad_out",
-        "grad_alpha", "scale", "negative_slope", "dropout", "seed")]
     with pytest.raises(RuntimeError, match=f"'{name}'"):
-        torch.ops.pyg_attn.fused_attention_backward(*ordered, [True] * 7)
+        _backward(backward)
 
 
 @needs_kernel
 def test_op_accepts_the_valid_arguments():
     out, lse, alpha = _forward(_op_args())
     assert out.shape == (N_DST, H, C) and lse.shape == (N_DST, H, 2) and alpha.shape == (E, H)
+
+
+GRAPH_ARGS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
+
+
+@needs_kernel
+@pytest.mark.parametrize("seed", range(40))
+def test_op_survives_random_corruption(seed):
+    """A random entry of a random graph array set to a random value: forward and
+    backward either run or raise, never touch memory out of bounds (checked for
+    real under AddressSanitizer, tests/asan/run_asan.sh)."""
+    rng = torch.Generator().manual_seed(seed)
+    args = _op_args(("dot", "gat", "gatv2")[seed % 3])
+    name = GRAPH_ARGS[int(torch.randint(len(GRAPH_ARGS), (), generator=rng))]
+    position = int(torch.randint(args[name].numel(), (), generator=rng))
+    args[name] = _bump(args[name], position, int(torch.randint(-3, E + 4, (), generator=rng)))
+    try:
+        out, lse, _ = _forward(args)
+        _backward(_backward_args(args, out, lse))
+    except (RuntimeError, ValueError) as exc:
+        assert f"'{name}'" in str(exc) or "'col'" in str(exc) or "'perm'" in str(exc)
