@@ -175,7 +175,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                         help="seed nodes per mini-batch with --loader neighbor")
     parser.add_argument("--nprocs", type=int, default=1,
                         help="data-parallel processes on this machine (DDP; under torchrun "
-                             "its own process count is used)")
+                             "its own process count is used). Only --loader neighbor divides "
+                             "the work; full-batch training gets no speed-up, since every "
+                             "process runs the whole graph")
     parser.add_argument("--check-sync", action="store_true",
                         help="with several processes: check after every step that all "
                              "replicas hold the same parameters (writes distributed.json)")
