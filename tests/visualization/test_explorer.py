@@ -25,7 +25,7 @@ from pyg_attn.visualization.explorer import MAX_EDGES
 
 from ..graphs import random_graph
 
-#: The issue's size bound for a 2-hop Cora neighbourhood, 2 layers x 8 heads.
+#: Size bound of the page for a 2-hop Cora neighbourhood, 2 layers x 8 heads.
 MAX_BYTES = 2_000_000
 
 

@@ -26,7 +26,7 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1300,850")
-#: The issue's bound on opening the Cora 2-hop page (navigation start to first render).
+#: Bound on opening a Cora 2-hop page (navigation start to first render).
 MAX_LOAD_MS = 1000.0
 
 
