@@ -26,7 +26,7 @@ for ``--timing-epochs`` epochs, their epochs alternating, median ms per epoch.
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py                       # all, 10 seeds
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py --models gat --seeds 3 --csv out/p.csv
     PYTHONPATH=. python benchmarks/reproduce_planetoid.py --summarize out/p.csv out/q.csv \
-        --results benchmarks/results/planetoid.md                                # merge
+        --results benchmarks/results/planetoid-cpu.md --readme README.md         # merge
 
 Targets (mean of 10 seeds): Cora >= 82.0 %, CiteSeer >= 71.5 % with ``gat``
 (paper: 83.0 +- 0.7 and 72.5 +- 0.7).
@@ -63,6 +63,8 @@ SCHEMES = ["shared", "paper"]
 FIELDS = ["dataset", "model", "scheme", "seed", "test_acc", "val_acc", "best_epoch", "epochs",
           "ms_per_epoch"]
 Row = Dict[str, object]
+#: Lines around the README's accuracy table (``--readme``).
+README_START, README_END = "<!-- planetoid-accuracy", "<!-- /planetoid-accuracy -->"
 
 
 def run_one(dataset: str, model: str, scheme: str, seed: int, args: argparse.Namespace,
@@ -175,15 +177,8 @@ def report(rows: List[Row], sources: List[Dict[str, str]]) -> str:
         lines.append(f"Run {number}:")
         lines += [f"- {key}: `{value}`" for key, value in source.items()]
         lines.append("")
-    lines += ["Mean +- standard error (std / sqrt(seeds)) in %, std and seeds in brackets:", "",
-              "| data set | scheme | model | test accuracy | PyG twin (`pyg-gat`) |",
-              "| --- | --- | --- | --- | --- |"]
-    for (dataset, model, scheme), group in groups.items():
-        if model == BASELINE:
-            continue
-        base = groups.get((dataset, BASELINE, scheme))
-        lines.append(f"| {dataset} | {scheme} | {model} | {cell(group)} | "
-                     f"{cell(base) if base else 'not run'} |")
+    lines += ["Mean +- standard error (std / sqrt(seeds)) in %, std and seeds in brackets:", ""]
+    lines += accuracy_table(groups)
     lines += ["", "Every seed:", "", "| " + " | ".join(FIELDS) + " |",
               "| " + " | ".join("---" for _ in FIELDS) + " |"]
     lines += ["| " + " | ".join(figure(row[field]) for field in FIELDS) + " |" for row in rows]
@@ -197,6 +192,32 @@ def figure(value: object) -> str:
     except ValueError:
         return str(value)
     return str(value) if number.is_integer() else f"{number:.4g}"
+
+
+def accuracy_table(groups: Dict[Tuple[str, str, str], List[Row]]) -> List[str]:
+    """Markdown table: each model against the PyG twin under the same scheme."""
+    lines = ["| data set | scheme | model | test accuracy | PyG twin (`pyg-gat`) |",
+             "| --- | --- | --- | --- | --- |"]
+    for (dataset, model, scheme), group in groups.items():
+        if model == BASELINE:
+            continue
+        base = groups.get((dataset, BASELINE, scheme))
+        lines.append(f"| {dataset} | {scheme} | {model} | {cell(group)} | "
+                     f"{cell(base) if base else 'not run'} |")
+    return lines
+
+
+def update_readme(path: Path, rows: List[Row]) -> None:
+    """Replaces the table between the README's ``<!-- planetoid-accuracy ... -->`` and
+    ``<!-- /planetoid-accuracy -->`` lines with :func:`accuracy_table` of ``rows``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    starts = [n for n, line in enumerate(lines) if line.startswith(README_START)]
+    ends = [n for n, line in enumerate(lines) if line.startswith(README_END)]
+    if len(starts) != 1 or len(ends) != 1 or ends[0] < starts[0]:
+        raise ValueError(f"'--readme' {path} needs one '{README_START} ...' line and one "
+                         f"'{README_END}' line after it")
+    lines[starts[0] + 1:ends[0]] = accuracy_table(group_rows(rows))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def cell(group: List[Row]) -> str:
@@ -232,9 +253,11 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--summarize", type=Path, nargs="+", default=None, metavar="CSV",
                         help="train nothing: print (and with --results write) the table of "
                              "rows saved with --csv")
+    parser.add_argument("--readme", type=Path, default=None, metavar="MD",
+                        help="with --summarize: rewrite the accuracy table of this README")
     args = parser.parse_args(argv)
     if args.summarize is not None:
-        return summarize_files(args.summarize, args.results)
+        return summarize_files(args.summarize, args.results, args.readme)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     source = provenance(sys.argv[1:] if argv is None else argv)
@@ -272,9 +295,10 @@ def main(argv: List[str] | None = None) -> int:
     return 0
 
 
-def summarize_files(paths: List[Path], results: Path | None) -> int:
+def summarize_files(paths: List[Path], results: Path | None, readme: Path | None) -> int:
     """``--summarize``: the table of saved rows (a seed saved twice counts once, the
-    first file wins), written as a report too when ``results`` is given."""
+    first file wins), written as a report too when ``results`` is given and into
+    the accuracy table of ``readme`` when that is given."""
     rows: Dict[Tuple[str, ...], Row] = {}
     sources = []
     for path in reversed(paths):
@@ -285,6 +309,8 @@ def summarize_files(paths: List[Path], results: Path | None) -> int:
     print("\n".join(table(list(rows.values()))))
     if results is not None:
         write_text(results, report(list(rows.values()), sources))
+    if readme is not None:
+        update_readme(readme, list(rows.values()))
     return 0
 
 

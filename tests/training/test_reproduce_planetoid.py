@@ -41,9 +41,16 @@ def test_quick_run_report_and_summary(shipped_data, tmp_path):
     assert "| Cora | paper | gat |" in text and "| Cora | shared | gat |" in text
     assert "- commit: `" in text and "- command: `" in text
 
-    merged = tmp_path / "merged.md"
+    merged, readme = tmp_path / "merged.md", tmp_path / "README.md"
+    readme.write_text("intro\n<!-- planetoid-accuracy: generated -->\nold\n"
+                      "<!-- /planetoid-accuracy -->\nend\n")
     summary = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(rows_csv),
-                              "--results", str(merged)],
+                              "--results", str(merged), "--readme", str(readme)],
                              env=env, capture_output=True, text=True, timeout=600)
     assert summary.returncode == 0 and "pyg-gat" in summary.stdout
     assert merged.read_text() == text
+    table_rows = [line for line in text.splitlines() if line.startswith("| Cora | ")]
+    lines = readme.read_text().splitlines()
+    assert lines[:3] == ["intro", "<!-- planetoid-accuracy: generated -->",
+                         "| data set | scheme | model | test accuracy | PyG twin (`pyg-gat`) |"]
+    assert lines[4:] == table_rows + ["<!-- /planetoid-accuracy -->", "end"]
