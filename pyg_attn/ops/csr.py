@@ -16,8 +16,9 @@ The edge-level arrays (``col``, ``perm``, ``csc_*``) are ``int32`` whenever the
 graph has fewer than 2^31 edges and nodes (:func:`index_dtype`), the row
 pointers ``int64``.
 
-Build it once with :func:`prepare` and pass it wherever an ``edge_index`` is
-accepted.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
+Build it once with :func:`prepare` (or :meth:`PreparedGraph.from_csr` from a
+CSR) and pass it wherever an ``edge_index`` is accepted.  Graphs exist only
+validated: the kernels index memory with these arrays.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
 tensor identity *and* version counter, so an in-place change of ``edge_index``
 is never served stale and the cache never holds more than
 :data:`CACHE_SIZE` graphs (nor keeps a dead tensor's graph).

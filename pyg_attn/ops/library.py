@@ -4,7 +4,10 @@
 so ``torch.compile`` traces it without graph breaks, and an autograd formula
 that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
 integers (``KIND_IDS``); all tensors are contiguous, of one floating dtype
-(float32 or float64), on the CPU, with indices already validated.
+(float32 or float64), on the CPU.  The C++ entry points check every structural
+precondition themselves (shapes, dtypes, contiguity, the kind, pointer
+monotonicity, index ranges) and raise ``RuntimeError`` naming the argument, so
+a direct call with inconsistent arguments cannot read or write out of bounds.
 """
 from __future__ import annotations
 
