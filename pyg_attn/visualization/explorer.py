@@ -305,13 +305,13 @@ def _message(kept: int, candidates: int, node: Optional[int], max_edges: int) ->
         return None
     scope = (f"the {candidates} nodes of node {node}'s neighbourhood" if node is not None
              else f"the graph's {candidates} nodes")
-    which = "nearest node " + str(node) if node is not None else "lowest ids"
-    return (f"Truncated: {kept} of {scope} are shown (those with the {which}), so that no "
+    which = f"nearest node {node}" if node is not None else "with the lowest ids"
+    return (f"Truncated: {kept} of {scope} are shown (those {which}), so that no "
             f"layer has more than {max_edges} edges here. Pass node= (and a smaller hops=) "
             "to explore another part, or a larger max_edges=.")
 
 
-def explorer_data(layers: List[_Layer], num_nodes: int, node: Optional[int], hops: int,
+def _explorer_data(layers: List[_Layer], num_nodes: int, node: Optional[int], hops: int,
                   labels: Optional[List[int]], predictions: Optional[List[int]],
                   max_edges: int, flow_targets: int, seed: int, title: str) -> Dict[str, Any]:
     """The JSON embedded in the page (see :class:`AttentionExplorer` ``.data``)."""
@@ -447,7 +447,7 @@ def explorer(records: Any, data: Any = None, node: Optional[int] = None, hops: i
     labels = _node_classes("data.y", getattr(data, "y", None), num_nodes)
     predicted = _node_classes("predictions", predictions, num_nodes)
     title = title or (f"Attention around node {node}" if node is not None else "Attention")
-    content = explorer_data(layers, num_nodes, node, hops, labels, predicted, max_edges,
+    content = _explorer_data(layers, num_nodes, node, hops, labels, predicted, max_edges,
                             flow_targets, seed, title)
     page = AttentionExplorer(_page(content), content)
     if path is not None:
