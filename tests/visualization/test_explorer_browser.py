@@ -28,6 +28,8 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1300,850")
 #: Bound on opening a Cora 2-hop page (navigation start to first render).
 MAX_LOAD_MS = 1000.0
+#: Weights are shown with 4 decimals (and embedded with 6).
+WEIGHT_TOL = 5.1e-5
 
 
 def find_chromium() -> Tuple[Optional[str], Optional[str]]:
@@ -89,22 +91,22 @@ def drawn_edges(driver: Any) -> List[Any]:
 
 
 def hover_text(driver: Any, edge: Any) -> List[str]:
-    """The tooltip's lines after the pointer enters ``edge``."""
-    driver.execute_script(
-        "var box = arguments[0].getBoundingClientRect();"
-        "arguments[0].dispatchEvent(new MouseEvent('mouseenter', {clientX: box.x + box.width / 2,"
-        " clientY: box.y + box.height / 2}));", edge)
+    """The tooltip's lines after the pointer moves onto ``edge``'s arrowhead."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(driver).move_to_element(driver.find_element("id", "title")).perform()
+    ActionChains(driver).move_to_element(edge.find_element("css selector", "path.head")).perform()
     tooltip = driver.find_element("id", "tooltip")
     assert tooltip.is_displayed()
     return [line.text for line in tooltip.find_elements("css selector", "div")]
 
 
-def table_rows(driver: Any, table: str) -> List[Tuple[int, str, str]]:
-    """``(node, edge id, weight)`` texts of the side panel's ``table``."""
+def table_rows(driver: Any, table: str) -> List[Tuple[int, str, float]]:
+    """``(node, edge id text, weight)`` of the side panel's ``table``, in its order."""
     rows = driver.find_elements("css selector", f"#{table} tr[data-node]")
     return [(int(row.find_element("css selector", "td.node").text),
              row.find_element("css selector", "td.edge-id").text,
-             row.find_element("css selector", "td.weight").text) for row in rows]
+             float(row.find_element("css selector", "td.weight").text)) for row in rows]
 
 
 def layer_edges(known: Dict[str, Any], layer: int,
@@ -120,11 +122,27 @@ def layer_edges(known: Dict[str, Any], layer: int,
 
 
 def expected_rows(edges: List[Tuple[int, int, int, float]], node: int, incoming: bool
-                  ) -> List[Tuple[int, str, str]]:
-    rows = [(s if incoming else d, str(e), f"{w:.4f}") for s, d, e, w in edges
+                  ) -> List[Tuple[int, str, float]]:
+    """The strongest (up to 10) incoming or outgoing edges of ``node``, as table rows."""
+    rows = [(s if incoming else d, str(e), w) for s, d, e, w in edges
             if (d if incoming else s) == node]
-    rows.sort(key=lambda r: -float(r[2]))
-    return rows[:10]
+    return sorted(rows, key=lambda r: -r[2])[:10]
+
+
+def assert_same_rows(got: List[Tuple[int, str, float]], want: List[Tuple[int, str, float]]
+                     ) -> None:
+    """Same rows, weights equal to the 4 decimals shown, strongest first."""
+    assert sorted(r[:2] for r in got) == sorted(r[:2] for r in want)
+    weight = {r[:2]: r[2] for r in want}
+    assert all(w == pytest.approx(weight[(n, e)], abs=WEIGHT_TOL) for n, e, w in got)
+    assert [w for *_, w in got] == sorted((w for *_, w in got), reverse=True)
+
+
+def shown_weight(line: str) -> float:
+    """The number of a tooltip line ``"weight: 0.1234"``."""
+    name, value = line.split(": ")
+    assert name == "weight"
+    return float(value)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -139,14 +157,17 @@ def test_default_view_layer_and_head_switch(driver, known):
 
     source, target, edge_id, weight = max((e for e in edges if e[2] >= 0), key=lambda e: e[3])
     edge = driver.find_element("css selector", f'#edges g.edge[data-edge-id="{edge_id}"]')
-    assert hover_text(driver, edge) == [
-        f"source: {source}", f"target: {target}", f"edge id: {edge_id}", "layer: conv1",
-        "head: mean of heads", f"weight: {weight:.4f}"]
+    lines = hover_text(driver, edge)
+    assert lines[:-1] == [f"source: {source}", f"target: {target}", f"edge id: {edge_id}",
+                          "layer: conv1", "head: mean of heads"]
+    assert shown_weight(lines[-1]) == pytest.approx(weight, abs=WEIGHT_TOL)
 
     select(driver, "head", "head 1")
     edge = driver.find_element("css selector", f'#edges g.edge[data-edge-id="{edge_id}"]')
     head1 = float(conv1.alpha[conv1.edge_id.tolist().index(edge_id), 1])
-    assert hover_text(driver, edge)[-2:] == ["head: head 1", f"weight: {head1:.4f}"]
+    lines = hover_text(driver, edge)
+    assert lines[-2] == "head: head 1"
+    assert shown_weight(lines[-1]) == pytest.approx(head1, abs=WEIGHT_TOL)
 
     select(driver, "layer", "conv2")
     heads = driver.find_elements("css selector", "#head option")
@@ -166,7 +187,7 @@ def test_click_lists_the_python_weights_and_recentres(driver, known):
     edges = layer_edges(known, 0, None)
     for table, incoming in (("incoming", True), ("outgoing", False)):
         got, want = table_rows(driver, table), expected_rows(edges, node, incoming)
-        assert sorted(got) == sorted(want) and got[0][2] == want[0][2], table
+        assert_same_rows(got, want)
     box = [float(v) for v in driver.find_element("id", "graph").get_dom_attribute("viewBox").split()]
     circle = driver.find_element("css selector", f'circle.node[data-node="{node}"]')
     centre = (float(circle.get_attribute("cx")), float(circle.get_attribute("cy")))
@@ -174,7 +195,7 @@ def test_click_lists_the_python_weights_and_recentres(driver, known):
 
     select(driver, "head", "head 0")
     want = expected_rows(layer_edges(known, 0, 0), node, True)
-    assert sorted(table_rows(driver, "incoming")) == sorted(want)
+    assert_same_rows(table_rows(driver, "incoming"), want)
 
 
 @pytest.mark.parametrize("view", ["rollout", "flow"])
@@ -188,14 +209,15 @@ def test_rollout_and_flow_views(driver, known, view):
     compute = attention_rollout if view == "rollout" else attention_flow
     row = compute(records, targets=[0], num_nodes=14)
     row = (row.to_dense() if row.is_sparse else row)[0]
-    shares = [(v, f"{float(row[v]):.4f}") for v in nodes if row[v] > 0]
+    shares = [(v, float(row[v])) for v in nodes if row[v] > 0]
     assert len(drawn_edges(driver)) == len(shares)
     got = table_rows(driver, "incoming")
-    want = sorted(((v, "\u2014", w) for v, w in shares), key=lambda r: -float(r[2]))[:10]
-    assert sorted(got) == sorted(want)
+    want = sorted(((v, "\u2014", w) for v, w in shares), key=lambda r: -r[2])[:10]
+    assert_same_rows(got, want)
     edge = drawn_edges(driver)[-1]  # the strongest is drawn last
     lines = hover_text(driver, edge)
-    assert lines[1] == "target: 0" and lines[-1] == f"weight: {max(float(w) for _, w in shares):.4f}"
+    assert lines[1] == "target: 0"
+    assert shown_weight(lines[-1]) == pytest.approx(max(w for _, w in shares), abs=WEIGHT_TOL)
 
 
 def test_threshold_topk_and_colours(driver, known):
