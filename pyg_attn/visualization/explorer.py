@@ -139,8 +139,9 @@ def _layers(records: Any) -> List[_Layer]:
     elif isinstance(records, Sequence) and not isinstance(records, str):
         items = [(f"layer {k}", layer) for k, layer in enumerate(records)]
     else:
-        raise TypeError("records must be a dict of attention records (capture_attention) or a "
-                        f"list of records / (edge_index, alpha) pairs, got {type(records).__name__}")
+        raise TypeError("records must be a dict of attention records (capture_attention) or "
+                        "a list of records / (edge_index, alpha) pairs, got "
+                        f"{type(records).__name__}")
     if not items:
         raise ValueError("records must hold at least one layer")
     return [_one_layer(name, layer) for name, layer in items]

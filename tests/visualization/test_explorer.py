@@ -7,7 +7,6 @@ from __future__ import annotations
 import html
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Dict, List, Tuple
 

@@ -188,7 +188,8 @@ def test_click_lists_the_python_weights_and_recentres(driver, known):
     for table, incoming in (("incoming", True), ("outgoing", False)):
         got, want = table_rows(driver, table), expected_rows(edges, node, incoming)
         assert_same_rows(got, want)
-    box = [float(v) for v in driver.find_element("id", "graph").get_dom_attribute("viewBox").split()]
+    view_box = driver.find_element("id", "graph").get_dom_attribute("viewBox")
+    box = [float(v) for v in view_box.split()]
     circle = driver.find_element("css selector", f'circle.node[data-node="{node}"]')
     centre = (float(circle.get_attribute("cx")), float(circle.get_attribute("cy")))
     assert (box[0] + box[2] / 2, box[1] + box[3] / 2) == pytest.approx(centre, abs=1e-6)
