@@ -257,3 +257,16 @@ def test_cora_two_hop_page_opens_in_under_a_second(driver, tmp_path_factory, tmp
         ready = driver.execute_script("return window.explorerReadyMs")
         assert ready < MAX_LOAD_MS, (node, ready)
         assert len(drawn_edges(driver)) == len(page.data["layers"][0]["src"])
+
+
+def test_jupyter_frame_renders_the_page(driver, known, tmp_path):
+    notebook = tmp_path / "notebook.html"  # what Jupyter does with _repr_html_: insert it
+    notebook.write_text(f"<!DOCTYPE html><html><body>{known['page']._repr_html_()}</body></html>",
+                        encoding="utf-8")
+    driver.get(notebook.as_uri())
+    driver.switch_to.frame(driver.find_element("css selector", "iframe"))
+    try:
+        assert driver.execute_script("return document.body.getAttribute('data-ready')") == "1"
+        assert len(drawn_edges(driver)) == len(layer_edges(known, 0, None))
+    finally:
+        driver.switch_to.default_content()
