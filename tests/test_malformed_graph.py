@@ -274,3 +274,37 @@ def test_op_survives_random_corruption(seed):
         _backward(_backward_args(args, out, lse))
     except (RuntimeError, ValueError) as exc:
         assert f"'{name}'" in str(exc) or "'col'" in str(exc) or "'perm'" in str(exc)
+
+
+_ISA_SCRIPT = """
+import torch
+from pyg_attn.ops import graph_attention, prepare
+from tests.graphs import random_graph
+torch.manual_seed(0)
+graph = prepare(random_graph(40, 30, 300, seed=6), (40, 30))
+q = torch.randn(30, 8, 16, requires_grad=True)
+k, v = (torch.randn(40, 8, 16, requires_grad=True) for _ in range(2))
+out = graph_attention(q, k, v, graph, backend="cpu")
+out.pow(2).sum().backward()
+torch.save([out.detach(), q.grad, k.grad, v.grad], {path!r})
+"""
+
+
+@needs_kernel
+def test_avx2_and_baseline_kernel_copies_agree(tmp_path):
+    """The kernel copies for AVX2 and for the baseline target (PYG_ATTN_NO_AVX2=1;
+    without AVX2, or in a native build, both runs use the same copy)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    results = []
+    for no_avx2 in ("0", "1"):
+        path = tmp_path / f"no_avx2_{no_avx2}.pt"
+        env = dict(os.environ, PYG_ATTN_NO_AVX2=no_avx2)
+        subprocess.run([sys.executable, "-c", _ISA_SCRIPT.format(path=str(path))], env=env,
+                       check=True, cwd=Path(__file__).resolve().parents[1])
+        results.append(torch.load(path))
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
