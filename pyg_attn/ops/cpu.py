@@ -9,10 +9,11 @@ Set ``PYG_ATTN_DISABLE_CPP=1`` to skip the build on purpose.
 
 Build flags
     The default build is portable (the compiler's baseline target, e.g. x86-64),
-    so a shared extension cache works on every CPU; the kernel's AVX2/FMA code is
-    compiled for those instructions separately and chosen at run time when the CPU
-    has them.  ``PYG_ATTN_NATIVE=1`` adds ``-march=native`` (tuned to the building
-    CPU, usable only there).  ``PYG_ATTN_EXTRA_CFLAGS`` appends compiler flags and
+    so a shared extension cache works on every CPU; with GCC on x86 the kernels
+    are compiled a second time for AVX2/FMA and that copy runs on CPUs that have
+    them (``PYG_ATTN_NO_AVX2=1`` forces the baseline copy, at run time).
+    ``PYG_ATTN_NATIVE=1`` adds ``-march=native`` (tuned to the building CPU,
+    usable only there).  ``PYG_ATTN_EXTRA_CFLAGS`` appends compiler flags and
     ``PYG_ATTN_EXTRA_LDFLAGS`` linker flags (e.g. a sanitizer build).  The
     extension's cache name carries a digest of its flags and, for native builds,
     of the CPU, so a build made with other flags or on another CPU is never reused.
