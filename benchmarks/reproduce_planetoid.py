@@ -172,7 +172,9 @@ def report(rows: List[Row], sources: List[Dict[str, str]]) -> str:
     groups = group_rows(rows)
     lines = ["# Planetoid accuracy: pyg_attn against the PyG twin, like for like", "",
              "Written by `benchmarks/reproduce_planetoid.py`; test accuracy of the model kept "
-             "by early stopping, public split.", ""]
+             "by early stopping, public split.  The table compares each model with the PyG "
+             "twin over the seeds both finished.  `ms_per_epoch` times each run under "
+             "whatever load the machine had: quote the interleaved timing for speed.", ""]
     for number, source in enumerate(sources, 1):
         lines.append(f"Run {number}:")
         lines += [f"- {key}: `{value}`" for key, value in source.items()]
@@ -195,15 +197,20 @@ def figure(value: object) -> str:
 
 
 def accuracy_table(groups: Dict[Tuple[str, str, str], List[Row]]) -> List[str]:
-    """Markdown table: each model against the PyG twin under the same scheme."""
+    """Markdown table: each model against the PyG twin under the same scheme, both
+    over the seeds that both have finished."""
     lines = ["| data set | scheme | model | test accuracy | PyG twin (`pyg-gat`) |",
              "| --- | --- | --- | --- | --- |"]
     for (dataset, model, scheme), group in groups.items():
         if model == BASELINE:
             continue
-        base = groups.get((dataset, BASELINE, scheme))
-        lines.append(f"| {dataset} | {scheme} | {model} | {cell(group)} | "
-                     f"{cell(base) if base else 'not run'} |")
+        base = groups.get((dataset, BASELINE, scheme), [])
+        common = {str(r["seed"]) for r in group} & {str(r["seed"]) for r in base}
+        if not common:
+            lines.append(f"| {dataset} | {scheme} | {model} | {cell(group)} | not run |")
+            continue
+        ours, twin = ([r for r in rows if str(r["seed"]) in common] for rows in (group, base))
+        lines.append(f"| {dataset} | {scheme} | {model} | {cell(ours)} | {cell(twin)} |")
     return lines
 
 

@@ -80,3 +80,19 @@ def test_no_product_file_points_to_notes_outside_the_repository() -> None:
                                                           errors="replace").splitlines(), 1)
              if OUTSIDE_REFERENCE.search(line) and path != Path(__file__)]
     assert not found, "\n".join(found)
+
+
+def accuracy_rows(text: str) -> list:
+    """The like-for-like accuracy table's rows (``| Cora | shared | gat | ... |``)."""
+    return [line for line in text.splitlines()
+            if re.match(r"\| (Cora|CiteSeer) \| (shared|paper) \| ", line)]
+
+
+def test_readme_accuracy_table_is_the_committed_result() -> None:
+    results = REPO / "benchmarks" / "results" / "planetoid-cpu.md"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "benchmarks/results/planetoid-cpu.md" in readme
+    expected = accuracy_rows(results.read_text(encoding="utf-8"))
+    assert expected and accuracy_rows(readme) == expected
+    assert {row.split(" | ")[1] for row in expected} == {"shared", "paper"}
+    assert all("not run" not in row for row in expected)
