@@ -20,8 +20,12 @@ def test_sdist_and_wheel_build(tmp_path):
     sdist = next(tmp_path.glob("pyg_attn-*.tar.gz"))
     names = zipfile.ZipFile(wheel).namelist()
     for required in ("pyg_attn/py.typed", "pyg_attn/ops/csrc/fused_attention.cpp",
+                     "pyg_attn/ops/csrc/fused_attention_kernels.h",
+                     "pyg_attn/visualization/explorer.html",
                      "pyg_attn/data/planetoid/Cora/raw/ind.cora.x", "pyg_attn/data/LICENSES.md"):
         assert required in names, required
     assert any(n.endswith("LICENSE") for n in names)
     with tarfile.open(sdist) as tar:
-        assert any(n.endswith("pyg_attn/ops/csrc/fused_attention.cpp") for n in tar.getnames())
+        names = tar.getnames()
+    for source in ("fused_attention.cpp", "fused_attention_kernels.h"):
+        assert any(n.endswith(f"pyg_attn/ops/csrc/{source}") for n in names), source
