@@ -15,8 +15,9 @@ Build flags
     ``PYG_ATTN_NATIVE=1`` adds ``-march=native`` (tuned to the building CPU,
     usable only there).  ``PYG_ATTN_EXTRA_CFLAGS`` appends compiler flags and
     ``PYG_ATTN_EXTRA_LDFLAGS`` linker flags (e.g. a sanitizer build).  The
-    extension's cache name carries a digest of its flags and, for native builds,
-    of the CPU, so a build made with other flags or on another CPU is never reused.
+    extension's cache name carries a digest of its flags, of its sources and, for
+    native builds, of the CPU, so a build made with other flags, from other sources
+    or on another CPU is never reused.
 """
 from __future__ import annotations
 
@@ -64,12 +65,24 @@ def build_flags() -> tuple[list[str], list[str]]:
 
 
 def extension_name(cflags: list[str], ldflags: list[str]) -> str:
-    """The cache name of a build with these flags: a digest of the flags and, when
-    they tune for the building CPU, of that CPU's identity."""
-    key = " ".join(cflags) + " | " + " ".join(ldflags)
+    """The cache name of a build with these flags: a digest of the flags, of the
+    sources (:func:`_source_digest`) and, when the flags tune for the building CPU,
+    of that CPU's identity."""
+    key = " ".join(cflags) + " | " + " ".join(ldflags) + " | " + _source_digest()
     if any(flag.startswith(("-march=native", "-mtune=native", "-mcpu=native")) for flag in cflags):
         key += " | " + _cpu_identity()
     return "pyg_attn_fused_cpu_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _source_digest() -> str:
+    """Where the sources are and what they hold (the ``.cpp`` and the headers it
+    includes). torch's build cache hashes only the ``.cpp``: without this an edited
+    header would load a stale build, and two checkouts sharing one cache would
+    rebuild each other's extension on every load."""
+    digest = hashlib.sha256(str(_SOURCE.parent.resolve()).encode())
+    for path in sorted(_SOURCE.parent.glob("*.[ch]*")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
 
 
 def _cpu_identity() -> str:
