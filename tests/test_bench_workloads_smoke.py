@@ -14,14 +14,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_workloads.py"
 
 
-def test_quick_run_passes_its_correctness_checks(tmp_path):
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    """``bench_workloads.py --quick *args`` with the repository on the path; asserts exit 0."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    out = tmp_path / "workloads"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--no-memory", "--out",
-                           str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_quick_run_passes_its_correctness_checks(tmp_path):
+    out = tmp_path / "workloads"
+    proc = run_script("--no-memory", "--out", str(out))
     checks = [line for line in proc.stdout.splitlines() if line.startswith("check ")]
     assert checks and all(": ok" in line for line in checks), proc.stdout[-4000:]
     table = out.with_suffix(".md").read_text()
@@ -32,12 +37,7 @@ def test_quick_run_passes_its_correctness_checks(tmp_path):
     assert out.with_suffix(".csv").exists()
 
 
-def test_memory_worker_reports_a_peak(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--workloads", "molecules",
-                           "--layers", "GATConv"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+def test_memory_worker_reports_a_peak():
+    proc = run_script("--workloads", "molecules", "--layers", "GATConv")
     row = next(line for line in proc.stdout.splitlines() if line.startswith('{"workload"'))
     assert '"ours_peak_mb": null' not in row and '"pyg_peak_mb": null' not in row

@@ -23,19 +23,28 @@ def sparse_features(rows: int, cols: int, density: float, dtype=torch.float32, s
     return x
 
 
+def project_counting(lin, x) -> tuple[torch.Tensor, int]:
+    """``project(lin, x)`` and how many times it ran the sparse product."""
+    calls = []
+    original = SparseInputLinear.apply
+    SparseInputLinear.apply = lambda *a: calls.append(1) or original(*a)
+    try:
+        return project(lin, x), len(calls)
+    finally:
+        SparseInputLinear.apply = original
+
+
+def _uses_sparse(lin, x) -> bool:
+    return project_counting(lin, x)[1] > 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("bias", [True, False])
 def test_values_and_weight_gradient_equal_the_dense_product(dtype, bias):
     x = sparse_features(50, 300, 0.02, dtype)
     lin = torch.nn.Linear(300, 12, bias=bias).to(dtype)
-    calls = []
-    original = SparseInputLinear.apply
-    SparseInputLinear.apply = lambda *a: calls.append(1) or original(*a)
-    try:
-        out = project(lin, x)
-    finally:
-        SparseInputLinear.apply = original
-    assert calls, "the sparse path was not taken"
+    out, sparse_calls = project_counting(lin, x)
+    assert sparse_calls, "the sparse path was not taken"
     expected = lin(x)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(out, expected, **tol)
@@ -44,17 +53,6 @@ def test_values_and_weight_gradient_equal_the_dense_product(dtype, bias):
     want = torch.autograd.grad(expected, list(lin.parameters()), grad)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, **tol)
-
-
-def _uses_sparse(lin, x) -> bool:
-    calls = []
-    original = SparseInputLinear.apply
-    SparseInputLinear.apply = lambda *a: calls.append(1) or original(*a)
-    try:
-        project(lin, x)
-    finally:
-        SparseInputLinear.apply = original
-    return bool(calls)
 
 
 def test_dense_inputs_and_inputs_needing_gradients_take_the_module():
