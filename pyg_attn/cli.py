@@ -105,8 +105,8 @@ def _train(args: argparse.Namespace) -> int:
         from .training.distributed import launch, under_torchrun
 
         if config.nprocs > 1 or under_torchrun():
-            results = launch(config, resume=args.resume, progress=not args.no_progress,
-                             check_sync=args.check_sync)
+            results = launch(train_node_classification, config, resume=args.resume,
+                             progress=not args.no_progress, check_sync=args.check_sync)
             if results is None:  # not rank 0 of a torchrun job
                 return 0
         else:

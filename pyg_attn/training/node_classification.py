@@ -38,9 +38,9 @@ from torch import Tensor
 
 from .checks import positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
-from .distributed import Shard
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier, default_dropout_scheme
+from .shard import Shard
 
 __all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_summary",
            "load_node_data", "require_neighbor_sampler", "train_node_classification"]
@@ -404,8 +404,8 @@ def train_node_classification(config: TrainConfig, *, resume: bool = False,
         Called with every epoch's :class:`EpochRecord` (after checkpointing).
     shard : Shard, optional
         This process's part of a data-parallel job
-        (:func:`pyg_attn.training.distributed.launch` passes it); single process
-        when omitted.
+        (:func:`pyg_attn.training.distributed.launch` passes it to this function);
+        single process when omitted.
 
     Returns
     -------

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyg_attn.training.distributed import Shard, launch, under_torchrun
+from pyg_attn.training.distributed import launch, under_torchrun
 from pyg_attn.training.node_classification import TrainConfig, train_node_classification
+from pyg_attn.training.shard import Shard
 
 
 @pytest.mark.parametrize("n, world", [(140, 2), (7, 2), (10, 3), (5, 5)])
@@ -50,7 +51,8 @@ def test_two_processes_stay_in_sync_and_match_one(shipped_data, tmp_path, monkey
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
         monkeypatch.delenv(name, raising=False)
     settings = dict(dataset="Cora", model="gat", epochs=12, patience=100, seed=1)
-    parallel = launch(TrainConfig(nprocs=2, out=str(tmp_path / "ddp"), **settings),
+    parallel = launch(train_node_classification,
+                      TrainConfig(nprocs=2, out=str(tmp_path / "ddp"), **settings),
                       progress=False, check_sync=True)
     single = train_node_classification(TrainConfig(out=str(tmp_path / "one"), **settings),
                                        progress=False)

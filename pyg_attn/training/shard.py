@@ -1,0 +1,108 @@
+"""A process's place in a data-parallel job, and what the training loop asks of it.
+
+:class:`Shard` is what :func:`~pyg_attn.training.node_classification.train_node_classification`
+needs to know about the other processes (its rank, how to split nodes, how to
+wrap the model, how to agree with rank 0); :mod:`pyg_attn.training.distributed`
+sets up the processes and hands each its shard.  Alone, ``Shard.single()``
+makes every method a no-op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+__all__ = ["Shard"]
+
+
+@dataclass
+class Shard:
+    """This process's place in a data-parallel job (``world_size == 1``: alone).
+
+    Attributes
+    ----------
+    rank : int
+        Global rank of this process.
+    world_size : int
+        Number of processes.
+    device : torch.device
+        The device this process trains on.
+    check_sync : bool
+        Compare all replicas' parameters after every optimiser step (an
+        ``all_gather`` of the flattened parameters; for tests and debugging).
+    steps_checked : int
+        Number of steps compared so far.
+    max_param_diff : float
+        Largest absolute parameter difference seen between replicas.
+    """
+
+    rank: int
+    world_size: int
+    device: torch.device
+    check_sync: bool = False
+    steps_checked: int = 0
+    max_param_diff: float = 0.0
+
+    @classmethod
+    def single(cls, device: Any = "cpu") -> "Shard":
+        """A single-process job on ``device``."""
+        return cls(0, 1, torch.device(device))
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and shows progress (rank 0)."""
+        return self.rank == 0
+
+    def select(self, nodes: Tensor) -> Tensor:
+        """This process's shard of ``nodes`` (all of them when alone).
+
+        Raises
+        ------
+        ValueError
+            If there are fewer nodes than processes.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from pyg_attn.training.shard import Shard
+        >>> Shard(1, 2, torch.device("cpu")).select(torch.arange(7)).tolist()
+        [1, 3, 5]
+        """
+        if self.world_size == 1:
+            return nodes
+        usable = nodes.numel() // self.world_size * self.world_size
+        if usable == 0:
+            raise ValueError(f"{nodes.numel()} training nodes cannot be shared by "
+                             f"{self.world_size} processes")
+        return nodes[:usable][self.rank::self.world_size]
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model as trained: wrapped in DDP when there are several processes."""
+        if self.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag``, on every process."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+    def after_step(self, model: torch.nn.Module) -> None:
+        """With ``check_sync``: compares this replica's parameters with all others."""
+        if not self.check_sync or self.world_size == 1:
+            return
+        flat = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+        gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
+        dist.all_gather(gathered, flat)
+        diff = max(float((g - flat).abs().max()) for g in gathered)
+        self.max_param_diff = max(self.max_param_diff, diff)
+        self.steps_checked += 1
