@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 #: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
 BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
@@ -33,6 +33,15 @@ BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
               "workloads": "bench_workloads.py", "gpu": "bench_gpu.py"}
 _NODE_MODELS = ("gat", "gatv2", "transformer", "kqv", "pyg-gat", "pyg-gatv2",
                 "pyg-transformer")
+
+
+def _subcommand(commands: argparse._SubParsersAction, name: str,
+                run: Callable[[argparse.Namespace], int], help: str,
+                description: Optional[str] = None) -> argparse.ArgumentParser:
+    """Adds subcommand ``name``, which calls ``run(args)``; returns its parser."""
+    parser = commands.add_parser(name, help=help, description=description)
+    parser.set_defaults(run=run)
+    return parser
 
 
 def _info(_: argparse.Namespace) -> int:
@@ -124,13 +133,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "train", help="train on a benchmark data set",
-        description="Node classification with the GAT recipe (Velickovic et al. 2018: 8 heads "
-                    "x 8 hidden, ELU, dropout 0.6, lr 0.005, weight decay 5e-4, early stopping "
-                    "on validation loss/accuracy), or MUTAG graph classification with "
-                    "--model gat-pool (stratified cross-validation).")
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="Cora",
                         help="Cora, CiteSeer, MUTAG (shipped) or another PyG data set "
                              "(downloaded; needs a network). Default: Cora")
@@ -183,7 +186,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                              "replicas hold the same parameters (writes distributed.json)")
     parser.add_argument("--folds", type=int, default=10, help="gat-pool: cross-validation folds")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(run=_train)
 
 
 # ----------------------------------------------------------------------------- explain
@@ -197,12 +199,7 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_explain(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "explain", help="export and draw a trained model's attention",
-        description="Writes the attention of every layer of a checkpoint written by "
-                    "'pyg-attn train' (CSV and JSON, with edge ids), and PNG pictures of a "
-                    "node's attention neighbourhood and of its attention rollout.")
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="a best.pt, its run folder, or the training output folder "
                              "(then run0/best.pt)")
@@ -217,7 +214,6 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--html", action="store_true",
                         help="also write attention.html, an interactive explorer of the "
                              "node's neighbourhood (every layer and head, rollout, flow)")
-    parser.set_defaults(run=_explain)
 
 
 # ----------------------------------------------------------------------------- bench
@@ -253,28 +249,33 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.call([sys.executable, str(script), *extra], env=env)
 
 
-def _add_bench(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "bench", help="run a benchmark script of benchmarks/",
-        description="Runs a script of the source tree's benchmarks/ folder (" +
-                    ", ".join(f"{name}: {script}" for name, script in BENCHMARKS.items()) +
-                    "); everything after the target is passed to the script, e.g. "
-                    "'pyg-attn bench ops --quick --sizes cora'.")
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
-    parser.set_defaults(run=_bench)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pyg-attn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("info", help="show versions and available backends").set_defaults(
-        run=_info)
-    commands.add_parser("build-ext", help="compile the fused CPU kernel now").set_defaults(
-        run=_build_ext)
-    _add_train(commands)
-    _add_explain(commands)
-    _add_bench(commands)
+    _subcommand(commands, "info", _info, help="show versions and available backends")
+    _subcommand(commands, "build-ext", _build_ext, help="compile the fused CPU kernel now")
+    _train_arguments(_subcommand(
+        commands, "train", _train, help="train on a benchmark data set",
+        description="Node classification with the GAT recipe (Velickovic et al. 2018: 8 heads "
+                    "x 8 hidden, ELU, dropout 0.6, lr 0.005, weight decay 5e-4, early stopping "
+                    "on validation loss/accuracy), or MUTAG graph classification with "
+                    "--model gat-pool (stratified cross-validation)."))
+    _explain_arguments(_subcommand(
+        commands, "explain", _explain, help="export and draw a trained model's attention",
+        description="Writes the attention of every layer of a checkpoint written by "
+                    "'pyg-attn train' (CSV and JSON, with edge ids), and PNG pictures of a "
+                    "node's attention neighbourhood and of its attention rollout."))
+    _bench_arguments(_subcommand(
+        commands, "bench", _bench, help="run a benchmark script of benchmarks/",
+        description="Runs a script of the source tree's benchmarks/ folder (" +
+                    ", ".join(f"{name}: {script}" for name, script in BENCHMARKS.items()) +
+                    "); everything after the target is passed to the script, e.g. "
+                    "'pyg-attn bench ops --quick --sizes cora'."))
     args = parser.parse_args(argv)
     try:
         return args.run(args)

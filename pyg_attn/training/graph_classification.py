@@ -62,7 +62,7 @@ from torch_geometric.loader import DataLoader
 from torch_geometric.utils import degree
 
 from ..nn import AttentionPooling, GATConv
-from .checks import fraction, positive_int
+from .checks import check_layers, check_optimiser, fraction, positive_int
 
 __all__ = ["MODELS", "CVResult", "FoldSplit", "PoolConfig", "GraphClassifier",
            "FoldResult", "cross_validate", "cv_splits", "stratified_folds", "train_fold"]
@@ -110,21 +110,11 @@ class PoolConfig:
     max_degree: Optional[int] = 4
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"'model' must be one of {sorted(MODELS)}, got {self.model!r}")
-        for name in ("hidden", "heads", "layers", "batch_size", "epochs"):
-            positive_int(name, getattr(self, name))
-        for name in ("dropout", "attn_dropout"):
-            fraction(name, getattr(self, name))
+        check_layers(self, MODELS, ("hidden", "heads", "layers", "batch_size", "epochs"))
+        check_optimiser(self)
         fraction("val_fraction", self.val_fraction, low_open=True)
         if self.max_degree is not None:
             positive_int("max_degree", self.max_degree)
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or \
-                    (name == "lr" and value == 0):
-                raise ValueError(f"'{name}' must be a {'positive' if name == 'lr' else 'non-negative'}"
-                                 f" number, got {value!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
 from ..nn.conv.head_dropout import HeadwiseDropoutLinear
-from .checks import fraction, positive_int
+from .checks import check_layers, one_of, positive_int
 
 __all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "PAPER_SCHEME_MODELS",
            "build_model", "default_dropout_scheme", "paper_dropout_twin"]
@@ -93,17 +93,10 @@ class ModelConfig:
     dropout_scheme: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.model not in MODELS:
-            raise ValueError(f"'model' must be one of {sorted(MODELS)}, got {self.model!r}")
-        for name in ("hidden", "heads", "out_heads"):
-            positive_int(name, getattr(self, name))
-        for name in ("dropout", "attn_dropout"):
-            fraction(name, getattr(self, name))
+        check_layers(self, MODELS, ("hidden", "heads", "out_heads"))
         if self.dropout_scheme is None:
             object.__setattr__(self, "dropout_scheme", default_dropout_scheme(self.model))
-        if self.dropout_scheme not in DROPOUT_SCHEMES:
-            raise ValueError(f"'dropout_scheme' must be one of {list(DROPOUT_SCHEMES)}, got "
-                             f"{self.dropout_scheme!r}")
+        one_of("dropout_scheme", self.dropout_scheme, DROPOUT_SCHEMES)
         if self.dropout_scheme == "paper" and self.model not in PAPER_SCHEME_MODELS:
             raise ValueError("dropout_scheme='paper' is the GAT paper's recipe and needs a "
                              f"model in {list(PAPER_SCHEME_MODELS)}, got model={self.model!r}")

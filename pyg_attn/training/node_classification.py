@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .checks import positive_int
+from .checks import check_optimiser, one_of, positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
-from .models import ModelConfig, NodeClassifier, default_dropout_scheme
+from .models import ModelConfig, NodeClassifier
 from .shard import Shard
 
 __all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_summary",
@@ -49,27 +49,22 @@ __all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_s
 _RESUMABLE_CHANGES = frozenset({"runs", "device", "out", "save_every", "nprocs"})
 
 
-@dataclass
-class TrainConfig:
-    """Everything a node-classification training run depends on.
+@dataclass(frozen=True)
+class TrainConfig(ModelConfig):
+    """Everything a node-classification training run depends on: the network's
+    :class:`~pyg_attn.training.models.ModelConfig` fields, then the data, the
+    optimisation and the output.
 
     Defaults are the GAT paper's Cora/CiteSeer settings; see the CLI's
     ``pyg-attn train --help`` for each field's meaning.
     """
 
     dataset: str = "Cora"
-    model: str = "gat"
     runs: int = 1
     epochs: int = 1000
     patience: int = 100
     lr: float = 0.005
     weight_decay: float = 5e-4
-    hidden: int = 8
-    heads: int = 8
-    out_heads: int = 1
-    dropout: float = 0.6
-    attn_dropout: float = 0.6
-    dropout_scheme: Optional[str] = None
     seed: int = 0
     device: str = "cpu"
     out: str = "out/train"
@@ -81,31 +76,21 @@ class TrainConfig:
     nprocs: int = 1
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("runs", "epochs", "patience", "batch_size", "save_every", "nprocs"):
             positive_int(name, getattr(self, name))
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or (name == "lr" and value == 0):
-                raise ValueError(f"'{name}' must be a {'positive' if name == 'lr' else 'non-negative'}"
-                                 f" number, got {value!r}")
-        if self.loader not in ("full", "neighbor"):
-            raise ValueError(f"'loader' must be 'full' or 'neighbor', got {self.loader!r}")
-        self.num_neighbors = [int(n) for n in self.num_neighbors]
+        check_optimiser(self)
+        one_of("loader", self.loader, ("full", "neighbor"))
+        object.__setattr__(self, "num_neighbors", [int(n) for n in self.num_neighbors])
         if not self.num_neighbors or any(n == 0 or n < -1 for n in self.num_neighbors):
             raise ValueError("'num_neighbors' must be one positive count (or -1 for all) per "
                              f"layer, got {self.num_neighbors!r}")
         if not self.device.startswith(("cpu", "cuda")):
             raise ValueError(f"'device' must be 'cpu' or 'cuda[:k]', got {self.device!r}")
-        if self.dropout_scheme is None:
-            self.dropout_scheme = default_dropout_scheme(self.model)
-        self.model_config()  # validates model name, sizes and dropout
 
     def model_config(self) -> ModelConfig:
-        """The :class:`ModelConfig` of the network."""
-        return ModelConfig(model=self.model, hidden=self.hidden, heads=self.heads,
-                           out_heads=self.out_heads, dropout=self.dropout,
-                           attn_dropout=self.attn_dropout,
-                           dropout_scheme=self.dropout_scheme)
+        """The :class:`ModelConfig` of the network (these fields of the configuration)."""
+        return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready dict of all fields."""
