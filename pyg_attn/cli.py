@@ -223,8 +223,10 @@ def benchmarks_dir() -> Path:
     Looked for in ``$PYG_ATTN_BENCHMARKS``, next to the package (a source
     checkout or editable install), then in the current folder.
 
-    Raises:
-        FileNotFoundError: if none holds the benchmark scripts.
+    Raises
+    ------
+    FileNotFoundError
+        If none holds the benchmark scripts.
     """
     candidates = [Path(os.environ["PYG_ATTN_BENCHMARKS"])] if os.environ.get(
         "PYG_ATTN_BENCHMARKS") else []

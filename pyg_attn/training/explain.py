@@ -50,8 +50,10 @@ PathLike = Union[str, "os.PathLike[str]"]
 def find_checkpoint(path: PathLike) -> Path:
     """The ``best.pt`` meant by ``path``: the file, ``path/best.pt`` or ``path/run0/best.pt``.
 
-    Raises:
-        FileNotFoundError: if none exists (the message lists where it looked).
+    Raises
+    ------
+    FileNotFoundError
+        If none exists (the message lists where it looked).
     """
     path = Path(path)
     candidates = [path] if path.is_file() else [path / "best.pt", path / "run0" / "best.pt"]

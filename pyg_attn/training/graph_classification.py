@@ -78,21 +78,35 @@ MODELS: Dict[str, Tuple[Callable[..., torch.nn.Module], Callable[..., torch.nn.M
 class PoolConfig:
     """Hyper-parameters of the model and its training (defaults: MUTAG).
 
-    Attributes:
-        model: a key of :data:`MODELS`.
-        hidden: features per head of every attention layer.
-        heads: heads per attention layer (concatenated).
-        layers: number of attention layers.
-        dropout: dropout on the pooled vector, before the classifier.
-        attn_dropout: dropout on the attention weights of the layers.
-        lr: Adam learning rate.
-        weight_decay: Adam weight decay.
-        batch_size: graphs per mini-batch.
-        epochs: training epochs per fold (the best one is kept).
-        val_fraction: share of each fold's training part held out for validation.
-        edge_features: feed the data set's edge features to the attention scores.
-        max_degree: append each node's in-degree, one-hot, clamped to this value
-            (MUTAG's largest degree is 4); :obj:`None` for no degree features.
+    Attributes
+    ----------
+    model : str
+        A key of :data:`MODELS`.
+    hidden : int
+        Features per head of every attention layer.
+    heads : int
+        Heads per attention layer (concatenated).
+    layers : int
+        Number of attention layers.
+    dropout : float
+        Dropout on the pooled vector, before the classifier.
+    attn_dropout : float
+        Dropout on the attention weights of the layers.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        Adam weight decay.
+    batch_size : int
+        Graphs per mini-batch.
+    epochs : int
+        Training epochs per fold (the best one is kept).
+    val_fraction : float
+        Share of each fold's training part held out for validation.
+    edge_features : bool
+        Feed the data set's edge features to the attention scores.
+    max_degree : int, optional
+        Append each node's in-degree, one-hot, clamped to this value (MUTAG's
+        largest degree is 4); :obj:`None` for no degree features.
     """
 
     model: str = "gat-pool"
@@ -124,31 +138,35 @@ class PoolConfig:
 class GraphClassifier(torch.nn.Module):
     r"""Attention layers, attention pooling and a two-layer classifier.
 
-    Args:
-        in_channels (int): input features per node :math:`F`.
-        num_classes (int): classes :math:`C`.
-        edge_dim (int, optional): edge features :math:`D` seen by the attention
-            scores; :obj:`None` for none.
-        config (PoolConfig, optional): layer type and sizes.
+    Parameters
+    ----------
+    in_channels : int
+        Input features per node :math:`F`.
+    num_classes : int
+        Classes :math:`C`.
+    edge_dim : int, optional
+        Edge features :math:`D` seen by the attention scores; :obj:`None` for none.
+    config : PoolConfig, optional
+        Layer type and sizes.
 
-    Shapes:
-        - **input:** a :class:`~torch_geometric.data.Batch` with ``x``
-          :math:`(N, F)`, ``edge_index`` :math:`(2, E)`, ``batch`` :math:`(N)`,
-          ``num_graphs`` :math:`G` and, with ``edge_dim``, ``edge_attr`` :math:`(E, D)`.
-        - **output:** class scores (logits) :math:`(G, C)`; with
-          ``return_attention_weights=True`` (model ``"gat-pool"`` only) also the
-          pooling weights :math:`(N, 1)`, summing to 1 over each graph's nodes.
+    Raises
+    ------
+    ValueError
+        If a size is not a positive int.
+    TypeError
+        If ``config`` is not a :class:`PoolConfig`.
 
-    Examples:
-        >>> import torch
-        >>> from torch_geometric.data import Batch, Data
-        >>> _ = torch.manual_seed(0)
-        >>> model = GraphClassifier(3, 2, config=PoolConfig(hidden=4, heads=2)).eval()
-        >>> ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
-        >>> batch = Batch.from_data_list([Data(x=torch.randn(3, 3), edge_index=ring)] * 2)
-        >>> logits, weights = model(batch, return_attention_weights=True)
-        >>> logits.shape, weights.shape, round(float(weights[:3].sum()), 4)
-        (torch.Size([2, 2]), torch.Size([6, 1]), 1.0)
+    Examples
+    --------
+    >>> import torch
+    >>> from torch_geometric.data import Batch, Data
+    >>> _ = torch.manual_seed(0)
+    >>> model = GraphClassifier(3, 2, config=PoolConfig(hidden=4, heads=2)).eval()
+    >>> ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    >>> batch = Batch.from_data_list([Data(x=torch.randn(3, 3), edge_index=ring)] * 2)
+    >>> logits, weights = model(batch, return_attention_weights=True)
+    >>> logits.shape, weights.shape, round(float(weights[:3].sum()), 4)
+    (torch.Size([2, 2]), torch.Size([6, 1]), 1.0)
     """
 
     def __init__(self, in_channels: int, num_classes: int, edge_dim: Optional[int] = None,
@@ -186,7 +204,24 @@ class GraphClassifier(torch.nn.Module):
 
     def forward(self, data: Batch, return_attention_weights: bool = False
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        """Class scores ``[G, C]`` of every graph in ``data``."""
+        """Class scores of every graph in ``data``.
+
+        Parameters
+        ----------
+        data : torch_geometric.data.Batch
+            ``x`` :math:`(N, F)`, ``edge_index`` :math:`(2, E)`, ``batch``
+            :math:`(N)`, ``num_graphs`` :math:`G` and, with ``edge_dim``,
+            ``edge_attr`` :math:`(E, D)`.
+        return_attention_weights : bool
+            Also return the pooling weights (model ``"gat-pool"`` only).
+
+        Returns
+        -------
+        Tensor or (Tensor, Tensor)
+            Class scores (logits) :math:`(G, C)`; with
+            ``return_attention_weights=True`` also the pooling weights
+            :math:`(N, 1)`, summing to 1 over each graph's nodes.
+        """
         x, edge_index = data.x, data.edge_index
         edge_attr = data.edge_attr if self.edge_dim is not None else None
         if self.config.max_degree is not None:
@@ -382,17 +417,31 @@ def train_fold(dataset: Dataset, split: FoldSplit, config: PoolConfig = PoolConf
     (epoch selection); ``split.test`` is loaded after it has finished, into the
     parameters of the selected epoch, and evaluated once.
 
-    Args:
-        dataset: a PyG graph data set (``x``, ``edge_index``, ``y``; ``edge_attr``
-            used when ``config.edge_features`` and the data set has some).
-        split: the fold's indices, e.g. from :func:`cv_splits`.
-        config: model and training hyper-parameters.
-        seed: seeds the parameters, batch order and dropout.
-        device: where to train.
-        progress: called after every epoch with ``(epoch, val_accuracy)``.
+    Parameters
+    ----------
+    dataset : torch_geometric.data.Dataset
+        A PyG graph data set (``x``, ``edge_index``, ``y``; ``edge_attr`` used
+        when ``config.edge_features`` and the data set has some).
+    split : FoldSplit
+        The fold's indices, e.g. from :func:`cv_splits`.
+    config : PoolConfig
+        Model and training hyper-parameters.
+    seed : int
+        Seeds the parameters, batch order and dropout.
+    device : str or torch.device
+        Where to train.
+    progress : callable, optional
+        Called after every epoch with ``(epoch, val_accuracy)``.
 
-    Returns:
-        The fold's :class:`FoldResult`, with the trained model.
+    Returns
+    -------
+    FoldResult
+        The fold's result, with the trained model.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`PoolConfig`.
     """
     if not isinstance(config, PoolConfig):
         raise TypeError(f"'config' must be a PoolConfig, got {type(config).__name__}")
@@ -478,29 +527,50 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
     ``folds``, ``seed`` and ``config.val_fraction`` use the same splits, so models
     compare fold by fold.
 
-    Args:
-        dataset: a data set name for :func:`pyg_attn.datasets.load_dataset`
-            (``"MUTAG"`` is shipped) or a PyG graph data set.
-        root: data root passed to :func:`~pyg_attn.datasets.load_dataset`.
-        folds: number of folds.
-        seed: seeds the folds and every fold's training (fold ``k`` uses
-            ``seed + k``).
-        epochs: overrides ``config.epochs``.
-        device: where to train.
-        progress: show a progress bar per fold (tqdm, on stderr).
-        model: a key of :data:`MODELS`; overrides ``config.model``.
-        config: hyper-parameters (defaults of :class:`PoolConfig`).
-        fold_ids: run only these folds (e.g. ``[0]`` for a quick check);
-            all when :obj:`None`.
+    Parameters
+    ----------
+    dataset : str or torch_geometric.data.Dataset
+        A data set name for :func:`pyg_attn.datasets.load_dataset`
+        (``"MUTAG"`` is shipped) or a PyG graph data set.
+    root : str, optional
+        Data root passed to :func:`~pyg_attn.datasets.load_dataset`.
+    folds : int
+        Number of folds.
+    seed : int
+        Seeds the folds and every fold's training (fold ``k`` uses ``seed + k``).
+    epochs : int, optional
+        Overrides ``config.epochs``.
+    device : str or torch.device
+        Where to train.
+    progress : bool
+        Show a progress bar per fold (tqdm, on stderr).
+    model : str
+        A key of :data:`MODELS`; overrides ``config.model``.
+    config : PoolConfig, optional
+        Hyper-parameters (defaults of :class:`PoolConfig`).
+    fold_ids : sequence of int, optional
+        Run only these folds (e.g. ``[0]`` for a quick check); all when :obj:`None`.
 
-    Returns:
-        A :class:`CVResult` (``accuracies``, ``mean``, ``std``, ``to_dict()``).
+    Returns
+    -------
+    CVResult
+        ``accuracies``, ``mean``, ``std``, ``to_dict()``.
 
-    Examples:
-        >>> result = cross_validate("MUTAG", folds=10, epochs=1, progress=False,
-        ...                         fold_ids=[0], config=PoolConfig(hidden=4, heads=1))
-        >>> len(result.accuracies), 0.0 <= result.mean <= 1.0
-        (1, True)
+    Raises
+    ------
+    TypeError
+        If ``config`` is not a :class:`PoolConfig` or ``dataset`` neither a
+        name nor a PyG data set.
+    ValueError
+        If the data set has not one label per graph, or ``fold_ids`` holds a
+        fold number out of range.
+
+    Examples
+    --------
+    >>> result = cross_validate("MUTAG", folds=10, epochs=1, progress=False,
+    ...                         fold_ids=[0], config=PoolConfig(hidden=4, heads=1))
+    >>> len(result.accuracies), 0.0 <= result.mean <= 1.0
+    (1, True)
     """
     from tqdm.auto import tqdm
 

@@ -26,14 +26,21 @@ PathLike = Union[str, "os.PathLike[str]"]
 class EpochRecord:
     """What one epoch of one run measured.
 
-    Attributes:
-        run: run index (0-based); its seed is the base seed plus this.
-        epoch: epoch number (1-based).
-        train_loss, train_acc: on this process's training nodes, in training
-            mode (dropout on), averaged over mini-batches.
-        val_loss, val_acc: on the validation nodes, evaluation mode.
-        train_time_s: seconds of the training step(s) of the epoch.
-        eval_time_s: seconds of the evaluation.
+    Attributes
+    ----------
+    run : int
+        Run index (0-based); its seed is the base seed plus this.
+    epoch : int
+        Epoch number (1-based).
+    train_loss, train_acc : float
+        On this process's training nodes, in training mode (dropout on),
+        averaged over mini-batches.
+    val_loss, val_acc : float
+        On the validation nodes, evaluation mode.
+    train_time_s : float
+        Seconds of the training step(s) of the epoch.
+    eval_time_s : float
+        Seconds of the evaluation.
     """
 
     run: int
@@ -54,12 +61,20 @@ EPOCH_FIELDS: List[str] = list(EpochRecord.__dataclass_fields__)
 class RunResult:
     """One finished run: the selected epoch and its test accuracy.
 
-    Attributes:
-        run: run index; seed: its random seed.
-        best_epoch: the epoch selected on the validation set.
-        val_acc, val_loss: validation metrics of that epoch.
-        test_acc: test accuracy of the selected model (looked at once, at the end).
-        epochs: every epoch's :class:`EpochRecord`.
+    Attributes
+    ----------
+    run : int
+        Run index.
+    seed : int
+        Its random seed.
+    best_epoch : int
+        The epoch selected on the validation set.
+    val_acc, val_loss : float
+        Validation metrics of that epoch.
+    test_acc : float
+        Test accuracy of the selected model (looked at once, at the end).
+    epochs : list of EpochRecord
+        Every epoch's :class:`EpochRecord`.
     """
 
     run: int

@@ -73,15 +73,23 @@ def default_dropout_scheme(model: str) -> str:
 class ModelConfig:
     """Hyper-parameters of a :class:`NodeClassifier` (defaults: the GAT paper, Cora).
 
-    Attributes:
-        model: a key of :data:`MODELS`.
-        hidden: features per head of the first layer.
-        heads: heads of the first layer (concatenated).
-        out_heads: heads of the output layer (averaged).
-        dropout: dropout on each layer's input features.
-        attn_dropout: dropout on the attention weights.
-        dropout_scheme: ``"shared"`` or ``"paper"`` (see the module doc);
-            ``None`` picks :func:`default_dropout_scheme` of ``model``.
+    Attributes
+    ----------
+    model : str
+        A key of :data:`MODELS`.
+    hidden : int
+        Features per head of the first layer.
+    heads : int
+        Heads of the first layer (concatenated).
+    out_heads : int
+        Heads of the output layer (averaged).
+    dropout : float
+        Dropout on each layer's input features.
+    attn_dropout : float
+        Dropout on the attention weights.
+    dropout_scheme : str, optional
+        ``"shared"`` or ``"paper"`` (see the module doc); ``None`` picks
+        :func:`default_dropout_scheme` of ``model``.
     """
 
     model: str = "gat"
@@ -109,25 +117,31 @@ class ModelConfig:
 class NodeClassifier(torch.nn.Module):
     r"""Two attention layers with ELU between them, as in GAT's transductive setup.
 
-    Args:
-        in_channels (int): input features per node :math:`F`.
-        num_classes (int): output scores per node :math:`C`.
-        config (ModelConfig, optional): layer type and sizes; the GAT paper's
-            Cora settings when omitted.
+    Parameters
+    ----------
+    in_channels : int
+        Input features per node :math:`F`.
+    num_classes : int
+        Output scores per node :math:`C`.
+    config : ModelConfig, optional
+        Layer type and sizes; the GAT paper's Cora settings when omitted.
 
-    Shapes:
-        - **input:** node features :math:`(N, F)`, edges :math:`(2, E)`
-          (``edge_index[0]`` = source, ``[1]`` = destination) or a sparse adjacency.
-        - **output:** class scores (logits) :math:`(N, C)`.
+    Raises
+    ------
+    ValueError
+        If ``in_channels`` or ``num_classes`` is not a positive int.
+    TypeError
+        If ``config`` is not a :class:`ModelConfig`.
 
-    Examples:
-        >>> import torch
-        >>> from pyg_attn.training.models import ModelConfig, NodeClassifier
-        >>> _ = torch.manual_seed(0)
-        >>> model = NodeClassifier(16, 3, ModelConfig("gat", hidden=4, heads=2)).eval()
-        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
-        >>> model(torch.randn(3, 16), edge_index).shape
-        torch.Size([3, 3])
+    Examples
+    --------
+    >>> import torch
+    >>> from pyg_attn.training.models import ModelConfig, NodeClassifier
+    >>> _ = torch.manual_seed(0)
+    >>> model = NodeClassifier(16, 3, ModelConfig("gat", hidden=4, heads=2)).eval()
+    >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    >>> model(torch.randn(3, 16), edge_index).shape
+    torch.Size([3, 3])
     """
 
     def __init__(self, in_channels: int, num_classes: int,
@@ -156,7 +170,21 @@ class NodeClassifier(torch.nn.Module):
         self.conv2.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Any) -> Tensor:
-        """Class scores ``[N, C]`` of every node."""
+        """Class scores of every node.
+
+        Parameters
+        ----------
+        x : Tensor
+            Node features :math:`(N, F)`.
+        edge_index : Tensor or SparseTensor
+            Edges :math:`(2, E)` (``edge_index[0]`` = source, ``[1]`` =
+            destination) or a sparse adjacency.
+
+        Returns
+        -------
+        Tensor
+            Class scores (logits) :math:`(N, C)`.
+        """
         if self.config.dropout_scheme == "paper":  # the layers drop their inputs
             return self.conv2(F.elu(self.conv1(x, edge_index)), edge_index)
         x = F.dropout(x, p=self.config.dropout, training=self.training)
@@ -196,10 +224,11 @@ def build_model(in_channels: int, num_classes: int, model: str = "gat",
                 **hyper: Any) -> NodeClassifier:
     """A :class:`NodeClassifier` from a model name and :class:`ModelConfig` fields.
 
-    Examples:
-        >>> from pyg_attn.training.models import build_model
-        >>> net = build_model(1433, 7, "gatv2", heads=4)
-        >>> type(net.conv1).__name__, net.conv1.heads
-        ('GATv2Conv', 4)
+    Examples
+    --------
+    >>> from pyg_attn.training.models import build_model
+    >>> net = build_model(1433, 7, "gatv2", heads=4)
+    >>> type(net.conv1).__name__, net.conv1.heads
+    ('GATv2Conv', 4)
     """
     return NodeClassifier(in_channels, num_classes, ModelConfig(model=model, **hyper))

@@ -114,12 +114,13 @@ class EarlyStopping:
     (that model is the one to keep), ``stop`` once ``patience`` epochs in a row
     improved neither.
 
-    Examples:
-        >>> from pyg_attn.training.node_classification import EarlyStopping
-        >>> stopper = EarlyStopping(patience=2)
-        >>> [stopper.step(loss, acc) for loss, acc in
-        ...  [(1.0, 0.5), (0.9, 0.4), (1.2, 0.3), (1.1, 0.45)]]
-        [(True, False), (False, False), (False, False), (False, True)]
+    Examples
+    --------
+    >>> from pyg_attn.training.node_classification import EarlyStopping
+    >>> stopper = EarlyStopping(patience=2)
+    >>> [stopper.step(loss, acc) for loss, acc in
+    ...  [(1.0, 0.5), (0.9, 0.4), (1.2, 0.3), (1.1, 0.45)]]
+    [(True, False), (False, False), (False, False), (False, True)]
     """
 
     def __init__(self, patience: int) -> None:
@@ -157,9 +158,11 @@ def load_node_data(dataset: str, data_root: Optional[str] = None) -> Tuple[Any, 
     Loaded with :func:`pyg_attn.datasets.load_dataset` (flag, environment
     variable, then the shipped copy), features row-normalised.
 
-    Raises:
-        ValueError: if the data set has no train/validation/test node masks
-            (a graph-classification set such as MUTAG).
+    Raises
+    ------
+    ValueError
+        If the data set has no train/validation/test node masks (a
+        graph-classification set such as MUTAG).
     """
     import torch_geometric.transforms as T
 
@@ -200,11 +203,16 @@ def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, fl
 class EpochTrainer:
     """One epoch of training: full batch, or the mini-batches of a NeighborLoader.
 
-    Args:
-        config: ``loader``, ``num_neighbors`` and ``batch_size`` are used.
-        data: the graph (``x``, ``edge_index``, ``y``) on ``device``.
-        train_nodes: ids of the nodes whose loss is trained on.
-        device: where batches go.
+    Parameters
+    ----------
+    config : TrainConfig
+        ``loader``, ``num_neighbors`` and ``batch_size`` are used.
+    data : torch_geometric.data.Data
+        The graph (``x``, ``edge_index``, ``y``) on ``device``.
+    train_nodes : Tensor
+        Ids of the nodes whose loss is trained on.
+    device : torch.device
+        Where batches go.
     """
 
     def __init__(self, config: TrainConfig, data: Any, train_nodes: Tensor,
@@ -428,12 +436,13 @@ def train_node_classification(config: TrainConfig, *, resume: bool = False,
 def format_summary(results: Sequence[RunResult]) -> str:
     """The closing line: ``test accuracy: MEAN +- STD % over R runs``.
 
-    Examples:
-        >>> from pyg_attn.training.metrics import RunResult
-        >>> from pyg_attn.training.node_classification import format_summary
-        >>> format_summary([RunResult(0, 0, 5, 0.8, 0.6, 0.83),
-        ...                 RunResult(1, 1, 7, 0.8, 0.6, 0.81)])
-        'test accuracy: 82.00 +- 1.41 % over 2 runs'
+    Examples
+    --------
+    >>> from pyg_attn.training.metrics import RunResult
+    >>> from pyg_attn.training.node_classification import format_summary
+    >>> format_summary([RunResult(0, 0, 5, 0.8, 0.6, 0.83),
+    ...                 RunResult(1, 1, 7, 0.8, 0.6, 0.81)])
+    'test accuracy: 82.00 +- 1.41 % over 2 runs'
     """
     stats = summarize([r.test_acc for r in results])
     runs = stats["runs"]
