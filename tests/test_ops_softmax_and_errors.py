@@ -169,3 +169,86 @@ def test_edge_softmax_cache_follows_in_place_edits():
     index[1] = 1  # in place: the cached grouping must not be reused
     torch.testing.assert_close(edge_softmax(src, index),
                                pyg_softmax(src, index, num_nodes=2))
+
+
+def _segment_graph(num_edges: int, num_groups: int, sort: bool, seed: int) -> torch.Tensor:
+    """A group index with a hub (a third of the edges in group 0), empty groups
+    (the last three never occur) and, unless ``sort``, no order."""
+    gen = torch.Generator().manual_seed(seed)
+    index = torch.randint(0, max(num_groups - 3, 1), (num_edges,), generator=gen)
+    index[torch.rand(num_edges, generator=gen) < 1 / 3] = 0
+    return index.sort()[0] if sort else index
+
+
+@pytest.mark.parametrize("sort", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("heads", [1, 5])
+def test_cpu_segment_softmax_equals_reference(sort, dtype, heads):
+    index = _segment_graph(700, 40, sort, seed=heads)
+    src = torch.randn(700, heads, dtype=dtype, requires_grad=True)
+    weights = torch.randn(700, heads, dtype=dtype)
+    results = []
+    for backend in ("cpu", "reference"):
+        out = edge_softmax(src, index, 40, backend=backend)
+        (grad,) = torch.autograd.grad((out * weights).sum(), src)
+        results.append((out, grad))
+    torch.testing.assert_close(results[0], results[1])
+
+
+def test_cpu_segment_softmax_second_order_gradients():
+    for sort in (True, False):
+        index = _segment_graph(60, 9, sort, seed=3)
+        src = torch.randn(60, 2, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradgradcheck(lambda s: edge_softmax(s, index, 9, backend="cpu"),
+                                            (src,))
+
+
+def test_cpu_segment_softmax_threads_split_groups_without_changing_results():
+    """Sorted input above the parallel grain is cut at group boundaries only."""
+    index = _segment_graph(200_000, 3_000, True, seed=5)
+    src = torch.randn(200_000, 2)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = edge_softmax(src, index, 3_000)
+        torch.set_num_threads(2)
+        two = edge_softmax(src, index, 3_000)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two)
+    torch.testing.assert_close(one, pyg_softmax(src, index, num_nodes=3_000))
+
+
+def test_cpu_segment_softmax_half_precision_and_compile():
+    index = _segment_graph(100, 10, False, seed=1)
+    src = torch.randn(100, 3)
+    half = edge_softmax(src.bfloat16(), index, 10)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), edge_softmax(src, index, 10), atol=1e-2, rtol=1e-2)
+    compiled = torch.compile(lambda s: edge_softmax(s, index, 10), backend="aot_eager")
+    torch.testing.assert_close(compiled(src), edge_softmax(src, index, 10))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("index, num_nodes, match", [
+    (torch.tensor([0, -1, 1]), None, "non-negative"),
+    (torch.tensor([0, 3, 1]), 3, r"outside \[0, num_nodes=3\)"),
+    (torch.tensor([0, 1, 1]), -2, "'num_nodes'"),
+    (torch.tensor([0, 1, 1]), 2.0, "'num_nodes'"),
+])
+def test_edge_softmax_bad_index(backend, index, num_nodes, match):
+    with pytest.raises(ValueError, match=match):
+        edge_softmax(torch.zeros(3), index, num_nodes, backend=backend)
+
+
+def test_segment_softmax_kernel_checks_its_arguments():
+    """The C++ entry point itself refuses what would read out of bounds."""
+    from pyg_attn.ops.library import segment_softmax
+
+    src = torch.zeros(3, 1)
+    with pytest.raises(RuntimeError, match="'index' holds 5 at position 1"):
+        segment_softmax(src, torch.tensor([0, 5, 1]), 3)
+    with pytest.raises(RuntimeError, match="'index' must have 3 elements"):
+        segment_softmax(src, torch.tensor([0, 1]), 3)
+    with pytest.raises(RuntimeError, match="int64"):
+        segment_softmax(src, torch.tensor([0, 1, 1], dtype=torch.int32), 3)

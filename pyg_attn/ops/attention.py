@@ -92,7 +92,7 @@ def _triton_missing(device: torch.device) -> Optional[str]:
 
 
 # ----------------------------------------------------------------------------- checks
-def _check_float(name: str, t: Tensor, dims: tuple[int, ...]) -> None:
+def check_float(name: str, t: Tensor, dims: tuple[int, ...]) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor, got {type(t).__name__}")
     if not t.is_floating_point():
@@ -118,7 +118,7 @@ def _per_edge(name: str, t: Optional[Tensor], num_edges: int, heads: int,
     """Checks a per-edge tensor and broadcasts ``[E]`` to ``[E, H]`` (scores only)."""
     if t is None:
         return None
-    _check_float(name, t, (1, 2, 3))
+    check_float(name, t, (1, 2, 3))
     if not trailing and t.dim() == 1:
         _check_shape(name, t, (num_edges,))
         return t.unsqueeze(-1).expand(num_edges, heads)
@@ -148,7 +148,7 @@ def _num_edges(edge_index: GraphInput) -> int:
 
 
 # ----------------------------------------------------------------------------- core
-def _run(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Optional[Tensor]],
+def run_attention(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Optional[Tensor]],
          edge_mask: Optional[Tensor], *, scale: float, negative_slope: float, dropout: float,
          training: bool, return_attention: bool, backend: Optional[str]
          ) -> tuple[Tensor, Optional[Tensor]]:
@@ -265,11 +265,11 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
     Raises:
         TypeError, ValueError: on bad dtypes, shapes, devices or indices.
     """
-    _check_float("query", query, (2, 3))
+    check_float("query", query, (2, 3))
     squeeze = query.dim() == 2
     q = query.unsqueeze(1) if squeeze else query
-    _check_float("key", key, (query.dim(),))
-    _check_float("value", value, (query.dim(),))
+    check_float("key", key, (query.dim(),))
+    check_float("value", value, (query.dim(),))
     k = key.unsqueeze(1) if squeeze else key
     v = value.unsqueeze(1) if squeeze else value
     heads, channels = q.size(1), q.size(2)
@@ -292,7 +292,7 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
         "edge_feat": _per_edge("edge_key", unsq(edge_key), num_edges, heads, (channels,)),
         "edge_value": _per_edge("edge_value", unsq(edge_value), num_edges, heads, (v.size(2),)),
     }
-    out, alpha = _run("dot", edge_index, q.size(0), features, _check_mask(edge_mask, num_edges),
+    out, alpha = run_attention("dot", edge_index, q.size(0), features, _check_mask(edge_mask, num_edges),
                       scale=1.0 / math.sqrt(channels) if scale is None else float(scale),
                       negative_slope=0.0, dropout=dropout, training=training,
                       return_attention=return_attention, backend=backend)
@@ -325,9 +325,9 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     Returns:
         ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
     """
-    _check_float("alpha_src", alpha_src, (2,))
-    _check_float("alpha_dst", alpha_dst, (2,))
-    _check_float("value", value, (3,))
+    check_float("alpha_src", alpha_src, (2,))
+    check_float("alpha_dst", alpha_dst, (2,))
+    check_float("value", value, (3,))
     heads = value.size(1)
     _check_shape("alpha_src", alpha_src, (value.size(0), heads))
     if alpha_dst.size(1) != heads:
@@ -339,7 +339,7 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     features = {"dst": alpha_dst.unsqueeze(-1), "src": alpha_src.unsqueeze(-1), "value": value,
                 "att": None, "edge_score": _per_edge("edge_logit", edge_logit, num_edges, heads),
                 "edge_feat": None, "edge_value": None}
-    out, alpha = _run("gat", edge_index, alpha_dst.size(0), features,
+    out, alpha = run_attention("gat", edge_index, alpha_dst.size(0), features,
                       _check_mask(edge_mask, num_edges), scale=1.0,
                       negative_slope=negative_slope, dropout=dropout, training=training,
                       return_attention=return_attention, backend=backend)
@@ -373,9 +373,9 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
     Returns:
         ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
     """
-    _check_float("x_src", x_src, (3,))
-    _check_float("x_dst", x_dst, (3,))
-    _check_float("att", att, (2, 3))
+    check_float("x_src", x_src, (3,))
+    check_float("x_dst", x_dst, (3,))
+    check_float("att", att, (2, 3))
     heads, channels = x_src.size(1), x_src.size(2)
     if x_dst.shape[1:] != x_src.shape[1:]:
         raise ValueError(f"'x_dst' must have heads/channels {list(x_src.shape[1:])}, got "
@@ -388,7 +388,7 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
     features = {"dst": x_dst, "src": x_src, "value": x_src, "att": att, "edge_score": None,
                 "edge_feat": _per_edge("edge_feat", edge_feat, num_edges, heads, (channels,)),
                 "edge_value": None}
-    out, alpha = _run("gatv2", edge_index, x_dst.size(0), features,
+    out, alpha = run_attention("gatv2", edge_index, x_dst.size(0), features,
                       _check_mask(edge_mask, num_edges), scale=1.0,
                       negative_slope=negative_slope, dropout=dropout, training=training,
                       return_attention=return_attention, backend=backend)

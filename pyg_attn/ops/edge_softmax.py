@@ -6,42 +6,29 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .attention import _check_float, _run
-from .csr import CACHE_SIZE, PreparedGraph, _graph, _pointer, validate_edge_index
-from .identity_cache import IdentityCache
-
-
-_graphs = IdentityCache(CACHE_SIZE)
+from .attention import check_float, run_attention, select_backend
+from .library import segment_softmax_cpu
 
 
 @torch.compiler.disable
-def _grouped(index: Tensor, num_nodes: int) -> PreparedGraph:
-    """``index`` as a graph from one dummy source, cached per index tensor."""
-    stamp = (index._version, num_nodes)
-    graph = _graphs.get(index, (), stamp)
-    if graph is None:
-        edge_index = torch.stack([torch.zeros_like(index), index]).long()
-        validate_edge_index(edge_index, 1, num_nodes, name="index")
-        graph = _graphs.put(index, (), stamp, _group_graph(edge_index, num_nodes))
-    return graph
-
-
-def _group_graph(edge_index: Tensor, num_nodes: int) -> PreparedGraph:
-    """The graph of the edges ``0 -> index[e]`` (``edge_index`` = ``[zeros, index]``),
-    built without the general sorts.
-
-    Already sorted groups (a PyG ``batch`` vector, a CSR-ordered edge list) keep
-    their order; others take one stable sort.  The source side has one node, so its
-    CSC is the CSR order itself.  Edge softmax is run for every new batch, so this
-    matters there.
-    """
-    sources, index = edge_index
-    num_edges = index.numel()
-    positions = torch.arange(num_edges, device=index.device)
-    is_sorted = num_edges < 2 or bool((index[1:] >= index[:-1]).all())
-    perm = positions if is_sorted else torch.argsort(index, stable=True)
-    return _graph(1, num_nodes, _pointer(index, num_nodes), sources, perm,
-                  _pointer(sources, 1), perm, index.index_select(0, perm))
+def _checked_num_groups(index: Tensor, num_nodes: Optional[int]) -> int:
+    """``num_nodes`` (``index.max() + 1`` for ``None``) after checking that every
+    entry of ``index`` lies in ``[0, num_nodes)``.  Data-dependent, so it runs
+    eagerly under ``torch.compile`` (one graph break)."""
+    if num_nodes is not None and (isinstance(num_nodes, bool) or not isinstance(num_nodes, int)
+                                  or num_nodes < 0):
+        raise ValueError(f"'num_nodes' must be a non-negative int or None, got {num_nodes!r}")
+    if index.numel():
+        low, high = (int(v) for v in torch.aminmax(index))
+        if low < 0:
+            raise ValueError(f"'index' must be non-negative, got {low}")
+        if num_nodes is None:
+            num_nodes = high + 1
+        elif high >= num_nodes:
+            raise ValueError(f"'index' holds {high}, outside [0, num_nodes={num_nodes})")
+    elif num_nodes is None:
+        num_nodes = 0
+    return num_nodes
 
 
 def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
@@ -55,7 +42,10 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
 
     The same result as :func:`torch_geometric.utils.softmax` (up to rounding),
     stable for scores of any magnitude; scores of ``-inf`` get weight 0 and a group
-    made only of them sums to 0 (PyG gives NaN there).
+    made only of them sums to 0 (PyG gives NaN there).  On the CPU a new ``index``
+    costs one O(E) pass (no sort, no cached grouping): groups that come sorted, as
+    a PyG ``batch`` vector or destination-sorted edges, are split over threads,
+    others are computed in one thread.  Gradients of any order.
 
     Args:
         src: ``[E]`` or ``[E, H]`` scores.
@@ -71,20 +61,26 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
         >>> edge_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1])).tolist()
         [0.5, 0.5, 1.0]
     """
-    _check_float("src", src, (1, 2))
+    check_float("src", src, (1, 2))
     if not isinstance(index, Tensor) or index.dtype.is_floating_point or index.dtype == torch.bool:
         raise TypeError(f"'index' must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
     if index.dim() != 1 or index.numel() != src.size(0):
         raise ValueError(f"'index' must have shape [{src.size(0)}] to match 'src', got {list(index.shape)}")
-    if num_nodes is None:
-        num_nodes = int(index.max()) + 1 if index.numel() else 0
-    graph = _grouped(index, num_nodes)
+    if index.device != src.device:
+        raise ValueError(f"'index' is on {index.device} but 'src' is on {src.device}")
+    num_nodes = _checked_num_groups(index, num_nodes)
     scores = src.unsqueeze(-1) if src.dim() == 1 else src
+    if select_backend(backend, src.device) == "cpu":
+        compute = scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
+        alpha = segment_softmax_cpu(compute.contiguous(), index.long().contiguous(), num_nodes)
+        return alpha.to(src.dtype).view_as(src)
+    graph = torch.stack([torch.zeros_like(index), index])  # edges 0 -> index[e]
     heads = scores.size(1)
     empty_dst = scores.new_zeros(num_nodes, heads, 0)
     empty_src = scores.new_zeros(1, heads, 0)
     features = {"dst": empty_dst, "src": empty_src, "value": empty_src, "att": None,
                 "edge_score": scores, "edge_feat": None, "edge_value": None}
-    _, alpha = _run("edge", graph, num_nodes, features, None, scale=1.0, negative_slope=0.0,
-                    dropout=0.0, training=False, return_attention=True, backend=backend)
+    _, alpha = run_attention("edge", graph, num_nodes, features, None, scale=1.0,
+                             negative_slope=0.0, dropout=0.0, training=False,
+                             return_attention=True, backend=backend)
     return alpha.view_as(src)

@@ -137,6 +137,34 @@ def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
 
 
+def eager_function(name: str, doc: str, forward, setup_context, backward
+                   ) -> type[torch.autograd.Function]:
+    """An :class:`torch.autograd.Function` that runs ``forward(*inputs)`` with the
+    autograd formula ``(setup_context, backward)`` of a custom op, but without the
+    dispatcher.
+
+    It is written in the older ``forward(ctx, *inputs)`` style on purpose: that
+    ``apply`` costs about 5 us against about 20 us for a separate
+    ``setup_context``, which matters where a whole kernel call takes tens of
+    microseconds (a molecule batch, a sampled subgraph).
+    """
+    def run(ctx, *inputs):
+        output = forward(*inputs)
+        setup_context(ctx, inputs, output)
+        return output
+
+    return type(name, (torch.autograd.Function,), {
+        "__doc__": doc, "forward": staticmethod(run), "backward": staticmethod(backward)})
+
+
+def _outside_compile(function: type[torch.autograd.Function], op, *args):
+    """``op(*args)`` under ``torch.compile`` (traceable), ``function.apply(*args)``
+    otherwise (the same kernels and formula, less per-call overhead)."""
+    if torch.compiler.is_compiling():
+        return op(*args)
+    return function.apply(*args)
+
+
 def _eager_forward(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att,
                    edge_score, edge_feat, edge_value, edge_mask, scale, negative_slope, dropout,
                    seed, need_alpha):
@@ -145,35 +173,83 @@ def _eager_forward(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src,
         edge_mask, scale, negative_slope, dropout, seed, need_alpha))
 
 
-def _eager_backward(*args):
-    return _extension().fused_backward(*args)
-
-
-_eager_setup_context, _eager_backward_formula = fused_autograd_formula(_eager_backward,
-                                                                       len(_GRAPH))
-
-
-class EagerFusedAttention(torch.autograd.Function):
-    """The CPU op without the dispatcher: the same kernels and autograd formula
-    as ``pyg_attn::fused_attention``, called directly.
-
-    Eager training on small graphs (a molecule batch, a sampled subgraph) spends
-    more time in ``torch.library``'s per-call argument handling than in the
-    kernels; :func:`fused_attention_cpu` takes this path outside
-    ``torch.compile`` and the custom op inside it.
-    """
-
-    forward = staticmethod(_eager_forward)
-    setup_context = staticmethod(_eager_setup_context)
-    backward = staticmethod(_eager_backward_formula)
+EagerFusedAttention = eager_function(
+    "EagerFusedAttention",
+    "The CPU op ``pyg_attn::fused_attention`` without the dispatcher (same kernels, "
+    "same autograd formula).",
+    _eager_forward,
+    *fused_autograd_formula(lambda *args: _extension().fused_backward(*args), len(_GRAPH)))
 
 
 def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
     """``pyg_attn::fused_attention(*args)``, through :class:`EagerFusedAttention`
     when not compiling (same results, less per-call overhead)."""
-    if torch.compiler.is_compiling():
-        return fused_attention(*args)
-    return EagerFusedAttention.apply(*args)
+    return _outside_compile(EagerFusedAttention, fused_attention, *args)
 
 
 register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))
+
+
+@torch.library.custom_op("pyg_attn::segment_softmax", mutates_args=(), device_types="cpu")
+def segment_softmax(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """Softmax of ``src [E, H]`` over the rows that share ``index [E]`` (int64, in
+    ``[0, num_groups)``); see ``csrc/segment_softmax.h``."""
+    return _extension().segment_softmax_forward(src, index, num_groups)
+
+
+@segment_softmax.register_fake
+def _(src, index, num_groups):
+    return torch.empty_like(src)
+
+
+@torch.library.custom_op("pyg_attn::segment_softmax_backward", mutates_args=(),
+                         device_types="cpu")
+def segment_softmax_backward(out: Tensor, grad: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """``grad_src = out * (grad - sum over the group of out * grad)``."""
+    return _extension().segment_softmax_backward(out, grad, index, num_groups)
+
+
+@segment_softmax_backward.register_fake
+def _(out, grad, index, num_groups):
+    return torch.empty_like(out)
+
+
+def _segment_setup_context(ctx, inputs, output):
+    _src, index, num_groups = inputs
+    ctx.save_for_backward(output, index)
+    ctx.num_groups = num_groups
+
+
+def segment_softmax_formula(backward_op):
+    """The ``backward`` of a segment softmax whose kernel gradient is ``backward_op``.
+
+    Under ``create_graph=True`` the same formula runs as differentiable torch ops
+    on the saved (graph-connected) output, so higher-order gradients are exact.
+    """
+    def backward(ctx, grad):
+        out, index = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            weighted = out * grad
+            dot = weighted.new_zeros(ctx.num_groups, out.size(1)).index_add(0, index, weighted)
+            return out * (grad - dot.index_select(0, index)), None, None
+        return backward_op(out, grad.contiguous(), index, ctx.num_groups), None, None
+
+    return backward
+
+
+torch.library.register_autograd("pyg_attn::segment_softmax",
+                                segment_softmax_formula(segment_softmax_backward),
+                                setup_context=_segment_setup_context)
+
+
+EagerSegmentSoftmax = eager_function(
+    "EagerSegmentSoftmax",
+    "``pyg_attn::segment_softmax`` without the dispatcher (same kernels, same formula).",
+    lambda src, index, num_groups: _extension().segment_softmax_forward(src, index, num_groups),
+    _segment_setup_context,
+    segment_softmax_formula(lambda *args: _extension().segment_softmax_backward(*args)))
+
+
+def segment_softmax_cpu(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """:func:`segment_softmax`, through :class:`EagerSegmentSoftmax` when not compiling."""
+    return _outside_compile(EagerSegmentSoftmax, segment_softmax, src, index, num_groups)

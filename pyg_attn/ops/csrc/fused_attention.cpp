@@ -274,9 +274,13 @@ std::vector<at::Tensor> fused_backward(
                       grad_out, grad_alpha, scale, slope, p_drop, seed, needs);
 }
 
+#include "segment_softmax.h"
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_forward", &fused_forward, "fused edge attention forward (CPU)");
   m.def("fused_backward", &fused_backward, "fused edge attention backward (CPU)");
+  m.def("segment_softmax_forward", &segment::forward, "segment softmax forward (CPU)");
+  m.def("segment_softmax_backward", &segment::backward, "segment softmax backward (CPU)");
 }
