@@ -18,10 +18,11 @@ pointers ``int64``.
 
 Build it once with :func:`prepare` (or :meth:`PreparedGraph.from_csr` from a
 CSR) and pass it wherever an ``edge_index`` is accepted.  Graphs exist only
-validated: the kernels index memory with these arrays.  Plain ``edge_index`` tensors go through a small LRU cache keyed by
-tensor identity *and* version counter, so an in-place change of ``edge_index``
-is never served stale and the cache never holds more than
-:data:`CACHE_SIZE` graphs (nor keeps a dead tensor's graph).
+validated: the kernels index memory with these arrays.  The graphs of plain
+``edge_index`` tensors are kept in the shared graph cache
+(:mod:`pyg_attn.ops.graph_cache`: keyed by tensor identity *and* version
+counter, so an in-place change of ``edge_index`` is never served stale; bounded;
+never keeping a dead tensor's graph).
 """
 from __future__ import annotations
 
@@ -32,9 +33,7 @@ import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 
-from .identity_cache import IdentityCache
-
-CACHE_SIZE = 16
+from .graph_cache import GRAPH_CACHE
 
 
 def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
@@ -306,8 +305,8 @@ def _pointer(index: Tensor, size: int) -> Tensor:
     return ptr
 
 
-def _build(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
-    """The CSR/CSC of ``edge_index`` with at most two stable sorts, fewer when the
+def build_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
+    """The CSR/CSC of a validated ``edge_index`` (no checks here: callers validate) with at most two stable sorts, fewer when the
     edges come grouped: destination-sorted edges (samplers, CSC order) need no
     sort for the CSR, source-sorted ones (a coalesced ``edge_index``, a ``Batch``
     of them) none for the CSC, whose slots are then the edges in their own order.
@@ -410,7 +409,7 @@ def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) 
     """
     num_src, num_dst = _sizes(edge_index, num_nodes)
     validate_edge_index(edge_index, num_src, num_dst)
-    return _build(edge_index, num_src, num_dst)
+    return build_graph(edge_index, num_src, num_dst)
 
 
 def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -427,9 +426,6 @@ def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[in
     if not isinstance(num_nodes, int) or num_nodes < 0:
         raise ValueError(f"'num_nodes' must be a non-negative int, got {num_nodes!r}")
     return num_nodes, num_nodes
-
-
-_cache = IdentityCache(CACHE_SIZE)
 
 
 def _unique(edge_index: Tensor, num_src: int) -> Tensor:
@@ -458,21 +454,22 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
         if not unique:
             return edge_index
         if "unique" not in edge_index.extras:
-            edge_index.extras["unique"] = _build(_unique(edge_index.edge_index, num_src),
+            edge_index.extras["unique"] = build_graph(_unique(edge_index.edge_index, num_src),
                                                  num_src, num_dst)
         return edge_index.extras["unique"]
     if not isinstance(edge_index, Tensor):
         raise TypeError("'edge_index' must be a LongTensor [2, E] or a PreparedGraph, "
                         f"got {type(edge_index).__name__}")
     stamp = (edge_index._version, num_src, num_dst)
-    graph = _cache.get(edge_index, (unique,), stamp)
+    graph = GRAPH_CACHE.get("prepared", edge_index, (unique,), stamp)
     if graph is not None:
         return graph
     validate_edge_index(edge_index, num_src, num_dst)
-    graph = _build(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
-    return _cache.put(edge_index, (unique,), stamp, graph)
+    graph = build_graph(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
+    return GRAPH_CACHE.put("prepared", edge_index, (unique,), stamp, graph)
 
 
 def clear_cache() -> None:
-    """Drops every implicitly cached graph."""
-    _cache.clear()
+    """Empties the graph cache (:mod:`pyg_attn.ops.graph_cache`): every graph,
+    self-looped graph and sparse feature form derived implicitly from an input."""
+    GRAPH_CACHE.clear()

@@ -13,6 +13,7 @@ from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_te
 from pyg_attn.nn.conv import self_loops
 from pyg_attn.nn.conv.gatv2_conv import GATv2Conv
 from pyg_attn.ops import prepare
+from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
 from .test_gat_conv import (
@@ -255,7 +256,7 @@ def test_double_backward():
 
 
 def test_cache_reuse_and_in_place_edits():
-    self_loops.clear_cache()
+    GRAPH_CACHE.clear()
     x = torch.randn(15, 6)
     edge_index = random_graph(15, 15, 40, seed=12, self_loops=3)
     ours, pyg = make_pair(GATv2Conv, pyg_nn.GATv2Conv, 6, 4, heads=2, edge_dim=2)

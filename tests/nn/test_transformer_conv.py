@@ -19,6 +19,7 @@ import pyg_attn.ops.csr as csr_module
 from pyg_attn.nn.conv.transformer_conv import TransformerConv
 from pyg_attn.nn.conv import adjacency
 from pyg_attn.ops import prepare, select_backend
+from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
 
@@ -280,8 +281,8 @@ def test_prepared_graph_input():
 
 def test_csr_is_cached_per_input_object(monkeypatch):
     builds = []
-    real_build = csr_module._build
-    monkeypatch.setattr(csr_module, "_build", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+    real_build = csr_module.build_graph
+    monkeypatch.setattr(csr_module, "build_graph", lambda *a, **k: builds.append(1) or real_build(*a, **k))
     csr_module.clear_cache()
     x, ei = torch.randn(20, 6), random_graph(20, 20, 70, seed=3)
     conv = TransformerConv(6, 4, heads=2)
@@ -300,7 +301,7 @@ def test_csr_is_cached_per_input_object(monkeypatch):
         assert adjacency.sparse_graph(adj) is adjacency.sparse_graph(adj)
         key = id(adj)
         del adj
-        assert key not in adjacency._sparse_cache  # the entry dies with its input
+        assert not GRAPH_CACHE.holds(key)  # the entry dies with its input
 
 
 # ----------------------------------------------------------------------------- attention
@@ -482,8 +483,8 @@ def test_torch_compile_matches_eager(monkeypatch):
     _, model = _twin_models()
     expected = model(x, ei)
     builds = []
-    real_build = csr_module._build
-    monkeypatch.setattr(csr_module, "_build", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+    real_build = csr_module.build_graph
+    monkeypatch.setattr(csr_module, "build_graph", lambda *a, **k: builds.append(1) or real_build(*a, **k))
     fresh = ei.clone()  # not in any cache yet
     compiled = torch.compile(model, backend="aot_eager")
     torch.testing.assert_close(compiled(x, fresh), expected, **TOL[torch.float32])

@@ -15,7 +15,7 @@ from torch_geometric.utils import is_torch_sparse_tensor
 from torch_geometric.utils.sparse import set_sparse_value, to_edge_index
 
 from ...ops import PreparedGraph, prepare
-from ...ops.identity_cache import IdentityCache
+from ...ops.graph_cache import GRAPH_CACHE
 
 
 def adjacency_to_edge_index(adj: Any, num_src: int, num_dst: int
@@ -81,16 +81,12 @@ def structure_versions(adj: Any) -> tuple:
     return ()
 
 
-# Prepared (CSR/CSC) graphs of sparse adjacency inputs, cached per adjacency object
-# (identity and index-tensor versions; weak references; never in a module's state),
-# so repeated forwards on one SparseTensor / torch.sparse tensor sort the edges once.
-_SPARSE_CACHE_SIZE = 16
-_sparse_cache = IdentityCache(_SPARSE_CACHE_SIZE)
-
-
 @torch.compiler.disable
 def sparse_graph(adj: Any) -> PreparedGraph:
-    """The prepared graph of a sparse adjacency (row = destination), cached.
+    """The prepared graph of a sparse adjacency (row = destination), kept in the
+    graph cache (:mod:`pyg_attn.ops.graph_cache`) per adjacency object and
+    index-tensor versions, so repeated forwards on one ``SparseTensor`` /
+    ``torch.sparse`` tensor sort the edges once.
 
     Runs outside ``torch.compile`` (one graph break), so compiled models reuse
     the cache instead of re-sorting the edges on every call.
@@ -99,11 +95,11 @@ def sparse_graph(adj: Any) -> PreparedGraph:
             and not adj.is_coalesced():
         raise ValueError("'edge_index' is an uncoalesced torch.sparse_coo tensor; call "
                          ".coalesce() first (its duplicate entries are ambiguous)")
-    graph = _sparse_cache.get(adj, (), structure_versions(adj))
+    graph = GRAPH_CACHE.get("sparse", adj, (), structure_versions(adj))
     if graph is None:
         index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
         graph = prepare(index, (num_src, num_dst))
         # PyG's to_edge_index marks a COO input coalesced in place, which bumps its
         # version, so the versions are read after the conversion.
-        _sparse_cache.put(adj, (), structure_versions(adj), graph)
+        GRAPH_CACHE.put("sparse", adj, (), structure_versions(adj), graph)
     return graph

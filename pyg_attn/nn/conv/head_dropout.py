@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...ops.identity_cache import IdentityCache
+from ...ops.graph_cache import GRAPH_CACHE
 
 __all__ = ["DROPOUT_SCHEMES", "HeadwiseDropoutLinear", "headwise_dropout_projection"]
 
@@ -47,16 +47,14 @@ DROPOUT_SCHEMES = ("shared", "per_head")
 #: Inputs with at most this fraction of non-zeros take the sparse product.
 SPARSE_INPUT_DENSITY = 0.1
 
-_NONZEROS = IdentityCache(size=4)
-
-
 def _nonzeros(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(rows, cols, values)`` of ``x``'s non-zeros, cached per tensor and version."""
+    """``(rows, cols, values)`` of ``x``'s non-zeros, kept in the graph cache
+    (:mod:`pyg_attn.ops.graph_cache`) per tensor and version."""
     stamp = x._version
-    hit = _NONZEROS.get(x, (), stamp)
+    hit = GRAPH_CACHE.get("nonzeros", x, (), stamp)
     if hit is None:
         rows, cols = x.nonzero().t()
-        hit = _NONZEROS.put(x, (), stamp, (rows, cols, x[rows, cols]))
+        hit = GRAPH_CACHE.put("nonzeros", x, (), stamp, (rows, cols, x[rows, cols]))
     return hit
 
 

@@ -26,16 +26,14 @@ import torch
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 
-from ...ops.identity_cache import IdentityCache
+from ...ops.graph_cache import GRAPH_CACHE
 
 SPARSE_DENSITY = 0.05
 """Largest fraction of non-zeros for which the sparse product is used."""
 _SAMPLE_ROWS = 256
 """Rows counted first: a dense sample rules the sparse path out cheaply."""
 _DENSE = object()
-"""Cached for inputs found too dense (``IdentityCache`` returns ``None`` for a miss)."""
-
-_views = IdentityCache(8)
+"""Cached for inputs found too dense (the cache returns ``None`` for a miss)."""
 
 
 def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
@@ -92,11 +90,12 @@ def _eligible(x: Tensor, weight: Tensor) -> bool:
 @torch.compiler.disable
 def _csr_forms(x: Tensor) -> Optional[tuple[Tensor, Tensor]]:
     """``(X, X^T)`` as sparse CSR tensors if at most :data:`SPARSE_DENSITY` of ``x``
-    is non-zero (cached per tensor and version), else ``None``."""
+    is non-zero (kept in :mod:`pyg_attn.ops.graph_cache` per tensor and version),
+    else ``None``."""
     stamp = (x._version, x.data_ptr(), tuple(x.shape))
-    cached = _views.get(x, (), stamp)
+    cached = GRAPH_CACHE.get("sparse_features", x, (), stamp)
     if cached is None:
-        cached = _views.put(x, (), stamp, _build_csr(x))
+        cached = GRAPH_CACHE.put("sparse_features", x, (), stamp, _build_csr(x))
     return None if cached is _DENSE else cached
 
 

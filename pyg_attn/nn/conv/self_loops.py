@@ -17,12 +17,12 @@ returns attention with), the ``[2, E']`` edge list in attention order, its
 :class:`~pyg_attn.ops.PreparedGraph`, and for every edge its position in the
 caller's input (:meth:`LoopedGraph.edge_ids`, ``-1`` for a loop added by the layer).
 
-Building this costs a sort, so results are cached, like the ops' CSR cache
-(:mod:`pyg_attn.ops.csr`): keyed by the identity of the input object *and* the
-version counters of its index tensors (an in-place edit is never served stale),
-holding no strong reference to the input (an entry dies with its graph), at most
-:data:`CACHE_SIZE` entries, outside any module (never in a ``state_dict``; a
-graph on another device is another tensor, hence another entry).
+Building this costs a sort, so results are kept in the shared graph cache
+(:mod:`pyg_attn.ops.graph_cache`): keyed by the identity of the input object
+*and* the version counters of its index tensors (an in-place edit is never served
+stale), holding no strong reference to the input (an entry dies with its graph),
+bounded, outside any module (never in a ``state_dict``; a graph on another device
+is another tensor, hence another entry).
 """
 from __future__ import annotations
 
@@ -39,11 +39,9 @@ from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
 from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
-from ...ops.csr import PreparedGraph, _build, as_prepared, validate_edge_index
-from ...ops.identity_cache import IdentityCache
+from ...ops.csr import PreparedGraph, as_prepared, build_graph, validate_edge_index
+from ...ops.graph_cache import GRAPH_CACHE
 from .adjacency import structure_versions
-
-CACHE_SIZE = 16
 
 FillValue = Union[float, int, Tensor, str, None]
 
@@ -166,7 +164,7 @@ def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
         adj, _ = pyg_remove_self_loops(edge_index)
         adj, _ = pyg_add_self_loops(adj, num_nodes=num_loops)
     return LoopedGraph(
-        adj=adj, graph=_build(looped, num_src, num_dst), num_src=num_src, num_dst=num_dst,
+        adj=adj, graph=build_graph(looped, num_src, num_dst), num_src=num_src, num_dst=num_dst,
         num_input_edges=plain.size(1), num_loops=num_loops, kept=kept)
 
 
@@ -181,7 +179,7 @@ def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
         structure = _structure(adj, row.numel())
     if not add_loops:
         edge_index = torch.stack([col, row])
-        return LoopedGraph(adj=structure, graph=_build(edge_index, num_src, num_dst),
+        return LoopedGraph(adj=structure, graph=build_graph(edge_index, num_src, num_dst),
                            num_src=num_src, num_dst=num_dst, num_input_edges=row.numel(),
                            plain_edge_index=edge_index)
     num_loops = min(num_src, num_dst)
@@ -209,7 +207,7 @@ def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
         attr_index[not_loop] = position
         edge_id[not_loop] = kept[position]
     return LoopedGraph(
-        adj=looped_adj, graph=_build(edge_index, num_src, num_dst), num_src=num_src,
+        adj=looped_adj, graph=build_graph(edge_index, num_src, num_dst), num_src=num_src,
         num_dst=num_dst, num_input_edges=row.numel(), num_loops=num_loops, kept=kept,
         attr_index=attr_index, plain_edge_index=edge_index, sparse_kept_dst=row[kept],
         sparse_edge_id=edge_id)
@@ -224,9 +222,6 @@ def _structure(adj: Tensor, nnz: int) -> Tensor:
     if adj.layout == torch.sparse_csr:
         return torch.sparse_csr_tensor(adj.crow_indices(), adj.col_indices(), ones, size)
     raise ValueError(f"'edge_index': unsupported sparse layout {adj.layout}")
-
-
-_cache = IdentityCache(CACHE_SIZE)
 
 
 def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
@@ -278,7 +273,7 @@ def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Lo
                         f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
 
     extra = (kind, bool(add_self_loops), num_src, num_dst)
-    looped = _cache.get(adj, extra, structure_versions(adj))
+    looped = GRAPH_CACHE.get("looped", adj, extra, structure_versions(adj))
     if looped is None:
         if kind == "prepared":
             looped = _from_index(adj.edge_index, num_src, num_dst, min(num_src, num_dst), False)
@@ -287,7 +282,7 @@ def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Lo
         else:
             looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
         # Versions after building: it may have materialised a SparseTensor's row/rowptr.
-        _cache.put(adj, extra, structure_versions(adj), looped)  # `looped.adj` never holds `adj`
+        GRAPH_CACHE.put("looped", adj, extra, structure_versions(adj), looped)  # `looped.adj` never holds `adj`
     if kind == "sparse" and looped.adj is None:  # `None` there: the input itself
         return dataclasses.replace(looped, adj=adj)
     return looped
@@ -334,11 +329,6 @@ def sparse_edge_values(adj: Any) -> Optional[Tensor]:
         _, values = to_edge_index(adj)
         return values if values.dim() > 1 else None
     return None
-
-
-def clear_cache() -> None:
-    """Drops every cached looped graph."""
-    _cache.clear()
 
 
 def num_nodes_of(adj: Any) -> Optional[Tuple[int, int]]:

@@ -10,13 +10,12 @@ from torch.nn import Parameter
 
 from ...ops import graph_attention
 from ...ops.dense import attention_weights
-from ...ops.identity_cache import IdentityCache
+from ...ops.graph_cache import GRAPH_CACHE
 from .graph_view import LastAttentionGraph
 
 __all__ = ["SelfAttention"]
 
 _NEG_INF = float("-inf")
-_batched_graphs = IdentityCache(size=16)
 
 
 class _Layout:
@@ -400,7 +399,7 @@ def _batched_graph(edge_index: Tensor, batch: int, queries: int, keys: int
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, E], got {list(edge_index.shape)}")
     extra = (batch, queries, keys, edge_index.device)
-    cached = _batched_graphs.get(edge_index, extra, edge_index._version)
+    cached = GRAPH_CACHE.get("batched", edge_index, extra, edge_index._version)
     if cached is not None:
         return cached
     src, dst = edge_index.long()
@@ -411,5 +410,5 @@ def _batched_graph(edge_index: Tensor, batch: int, queries: int, keys: int
     b = torch.arange(batch, device=src.device).repeat_interleave(src.numel())
     j, i = src.repeat(batch), dst.repeat(batch)
     graph = torch.stack([b * keys + j, b * queries + i])
-    return _batched_graphs.put(edge_index, extra, edge_index._version, (graph, b, i, j))
+    return GRAPH_CACHE.put("batched", edge_index, extra, edge_index._version, (graph, b, i, j))
 
