@@ -147,7 +147,7 @@ H, C = 2, 8
 
 def _op_args(kind: str = "dot") -> dict:
     """Valid arguments of ``torch.ops.pyg_attn.fused_attention`` (by name)."""
-    from pyg_attn.ops.library import KIND_IDS
+    from pyg_attn.ops.score_kinds import KIND_IDS
 
     graph = prepare(random_graph(N_SRC, N_DST, E, seed=5), (N_SRC, N_DST))
     dim = 1 if kind == "gat" else C

@@ -305,7 +305,8 @@ def test_torch_compile_traces_the_op():
     edge_index = torch.randint(0, 12, (2, 40))
     graph = prepare(edge_index, 12)
     q, k, v = (torch.randn(12, 2, 4, requires_grad=True) for _ in range(3))
-    from pyg_attn.ops.library import KIND_IDS, fused_attention
+    from pyg_attn.ops.library import fused_attention
+    from pyg_attn.ops.score_kinds import KIND_IDS
 
     def fn(q, k, v):
         out, _, _ = fused_attention(KIND_IDS["dot"], graph.rowptr, graph.col, graph.perm,

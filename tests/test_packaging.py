@@ -19,13 +19,15 @@ def test_sdist_and_wheel_build(tmp_path):
     wheel = next(tmp_path.glob("pyg_attn-*.whl"))
     sdist = next(tmp_path.glob("pyg_attn-*.tar.gz"))
     names = zipfile.ZipFile(wheel).namelist()
-    for required in ("pyg_attn/py.typed", "pyg_attn/ops/csrc/fused_attention.cpp",
-                     "pyg_attn/ops/csrc/fused_attention_kernels.h",
+    sources = [f"pyg_attn/ops/csrc/{path.name}"
+               for path in (ROOT / "pyg_attn" / "ops" / "csrc").glob("*.[ch]*")]
+    assert len(sources) >= 4  # the .cpp and the headers it includes
+    for required in ("pyg_attn/py.typed", *sources,
                      "pyg_attn/visualization/explorer.html",
                      "pyg_attn/data/planetoid/Cora/raw/ind.cora.x", "pyg_attn/data/LICENSES.md"):
         assert required in names, required
     assert any(n.endswith("LICENSE") for n in names)
     with tarfile.open(sdist) as tar:
         names = tar.getnames()
-    for source in ("fused_attention.cpp", "fused_attention_kernels.h"):
-        assert any(n.endswith(f"pyg_attn/ops/csrc/{source}") for n in names), source
+    for source in sources:
+        assert any(n.endswith(source) for n in names), source

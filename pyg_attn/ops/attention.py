@@ -26,8 +26,9 @@ from torch import Tensor
 from .cpu import load_extension
 from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_index
 from .dropout import draw_seed
-from .library import KIND_IDS, fused_attention_cpu
+from .library import fused_attention_cpu
 from .reference import reference_attention
+from .score_kinds import KIND_IDS
 from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")

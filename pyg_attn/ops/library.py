@@ -3,7 +3,7 @@
 ``pyg_attn::fused_attention`` is a custom op with a fake (meta) implementation,
 so ``torch.compile`` traces it without graph breaks, and an autograd formula
 that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
-integers (``KIND_IDS``); all tensors are contiguous, of one floating dtype
+integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous, of one floating dtype
 (float32 or float64), on the CPU.  The C++ entry points check every structural
 precondition themselves (shapes, dtypes, contiguity, the kind, pointer
 monotonicity, index ranges) and raise ``RuntimeError`` naming the argument, so
@@ -17,8 +17,6 @@ import torch
 from torch import Tensor
 
 from .cpu import load_extension
-
-KIND_IDS = {"dot": 0, "gat": 1, "gatv2": 2, "edge": 3}
 
 _GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
 _FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")

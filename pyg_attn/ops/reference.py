@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .dropout import dropout_scale
+from .score_kinds import SCORE_KINDS
 
-SCORE_KINDS = ("dot", "gat", "gatv2", "edge")
 
 
 def edge_scores(kind: str, src_index: Tensor, dst_index: Tensor, dst: Tensor, src: Tensor,

@@ -49,7 +49,7 @@
 
 namespace {
 
-enum ScoreKind : int64_t { DOT = 0, GAT = 1, GATV2 = 2, EDGE = 3 };
+#include "score_kinds.h"  // ScoreKind (generated from pyg_attn/ops/score_kinds.py)
 
 // Edge-level indices (col, perm and the CSC arrays) are int32: half the memory
 // traffic and footprint of int64 (prepare() stores them so whenever the graph has
@@ -189,7 +189,8 @@ Sizes check_forward_inputs(int64_t kind, const at::Tensor& rowptr, const at::Ten
                            const c10::optional<at::Tensor>& edge_feat,
                            const c10::optional<at::Tensor>& edge_value,
                            const c10::optional<at::Tensor>& edge_mask, double p_drop) {
-  TORCH_CHECK(kind >= DOT && kind <= EDGE, "fused_attention: 'kind' must be in [0, 3], got ", kind);
+  TORCH_CHECK(kind >= 0 && kind < kNumScoreKinds, "fused_attention: 'kind' must be in [0, ",
+              kNumScoreKinds, "), got ", kind);
   TORCH_CHECK(p_drop >= 0.0 && p_drop <= 1.0, "fused_attention: 'dropout' must be in [0, 1], got ",
               p_drop);
   check_tensor(rowptr, "rowptr", at::kLong, 1);

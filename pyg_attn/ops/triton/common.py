@@ -3,8 +3,8 @@
 * the counter-based dropout stream of :mod:`pyg_attn.ops.dropout` (same bits
   as the CPU kernel and the reference for the same seed);
 * LeakyReLU and its derivative;
-* the per-edge score operand and score of every kind (``KIND``: ``DOT = 0``,
-  ``GAT = 1``, ``GATV2 = 2``, ``EDGE = 3``, as ``pyg_attn.ops.library.KIND_IDS``),
+* the per-edge score operand and score of every kind (``KIND``: ``DOT``,
+  ``GAT``, ``GATV2``, ``EDGE``, from the table in :mod:`pyg_attn.ops.score_kinds`),
   and :func:`scored_block`, one block of a row's edges with their scores;
 * loads and stores of node rows, work-item fields
   (:mod:`pyg_attn.ops.triton.work`) and the row statistics.
@@ -19,10 +19,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-DOT = tl.constexpr(0)
-GAT = tl.constexpr(1)
-GATV2 = tl.constexpr(2)
-EDGE = tl.constexpr(3)
+from ..score_kinds import KIND_IDS
+
+DOT = tl.constexpr(KIND_IDS["dot"])
+GAT = tl.constexpr(KIND_IDS["gat"])
+GATV2 = tl.constexpr(KIND_IDS["gatv2"])
+EDGE = tl.constexpr(KIND_IDS["edge"])
 
 
 @triton.jit

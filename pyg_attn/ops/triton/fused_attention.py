@@ -48,7 +48,8 @@ import triton.language as tl
 from torch import Tensor
 
 from ..csr import PreparedGraph
-from ..library import KIND_IDS, register_fused_autograd
+from ..library import register_fused_autograd
+from ..score_kinds import KIND_IDS
 from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
                      load_node, load_rows, load_scalars, row_shift, scored_block, store_node,
                      work_item)
