@@ -6,51 +6,17 @@ from typing import Any, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Parameter
 from torch.nn.parameter import UninitializedParameter
-from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.nn.dense.linear import Linear
-from torch_geometric.nn.inits import glorot, zeros
 from torch_geometric.typing import OptPairTensor, OptTensor
 from torch_geometric.utils import softmax
 
-from ...ops import PreparedGraph, gat_attention
-from .arguments import check_layer_arguments
+from ...ops import gat_attention
+from .attention_conv import (GATBase, destination_count, glorot_linear, message_adjacency,
+                             split_input)
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
-from .projection import project
 from .message_path import uses_message_path
-from .adjacency import pack_attention
-from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
-
-def split_input(x: Any, name: str = "x") -> Tuple[Tensor, Optional[Tensor]]:
-    """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst or None)``, checked."""
-    if isinstance(x, Tensor):
-        x_src, x_dst = x, None
-    elif isinstance(x, (tuple, list)) and len(x) == 2:
-        x_src, x_dst = x
-    else:
-        raise TypeError(f"'{name}' must be a tensor or a pair (x_src, x_dst), got "
-                        f"{type(x).__name__}")
-    for part, value in (("source", x_src), ("destination", x_dst)):
-        if value is None and part == "destination":
-            continue
-        if not isinstance(value, Tensor):
-            raise TypeError(f"'{name}' ({part} features) must be a torch.Tensor, got "
-                            f"{type(value).__name__}")
-        if value.dim() != 2:
-            raise ValueError(f"'{name}' ({part} features) must be 2-dimensional [N, F] "
-                             f"(static graphs are not supported), got shape {list(value.shape)}")
-    return x_src, x_dst
-
-
-def check_sizes(given: Optional[Tuple[int, int]], num_src: int, num_dst: Optional[int],
-                name: str) -> None:
-    """Checks node counts against the sizes fixed by the graph (or ``size``)."""
-    if given is None:
-        return
-    if given[0] != num_src or (num_dst is not None and given[1] != num_dst):
-        raise ValueError(f"'{name}' has (N_src, N_dst) = {tuple(given)} but the node features "
-                         f"give ({num_src}, {num_dst if num_dst is not None else '?'})")
+from .projection import project
+from .self_loops import gat_graph
 
 
 def attention_logits(x: Tensor, h: Tensor, weight: Tensor, att: Tensor) -> Tensor:
@@ -95,7 +61,7 @@ def check_input_dropout(in_channels: Union[int, Tuple[int, int]], residual: bool
                              f"in_channels, got residual={residual}, in_channels={in_channels}")
 
 
-class GATConv(MessagePassing):
+class GATConv(GATBase):
     r"""The graph attentional operator from the `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_ paper, a drop-in replacement of
     :class:`torch_geometric.nn.conv.GATConv` running on the fused
@@ -224,6 +190,8 @@ class GATConv(MessagePassing):
 
     propagate_type = {"x": OptPairTensor, "alpha": Tensor}
     edge_updater_type = {"alpha": OptPairTensor, "edge_logit": OptTensor}
+    _projection_names = ("lin", "lin_src", "lin_dst")
+    _attention_names = ("att_src", "att_dst", "att_edge")
 
     def __init__(
         self,
@@ -243,85 +211,31 @@ class GATConv(MessagePassing):
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("aggr", "add")
-        super().__init__(node_dim=0, **kwargs)
-        check_layer_arguments(out_channels, heads, dropout, edge_dim)
+        super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout,
+                         add_self_loops, edge_dim, fill_value, residual, **kwargs)
         check_input_dropout(in_channels, residual, input_dropout, dropout_scheme)
-
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.concat = concat
-        self.negative_slope = negative_slope
-        self.dropout = dropout
-        self.add_self_loops = add_self_loops
-        self.edge_dim = edge_dim
-        self.fill_value = fill_value
-        self.residual = residual
         self.input_dropout = input_dropout
         self.dropout_scheme = dropout_scheme
-        #: Backend of the attention op (``None``: automatic; ``"reference"``
-        #: for double backward).  A plain attribute: not in the ``state_dict``.
-        self.backend: Optional[str] = None
 
         # In case we are operating in bipartite graphs, we apply separate
         # transformations 'lin_src' and 'lin_dst' to source and target nodes:
         self.lin = self.lin_src = self.lin_dst = None
         if isinstance(in_channels, int):
-            self.lin = Linear(in_channels, heads * out_channels, bias=False,
-                              weight_initializer="glorot")
+            self.lin = glorot_linear(in_channels, heads * out_channels)
         else:
-            self.lin_src = Linear(in_channels[0], heads * out_channels, False,
-                                  weight_initializer="glorot")
-            self.lin_dst = Linear(in_channels[1], heads * out_channels, False,
-                                  weight_initializer="glorot")
+            self.lin_src = glorot_linear(in_channels[0], heads * out_channels)
+            self.lin_dst = glorot_linear(in_channels[1], heads * out_channels)
 
         # The learnable parameters to compute attention coefficients:
-        self.att_src = Parameter(torch.empty(1, heads, out_channels))
-        self.att_dst = Parameter(torch.empty(1, heads, out_channels))
-
+        self.att_src = self._head_vector()
+        self.att_dst = self._head_vector()
+        self.lin_edge = self._edge_projection()
         if edge_dim is not None:
-            self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False,
-                                   weight_initializer="glorot")
-            self.att_edge = Parameter(torch.empty(1, heads, out_channels))
+            self.att_edge = self._head_vector()
         else:
-            self.lin_edge = None
             self.register_parameter("att_edge", None)
-
-        total_out_channels = out_channels * (heads if concat else 1)
-
-        if residual:
-            self.res = Linear(
-                in_channels if isinstance(in_channels, int) else in_channels[1],
-                total_out_channels,
-                bias=False,
-                weight_initializer="glorot",
-            )
-        else:
-            self.register_parameter("res", None)
-
-        if bias:
-            self.bias = Parameter(torch.empty(total_out_channels))
-        else:
-            self.register_parameter("bias", None)
-
+        self._register_residual_and_bias(bias)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if self.lin is not None:
-            self.lin.reset_parameters()
-        if self.lin_src is not None:
-            self.lin_src.reset_parameters()
-        if self.lin_dst is not None:
-            self.lin_dst.reset_parameters()
-        if self.lin_edge is not None:
-            self.lin_edge.reset_parameters()
-        if self.res is not None:
-            self.res.reset_parameters()
-        glorot(self.att_src)
-        glorot(self.att_dst)
-        glorot(self.att_edge)
-        zeros(self.bias)
 
     def forward(
         self,
@@ -352,29 +266,23 @@ class GATConv(MessagePassing):
                 :obj:`False` or :obj:`None` returns the output only.
                 (default: :obj:`None`)
         """
-        H, C = self.heads, self.out_channels
         x_src, x_dst = split_input(x)
-        res: Optional[Tensor] = None
         p_in = self.input_dropout if self.training else 0.0
         per_head = p_in > 0 and self.dropout_scheme == "per_head"
         if p_in > 0 and not per_head:  # "shared": one mask per input, before the heads
             x_src = F.dropout(x_src, p_in)
             x_dst = None if x_dst is None else F.dropout(x_dst, p_in)
+        res = self._residual_of(x, x_src, x_dst)
 
         # Projections as in PyG:
         lin_src = self.lin if self.lin is not None else self.lin_src
         lin_dst = self.lin if self.lin is not None else self.lin_dst
         assert lin_src is not None and lin_dst is not None
-        if x_dst is None and isinstance(x, Tensor):
-            if self.res is not None:
-                res = self.res(x_src)
-            h_src = self._project(lin_src, x_src, per_head)
+        h_src = self._project(lin_src, x_src, per_head)
+        if isinstance(x, Tensor):
             h_dst = h_src if lin_dst is lin_src else self._project(lin_dst, x_src, per_head)
             x_dst_in: Optional[Tensor] = x_src
         else:
-            if x_dst is not None and self.res is not None:
-                res = self.res(x_dst)
-            h_src = self._project(lin_src, x_src, per_head)
             h_dst = None if x_dst is None else self._project(lin_dst, x_dst, per_head)
             x_dst_in = x_dst
         if per_head:  # each head saw its own x: no fold into one x @ M.T
@@ -387,68 +295,29 @@ class GATConv(MessagePassing):
                 attention_logits(x_dst_in, h_dst, lin_dst.weight, self.att_dst)
 
         num_src = h_src.size(0)
-        fixed = num_nodes_of(edge_index)
-        if fixed is not None:  # sparse inputs and prepared graphs bring their sizes
-            check_sizes(fixed, num_src, None if h_dst is None else h_dst.size(0), "edge_index")
-            num_dst = fixed[1]
-        elif size is not None:
-            if not isinstance(size, (tuple, list)) or len(size) != 2:
-                raise TypeError(f"'size' must be a pair (N_src, N_dst) or None, got {size!r}")
-            size = (int(size[0]), int(size[1]))
-            check_sizes(size, num_src, None if h_dst is None else h_dst.size(0), "size")
-            num_dst = size[1]
-        else:
-            num_dst = num_src if h_dst is None else h_dst.size(0)
-            num_rows = getattr(edge_index, "num_rows", None)  # an EdgeIndex's sparse size
-            num_cols = getattr(edge_index, "num_cols", None)
-            if num_rows is not None and num_rows != num_src:
-                raise ValueError(f"'edge_index' has {num_rows} source nodes but 'x' has "
-                                 f"{num_src}")
-            if num_cols is not None:
-                if h_dst is not None and num_cols != num_dst:
-                    raise ValueError(f"'edge_index' has {num_cols} destination nodes but 'x' "
-                                     f"has {num_dst}")
-                num_dst = num_cols
-
+        num_dst = destination_count(edge_index, num_src, None if h_dst is None else h_dst.size(0),
+                                    size)
         looped = gat_graph(edge_index, num_src, num_dst, self.add_self_loops)
-
-        edge_logit: Optional[Tensor] = None
-        if self.lin_edge is not None:
-            if edge_attr is None:
-                edge_attr = sparse_edge_values(edge_index)
-            if edge_attr is not None:
-                edge_logit = self._edge_logit(loop_edge_attr(looped, edge_attr, self.fill_value))
+        edge_attr = None if self.lin_edge is None else \
+            self._looped_edge_attr(looped, edge_index, edge_attr)
+        edge_logit = None if edge_attr is None else self._edge_logit(edge_attr)
 
         if uses_message_path(self):  # also for flow='target_to_source'
-            adj = looped.edge_index if isinstance(looped.adjacency, PreparedGraph) else looped.adjacency
+            adj = message_adjacency(looped)
             alpha = self.edge_updater(adj, alpha=(alpha_src, alpha_dst), edge_logit=edge_logit,
                                       size=(num_src, num_dst))
             weights = F.dropout(alpha, p=self.dropout, training=self.training)
             out = self.propagate(adj, x=(h_src, h_dst), alpha=weights, size=(num_src, num_dst))
         else:
             if alpha_dst is None:
-                alpha_dst = alpha_src.new_zeros(num_dst, H)
+                alpha_dst = alpha_src.new_zeros(num_dst, self.heads)
             need_alpha = bool(return_attention_weights)
             result = gat_attention(
                 alpha_src, alpha_dst, h_src, looped.graph, negative_slope=self.negative_slope,
                 edge_logit=edge_logit, dropout=self.dropout, training=self.training,
                 return_attention=need_alpha, backend=self.backend)
             out, alpha = result if need_alpha else (result, None)
-
-        if self.concat:
-            out = out.reshape(-1, self.heads * self.out_channels)
-        else:
-            out = out.mean(dim=1)
-
-        if res is not None:
-            out = out + res
-
-        if self.bias is not None:
-            out = out + self.bias
-
-        if return_attention_weights:
-            return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
-        return out
+        return self._attention_output(out, res, looped, alpha, return_attention_weights)
 
     def _project(self, lin: torch.nn.Module, x: Tensor, per_head: bool) -> Tensor:
         """``lin(x)`` as ``[N, H, C]``; with ``per_head``, each head through its own
@@ -461,8 +330,6 @@ class GATConv(MessagePassing):
         """``a_e . Theta_e e_ij`` per edge and head as ``edge_attr @ M``, ``M [D, H]``."""
         assert self.lin_edge is not None and self.att_edge is not None
         H, C = self.heads, self.out_channels
-        if edge_attr.dim() == 1:
-            edge_attr = edge_attr.view(-1, 1)
         weight = self.lin_edge.weight
         if isinstance(weight, UninitializedParameter):
             # First call of a lazy layer: PyG's formula initialises the weight.
@@ -483,7 +350,3 @@ class GATConv(MessagePassing):
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return alpha.unsqueeze(-1) * x_j
-
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.in_channels}, "
-                f"{self.out_channels}, heads={self.heads})")

@@ -3,26 +3,20 @@ from __future__ import annotations
 
 from typing import Any, Optional, Tuple, Union
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn import Parameter
-from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.nn.dense.linear import Linear
-from torch_geometric.nn.inits import glorot, zeros
 from torch_geometric.typing import OptTensor, PairTensor
 from torch_geometric.utils import softmax
 
-from ...ops import PreparedGraph, gatv2_attention
-from .adjacency import pack_attention
-from .gat_conv import check_sizes, split_input
-from .arguments import check_layer_arguments
+from ...ops import gatv2_attention
+from .attention_conv import (GATBase, destination_count, glorot_linear, message_adjacency,
+                             split_input)
 from .message_path import uses_message_path
 from .projection import project
-from .self_loops import gat_graph, loop_edge_attr, num_nodes_of, sparse_edge_values
+from .self_loops import gat_graph
 
 
-class GATv2Conv(MessagePassing):
+class GATv2Conv(GATBase):
     r"""The GATv2 operator from the `"How Attentive are Graph Attention
     Networks?" <https://arxiv.org/abs/2105.14491>`_ paper, a drop-in
     replacement of :class:`torch_geometric.nn.conv.GATv2Conv` running on the
@@ -145,6 +139,8 @@ class GATv2Conv(MessagePassing):
 
     propagate_type = {"x": PairTensor, "alpha": Tensor}
     edge_updater_type = {"x": PairTensor, "edge_feat": OptTensor}
+    _projection_names = ("lin_l", "lin_r")
+    _attention_names = ("att",)
 
     def __init__(
         self,
@@ -162,78 +158,20 @@ class GATv2Conv(MessagePassing):
         residual: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(node_dim=0, **kwargs)
-        check_layer_arguments(out_channels, heads, dropout, edge_dim)
-
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.concat = concat
-        self.negative_slope = negative_slope
-        self.dropout = dropout
-        self.add_self_loops = add_self_loops
-        self.edge_dim = edge_dim
-        self.fill_value = fill_value
-        self.residual = residual
+        super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout,
+                         add_self_loops, edge_dim, fill_value, residual, **kwargs)
         self.share_weights = share_weights
-        #: Backend of the attention op (``None``: automatic; ``"reference"``
-        #: for double backward).  A plain attribute: not in the ``state_dict``.
-        self.backend: Optional[str] = None
 
-        if isinstance(in_channels, int):
-            self.lin_l = Linear(in_channels, heads * out_channels, bias=bias,
-                                weight_initializer="glorot")
-            if share_weights:
-                self.lin_r = self.lin_l
-            else:
-                self.lin_r = Linear(in_channels, heads * out_channels,
-                                    bias=bias, weight_initializer="glorot")
-        else:
-            self.lin_l = Linear(in_channels[0], heads * out_channels,
-                                bias=bias, weight_initializer="glorot")
-            if share_weights:
-                self.lin_r = self.lin_l
-            else:
-                self.lin_r = Linear(in_channels[1], heads * out_channels,
-                                    bias=bias, weight_initializer="glorot")
+        in_src, in_dst = (in_channels, in_channels) if isinstance(in_channels, int) \
+            else in_channels
+        self.lin_l = glorot_linear(in_src, heads * out_channels, bias)
+        self.lin_r = self.lin_l if share_weights else \
+            glorot_linear(in_dst, heads * out_channels, bias)
 
-        self.att = Parameter(torch.empty(1, heads, out_channels))
-
-        if edge_dim is not None:
-            self.lin_edge = Linear(edge_dim, heads * out_channels, bias=False,
-                                   weight_initializer="glorot")
-        else:
-            self.lin_edge = None
-
-        total_out_channels = out_channels * (heads if concat else 1)
-
-        if residual:
-            self.res = Linear(
-                in_channels if isinstance(in_channels, int) else in_channels[1],
-                total_out_channels,
-                bias=False,
-                weight_initializer="glorot",
-            )
-        else:
-            self.register_parameter("res", None)
-
-        if bias:
-            self.bias = Parameter(torch.empty(total_out_channels))
-        else:
-            self.register_parameter("bias", None)
-
+        self.att = self._head_vector()
+        self.lin_edge = self._edge_projection()
+        self._register_residual_and_bias(bias)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        self.lin_l.reset_parameters()
-        self.lin_r.reset_parameters()
-        if self.lin_edge is not None:
-            self.lin_edge.reset_parameters()
-        if self.res is not None:
-            self.res.reset_parameters()
-        glorot(self.att)
-        zeros(self.bias)
 
     def forward(
         self,
@@ -266,47 +204,25 @@ class GATv2Conv(MessagePassing):
         if x_in_r is None and not isinstance(x, Tensor):
             raise ValueError("'x' must give destination features: GATv2Conv needs "
                              "(x_src, x_dst) with x_dst not None")
-        res: Optional[Tensor] = None
-
-        if isinstance(x, Tensor):
-            if self.res is not None:
-                res = self.res(x_in_l)
-            x_l = project(self.lin_l, x_in_l).view(-1, H, C)
+        res = self._residual_of(x, x_in_l, x_in_r)
+        x_l = project(self.lin_l, x_in_l).view(-1, H, C)
+        if x_in_r is None:
             x_r = x_l if self.share_weights else project(self.lin_r, x_in_l).view(-1, H, C)
         else:
-            assert x_in_r is not None
-            if self.res is not None:
-                res = self.res(x_in_r)
-            x_l = project(self.lin_l, x_in_l).view(-1, H, C)
             x_r = project(self.lin_r, x_in_r).view(-1, H, C)
 
-        num_src, num_dst = x_l.size(0), x_r.size(0)
-        fixed = num_nodes_of(edge_index)
-        if fixed is None:  # an EdgeIndex's sparse size, where known
-            rows = getattr(edge_index, "num_rows", None)
-            cols = getattr(edge_index, "num_cols", None)
-            if rows is not None or cols is not None:
-                fixed = (num_src if rows is None else rows, num_dst if cols is None else cols)
-        check_sizes(fixed, num_src, num_dst, "edge_index")
-
+        num_src = x_l.size(0)
+        num_dst = destination_count(edge_index, num_src, x_r.size(0))
         looped = gat_graph(edge_index, num_src, num_dst, self.add_self_loops)
-
-        edge_feat: Optional[Tensor] = None
-        if self.lin_edge is None:
-            if edge_attr is not None:
-                raise ValueError("'edge_attr' was given but the layer has no edge features "
-                                 "(construct it with 'edge_dim')")
-        else:
-            if edge_attr is None:
-                edge_attr = sparse_edge_values(edge_index)
-            if edge_attr is not None:
-                edge_attr = loop_edge_attr(looped, edge_attr, self.fill_value)
-                if edge_attr.dim() == 1:
-                    edge_attr = edge_attr.view(-1, 1)
-                edge_feat = self.lin_edge(edge_attr).view(-1, H, C)
+        if self.lin_edge is None and edge_attr is not None:
+            raise ValueError("'edge_attr' was given but the layer has no edge features "
+                             "(construct it with 'edge_dim')")
+        edge_attr = None if self.lin_edge is None else \
+            self._looped_edge_attr(looped, edge_index, edge_attr)
+        edge_feat = None if edge_attr is None else self.lin_edge(edge_attr).view(-1, H, C)
 
         if uses_message_path(self):  # also for flow='target_to_source'
-            adj = looped.edge_index if isinstance(looped.adjacency, PreparedGraph) else looped.adjacency
+            adj = message_adjacency(looped)
             alpha = self.edge_updater(adj, x=(x_l, x_r), edge_feat=edge_feat)
             weights = F.dropout(alpha, p=self.dropout, training=self.training)
             out = self.propagate(adj, x=(x_l, x_r), alpha=weights)
@@ -317,21 +233,7 @@ class GATv2Conv(MessagePassing):
                 edge_feat=edge_feat, dropout=self.dropout, training=self.training,
                 return_attention=need_alpha, backend=self.backend)
             out, alpha = result if need_alpha else (result, None)
-
-        if self.concat:
-            out = out.reshape(-1, self.heads * self.out_channels)
-        else:
-            out = out.mean(dim=1)
-
-        if res is not None:
-            out = out + res
-
-        if self.bias is not None:
-            out = out + self.bias
-
-        if return_attention_weights:
-            return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
-        return out
+        return self._attention_output(out, res, looped, alpha, return_attention_weights)
 
     def edge_update(self, x_j: Tensor, x_i: Tensor, edge_feat: OptTensor, index: Tensor,
                     ptr: OptTensor, dim_size: Optional[int]) -> Tensor:
@@ -345,7 +247,3 @@ class GATv2Conv(MessagePassing):
 
     def message(self, x_j: Tensor, alpha: Tensor) -> Tensor:
         return x_j * alpha.unsqueeze(-1)
-
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.in_channels}, "
-                f"{self.out_channels}, heads={self.heads})")

@@ -4,21 +4,18 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Tuple, Union
 
-import torch
 from torch import Tensor
-from torch.nn import Parameter
-from torch_geometric.nn.conv import MessagePassing
-from torch_geometric.nn.dense.linear import Linear
+from torch_geometric.nn.inits import zeros
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
 from ...ops import graph_attention
 from ...ops.csr import as_prepared
 from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention, sparse_graph
-from .arguments import check_layer_arguments
+from .attention_conv import ResidualAttentionConv, glorot_linear
 
 
-class KQVConv(MessagePassing):
+class KQVConv(ResidualAttentionConv):
     r"""The key/query/value node update: every node attends over its in-neighbours.
 
     Each node projects its features to a query ("what am I looking for"), a key
@@ -71,31 +68,21 @@ class KQVConv(MessagePassing):
                  residual: bool = True, bias: bool = True, dropout: float = 0.0,
                  **kwargs: Any) -> None:
         kwargs.setdefault("aggr", "add")
-        super().__init__(node_dim=0, **kwargs)
-        check_layer_arguments(out_channels, heads, dropout)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.concat = concat
+        super().__init__(in_channels, out_channels, heads, concat, dropout, residual, **kwargs)
         self.scale = scale
-        self.residual = residual
-        self.dropout = dropout
 
         in_src, in_dst = (in_channels, in_channels) if isinstance(in_channels, int) \
             else in_channels
         total = heads * out_channels
-        self.out_dim = total if concat else out_channels
-        self.lin_query = Linear(in_dst, total, bias=False, weight_initializer="glorot")
-        self.lin_key = Linear(in_src, total, bias=False, weight_initializer="glorot")
-        self.lin_value = Linear(in_src, total, bias=False, weight_initializer="glorot")
+        self.out_dim = self._merged_channels
+        self.lin_query = glorot_linear(in_dst, total)
+        self.lin_key = glorot_linear(in_src, total)
+        self.lin_value = glorot_linear(in_src, total)
         if residual and in_dst != self.out_dim:
-            self.lin_skip = Linear(in_dst, self.out_dim, bias=False, weight_initializer="glorot")
+            self.lin_skip = glorot_linear(in_dst, self.out_dim)
         else:
             self.register_module("lin_skip", None)
-        if bias:
-            self.bias = Parameter(torch.empty(self.out_dim))
-        else:
-            self.register_parameter("bias", None)
+        self._register_bias(bias)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -105,8 +92,7 @@ class KQVConv(MessagePassing):
         self.lin_value.reset_parameters()
         if self.lin_skip is not None:
             self.lin_skip.reset_parameters()
-        if self.bias is not None:
-            torch.nn.init.zeros_(self.bias)
+        zeros(self.bias)
 
     def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Any,
                 return_attention_weights: Optional[bool] = None):
@@ -140,16 +126,12 @@ class KQVConv(MessagePassing):
         out, alpha = graph_attention(
             query, key, value, graph,
             scale=1.0 / math.sqrt(channels) if self.scale is None else self.scale,
-            dropout=self.dropout, training=self.training, return_attention=True)
-        out = out.reshape(-1, self.out_dim) if self.concat else out.mean(dim=1)
+            dropout=self.dropout, training=self.training, return_attention=True,
+            backend=self.backend)
+        res: Optional[Tensor] = None
         if self.residual:
-            out = out + (x_dst if self.lin_skip is None else self.lin_skip(x_dst))
-        if self.bias is not None:
-            out = out + self.bias
+            res = x_dst if self.lin_skip is None else self.lin_skip(x_dst)
+        out = self._combine(out, res)
         if not return_attention_weights:
             return out
         return out, pack_attention(edge_index, graph.edge_index, alpha)
-
-    def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-                f"heads={self.heads})")

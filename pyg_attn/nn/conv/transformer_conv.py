@@ -6,14 +6,13 @@ from typing import Any, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
 from ...ops import PreparedGraph, graph_attention
 from .adjacency import sparse_graph
-from .arguments import check_layer_arguments
+from .attention_conv import AttentionConv
 from .message_path import uses_message_path
 from .projection import project
 
@@ -27,7 +26,7 @@ def _sparse_values(adj: Any) -> Optional[Tensor]:
     return adj.values()
 
 
-class TransformerConv(MessagePassing):
+class TransformerConv(AttentionConv):
     r"""The graph transformer operator from the `"Masked Label Prediction:
     Unified Message Passing Model for Semi-Supervised Classification"
     <https://arxiv.org/abs/2009.03509>`_ paper, a drop-in replacement of
@@ -182,24 +181,15 @@ class TransformerConv(MessagePassing):
         edge_dim: Optional[int] = None,
         bias: bool = True,
         root_weight: bool = True,
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         _check_channels("in_channels", in_channels)
-        check_layer_arguments(out_channels, heads, dropout, edge_dim)
-
         kwargs.setdefault('aggr', 'add')
-        super().__init__(node_dim=0, **kwargs)
-
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
+        super().__init__(in_channels, out_channels, heads, concat, dropout, edge_dim, **kwargs)
         self.beta = beta and root_weight
         self.root_weight = root_weight
-        self.concat = concat
-        self.dropout = dropout
         self.edge_dim = edge_dim
         self._alpha = None
-        self.backend: Optional[str] = None
 
         if isinstance(in_channels, int):
             in_channels = (in_channels, in_channels)
@@ -212,22 +202,15 @@ class TransformerConv(MessagePassing):
         else:
             self.lin_edge = self.register_parameter('lin_edge', None)
 
-        if concat:
-            self.lin_skip = Linear(in_channels[1], heads * out_channels, bias=bias)
-            if self.beta:
-                self.lin_beta = Linear(3 * heads * out_channels, 1, bias=False)
-            else:
-                self.lin_beta = self.register_parameter('lin_beta', None)
+        self.lin_skip = Linear(in_channels[1], self._merged_channels, bias=bias)
+        if self.beta:
+            self.lin_beta = Linear(3 * self._merged_channels, 1, bias=False)
         else:
-            self.lin_skip = Linear(in_channels[1], out_channels, bias=bias)
-            if self.beta:
-                self.lin_beta = Linear(3 * out_channels, 1, bias=False)
-            else:
-                self.lin_beta = self.register_parameter('lin_beta', None)
+            self.lin_beta = self.register_parameter('lin_beta', None)
 
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         super().reset_parameters()
         self.lin_key.reset_parameters()
         self.lin_query.reset_parameters()
@@ -286,11 +269,7 @@ class TransformerConv(MessagePassing):
         else:
             out, alpha = self._attend(query, key, value, edge_index, edge_attr, need_alpha)
 
-        if self.concat:
-            out = out.view(-1, self.heads * self.out_channels)
-        else:
-            out = out.mean(dim=1)
-
+        out = self._merge_heads(out)
         if self.root_weight:
             x_r = project(self.lin_skip, x_dst)
             if self.lin_beta is not None:
@@ -393,10 +372,6 @@ class TransformerConv(MessagePassing):
 
         out = out * alpha.view(-1, self.heads, 1)
         return out
-
-    def __repr__(self) -> str:
-        return (f'{self.__class__.__name__}({self.in_channels}, '
-                f'{self.out_channels}, heads={self.heads})')
 
 
 # --------------------------------------------------------------------------- checks
