@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn.aggr import Aggregation
 from torch_geometric.nn.inits import reset
+from torch_geometric.nn.models import MLP
 
 from ...ops import edge_softmax
 
@@ -41,6 +42,14 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
         return torch.broadcast_shapes(shape, target) == target
     except RuntimeError:
         return False
+
+
+def _plain_or_mlp(module: Optional[torch.nn.Module]
+                  ) -> Tuple[Optional[torch.nn.Module], Optional[torch.nn.Module]]:
+    """``(module, None)``, or ``(None, module)`` for a PyG ``MLP`` (called with the batch)."""
+    if isinstance(module, MLP):
+        return None, module
+    return module, None
 
 
 def _segment_softmax(gate: Tensor, index: Tensor, dim_size: int, dim: int) -> Tensor:
@@ -114,25 +123,13 @@ class AttentionPooling(Aggregation):
 
     def __init__(self, gate_nn: torch.nn.Module, nn: Optional[torch.nn.Module] = None) -> None:
         super().__init__()
-        from torch_geometric.nn import MLP
-
         if not isinstance(gate_nn, torch.nn.Module):
             raise TypeError(f"'gate_nn' must be a torch.nn.Module, got {type(gate_nn).__name__}")
         if nn is not None and not isinstance(nn, torch.nn.Module):
             raise TypeError(f"'nn' must be a torch.nn.Module or None, got {type(nn).__name__}")
         # Attribute names as in PyG, so that state_dicts are interchangeable.
-        self.gate_nn: Optional[torch.nn.Module] = None
-        self.gate_mlp: Optional[torch.nn.Module] = None
-        if isinstance(gate_nn, MLP):
-            self.gate_mlp = gate_nn
-        else:
-            self.gate_nn = gate_nn
-        self.nn: Optional[torch.nn.Module] = None
-        self.mlp: Optional[torch.nn.Module] = None
-        if isinstance(nn, MLP):
-            self.mlp = nn
-        else:
-            self.nn = nn
+        self.gate_nn, self.gate_mlp = _plain_or_mlp(gate_nn)
+        self.nn, self.mlp = _plain_or_mlp(nn)
 
     def reset_parameters(self) -> None:
         reset(self.gate_nn)
