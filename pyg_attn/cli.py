@@ -97,8 +97,12 @@ def _train_graph_classification(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     if args.model == "gat-pool":
         return _train_graph_classification(args)
+    from .training.checks import positive_int
     from .training.node_classification import (TrainConfig, format_summary,
                                                train_node_classification)
+
+    if args.threads is not None:
+        positive_int("threads", args.threads)
 
     out = _default_out(args)
     config = TrainConfig(
@@ -115,10 +119,15 @@ def _train(args: argparse.Namespace) -> int:
 
         if config.nprocs > 1 or under_torchrun():
             results = launch(train_node_classification, config, resume=args.resume,
-                             progress=not args.no_progress, check_sync=args.check_sync)
+                             progress=not args.no_progress, check_sync=args.check_sync,
+                             threads=args.threads)
             if results is None:  # not rank 0 of a torchrun job
                 return 0
         else:
+            if args.threads is not None:
+                import torch
+
+                torch.set_num_threads(args.threads)
             results = train_node_classification(config, resume=args.resume,
                                                 progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -181,6 +190,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                              "its own process count is used). Only --loader neighbor divides "
                              "the work; full-batch training gets no speed-up, since every "
                              "process runs the whole graph")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op CPU threads of each process (default: torch's own "
+                             "alone; the cores divided among the --nprocs processes)")
     parser.add_argument("--check-sync", action="store_true",
                         help="with several processes: check after every step that all "
                              "replicas hold the same parameters (writes distributed.json)")

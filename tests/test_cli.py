@@ -50,6 +50,29 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     assert "'epochs'" in capsys.readouterr().err
     assert cli.main(["explain", "--checkpoint", str(tmp_path / "none")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert cli.main(["train", "--threads", "0", "--out", str(tmp_path / "o"), *TINY]) == 2
+    assert "'threads'" in capsys.readouterr().err
+
+
+def test_threads_reach_every_process(tmp_path, monkeypatch):
+    import torch
+
+    from pyg_attn.training import distributed
+    from pyg_attn.training.metrics import RunResult
+
+    launched, set_threads = [], []
+
+    def fake_launch(train, config, **kwargs):
+        launched.append((train.__name__, config.nprocs, kwargs["threads"]))
+        return [RunResult(0, 0, 1, 0.5, 1.0, 0.5)]
+
+    monkeypatch.setattr(distributed, "launch", fake_launch)
+    monkeypatch.setattr(torch, "set_num_threads", set_threads.append)
+    args = ["train", "--epochs", "1", "--threads", "1", "--out", str(tmp_path), *TINY]
+    assert cli.main([*args, "--nprocs", "2"]) == 0
+    assert launched == [("train_node_classification", 2, 1)] and set_threads == []
+    assert cli.main(args) == 0
+    assert set_threads == [1]
 
 
 def test_gat_pool_goes_to_cross_validation(tmp_path, monkeypatch, capsys):

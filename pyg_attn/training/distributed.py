@@ -15,9 +15,11 @@ every replica takes the same optimiser step:
 All processes use the same seed, so with full-batch training their dropout
 masks agree and the job computes the single-process gradient (up to the
 order of floating-point sums); with ``--loader neighbor`` each process samples
-mini-batches from its own shard.  Evaluation runs on every process (the
-stopping decision is taken by rank 0 and broadcast); only rank 0 writes
-checkpoints and metrics.  Backend: ``gloo`` on CPU, ``nccl`` on CUDA (process
+mini-batches from its own shard.  Evaluation is sharded too: each process
+scores its share of the validation (and test) nodes on their neighbourhood
+and the loss sums and counts are all-reduced
+(:class:`~pyg_attn.training.node_classification.Evaluator`), so every process
+takes the same stopping decision; only rank 0 writes checkpoints and metrics.  Backend: ``gloo`` on CPU, ``nccl`` on CUDA (process
 ``local_rank`` on GPU ``local_rank``).
 
 Launching
@@ -47,6 +49,7 @@ from typing import Any, Callable, List, Optional
 import torch
 import torch.distributed as dist
 
+from .checkpoint import atomic_write
 from .shard import Shard
 
 __all__ = ["launch", "under_torchrun"]
@@ -71,12 +74,14 @@ def _free_port() -> int:
 
 def _worker(rank: int, world_size: int, init_method: str, local_rank: int, train: TrainFunction,
             config: Any, resume: bool, progress: bool, check_sync: bool,
-            spawned: bool) -> List[Any]:
+            threads: Optional[int], spawned: bool) -> List[Any]:
     cuda = config.device.startswith("cuda")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-    elif spawned:  # share this machine's cores instead of oversubscribing them
+    if threads is not None:
+        torch.set_num_threads(threads)
+    elif spawned and not cuda:  # share this machine's cores instead of oversubscribing them
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     dist.init_process_group("nccl" if cuda else "gloo", init_method=init_method, rank=rank,
                             world_size=world_size)
@@ -87,22 +92,25 @@ def _worker(rank: int, world_size: int, init_method: str, local_rank: int, train
             report = {"world_size": world_size, "backend": dist.get_backend(),
                       "steps_checked": shard.steps_checked,
                       "max_param_diff": shard.max_param_diff}
-            Path(config.out, "distributed.json").write_text(json.dumps(report, indent=2) + "\n")
+            text = json.dumps(report, indent=2) + "\n"
+            atomic_write(Path(config.out, "distributed.json"), lambda h: h.write(text),
+                         binary=False)
         return results
     finally:
         dist.destroy_process_group()
 
 
 def _spawned(rank: int, world_size: int, init_method: str, train: TrainFunction, config: Any,
-             resume: bool, progress: bool, check_sync: bool, results_path: str) -> None:
+             resume: bool, progress: bool, check_sync: bool, threads: Optional[int],
+             results_path: str) -> None:
     results = _worker(rank, world_size, init_method, rank, train, config, resume, progress,
-                      check_sync, True)
+                      check_sync, threads, True)
     if rank == 0:
         torch.save(results, results_path)
 
 
 def launch(train: TrainFunction, config: Any, *, resume: bool = False, progress: bool = True,
-           check_sync: bool = False) -> Optional[List[Any]]:
+           check_sync: bool = False, threads: Optional[int] = None) -> Optional[List[Any]]:
     """Runs ``train`` data-parallel over ``config.nprocs`` local processes, or inside a
     torchrun job.
 
@@ -122,6 +130,10 @@ def launch(train: TrainFunction, config: Any, *, resume: bool = False, progress:
     check_sync : bool
         Compare the replicas' parameters after every step; rank 0 writes
         ``distributed.json`` (``steps_checked``, ``max_param_diff``) to ``config.out``.
+    threads : int, optional
+        Intra-op threads of every process (:func:`torch.set_num_threads`); by
+        default spawned CPU processes share this machine's cores equally and
+        torchrun's keep torch's default.
 
     Returns
     -------
@@ -137,7 +149,7 @@ def launch(train: TrainFunction, config: Any, *, resume: bool = False, progress:
     if under_torchrun():
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         results = _worker(rank, world, "env://", int(os.environ.get("LOCAL_RANK", 0)), train,
-                          config, resume, progress, check_sync, False)
+                          config, resume, progress, check_sync, threads, False)
         return results if rank == 0 else None
     if config.device.startswith("cuda") and torch.cuda.device_count() < config.nprocs:
         raise ValueError(f"'nprocs' = {config.nprocs} needs as many GPUs, found "
@@ -148,5 +160,6 @@ def launch(train: TrainFunction, config: Any, *, resume: bool = False, progress:
     with tempfile.TemporaryDirectory(prefix="pyg_attn_launch_") as folder:
         results_path = str(Path(folder, "results.pt"))
         mp.spawn(_spawned, args=(config.nprocs, init_method, train, config, resume, progress,
-                                 check_sync, results_path), nprocs=config.nprocs, join=True)
+                                 check_sync, threads, results_path),
+                 nprocs=config.nprocs, join=True)
         return torch.load(results_path, weights_only=False)

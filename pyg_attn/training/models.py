@@ -144,6 +144,10 @@ class NodeClassifier(torch.nn.Module):
     torch.Size([3, 3])
     """
 
+    #: Attention layers: a node's scores depend on its ``num_layers``-hop
+    #: in-neighbourhood only.
+    num_layers = 2
+
     def __init__(self, in_channels: int, num_classes: int,
                  config: ModelConfig = ModelConfig()) -> None:
         super().__init__()

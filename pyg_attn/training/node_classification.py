@@ -42,7 +42,7 @@ from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
 from .shard import Shard
 
-__all__ = ["EarlyStopping", "EpochTrainer", "TrainConfig", "evaluate", "format_summary",
+__all__ = ["EarlyStopping", "EpochTrainer", "Evaluator", "TrainConfig", "format_summary",
            "load_node_data", "require_neighbor_sampler", "train_node_classification"]
 
 #: Settings that may change when a run is resumed (the rest must match).
@@ -187,17 +187,56 @@ def require_neighbor_sampler() -> None:
             "the optional 'scatter' extra: pip install 'pyg-attn[scatter]' (or pyg-lib)")
 
 
-def _accuracy(logits: Tensor, y: Tensor) -> float:
-    return float((logits.argmax(dim=-1) == y).float().mean()) if y.numel() else 0.0
+class Evaluator:
+    """Cross-entropy and accuracy of a model on a set of nodes, in evaluation mode.
 
+    Alone, the model runs on the whole graph.  In a data-parallel job each
+    process takes its share of the nodes (:meth:`Shard.split
+    <pyg_attn.training.shard.Shard.split>`) and runs the model on their
+    :attr:`NodeClassifier.num_layers <pyg_attn.training.models.NodeClassifier.num_layers>`-hop
+    in-neighbourhood only, which gives those nodes the scores of the whole
+    graph; the summed losses and counts are then all-reduced, so every process
+    gets the numbers of the single-process evaluation (up to the order of
+    floating-point sums) for a share of its work.
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
-    """``(cross-entropy, accuracy)`` on the nodes of ``mask``: full graph, evaluation mode."""
-    model.eval()
-    logits = model(data.x, data.edge_index)[mask]
-    y = data.y[mask]
-    return float(F.cross_entropy(logits, y)), _accuracy(logits, y)
+    Parameters
+    ----------
+    data : torch_geometric.data.Data
+        The graph (``x``, ``edge_index``, ``y``), on ``shard.device``.
+    nodes : Tensor
+        Ids of the nodes to evaluate (all processes pass the same).
+    shard : Shard
+        This process's part of the job.
+    """
+
+    def __init__(self, data: Any, nodes: Tensor, shard: Shard) -> None:
+        self.shard = shard
+        mine = shard.split(nodes)
+        if shard.world_size == 1:
+            self.x, self.edge_index, self.targets = data.x, data.edge_index, mine
+        else:
+            from torch_geometric.utils import k_hop_subgraph
+
+            subset, self.edge_index, self.targets, _ = k_hop_subgraph(
+                mine, NodeClassifier.num_layers, data.edge_index, relabel_nodes=True,
+                num_nodes=data.num_nodes)
+            self.x = data.x[subset]
+        self.y = data.y[mine]
+
+    @torch.no_grad()
+    def __call__(self, model: torch.nn.Module) -> Tuple[float, float]:
+        """``(mean cross-entropy, accuracy)`` of ``model`` over all processes' nodes."""
+        model.eval()
+        totals = torch.zeros(3, device=self.y.device)
+        if self.y.numel():
+            logits = model(self.x, self.edge_index)[self.targets]
+            totals[0] = F.cross_entropy(logits, self.y, reduction="sum")
+            totals[1] = (logits.argmax(dim=-1) == self.y).sum()
+            totals[2] = self.y.numel()
+        totals = self.shard.all_sum(totals)
+        if totals[2] == 0:
+            return float("nan"), 0.0
+        return float(totals[0] / totals[2]), float(totals[1] / totals[2])
 
 
 class EpochTrainer:
@@ -314,6 +353,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
 
     train_nodes = shard.select(data.train_mask.nonzero().view(-1))
     stepper = EpochTrainer(config, data, train_nodes, device)
+    validate = Evaluator(data, data.val_mask.nonzero().view(-1), shard)
     trained = shard.wrap(model)
     bar = _progress_bar(config, run, start, progress and shard.is_main)
     try:
@@ -322,12 +362,11 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
             train_loss, train_acc = stepper.epoch(trained, optimizer,
                                                   lambda: shard.after_step(model))
             toc = time.perf_counter()
-            val_loss, val_acc = evaluate(model, data, data.val_mask)
+            val_loss, val_acc = validate(model)
             record = EpochRecord(run, epoch, train_loss, train_acc, val_loss, val_acc,
                                  toc - tic, time.perf_counter() - toc)
             history.append(record)
-            keep, stop = stopper.step(val_loss, val_acc)
-            stop = shard.agree(stop)
+            keep, stop = stopper.step(val_loss, val_acc)  # the same on every process
             if keep:
                 best = _model_payload(config, model, num_features, num_classes, run, epoch,
                                       val_loss, val_acc)
@@ -348,7 +387,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
 
     assert best is not None  # the first epoch is always kept
     model.load_state_dict(best["model_state"])
-    _, test_acc = evaluate(model, data, data.test_mask)
+    _, test_acc = Evaluator(data, data.test_mask.nonzero().view(-1), shard)(model)
     result = RunResult(run, config.seed + run, best["epoch"], best["val_acc"], best["val_loss"],
                        test_acc, history)
     save_state(history[-1].epoch if history else 0, result)

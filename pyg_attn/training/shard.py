@@ -2,7 +2,7 @@
 
 :class:`Shard` is what :func:`~pyg_attn.training.node_classification.train_node_classification`
 needs to know about the other processes (its rank, how to split nodes, how to
-wrap the model, how to agree with rank 0); :mod:`pyg_attn.training.distributed`
+wrap the model, how to sum counts over them); :mod:`pyg_attn.training.distributed`
 sets up the processes and hands each its shard.  Alone, ``Shard.single()``
 makes every method a no-op.
 """
@@ -79,6 +79,26 @@ class Shard:
                              f"{self.world_size} processes")
         return nodes[:usable][self.rank::self.world_size]
 
+    def split(self, nodes: Tensor) -> Tensor:
+        """This process's part of ``nodes`` when every node must be covered (for
+        evaluation): ``nodes[rank::world_size]``, parts differ in size by one at most.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from pyg_attn.training.shard import Shard
+        >>> Shard(0, 2, torch.device("cpu")).split(torch.arange(7)).tolist()
+        [0, 2, 4, 6]
+        """
+        return nodes if self.world_size == 1 else nodes[self.rank::self.world_size]
+
+    def all_sum(self, values: Tensor) -> Tensor:
+        """The sum of every process's ``values`` (``values`` itself when alone; the
+        same result on every process)."""
+        if self.world_size > 1:
+            dist.all_reduce(values)
+        return values
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model as trained: wrapped in DDP when there are several processes."""
         if self.world_size == 1:
@@ -87,14 +107,6 @@ class Shard:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
-
-    def agree(self, flag: bool) -> bool:
-        """Rank 0's ``flag``, on every process."""
-        if self.world_size == 1:
-            return flag
-        value = torch.tensor([int(flag)], device=self.device)
-        dist.broadcast(value, src=0)
-        return bool(value.item())
 
     def after_step(self, model: torch.nn.Module) -> None:
         """With ``check_sync``: compares this replica's parameters with all others."""

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from pyg_attn.training.distributed import launch, under_torchrun
-from pyg_attn.training.node_classification import TrainConfig, train_node_classification
+from pyg_attn.training.models import ModelConfig, NodeClassifier
+from pyg_attn.training.node_classification import (Evaluator, TrainConfig, load_node_data,
+                                                   train_node_classification)
 from pyg_attn.training.shard import Shard
 
 
@@ -26,9 +28,58 @@ def test_single_process_shard_is_a_no_op():
     model = torch.nn.Linear(2, 2)
     nodes = torch.arange(5)
     assert shard.is_main and shard.select(nodes) is nodes and shard.wrap(model) is model
-    assert shard.agree(True) and not shard.agree(False)
+    assert shard.split(nodes) is nodes
+    values = torch.tensor([1.0, 2.0])
+    assert shard.all_sum(values) is values and values.tolist() == [1.0, 2.0]
     shard.after_step(model)
     assert shard.steps_checked == 0
+
+
+@pytest.mark.parametrize("n, world", [(500, 2), (7, 2), (2, 3)])
+def test_evaluation_parts_cover_every_node_once(n, world):
+    nodes = torch.arange(n)
+    parts = [Shard(rank, world, torch.device("cpu")).split(nodes) for rank in range(world)]
+    assert sorted(torch.cat(parts).tolist()) == list(range(n))
+    assert max(p.numel() for p in parts) - min(p.numel() for p in parts) <= 1
+
+
+def evaluate_val_and_test(config, *, resume, progress, shard):
+    """A training function for launch: only evaluates fresh, seeded model weights."""
+    data, num_features, num_classes = load_node_data(config.dataset)
+    torch.manual_seed(config.seed)
+    model = NodeClassifier(num_features, num_classes, config.model_config())
+    return [Evaluator(data, data[mask].nonzero().view(-1), shard)(model)
+            for mask in ("val_mask", "test_mask")]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_evaluation_parts_score_as_the_whole_graph(shipped_data, world):
+    data, num_features, num_classes = load_node_data("Cora")
+    torch.manual_seed(0)
+    model = NodeClassifier(num_features, num_classes, ModelConfig("gat", hidden=4, heads=2))
+    model.eval()
+    nodes = data.val_mask.nonzero().view(-1)
+    with torch.no_grad():
+        whole = model(data.x, data.edge_index)[nodes]
+    for rank in range(world):
+        part = Evaluator(data, nodes, Shard(rank, world, torch.device("cpu")))
+        assert part.x.size(0) < data.num_nodes  # a neighbourhood, not the whole graph
+        with torch.no_grad():
+            scores = model(part.x, part.edge_index)[part.targets]
+        torch.testing.assert_close(scores, whole[rank::world])
+
+
+def test_two_processes_evaluate_as_one(shipped_data, tmp_path, monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    config = TrainConfig(dataset="Cora", hidden=4, heads=2, seed=3, nprocs=2,
+                         out=str(tmp_path))
+    parallel = launch(evaluate_val_and_test, config, progress=False, threads=1)
+    single = evaluate_val_and_test(config, resume=False, progress=False,
+                                   shard=Shard.single())
+    for (loss, acc), (single_loss, single_acc) in zip(parallel, single):
+        assert acc == single_acc and loss == pytest.approx(single_loss, rel=1e-6)
+    assert json.loads((tmp_path / "distributed.json").read_text())["world_size"] == 2
 
 
 def test_too_few_nodes_for_the_processes():
