@@ -42,8 +42,9 @@ from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
 from .shard import Shard
 
-__all__ = ["EarlyStopping", "EpochTrainer", "Evaluator", "TrainConfig", "format_summary",
-           "load_node_data", "require_neighbor_sampler", "train_node_classification"]
+__all__ = ["EarlyStopping", "EpochTrainer", "Evaluator", "TrainConfig", "evaluate",
+           "format_summary", "load_node_data", "require_neighbor_sampler",
+           "train_node_classification"]
 
 #: Settings that may change when a run is resumed (the rest must match).
 _RESUMABLE_CHANGES = frozenset({"runs", "device", "out", "save_every", "nprocs"})
@@ -237,6 +238,11 @@ class Evaluator:
         if totals[2] == 0:
             return float("nan"), 0.0
         return float(totals[0] / totals[2]), float(totals[1] / totals[2])
+
+
+def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
+    """``(cross-entropy, accuracy)`` on the nodes of ``mask``: full graph, evaluation mode."""
+    return Evaluator(data, mask.nonzero().view(-1), Shard.single(data.y.device))(model)
 
 
 class EpochTrainer:
