@@ -51,6 +51,26 @@ def select_backend(backend: Optional[str], device: torch.device) -> str:
     reference path (with one warning).  ``"triton"`` can be forced on CUDA
     tensors, and on CPU tensors when ``TRITON_INTERPRET=1`` (Triton's interpreter,
     for tests; set it before Triton is first imported, e.g. by torch_geometric).
+
+    Parameters
+    ----------
+    backend : str, optional
+        ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"``.
+    device : torch.device
+        Device of the inputs.
+
+    Returns
+    -------
+    str
+        The backend that runs: ``"reference"``, ``"cpu"`` or ``"triton"``.
+
+    Raises
+    ------
+    ValueError
+        If ``backend`` is not one of these names, or is ``"cpu"`` for
+        non-CPU tensors.
+    RuntimeError
+        If the requested ``"cpu"`` or ``"triton"`` backend is not available.
     """
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"'backend' must be one of {BACKENDS} or None, got {backend!r}")
@@ -238,33 +258,55 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
         a_{ij} = \frac{\exp s_{ij}}{\sum_{j' \to i} \exp s_{ij'}}, \qquad
         \text{out}_i = \sum_{j \to i} a_{ij} (v_j + v^E_e).
 
-    Args:
-        query: ``[N_dst, H, C]`` or ``[N_dst, C]`` (one head).
-        key: ``[N_src, H, C]`` (same layout as ``query``).
-        value: ``[N_src, H, Cv]``.
-        edge_index: ``[2, E]`` LongTensor (row 0 = source ``j``, row 1 = destination
-            ``i``) or a :class:`~pyg_attn.ops.PreparedGraph`.
-        scale: score scale; ``None`` = :math:`1/\sqrt{C}`, ``1.0`` = the unscaled
-            score of the original key/query/value update.
-        edge_bias: ``[E, H]`` or ``[E]`` additive score bias :math:`b_e`.
-        edge_mask: ``[E]`` bool; ``True`` = the edge takes part (as in torch SDPA).
-        edge_key, edge_value: ``[E, H, C]`` / ``[E, H, Cv]`` added to ``k_j`` / ``v_j``.
-        dropout: probability of dropping an attention weight (training only),
-            drawn from a counter-based stream seeded by torch's default generator.
-        training: apply dropout only when ``True``.
-        num_nodes: ``N_dst``; must equal ``query.size(0)`` when given.
-        return_attention: also return ``alpha``.
-        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"``
-            (see :func:`select_backend`).
-        check_inputs: also reject NaN/inf values (costs a pass over the inputs).
+    Parameters
+    ----------
+    query : Tensor
+        ``[N_dst, H, C]``, or ``[N_dst, C]`` for one head.
+    key : Tensor
+        ``[N_src, H, C]`` (``[N_src, C]``: same layout as ``query``).
+    value : Tensor
+        ``[N_src, H, Cv]`` (``[N_src, Cv]``).
+    edge_index : Tensor or PreparedGraph
+        ``[2, E]`` LongTensor (row 0 = source ``j``, row 1 = destination ``i``)
+        or a :class:`~pyg_attn.ops.PreparedGraph`.
+    scale : float, optional
+        Score scale; ``None`` = :math:`1/\sqrt{C}`, ``1.0`` = the unscaled
+        score of the original key/query/value update.
+    edge_bias : Tensor, optional
+        ``[E, H]`` or ``[E]`` additive score bias :math:`b_e`.
+    edge_mask : Tensor, optional
+        ``[E]`` bool; ``True`` = the edge takes part (as in torch SDPA).
+    edge_key, edge_value : Tensor, optional
+        ``[E, H, C]`` / ``[E, H, Cv]`` (``[E, C]`` / ``[E, Cv]`` for 2-D inputs)
+        added to ``k_j`` / ``v_j``.
+    dropout : float
+        Probability of dropping an attention weight (training only), drawn from
+        a counter-based stream seeded by torch's default generator.
+    training : bool
+        Apply dropout only when ``True``.
+    num_nodes : int, optional
+        ``N_dst``; must equal ``query.size(0)`` when given.
+    return_attention : bool
+        Also return ``alpha``.
+    backend : str, optional
+        ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"`` (see
+        :func:`select_backend`).
+    check_inputs : bool
+        Also reject NaN/inf values (costs a pass over the inputs).
 
-    Returns:
-        ``out`` ``[N_dst, H, Cv]`` (``[N_dst, Cv]`` for 2-D inputs), or
-        ``(out, alpha)`` with ``alpha`` ``[E, H]`` (``[E]``) in ``edge_index``'s
-        order, before dropout.  Rows without incoming edges are zero.
+    Returns
+    -------
+    out : Tensor
+        ``[N_dst, H, Cv]`` (``[N_dst, Cv]`` for 2-D inputs); rows without
+        incoming edges are zero.
+    alpha : Tensor
+        Only with ``return_attention=True``, as ``(out, alpha)``: ``[E, H]``
+        (``[E]`` for 2-D inputs) in ``edge_index``'s order, before dropout.
 
-    Raises:
-        TypeError, ValueError: on bad dtypes, shapes, devices or indices.
+    Raises
+    ------
+    TypeError, ValueError
+        On bad dtypes, shapes, devices or indices.
     """
     check_float("query", query, (2, 3))
     squeeze = query.dim() == 2
@@ -314,17 +356,36 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     with per-node scalars (``alpha_src = <a_src, W x_j>`` per head), so the
     scores cost O(E x H).
 
-    Args:
-        alpha_src: ``[N_src, H]``.  alpha_dst: ``[N_dst, H]``.
-        value: ``[N_src, H, C]``.
-        edge_index: ``[2, E]`` or a :class:`~pyg_attn.ops.PreparedGraph`.
-        negative_slope: LeakyReLU slope.
-        edge_logit: ``[E, H]`` (or ``[E]``) edge term inside the LeakyReLU.
-        edge_mask, dropout, training, return_attention, backend, check_inputs:
-            as in :func:`graph_attention`.
+    Parameters
+    ----------
+    alpha_src : Tensor
+        ``[N_src, H]`` per-source scalars :math:`\alpha^{src}_j`.
+    alpha_dst : Tensor
+        ``[N_dst, H]`` per-destination scalars :math:`\alpha^{dst}_i`.
+    value : Tensor
+        ``[N_src, H, C]``.
+    edge_index : Tensor or PreparedGraph
+        ``[2, E]`` LongTensor or a :class:`~pyg_attn.ops.PreparedGraph`.
+    negative_slope : float
+        LeakyReLU slope.
+    edge_logit : Tensor, optional
+        ``[E, H]`` (or ``[E]``) edge term :math:`\alpha^{E}_e` inside the
+        LeakyReLU.
+    edge_mask, dropout, training, return_attention, backend, check_inputs
+        As in :func:`graph_attention`.
 
-    Returns:
-        ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
+    Returns
+    -------
+    out : Tensor
+        ``[N_dst, H, C]``.
+    alpha : Tensor
+        Only with ``return_attention=True``, as ``(out, alpha)``: ``[E, H]``
+        in ``edge_index``'s order, before dropout.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On bad dtypes, shapes, devices or indices.
     """
     check_float("alpha_src", alpha_src, (2,))
     check_float("alpha_dst", alpha_dst, (2,))
@@ -361,18 +422,36 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
     The per-edge sum is recomputed inside the fused kernel (forward and backward)
     rather than stored as ``[E, H, C]``.
 
-    Args:
-        x_src: ``[N_src, H, C]``.
-        x_dst: ``[N_dst, H, C]``.
-        att: ``[H, C]`` (a leading ``1`` as in PyG's ``[1, H, C]`` parameter is
-            accepted).
-        edge_index: ``[2, E]`` or a :class:`~pyg_attn.ops.PreparedGraph`.
-        edge_feat: ``[E, H, C]`` projected edge features.
+    Parameters
+    ----------
+    x_src : Tensor
+        ``[N_src, H, C]`` projected source features (also the values).
+    x_dst : Tensor
+        ``[N_dst, H, C]`` projected destination features.
+    att : Tensor
+        ``[H, C]`` attention vector :math:`a` (a leading ``1`` as in PyG's
+        ``[1, H, C]`` parameter is accepted).
+    edge_index : Tensor or PreparedGraph
+        ``[2, E]`` LongTensor or a :class:`~pyg_attn.ops.PreparedGraph`.
+    negative_slope : float
+        LeakyReLU slope.
+    edge_feat : Tensor, optional
+        ``[E, H, C]`` projected edge features :math:`x^{E}_e`.
+    edge_mask, dropout, training, return_attention, backend, check_inputs
+        As in :func:`graph_attention`.
 
-    The other arguments are those of :func:`gat_attention`.
+    Returns
+    -------
+    out : Tensor
+        ``[N_dst, H, C]``.
+    alpha : Tensor
+        Only with ``return_attention=True``, as ``(out, alpha)``: ``[E, H]``
+        in ``edge_index``'s order, before dropout.
 
-    Returns:
-        ``out [N_dst, H, C]`` or ``(out, alpha [E, H])``.
+    Raises
+    ------
+    TypeError, ValueError
+        On bad dtypes, shapes, devices or indices.
     """
     check_float("x_src", x_src, (3,))
     check_float("x_dst", x_dst, (3,))

@@ -9,8 +9,9 @@ edges ``j -> i``.  A :class:`PreparedGraph` holds
 * ``colptr [N_src + 1]``, ``csc_row [E]`` (destination of each CSC slot) and
   ``csc_edge [E]`` (its caller's edge id), for the source pass of the backward;
 * ``csc_slot [E]`` (the CSC slot of each CSR position), derived on first use by
-  the Triton backward, whose destination pass hands per-edge results to the
-  source pass in the order it reads them (the CPU kernel recomputes them instead).
+  the Triton backend for its backward, whose destination pass hands per-edge
+  results to the source pass in the order it reads them (the CPU kernel
+  recomputes them instead).
 
 The edge-level arrays (``col``, ``perm``, ``csc_*``) are ``int32`` whenever the
 graph has fewer than 2^31 edges and nodes (:func:`index_dtype`), the row
@@ -40,10 +41,22 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
                         name: str = "edge_index") -> None:
     """Checks dtype, shape and index range of ``edge_index``.
 
-    Raises:
-        TypeError: if ``edge_index`` is not an integer tensor.
-        ValueError: if it is not ``[2, E]`` or holds an index outside
-            ``[0, num_src)`` (row 0) or ``[0, num_dst)`` (row 1).
+    Parameters
+    ----------
+    edge_index : Tensor
+        ``[2, E]`` integer tensor, row 0 = source, row 1 = destination.
+    num_src, num_dst : int
+        Number of source and destination nodes.
+    name : str
+        Argument named in the error messages.
+
+    Raises
+    ------
+    TypeError
+        If ``edge_index`` is not an integer tensor.
+    ValueError
+        If it is not ``[2, E]`` or holds an index outside ``[0, num_src)``
+        (row 0) or ``[0, num_dst)`` (row 1).
     """
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor, got {type(edge_index).__name__}")
@@ -75,8 +88,30 @@ class PreparedGraph:
     and raises :class:`ValueError` naming the first inconsistent field: the fused
     kernels index memory with these arrays.
 
-    Raises:
-        ValueError: if a field is inconsistent with the others.
+    Attributes
+    ----------
+    num_src, num_dst : int
+        Number of source and destination nodes.
+    rowptr : Tensor
+        ``[N_dst + 1]`` int64 destination row pointers.
+    col : Tensor
+        ``[E]`` source of each CSR position.
+    perm : Tensor
+        ``[E]`` the caller's edge id of each CSR position.
+    colptr : Tensor
+        ``[N_src + 1]`` int64 source column pointers.
+    csc_row : Tensor
+        ``[E]`` destination of each CSC slot.
+    csc_edge : Tensor
+        ``[E]`` the caller's edge id of each CSC slot.
+    extras : dict
+        Data derived on first use (``edge_index``, ``csc_slot``, the
+        de-duplicated graph, the Triton work items).
+
+    Raises
+    ------
+    ValueError
+        If a field is inconsistent with the others.
     """
 
     num_src: int
@@ -109,27 +144,37 @@ class PreparedGraph:
                  perm: Tensor | None = None) -> "PreparedGraph":
         """Validates a destination-sorted CSR and builds its graph (with the CSC).
 
-        Args:
-            rowptr: ``[N_dst + 1]`` non-decreasing row pointers from 0 to ``E``.
-            col: ``[E]`` source of each CSR position, in ``[0, num_src)``.
-            num_src: number of source nodes.
-            perm: ``[E]`` the caller's edge id of each CSR position (a permutation
-                of ``0..E-1``; per-edge inputs such as ``edge_mask`` are indexed by
-                it); ``None`` for ``0..E-1``, i.e. edges numbered in CSR order.
+        Parameters
+        ----------
+        rowptr : Tensor
+            ``[N_dst + 1]`` non-decreasing integer row pointers from 0 to ``E``.
+        col : Tensor
+            ``[E]`` integer source of each CSR position, in ``[0, num_src)``.
+        num_src : int
+            Number of source nodes.
+        perm : Tensor, optional
+            ``[E]`` the caller's edge id of each CSR position (a permutation
+            of ``0..E-1``; per-edge inputs such as ``edge_mask`` are indexed by
+            it); ``None`` for ``0..E-1``, i.e. edges numbered in CSR order.
 
-        Returns:
-            A :class:`PreparedGraph` usable wherever an ``edge_index`` is accepted.
+        Returns
+        -------
+        PreparedGraph
+            A graph usable wherever an ``edge_index`` is accepted.
 
-        Raises:
-            ValueError: if ``rowptr`` is not a pointer array, or ``col`` or ``perm``
-                has the wrong length or an index out of range.
+        Raises
+        ------
+        ValueError
+            If ``rowptr`` is not a pointer array, or ``col`` or ``perm`` has the
+            wrong length or an index out of range.
 
-        Example:
-            >>> import torch
-            >>> g = PreparedGraph.from_csr(torch.tensor([0, 0, 2, 3]),
-            ...                            torch.tensor([0, 2, 1]), num_src=3)
-            >>> g.edge_index.tolist()
-            [[0, 2, 1], [1, 1, 2]]
+        Examples
+        --------
+        >>> import torch
+        >>> g = PreparedGraph.from_csr(torch.tensor([0, 0, 2, 3]),
+        ...                            torch.tensor([0, 2, 1]), num_src=3)
+        >>> g.edge_index.tolist()
+        [[0, 2, 1], [1, 1, 2]]
         """
         return _from_csr(rowptr, col, num_src, perm)
 
@@ -306,8 +351,8 @@ def _pointer(index: Tensor, size: int) -> Tensor:
 
 
 def build_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
-    """The CSR/CSC of a validated ``edge_index`` (no checks here: callers validate) with at most two stable sorts, fewer when the
-    edges come grouped: destination-sorted edges (samplers, CSC order) need no
+    """The CSR/CSC of a validated ``edge_index`` (no checks here: callers
+    validate) with at most two stable sorts, fewer when the edges come grouped: destination-sorted edges (samplers, CSC order) need no
     sort for the CSR, source-sorted ones (a coalesced ``edge_index``, a ``Batch``
     of them) none for the CSC, whose slots are then the edges in their own order.
     Indices are sorted and gathered as int32 where they fit (half the bytes)."""
@@ -393,19 +438,33 @@ def _from_sorted_edge_index(edge_index: Tensor, num_src: int,
 def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) -> PreparedGraph:
     """Validates ``edge_index`` and builds its CSR/CSC form once.
 
-    Args:
-        edge_index: ``[2, E]`` integer tensor, row 0 = source, row 1 = destination.
-        num_nodes: ``N`` for both sides, ``(N_src, N_dst)`` for a bipartite graph,
-            or ``None`` for ``max index + 1``.
+    Parameters
+    ----------
+    edge_index : Tensor
+        ``[2, E]`` integer tensor, row 0 = source, row 1 = destination.
+    num_nodes : int or tuple of int, optional
+        ``N`` for both sides, ``(N_src, N_dst)`` for a bipartite graph, or
+        ``None`` for ``max index + 1``.
 
-    Returns:
-        A :class:`PreparedGraph` usable wherever an ``edge_index`` is accepted.
+    Returns
+    -------
+    PreparedGraph
+        A graph usable wherever an ``edge_index`` is accepted.
 
-    Example:
-        >>> import torch
-        >>> g = prepare(torch.tensor([[0, 1, 2], [1, 2, 1]]), num_nodes=3)
-        >>> g.rowptr.tolist()
-        [0, 0, 2, 3]
+    Raises
+    ------
+    TypeError
+        If ``edge_index`` is not an integer tensor.
+    ValueError
+        If ``edge_index`` is not ``[2, E]``, holds an index out of range, or
+        ``num_nodes`` is neither a non-negative int nor a pair.
+
+    Examples
+    --------
+    >>> import torch
+    >>> g = prepare(torch.tensor([[0, 1, 2], [1, 2, 1]]), num_nodes=3)
+    >>> g.rowptr.tolist()
+    [0, 0, 2, 3]
     """
     num_src, num_dst = _sizes(edge_index, num_nodes)
     validate_edge_index(edge_index, num_src, num_dst)
@@ -445,6 +504,29 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
     each distinct edge once (sorted by destination, then source); that form is
     cached too, beside the graph's own.  Under ``torch.compile`` this runs
     eagerly (one graph break before the op), so compiled models hit the cache too.
+
+    Parameters
+    ----------
+    edge_index : Tensor or PreparedGraph
+        ``[2, E]`` integer tensor (row 0 = source) or a prepared graph.
+    num_src, num_dst : int
+        Number of source and destination nodes the inputs have.
+    unique : bool
+        Keep each distinct edge once.
+
+    Returns
+    -------
+    PreparedGraph
+        The (cached) prepared graph.
+
+    Raises
+    ------
+    TypeError
+        If ``edge_index`` is neither a tensor nor a :class:`PreparedGraph`, or
+        holds no integers.
+    ValueError
+        If a prepared graph has other sizes, or ``edge_index`` is not
+        ``[2, E]`` or holds an index out of range.
     """
     if isinstance(edge_index, PreparedGraph):
         if (edge_index.num_src, edge_index.num_dst) != (num_src, num_dst):

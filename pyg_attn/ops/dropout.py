@@ -39,6 +39,24 @@ def dropout_scale(num_edges: int, heads: int, p: float, seed: int,
 
     Used by the reference backend only; fused backends evaluate the same
     function on the fly.
+
+    Parameters
+    ----------
+    num_edges, heads : int
+        ``E`` and ``H``.
+    p : float
+        Dropout probability in ``[0, 1]``.
+    seed : int
+        Seed of the stream (:func:`draw_seed`).
+    device : torch.device or str
+        Device of the result.
+    dtype : torch.dtype
+        Dtype of the result.
+
+    Returns
+    -------
+    Tensor
+        ``[E, H]`` factors, all ``0`` for ``p = 1``.
     """
     counter = torch.arange(num_edges * heads, device=device,
                            dtype=torch.int64).view(num_edges, heads)

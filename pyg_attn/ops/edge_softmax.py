@@ -45,21 +45,41 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
     made only of them sums to 0 (PyG gives NaN there).  On the CPU a new ``index``
     costs one O(E) pass (no sort, no cached grouping): groups that come sorted, as
     a PyG ``batch`` vector or destination-sorted edges, are split over threads,
-    others are computed in one thread.  Gradients of any order.
+    others are computed in one thread.  Gradients of any order on the reference
+    and CPU backends; the Triton backend has no double backward.
 
-    Args:
-        src: ``[E]`` or ``[E, H]`` scores.
-        index: ``[E]`` group (destination) of each score.
-        num_nodes: number of groups; ``None`` = ``index.max() + 1``.
-        backend: ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"``.
+    Parameters
+    ----------
+    src : Tensor
+        ``[E]`` or ``[E, H]`` floating-point scores.
+    index : Tensor
+        ``[E]`` integer group (destination) of each score, on ``src``'s device.
+    num_nodes : int, optional
+        Number of groups; ``None`` = ``index.max() + 1``.
+    backend : str, optional
+        ``None`` (automatic), ``"reference"``, ``"cpu"`` or ``"triton"`` (see
+        :func:`~pyg_attn.ops.select_backend`).
 
-    Returns:
-        A tensor shaped like ``src``; ``E == 0`` gives an empty tensor.
+    Returns
+    -------
+    Tensor
+        ``[E]`` or ``[E, H]``, shaped like ``src``; ``E == 0`` gives an empty
+        tensor.
 
-    Example:
-        >>> import torch
-        >>> edge_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1])).tolist()
-        [0.5, 0.5, 1.0]
+    Raises
+    ------
+    TypeError
+        If ``src`` is not a floating-point tensor or ``index`` not an integer
+        tensor.
+    ValueError
+        If the shapes or devices do not match, or ``index`` holds an entry
+        outside ``[0, num_nodes)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> edge_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1])).tolist()
+    [0.5, 0.5, 1.0]
     """
     check_float("src", src, (1, 2))
     if not isinstance(index, Tensor) or index.dtype.is_floating_point or index.dtype == torch.bool:

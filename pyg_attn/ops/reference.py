@@ -89,9 +89,46 @@ def reference_attention(kind: str, edge_index: Tensor, num_dst: int, dst: Tensor
     """Reference attention: returns ``(out [N_dst, H, Cv], alpha [E, H])``.
 
     Inputs are in the canonical 3-D layout (``[N, H, C]``; GAT's per-node
-    scalars as ``[N, H]``), ``edge_index`` already validated.  ``alpha`` is
+    scalars as ``[N, H, 1]``), ``edge_index`` already validated.  ``alpha`` is
     before dropout; ``dropout > 0`` applies the counter-based mask of
     :mod:`pyg_attn.ops.dropout` keyed by ``seed``.
+
+    Parameters
+    ----------
+    kind : str
+        Score kind: ``"dot"``, ``"gat"``, ``"gatv2"`` or ``"edge"`` (module doc).
+    edge_index : Tensor
+        ``[2, E]`` int64, row 0 = source, row 1 = destination.
+    num_dst : int
+        Number of destination nodes ``N_dst``.
+    dst, src : Tensor
+        ``[N_dst, H, C]`` / ``[N_src, H, C]`` score operands (query / key, or
+        GAT's ``[N, H, 1]`` scalars).
+    value : Tensor
+        ``[N_src, H, Cv]``.
+    att : Tensor, optional
+        ``[H, C]`` GATv2 attention vector.
+    edge_score : Tensor, optional
+        ``[E, H]`` additive score term.
+    edge_feat : Tensor, optional
+        ``[E, H, C]`` added to the key (``"dot"``) or pre-activation (``"gatv2"``).
+    edge_value : Tensor, optional
+        ``[E, H, Cv]`` added to the message ``v_j``.
+    edge_mask : Tensor, optional
+        ``[E]`` bool; ``True`` = the edge takes part.
+    scale, negative_slope : float
+        Score scale (``"dot"``) and LeakyReLU slope (``"gat"``, ``"gatv2"``).
+    dropout : float
+        Attention dropout probability (already ``0`` outside training).
+    seed : int
+        Seed of the dropout stream.
+
+    Returns
+    -------
+    out : Tensor
+        ``[N_dst, H, Cv]``.
+    alpha : Tensor
+        ``[E, H]`` in ``edge_index``'s order, before dropout.
     """
     src_index, dst_index = edge_index[0], edge_index[1]
     score = edge_scores(kind, src_index, dst_index, dst, src, att, edge_score, edge_feat,

@@ -30,12 +30,16 @@ INT32_MAX = 2**31 - 1
 class WorkItems:
     """Chunks of the rows of one CSR.
 
-    Attributes:
-        items: ``[4, n_items]`` int32: row, start, end, slot of every item.
-        merge_ptr: ``[n_split + 1]`` int32: slots of the ``r``-th split row are
-            ``merge_ptr[r]:merge_ptr[r + 1]`` (slots of a row are consecutive).
-        slot_row: ``[n_slots]`` int32: the row of each slot (its length sizes
-            the forward's partial buffers without a device-to-host copy).
+    Attributes
+    ----------
+    items : Tensor
+        ``[4, n_items]`` int32: row, start, end, slot of every item.
+    merge_ptr : Tensor
+        ``[n_split + 1]`` int32: slots of the ``r``-th split row are
+        ``merge_ptr[r]:merge_ptr[r + 1]`` (slots of a row are consecutive).
+    slot_row : Tensor
+        ``[n_slots]`` int32: the row of each slot (its length sizes the
+        forward's partial buffers without a device-to-host copy).
     """
 
     items: Tensor
@@ -51,12 +55,30 @@ def split_rows(ptr: Tensor, chunk: int) -> WorkItems:
     """Cuts the rows of the CSR pointer ``ptr [R + 1]`` into items of at most
     ``chunk`` entries (see the module doc).
 
-    Example:
-        >>> w = split_rows(torch.tensor([0, 0, 3, 4]), chunk=2)
-        >>> w.items.tolist()
-        [[0, 1, 1, 2], [0, 0, 2, 3], [0, 2, 3, 4], [-1, 0, 1, -1]]
-        >>> w.merge_ptr.tolist(), w.slot_row.tolist()
-        ([0, 2], [1, 1])
+    Parameters
+    ----------
+    ptr : Tensor
+        ``[R + 1]`` integer pointer array (``rowptr`` or ``colptr``).
+    chunk : int
+        Most entries per item (positive).
+
+    Returns
+    -------
+    WorkItems
+        The items of every row, with the slots of the split rows.
+
+    Raises
+    ------
+    ValueError
+        If ``chunk < 1`` or the CSR has more than ``2**31 - 1`` entries.
+
+    Examples
+    --------
+    >>> w = split_rows(torch.tensor([0, 0, 3, 4]), chunk=2)
+    >>> w.items.tolist()
+    [[0, 1, 1, 2], [0, 0, 2, 3], [0, 2, 3, 4], [-1, 0, 1, -1]]
+    >>> w.merge_ptr.tolist(), w.slot_row.tolist()
+    ([0, 2], [1, 1])
     """
     if chunk < 1:
         raise ValueError(f"'chunk' must be a positive number of edges, got {chunk}")
