@@ -68,6 +68,24 @@ def as_float_tensor(value: Any, name: str) -> Tensor:
     """``value`` as a dense floating tensor (numpy arrays, sparse and integer tensors
     converted); ``TypeError`` naming ``name`` for anything else.
 
+    Parameters
+    ----------
+    value : Tensor or numpy.ndarray
+        Values of any shape.
+    name : str
+        Argument named in the error.
+
+    Returns
+    -------
+    Tensor
+        Same shape, strided, floating point (integer and bool values in the
+        default dtype).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is neither a tensor nor an array.
+
     Examples
     --------
     >>> as_float_tensor(np.eye(2, dtype=np.int64), "attn").dtype
@@ -136,6 +154,11 @@ def as_dense_attention(attn: Any, name: str = "attn", ranks: Sequence[int] = (2,
     stochastic : bool
         Also require rows summing to 1 or 0 (within :data:`ROW_SUM_TOL`).
 
+    Returns
+    -------
+    Tensor
+        ``[..., N, N]`` floating-point attention.
+
     Raises
     ------
     TypeError
@@ -196,6 +219,24 @@ def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = No
         Also require each destination's weights to sum to 1 or 0 per head
         (within :data:`ROW_SUM_TOL`).
 
+    Returns
+    -------
+    edge_index : Tensor
+        ``[2, E]`` int64.
+    alpha : Tensor
+        ``[E]`` or ``[E, H]`` floating point.
+    num_nodes : int
+        ``N``.
+
+    Raises
+    ------
+    TypeError
+        ``edge_index`` is not an integer tensor or array, or ``alpha`` not a
+        tensor or array.
+    ValueError
+        Wrong shapes, negative node ids, ``num_nodes`` too small, negative or
+        non-finite weights, or (``stochastic``) sums of neither 1 nor 0.
+
     Examples
     --------
     >>> ei, a, n = as_edge_attention(torch.tensor([[0, 1], [1, 1]]), torch.tensor([1.0, 0.5]))
@@ -231,6 +272,23 @@ def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = No
 
 def unpack_attention(attention: Any, name: str = "attention") -> Tuple[Any, Any]:
     """``(edge_index, alpha)`` of a pair or of a capture record (duck typing).
+
+    Parameters
+    ----------
+    attention : (edge_index, alpha) or record
+        A pair, or anything with ``edge_index`` and ``alpha`` attributes.
+    name : str
+        Argument named in the error.
+
+    Returns
+    -------
+    tuple
+        ``(edge_index, alpha)`` as given (not validated).
+
+    Raises
+    ------
+    TypeError
+        If ``attention`` is neither a pair nor a record.
 
     Examples
     --------
@@ -285,6 +343,20 @@ def edge_index_to_dense(edge_index: Any, alpha: Any, num_nodes: Optional[int] = 
     Duplicate edges are summed.  ``alpha`` ``[E]`` gives ``[N, N]``, ``[E, H]``
     gives ``[H, N, N]``.  This densifies: ``N * N`` floats per head.
 
+    Parameters
+    ----------
+    edge_index : Tensor
+        ``[2, E]`` (source, destination) node ids.
+    alpha : Tensor
+        ``[E]`` or ``[E, H]`` non-negative weights.
+    num_nodes : int, optional
+        Number of nodes ``N`` (default: largest id + 1).
+
+    Returns
+    -------
+    Tensor
+        ``[N, N]`` or ``[H, N, N]`` dense attention.
+
     Examples
     --------
     >>> edge_index = torch.tensor([[0, 1, 1], [0, 0, 1]])
@@ -306,6 +378,21 @@ def from_pyg_dense_adj(adj: Any) -> Tensor:
     source in the row, while attention here is ``A[i, j]`` with ``i`` the
     destination.  ``[N, N]`` gives ``[N, N]``; ``[N, N, H]`` (``to_dense_adj``
     with ``[E, H]`` edge attributes, batch dimension removed) gives ``[H, N, N]``.
+
+    Parameters
+    ----------
+    adj : Tensor or numpy.ndarray
+        ``[N, N]`` or ``[N, N, H]`` dense adjacency ``adj[src, dst]``.
+
+    Returns
+    -------
+    Tensor
+        ``[N, N]`` or ``[H, N, N]`` attention ``A[dst, src]``.
+
+    Raises
+    ------
+    ValueError
+        Wrong rank, non-square, negative or non-finite values.
 
     Examples
     --------
@@ -373,6 +460,8 @@ def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
 
     Raises
     ------
+    TypeError
+        ``attn`` is not a tensor or array.
     ValueError
         Non-square or wrong-rank ``attn``, negative weights, wrong number of
         or repeated ``labels``.
@@ -430,6 +519,18 @@ def digraph_to_dense(G: nx.DiGraph, nodelist: Optional[Sequence[Hashable]] = Non
     heads : bool
         For a graph with ``G.graph["attention_heads"] = H`` and
         ``weight="weight"``, return ``[H, N, N]`` from ``weight_h*``.
+
+    Returns
+    -------
+    Tensor
+        ``[N, N]`` (or ``[H, N, N]``) float64 attention ``A[i, j]``.
+
+    Raises
+    ------
+    TypeError
+        If ``G`` is not a :class:`networkx.DiGraph`.
+    ValueError
+        If ``nodelist`` does not list every node of ``G`` exactly once.
 
     Examples
     --------
@@ -500,6 +601,13 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
     multigraph : bool
         Build a :class:`networkx.MultiDiGraph` keyed by edge id, which keeps
         duplicate edges.
+
+    Returns
+    -------
+    networkx.DiGraph or networkx.MultiDiGraph
+        Nodes ``0 .. N-1``; ``G.graph["attention_heads"]`` is ``H`` (``None``
+        for ``[E]`` or no weights), ``G.graph["attention_dtype"]`` the dtype
+        name of ``alpha``.
 
     Raises
     ------
@@ -592,6 +700,20 @@ def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[
     multigraph : bool
         Build a :class:`networkx.MultiDiGraph` (keeps duplicate edges).
 
+    Returns
+    -------
+    networkx.DiGraph or networkx.MultiDiGraph
+        As :func:`attention_to_networkx` builds it, with ``data.num_nodes``
+        nodes.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` has no ``edge_index``.
+    ValueError
+        If ``edge_attrs`` are asked for with a pair whose edges are not
+        ``data.edge_index``, or as :func:`attention_to_networkx` raises.
+
     Examples
     --------
     >>> from torch_geometric.data import Data
@@ -643,6 +765,11 @@ def from_networkx(G: nx.DiGraph) -> Any:
     becomes ``alpha`` ``[E]`` (in the dtype the graph was made from, else
     float32); every other attribute present on all edges
     (all nodes) becomes an edge (node) tensor of the same name.
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        Graph in message direction, e.g. from :func:`attention_to_networkx`.
 
     Returns
     -------
@@ -707,6 +834,20 @@ def as_attention_graph(attention: Any, labels: Optional[Sequence[Hashable]] = No
         dense ``[N, N]`` / ``[H, N, N]`` tensor goes through
         :func:`dense_to_digraph` (with ``labels``); a pair or a capture record
         through :func:`attention_to_networkx` (with ``num_nodes``).
+    labels : sequence of hashable, optional
+        Node names of a dense input (see :func:`dense_to_digraph`).
+    num_nodes : int, optional
+        Number of nodes of a pair or record input (default: largest id + 1).
+
+    Returns
+    -------
+    networkx.DiGraph
+        A graph in message direction (``attention`` itself when it is one).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As the conversion raises; negative or non-finite weights.
 
     Examples
     --------

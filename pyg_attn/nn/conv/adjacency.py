@@ -24,6 +24,26 @@ def adjacency_to_edge_index(adj: Any, num_src: int, num_dst: int
 
     ``edge_index`` tensors and prepared graphs pass through unchanged (a prepared
     graph brings its own sizes); sparse inputs become ``[2, E]`` and give theirs.
+
+    Parameters
+    ----------
+    adj : Tensor, SparseTensor or PreparedGraph
+        ``[2, E]`` edge index, ``SparseTensor`` / ``torch.sparse``
+        ``[N_dst, N_src]`` adjacency, or a prepared graph.
+    num_src, num_dst : int
+        Node counts to use for an ``edge_index`` tensor.
+
+    Returns
+    -------
+    edge_index : Tensor or PreparedGraph
+        ``[2, E]`` (row 0 = source) or the prepared graph.
+    num_src, num_dst : int
+        Node counts of the two sides.
+
+    Raises
+    ------
+    TypeError
+        If ``adj`` is of an unsupported type.
     """
     if isinstance(adj, SparseTensor) or is_torch_sparse_tensor(adj):
         (row, col), _ = to_edge_index(adj)
@@ -43,6 +63,22 @@ def pack_attention(adj: Any, edge_index: Tensor, alpha: Tensor,
     ``(edge_index, alpha)`` for dense indices (and for ``torch.sparse`` inputs when
     ``sparse_as_edge_index``, as TransformerConv does), a ``SparseTensor`` with
     ``alpha`` as values, or ``(torch.sparse adj with alpha as values, alpha)``.
+
+    Parameters
+    ----------
+    adj : Tensor or SparseTensor
+        The adjacency the layer was called with.
+    edge_index : Tensor
+        ``[2, E]`` edge list the attention belongs to.
+    alpha : Tensor
+        ``[E, H]`` (or ``[E]``) attention weights, in ``edge_index``'s order.
+    sparse_as_edge_index : bool
+        Return ``(edge_index, alpha)`` for ``torch.sparse`` inputs too.
+
+    Returns
+    -------
+    tuple or SparseTensor
+        The attention in the input's format.
     """
     if isinstance(adj, SparseTensor):
         return adj.set_value(alpha, layout="coo")

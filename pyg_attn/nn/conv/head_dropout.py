@@ -68,14 +68,21 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
     (keep probability :math:`1 - p`, kept entries scaled by :math:`1 / (1 - p)`;
     always drawn: call it in training mode only).
 
-    Args:
-        x: node features ``[N, F]``.
-        weight: ``[H * C, F]`` (a bias-free ``Linear``'s weight, heads stacked).
-        heads: :math:`H`.
-        p: dropout probability.
+    Parameters
+    ----------
+    x : Tensor
+        ``[N, F]`` node features.
+    weight : Tensor
+        ``[H * C, F]`` (a bias-free ``Linear``'s weight, heads stacked).
+    heads : int
+        :math:`H`, dividing ``H * C``.
+    p : float
+        Dropout probability in ``[0, 1]``.
 
-    Returns:
-        ``[N, H, C]``.
+    Returns
+    -------
+    Tensor
+        ``[N, H, C]`` per-head projections.
     """
     out_features, in_features = weight.shape
     channels = out_features // heads
@@ -103,10 +110,20 @@ class HeadwiseDropoutLinear(torch.nn.Module):
     It takes over ``linear.weight`` (same ``state_dict`` key ``weight``), so it can
     replace the ``lin`` of a layer, e.g. PyG's ``GATConv``, in place.
 
-    Args:
-        linear: the bias-free linear map to take over (``weight [H * C, F]``).
-        heads: :math:`H`, dividing ``H * C``.
-        p: dropout probability in ``[0, 1]``.
+    Parameters
+    ----------
+    linear : torch.nn.Module
+        The bias-free linear map to take over (``weight [H * C, F]``).
+    heads : int
+        :math:`H`, dividing ``H * C``.
+    p : float
+        Dropout probability in ``[0, 1]``.
+
+    Raises
+    ------
+    ValueError
+        If ``linear`` has a bias, ``heads`` does not divide its output size or
+        ``p`` is outside ``[0, 1]``.
     """
 
     def __init__(self, linear: torch.nn.Module, heads: int, p: float) -> None:
@@ -128,7 +145,18 @@ class HeadwiseDropoutLinear(torch.nn.Module):
         self.linear_reset()
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[N, F] -> [N, H * C]``."""
+        """Projects ``x``, each head through its own dropout mask in training mode.
+
+        Parameters
+        ----------
+        x : Tensor
+            ``[N, F]`` node features.
+
+        Returns
+        -------
+        Tensor
+            ``[N, H * C]``.
+        """
         if not self.training:
             return x @ self.weight.t()
         return headwise_dropout_projection(x, self.weight, self.heads, self.p).flatten(1)

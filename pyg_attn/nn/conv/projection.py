@@ -9,7 +9,7 @@ needs no gradient and is at most :data:`SPARSE_DENSITY` non-zero:
 .. math::
     \\text{lin}(x)_{n} = \\sum_{f : x_{nf} \\neq 0} x_{nf} W_{:, f} + b
 
-with the gradient of ``W`` (``X^T \\, \\partial L / \\partial \\text{out}``) taken
+with the gradient of ``W`` (``(X^T \\, \\partial L / \\partial \\text{out})^T``) taken
 over the same non-zeros, both as sparse CSR x dense products (``X`` and ``X^T``
 in CSR form; on Cora the product takes 0.1 ms where the dense one takes 2 ms).
 The CSR forms of ``x`` are cached by identity and version counter (full-batch
@@ -40,11 +40,16 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     """``lin(x)`` for a linear module ``lin`` (``weight [out, in]``, optional
     ``bias``), computed over the non-zeros of ``x`` when it is sparse enough.
 
-    Args:
-        lin: ``torch.nn.Linear`` or ``torch_geometric.nn.Linear``.
-        x: ``[N, in]`` features.
+    Parameters
+    ----------
+    lin : torch.nn.Module
+        ``torch.nn.Linear`` or ``torch_geometric.nn.Linear``.
+    x : Tensor
+        ``[N, in]`` features.
 
-    Returns:
+    Returns
+    -------
+    Tensor
         ``[N, out]``, equal to ``lin(x)`` up to rounding.
     """
     weight = getattr(lin, "weight", None)

@@ -50,21 +50,35 @@ FillValue = Union[float, int, Tensor, str, None]
 class LoopedGraph:
     """A graph after GAT's self-loop handling (see the module doc).
 
-    Attributes:
-        adj: the graph in the caller's format after loop handling: what PyG's
-            layer would pass to ``propagate`` and return attention with (an
-            ``EdgeIndex``, ``SparseTensor`` or ``torch.sparse`` tensor); ``None``
-            when that is the ``[2, E']`` edge list itself (plain tensor and
-            :class:`PreparedGraph` inputs): see :attr:`adjacency`.
-        graph: the prepared (CSR/CSC) form of :attr:`edge_index`.
-        num_src, num_dst: node counts of the two sides.
-        num_input_edges: number of edges of the input.
-        num_loops: number of loops appended (``0`` without self-loop handling).
-        kept: ``[E_kept]`` input positions of the edges that stay, in input
-            order (``None``: no loop handling, every edge stays in place).
-        attr_index: ``[E']`` index of each edge into ``cat([kept, loops])``
-            (``None``: that order itself, as for index inputs).
-        plain_edge_index: ``[2, E']`` edge list, when already at hand.
+    Attributes
+    ----------
+    adj : EdgeIndex, SparseTensor, torch.sparse tensor or None
+        The graph in the caller's format after loop handling: what PyG's
+        layer would pass to ``propagate`` and return attention with; ``None``
+        when that is the ``[2, E']`` edge list itself (plain tensor and
+        :class:`PreparedGraph` inputs): see :attr:`adjacency`.
+    graph : PreparedGraph
+        The prepared (CSR/CSC) form of :attr:`edge_index`.
+    num_src, num_dst : int
+        Node counts of the two sides.
+    num_input_edges : int
+        Number of edges of the input.
+    num_loops : int
+        Number of loops appended (``0`` without self-loop handling).
+    kept : Tensor or None
+        ``[E_kept]`` input positions of the edges that stay, in input order
+        (``None``: no loop handling, every edge stays in place).
+    attr_index : Tensor or None
+        ``[E']`` index of each edge into ``cat([kept, loops])`` (``None``: that
+        order itself, as for index inputs).
+    plain_edge_index : Tensor or None
+        ``[2, E']`` edge list, when already at hand.
+    sparse_kept_dst : Tensor or None
+        Sparse inputs: ``[E_kept]`` destinations of the kept edges (see
+        :attr:`kept_dst`).
+    sparse_edge_id : Tensor or None
+        Sparse inputs: ``[E']`` position of each edge in the input's stored
+        order, ``-1`` for a loop (see :meth:`edge_ids`).
 
     Only what cannot be derived is stored (the cache may hold big graphs):
     the edge list of a plain tensor input (1 GB at ogbn-products size) is rebuilt
@@ -227,21 +241,28 @@ def _structure(adj: Tensor, nnz: int) -> Tensor:
 def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
     """Applies GAT's self-loop handling to ``adj`` (cached; see the module doc).
 
-    Args:
-        adj: ``[2, E]`` integer tensor or ``EdgeIndex`` (row 0 = source),
-            ``SparseTensor`` / ``torch.sparse`` COO or CSR adjacency (row =
-            destination) or a :class:`~pyg_attn.ops.PreparedGraph`.
-        num_src, num_dst: node counts of the two sides (taken from the
-            adjacency itself for sparse inputs and prepared graphs).
-        add_self_loops: remove existing loops and append one per node
-            ``i < min(num_src, num_dst)``, as PyG's GAT layers do.
+    Parameters
+    ----------
+    adj : Tensor, EdgeIndex, SparseTensor or PreparedGraph
+        ``[2, E]`` integer tensor or ``EdgeIndex`` (row 0 = source),
+        ``SparseTensor`` / ``torch.sparse`` COO or CSR adjacency (row =
+        destination) or a :class:`~pyg_attn.ops.PreparedGraph`.
+    num_src, num_dst : int
+        Node counts of the two sides (taken from the adjacency itself for
+        sparse inputs and prepared graphs).
+    add_self_loops : bool
+        Remove existing loops and append one per node
+        ``i < min(num_src, num_dst)``, as PyG's GAT layers do.
 
-    Returns:
-        A :class:`LoopedGraph`.
+    Returns
+    -------
+    LoopedGraph
+        The graph after loop handling, with ``E'`` edges in attention order.
 
-    Raises:
-        TypeError, ValueError: if ``adj`` is of an unsupported type, or holds
-            bad indices.
+    Raises
+    ------
+    TypeError, ValueError
+        If ``adj`` is of an unsupported type, or holds bad indices.
     """
     if isinstance(adj, PreparedGraph) and not add_self_loops:
         # Nothing to build: traceable by torch.compile without a graph break.
@@ -297,8 +318,25 @@ def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue
     ``"min"``, ``"max"``, ``"mul"`` reduction of the features of the kept edges
     into ``i``), computed by :func:`torch_geometric.utils.loop.compute_loop_attr`.
 
-    Raises:
-        TypeError, ValueError: if ``edge_attr`` is not a tensor with one row per edge.
+    Parameters
+    ----------
+    looped : LoopedGraph
+        The graph from :func:`gat_graph`.
+    edge_attr : Tensor
+        ``[E]`` or ``[E, D]`` features of the input's edges.
+    fill_value : float, Tensor, str or None
+        Features of the loops: a value, a ``[D]`` tensor, a reduction name, or
+        ``None`` for ones.
+
+    Returns
+    -------
+    Tensor
+        ``[E']`` or ``[E', D]`` in the order of ``looped``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``edge_attr`` is not a tensor with one row per edge.
     """
     if not isinstance(edge_attr, Tensor):
         raise TypeError(f"'edge_attr' must be a torch.Tensor, got {type(edge_attr).__name__}")
