@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -56,10 +56,13 @@ class _Layer:
 class AttentionExplorer:
     """The page written by :func:`explorer`: shown inline in Jupyter, saved with :meth:`save`.
 
-    Attributes:
-        html (str): the whole self-contained page.
-        data (dict): the data embedded in it (node ids, layout, per-layer
-            edges and weights, rollout and flow rows, truncation message).
+    Attributes
+    ----------
+    html : str
+        the whole self-contained page.
+    data : dict
+        the data embedded in it (node ids, layout, per-layer edges and weights, rollout and
+        flow rows, truncation message).
     """
 
     def __init__(self, page: str, data: Dict[str, Any]) -> None:

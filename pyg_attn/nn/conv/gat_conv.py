@@ -119,53 +119,6 @@ class GATConv(GATBase):
       ``layer.backend = "reference"`` for higher-order gradients.
     * ``edge_index`` may also be a :class:`~pyg_attn.ops.PreparedGraph`.
 
-    Args:
-        in_channels (int or tuple): Size of each input sample, or :obj:`-1` to
-            derive the size from the first input(s) to the forward method.
-            A tuple corresponds to the sizes of source and target
-            dimensionalities in case of a bipartite graph.
-        out_channels (int): Size of each output sample.
-        heads (int, optional): Number of multi-head-attentions.
-            (default: :obj:`1`)
-        concat (bool, optional): If set to :obj:`False`, the multi-head
-            attentions are averaged instead of concatenated.
-            (default: :obj:`True`)
-        negative_slope (float, optional): LeakyReLU angle of the negative
-            slope. (default: :obj:`0.2`)
-        dropout (float, optional): Dropout probability of the normalized
-            attention coefficients which exposes each node to a stochastically
-            sampled neighborhood during training. (default: :obj:`0`)
-        add_self_loops (bool, optional): If set to :obj:`False`, will not add
-            self-loops to the input graph; otherwise existing self-loops are
-            removed and one is appended per node. (default: :obj:`True`)
-        edge_dim (int, optional): Edge feature dimensionality (in case
-            there are any). (default: :obj:`None`)
-        fill_value (float or torch.Tensor or str, optional): The way to
-            generate edge features of self-loops (in case
-            :obj:`edge_dim != None`).
-            If given as :obj:`float` or :class:`torch.Tensor`, edge features of
-            self-loops will be directly given by :obj:`fill_value`.
-            If given as :obj:`str`, edge features of self-loops are computed by
-            aggregating all features of edges that point to the specific node,
-            according to a reduce operation. (:obj:`"add"`, :obj:`"mean"`,
-            :obj:`"min"`, :obj:`"max"`, :obj:`"mul"`). (default: :obj:`"mean"`)
-        bias (bool, optional): If set to :obj:`False`, the layer will not learn
-            an additive bias. (default: :obj:`True`)
-        residual (bool, optional): If set to :obj:`True`, the layer will add
-            a learnable skip-connection. (default: :obj:`False`)
-        input_dropout (float, optional): Dropout probability of the input node
-            features, applied in training mode only (not a PyG argument; PyG's
-            examples drop the input outside the layer). (default: :obj:`0`)
-        dropout_scheme (str, optional): Where ``input_dropout`` falls.
-            :obj:`"shared"`: one mask on the input, seen by every head.
-            :obj:`"per_head"`: the GAT paper's reference code: each head draws
-            its own input mask, and each head's projected features are dropped
-            again (probability ``input_dropout``) after its attention logits
-            are computed (:mod:`~pyg_attn.nn.conv.head_dropout`); needs a known
-            ``in_channels`` and ``residual=False``. (default: :obj:`"shared"`)
-        **kwargs (optional): Additional arguments of
-            :class:`torch_geometric.nn.conv.MessagePassing`.
-
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, F_{in})` or
@@ -186,6 +139,55 @@ class GATConv(GATBase):
           weights for a ``SparseTensor`` input, and
           ``(adj with the weights as values, weights)`` for a ``torch.sparse``
           input.
+
+    Parameters
+    ----------
+    in_channels : int or tuple
+        Size of each input sample, or :obj:`-1` to derive the size from the first input(s)
+        to the forward method. A tuple corresponds to the sizes of source and target
+        dimensionalities in case of a bipartite graph.
+    out_channels : int
+        Size of each output sample.
+    heads : int, optional
+        Number of multi-head-attentions. (default: :obj:`1`)
+    concat : bool, optional
+        If set to :obj:`False`, the multi-head attentions are averaged instead of
+        concatenated. (default: :obj:`True`)
+    negative_slope : float, optional
+        LeakyReLU angle of the negative slope. (default: :obj:`0.2`)
+    dropout : float, optional
+        Dropout probability of the normalized attention coefficients which exposes each node
+        to a stochastically sampled neighborhood during training. (default: :obj:`0`)
+    add_self_loops : bool, optional
+        If set to :obj:`False`, will not add self-loops to the input graph; otherwise
+        existing self-loops are removed and one is appended per node. (default: :obj:`True`)
+    edge_dim : int, optional
+        Edge feature dimensionality (in case there are any). (default: :obj:`None`)
+    fill_value : float or torch.Tensor or str, optional
+        The way to generate edge features of self-loops (in case :obj:`edge_dim != None`).
+        If given as :obj:`float` or :class:`torch.Tensor`, edge features of self-loops will
+        be directly given by :obj:`fill_value`. If given as :obj:`str`, edge features of
+        self-loops are computed by aggregating all features of edges that point to the
+        specific node, according to a reduce operation. (:obj:`"add"`, :obj:`"mean"`,
+        :obj:`"min"`, :obj:`"max"`, :obj:`"mul"`). (default: :obj:`"mean"`)
+    bias : bool, optional
+        If set to :obj:`False`, the layer will not learn an additive bias.
+        (default: :obj:`True`)
+    residual : bool, optional
+        If set to :obj:`True`, the layer will add a learnable skip-connection.
+        (default: :obj:`False`)
+    input_dropout : float, optional
+        Dropout probability of the input node features, applied in training mode only (not a
+        PyG argument; PyG's examples drop the input outside the layer). (default: :obj:`0`)
+    dropout_scheme : str, optional
+        Where ``input_dropout`` falls. :obj:`"shared"`: one mask on the input, seen by every
+        head. :obj:`"per_head"`: the GAT paper's reference code: each head draws its own
+        input mask, and each head's projected features are dropped again (probability
+        ``input_dropout``) after its attention logits are computed
+        (:mod:`~pyg_attn.nn.conv.head_dropout`); needs a known ``in_channels`` and
+        ``residual=False``. (default: :obj:`"shared"`)
+    **kwargs
+        Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
     """
 
     propagate_type = {"x": OptPairTensor, "alpha": Tensor}
@@ -247,24 +249,32 @@ class GATConv(GATBase):
     ):
         r"""Runs the forward pass of the module.
 
-        Args:
-            x (torch.Tensor or (torch.Tensor, torch.Tensor)): The input node
-                features (``x_dst`` may be ``None``).
-            edge_index (torch.Tensor or SparseTensor): The edge indices
-                (``[2, E]``, an ``EdgeIndex``, a ``SparseTensor``, a
-                ``torch.sparse`` COO/CSR adjacency with row = destination, or
-                a :class:`~pyg_attn.ops.PreparedGraph`).
-            edge_attr (torch.Tensor, optional): The edge features ``[E, D]``
-                (``[E]`` for ``D = 1``), in the input's edge order.
-                (default: :obj:`None`)
-            size ((int, int), optional): The shape of the adjacency matrix
-                (ignored for sparse inputs, as in PyG). (default: :obj:`None`)
-            return_attention_weights (bool, optional): If set to :obj:`True`,
-                also returns the attention weights (before dropout) in the form
-                PyG returns them for the input type: ``(edge_index, alpha)``,
-                a ``SparseTensor``, or ``(adj, alpha)`` for ``torch.sparse``.
-                :obj:`False` or :obj:`None` returns the output only.
-                (default: :obj:`None`)
+        Parameters
+        ----------
+        x : torch.Tensor or (torch.Tensor, torch.Tensor)
+            The input node features (``x_dst`` may be ``None``).
+        edge_index : torch.Tensor or SparseTensor
+            The edge indices (``[2, E]``, an ``EdgeIndex``, a ``SparseTensor``, a
+            ``torch.sparse`` COO/CSR adjacency with row = destination, or a
+            :class:`~pyg_attn.ops.PreparedGraph`).
+        edge_attr : torch.Tensor, optional
+            The edge features ``[E, D]`` (``[E]`` for ``D = 1``), in the input's edge order.
+            (default: :obj:`None`)
+        size : (int, int), optional
+            The shape of the adjacency matrix (ignored for sparse inputs, as in PyG).
+            (default: :obj:`None`)
+        return_attention_weights : bool, optional
+            If set to :obj:`True`, also returns the attention weights (before dropout) in
+            the form PyG returns them for the input type: ``(edge_index, alpha)``, a
+            ``SparseTensor``, or ``(adj, alpha)`` for ``torch.sparse``. :obj:`False` or
+            :obj:`None` returns the output only. (default: :obj:`None`)
+
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, attention)
+            The node features ``[N_dst, H * C]`` (``[N_dst, C]`` with ``concat=False``),
+            with the attention weights (``[E', H]``, in the form above) when
+            ``return_attention_weights`` is set.
         """
         x_src, x_dst = split_input(x)
         p_in = self.input_dropout if self.training else 0.0

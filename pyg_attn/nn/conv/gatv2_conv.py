@@ -74,47 +74,6 @@ class GATv2Conv(GATBase):
       ``RuntimeError``); set ``layer.backend = "reference"`` for it.
     * ``edge_index`` may also be a :class:`~pyg_attn.ops.PreparedGraph`.
 
-    Args:
-        in_channels (int or tuple): Size of each input sample, or :obj:`-1` to
-            derive the size from the first input(s) to the forward method.
-            A tuple corresponds to the sizes of source and target
-            dimensionalities in case of a bipartite graph.
-        out_channels (int): Size of each output sample.
-        heads (int, optional): Number of multi-head-attentions.
-            (default: :obj:`1`)
-        concat (bool, optional): If set to :obj:`False`, the multi-head
-            attentions are averaged instead of concatenated.
-            (default: :obj:`True`)
-        negative_slope (float, optional): LeakyReLU angle of the negative
-            slope. (default: :obj:`0.2`)
-        dropout (float, optional): Dropout probability of the normalized
-            attention coefficients which exposes each node to a stochastically
-            sampled neighborhood during training. (default: :obj:`0`)
-        add_self_loops (bool, optional): If set to :obj:`False`, will not add
-            self-loops to the input graph; otherwise existing self-loops are
-            removed and one is appended per node. (default: :obj:`True`)
-        edge_dim (int, optional): Edge feature dimensionality (in case
-            there are any). (default: :obj:`None`)
-        fill_value (float or torch.Tensor or str, optional): The way to
-            generate edge features of self-loops
-            (in case :obj:`edge_dim != None`).
-            If given as :obj:`float` or :class:`torch.Tensor`, edge features of
-            self-loops will be directly given by :obj:`fill_value`.
-            If given as :obj:`str`, edge features of self-loops are computed by
-            aggregating all features of edges that point to the specific node,
-            according to a reduce operation. (:obj:`"add"`, :obj:`"mean"`,
-            :obj:`"min"`, :obj:`"max"`, :obj:`"mul"`). (default: :obj:`"mean"`)
-        bias (bool, optional): If set to :obj:`False`, the layer will not learn
-            an additive bias. (default: :obj:`True`)
-        share_weights (bool, optional): If set to :obj:`True`, the same matrix
-            will be applied to the source and the target node of every edge,
-            *i.e.* :math:`\mathbf{\Theta}_{s} = \mathbf{\Theta}_{t}`.
-            (default: :obj:`False`)
-        residual (bool, optional): If set to :obj:`True`, the layer will add
-            a learnable skip-connection. (default: :obj:`False`)
-        **kwargs (optional): Additional arguments of
-            :class:`torch_geometric.nn.conv.MessagePassing`.
-
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, F_{in})` or
@@ -135,6 +94,49 @@ class GATv2Conv(GATBase):
           weights for a ``SparseTensor`` input, and
           ``(adj with the weights as values, weights)`` for a ``torch.sparse``
           input.
+
+    Parameters
+    ----------
+    in_channels : int or tuple
+        Size of each input sample, or :obj:`-1` to derive the size from the first input(s)
+        to the forward method. A tuple corresponds to the sizes of source and target
+        dimensionalities in case of a bipartite graph.
+    out_channels : int
+        Size of each output sample.
+    heads : int, optional
+        Number of multi-head-attentions. (default: :obj:`1`)
+    concat : bool, optional
+        If set to :obj:`False`, the multi-head attentions are averaged instead of
+        concatenated. (default: :obj:`True`)
+    negative_slope : float, optional
+        LeakyReLU angle of the negative slope. (default: :obj:`0.2`)
+    dropout : float, optional
+        Dropout probability of the normalized attention coefficients which exposes each node
+        to a stochastically sampled neighborhood during training. (default: :obj:`0`)
+    add_self_loops : bool, optional
+        If set to :obj:`False`, will not add self-loops to the input graph; otherwise
+        existing self-loops are removed and one is appended per node. (default: :obj:`True`)
+    edge_dim : int, optional
+        Edge feature dimensionality (in case there are any). (default: :obj:`None`)
+    fill_value : float or torch.Tensor or str, optional
+        The way to generate edge features of self-loops (in case :obj:`edge_dim != None`).
+        If given as :obj:`float` or :class:`torch.Tensor`, edge features of self-loops will
+        be directly given by :obj:`fill_value`. If given as :obj:`str`, edge features of
+        self-loops are computed by aggregating all features of edges that point to the
+        specific node, according to a reduce operation. (:obj:`"add"`, :obj:`"mean"`,
+        :obj:`"min"`, :obj:`"max"`, :obj:`"mul"`). (default: :obj:`"mean"`)
+    bias : bool, optional
+        If set to :obj:`False`, the layer will not learn an additive bias.
+        (default: :obj:`True`)
+    share_weights : bool, optional
+        If set to :obj:`True`, the same matrix will be applied to the source and the target
+        node of every edge, *i.e.* :math:`\mathbf{\Theta}_{s} = \mathbf{\Theta}_{t}`.
+        (default: :obj:`False`)
+    residual : bool, optional
+        If set to :obj:`True`, the layer will add a learnable skip-connection.
+        (default: :obj:`False`)
+    **kwargs
+        Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
     """
 
     propagate_type = {"x": PairTensor, "alpha": Tensor}
@@ -182,22 +184,29 @@ class GATv2Conv(GATBase):
     ):
         r"""Runs the forward pass of the module.
 
-        Args:
-            x (torch.Tensor or (torch.Tensor, torch.Tensor)): The input node
-                features.
-            edge_index (torch.Tensor or SparseTensor): The edge indices
-                (``[2, E]``, an ``EdgeIndex``, a ``SparseTensor``, a
-                ``torch.sparse`` COO/CSR adjacency with row = destination, or
-                a :class:`~pyg_attn.ops.PreparedGraph`).
-            edge_attr (torch.Tensor, optional): The edge features ``[E, D]``
-                (``[E]`` for ``D = 1``), in the input's edge order.
-                (default: :obj:`None`)
-            return_attention_weights (bool, optional): If set to :obj:`True`,
-                also returns the attention weights (before dropout) in the form
-                PyG returns them for the input type: ``(edge_index, alpha)``,
-                a ``SparseTensor``, or ``(adj, alpha)`` for ``torch.sparse``.
-                :obj:`False` or :obj:`None` returns the output only.
-                (default: :obj:`None`)
+        Parameters
+        ----------
+        x : torch.Tensor or (torch.Tensor, torch.Tensor)
+            The input node features.
+        edge_index : torch.Tensor or SparseTensor
+            The edge indices (``[2, E]``, an ``EdgeIndex``, a ``SparseTensor``, a
+            ``torch.sparse`` COO/CSR adjacency with row = destination, or a
+            :class:`~pyg_attn.ops.PreparedGraph`).
+        edge_attr : torch.Tensor, optional
+            The edge features ``[E, D]`` (``[E]`` for ``D = 1``), in the input's edge order.
+            (default: :obj:`None`)
+        return_attention_weights : bool, optional
+            If set to :obj:`True`, also returns the attention weights (before dropout) in
+            the form PyG returns them for the input type: ``(edge_index, alpha)``, a
+            ``SparseTensor``, or ``(adj, alpha)`` for ``torch.sparse``. :obj:`False` or
+            :obj:`None` returns the output only. (default: :obj:`None`)
+
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, attention)
+            The node features ``[N_dst, H * C]`` (``[N_dst, C]`` with ``concat=False``),
+            with the attention weights (``[E', H]``, in the form above) when
+            ``return_attention_weights`` is set.
         """
         H, C = self.heads, self.out_channels
         x_in_l, x_in_r = split_input(x)

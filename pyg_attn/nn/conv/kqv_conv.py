@@ -37,22 +37,9 @@ class KQVConv(ResidualAttentionConv):
     original formulation.  :math:`\mathcal{N}(i)` is the *set* of in-neighbours:
     a duplicate edge counts once (the deduplicated graph is cached per
     ``edge_index`` like the CSR form).  Self-loops are kept as given; none are
-    added.
-
-    Args:
-        in_channels (int or tuple): input size, ``-1`` for lazy initialisation,
-            or ``(in_src, in_dst)`` for bipartite graphs.
-        out_channels (int): size of each head's query/key/value.
-        heads (int, optional): number of attention heads. (default: ``1``)
-        concat (bool, optional): concatenate heads (``heads * out_channels``
-            outputs) or average them. (default: ``True``)
-        scale (float, optional): score scale, ``None`` for
-            :math:`1/\sqrt{\text{out\_channels}}`. (default: ``None``)
-        residual (bool, optional): add the (projected if sizes differ) input.
-            (default: ``True``)
-        bias (bool, optional): learn an additive output bias. (default: ``True``)
-        dropout (float, optional): attention dropout probability. (default: ``0.0``)
-        **kwargs: passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
+    added.  ``layer.backend`` (a plain attribute, not in the ``state_dict``)
+    picks the backend of :func:`~pyg_attn.ops.graph_attention` (``None``:
+    automatic; ``"reference"`` for double backward).
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})` or
@@ -61,6 +48,29 @@ class KQVConv(ResidualAttentionConv):
         - **output:** :math:`(|\mathcal{V}_t|, H \cdot F_{out})` (or
           :math:`F_{out}` if ``concat=False``); with attention weights
           ``(edge_index, alpha [E_unique, H])`` of the deduplicated edges.
+
+    Parameters
+    ----------
+    in_channels : int or tuple
+        input size, ``-1`` for lazy initialisation, or ``(in_src, in_dst)`` for bipartite
+        graphs.
+    out_channels : int
+        size of each head's query/key/value.
+    heads : int, optional
+        number of attention heads. (default: ``1``)
+    concat : bool, optional
+        concatenate heads (``heads * out_channels`` outputs) or average them.
+        (default: ``True``)
+    scale : float, optional
+        score scale, ``None`` for :math:`1/\sqrt{\text{out\_channels}}`. (default: ``None``)
+    residual : bool, optional
+        add the (projected if sizes differ) input. (default: ``True``)
+    bias : bool, optional
+        learn an additive output bias. (default: ``True``)
+    dropout : float, optional
+        attention dropout probability. (default: ``0.0``)
+    **kwargs
+        passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
     """
 
     def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
@@ -98,17 +108,23 @@ class KQVConv(ResidualAttentionConv):
                 return_attention_weights: Optional[bool] = None):
         """Runs the update.
 
-        Args:
-            x: node features ``[N, F]`` or a pair ``(x_src, x_dst)``.
-            edge_index: ``[2, E]`` LongTensor, ``SparseTensor``, ``torch.sparse``
-                COO/CSR adjacency (row = destination) or a ``PreparedGraph``.
-            return_attention_weights: if ``True`` also return the attention
-                weights, as ``(edge_index, alpha)`` for index inputs (the
-                deduplicated edges), a ``SparseTensor`` / ``(adj, alpha)`` for
-                sparse inputs.
+        Parameters
+        ----------
+        x : torch.Tensor or (torch.Tensor, torch.Tensor)
+            node features ``[N, F]`` or a pair ``(x_src, x_dst)``.
+        edge_index : torch.Tensor, SparseTensor or PreparedGraph
+            ``[2, E]`` LongTensor, ``SparseTensor``, ``torch.sparse`` COO/CSR adjacency
+            (row = destination) or a ``PreparedGraph``.
+        return_attention_weights : bool, optional
+            if ``True`` also return the attention weights, as ``(edge_index, alpha)`` for
+            index inputs (the deduplicated edges), a ``SparseTensor`` / ``(adj, alpha)`` for
+            sparse inputs. (default: ``None``)
 
-        Returns:
-            ``out`` or ``(out, attention)``.
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, attention)
+            ``out`` ``[N_dst, H * C]`` (``[N_dst, C]`` with ``concat=False``), or
+            ``(out, attention)``.
         """
         x_src, x_dst = optional_pair(x)
         x_dst = x_src if x_dst is None else x_dst

@@ -84,66 +84,6 @@ class TransformerConv(AttentionConv):
       them too); the prepared CSR form of every input is cached per tensor
       object (identity and version), never saved.
 
-    Args:
-        in_channels (int or tuple): Size of each input sample, or :obj:`-1` to
-            derive the size from the first input(s) to the forward method.
-            A tuple corresponds to the sizes of source and target
-            dimensionalities.
-        out_channels (int): Size of each output sample.
-        heads (int, optional): Number of multi-head-attentions.
-            (default: :obj:`1`)
-        concat (bool, optional): If set to :obj:`False`, the multi-head
-            attentions are averaged instead of concatenated.
-            (default: :obj:`True`)
-        beta (bool, optional): If set, will combine aggregation and
-            skip information via
-
-            .. math::
-                \mathbf{x}^{\prime}_i = \beta_i \mathbf{W}_1 \mathbf{x}_i +
-                (1 - \beta_i) \underbrace{\left(\sum_{j \in \mathcal{N}(i)}
-                \alpha_{i,j} \mathbf{W}_2 \vec{x}_j \right)}_{=\mathbf{m}_i}
-
-            with :math:`\beta_i = \textrm{sigmoid}(\mathbf{w}_5^{\top}
-            [ \mathbf{m}_i, \mathbf{W}_1 \mathbf{x}_i, \mathbf{m}_i -
-            \mathbf{W}_1 \mathbf{x}_i ])` (the order PyG's code uses).
-            (default: :obj:`False`)
-        dropout (float, optional): Dropout probability of the normalized
-            attention coefficients which exposes each node to a stochastically
-            sampled neighborhood during training. (default: :obj:`0`)
-        edge_dim (int, optional): Edge feature dimensionality (in case
-            there are any). Edge features are added to the keys after
-            linear transformation, that is, prior to computing the
-            attention dot product. They are also added to final values
-            after the same linear transformation. The model is:
-
-            .. math::
-                \mathbf{x}^{\prime}_i = \mathbf{W}_1 \mathbf{x}_i +
-                \sum_{j \in \mathcal{N}(i)} \alpha_{i,j} \left(
-                \mathbf{W}_2 \mathbf{x}_{j} + \mathbf{W}_6 \mathbf{e}_{ij}
-                \right),
-
-            where the attention coefficients :math:`\alpha_{i,j}` are now
-            computed via:
-
-            .. math::
-                \alpha_{i,j} = \textrm{softmax} \left(
-                \frac{(\mathbf{W}_3\mathbf{x}_i)^{\top}
-                (\mathbf{W}_4\mathbf{x}_j + \mathbf{W}_6 \mathbf{e}_{ij})}
-                {\sqrt{d}} \right)
-
-            (default :obj:`None`)
-        bias (bool, optional): If set to :obj:`False`, the layer will not learn
-            an additive bias. (default: :obj:`True`)
-        root_weight (bool, optional): If set to :obj:`False`, the layer will
-            not add the transformed root node features to the output and the
-            option  :attr:`beta` is set to :obj:`False`. (default: :obj:`True`)
-        **kwargs (optional): Additional arguments of
-            :class:`torch_geometric.nn.conv.MessagePassing`.
-
-    Attributes:
-        backend (str, optional): backend of :func:`pyg_attn.ops.graph_attention`
-            (``None`` = automatic, ``"reference"``, ``"cpu"``). Not saved.
-
     Shapes:
         - **input:**
           node features :math:`(|\mathcal{V}|, F_{in})` or
@@ -164,6 +104,70 @@ class TransformerConv(AttentionConv):
           input returned as given, weights in its edge order), or a
           ``SparseTensor`` holding the weights :math:`(|\mathcal{E}|, H)` as
           values for a ``SparseTensor`` input.
+
+    Parameters
+    ----------
+    in_channels : int or tuple
+        Size of each input sample, or :obj:`-1` to derive the size from the first input(s)
+        to the forward method. A tuple corresponds to the sizes of source and target
+        dimensionalities.
+    out_channels : int
+        Size of each output sample.
+    heads : int, optional
+        Number of multi-head-attentions. (default: :obj:`1`)
+    concat : bool, optional
+        If set to :obj:`False`, the multi-head attentions are averaged instead of
+        concatenated. (default: :obj:`True`)
+    beta : bool, optional
+        If set, will combine aggregation and skip information via
+
+        .. math::
+            \mathbf{x}^{\prime}_i = \beta_i \mathbf{W}_1 \mathbf{x}_i +
+            (1 - \beta_i) \underbrace{\left(\sum_{j \in \mathcal{N}(i)}
+            \alpha_{i,j} \mathbf{W}_2 \vec{x}_j \right)}_{=\mathbf{m}_i}
+
+        with :math:`\beta_i = \textrm{sigmoid}(\mathbf{w}_5^{\top} [ \mathbf{m}_i,
+        \mathbf{W}_1 \mathbf{x}_i, \mathbf{m}_i - \mathbf{W}_1 \mathbf{x}_i ])` (the order
+        PyG's code uses). (default: :obj:`False`)
+    dropout : float, optional
+        Dropout probability of the normalized attention coefficients which exposes each node
+        to a stochastically sampled neighborhood during training. (default: :obj:`0`)
+    edge_dim : int, optional
+        Edge feature dimensionality (in case there are any). Edge features are added to the
+        keys after linear transformation, that is, prior to computing the attention dot
+        product. They are also added to final values after the same linear transformation.
+        The model is:
+
+        .. math::
+            \mathbf{x}^{\prime}_i = \mathbf{W}_1 \mathbf{x}_i +
+            \sum_{j \in \mathcal{N}(i)} \alpha_{i,j} \left(
+            \mathbf{W}_2 \mathbf{x}_{j} + \mathbf{W}_6 \mathbf{e}_{ij}
+            \right),
+
+        where the attention coefficients :math:`\alpha_{i,j}` are now computed via:
+
+        .. math::
+            \alpha_{i,j} = \textrm{softmax} \left(
+            \frac{(\mathbf{W}_3\mathbf{x}_i)^{\top}
+            (\mathbf{W}_4\mathbf{x}_j + \mathbf{W}_6 \mathbf{e}_{ij})}
+            {\sqrt{d}} \right)
+
+        (default :obj:`None`)
+    bias : bool, optional
+        If set to :obj:`False`, the layer will not learn an additive bias.
+        (default: :obj:`True`)
+    root_weight : bool, optional
+        If set to :obj:`False`, the layer will not add the transformed root node features to
+        the output and the option  :attr:`beta` is set to :obj:`False`.
+        (default: :obj:`True`)
+    **kwargs
+        Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
+
+    Attributes
+    ----------
+    backend : str, optional
+        backend of :func:`pyg_attn.ops.graph_attention` (``None`` = automatic,
+        ``"reference"``, ``"cpu"``). Not saved.
     """
     # Explicit, so PyG's generated ``propagate`` never depends on parsing this
     # file's source (PyG's Inspector caches sources by class *name*).
@@ -230,27 +234,33 @@ class TransformerConv(AttentionConv):
     ):
         r"""Runs the forward pass of the module.
 
-        Args:
-            x (torch.Tensor or (torch.Tensor, torch.Tensor)): The input node
-                features.
-            edge_index (torch.Tensor or SparseTensor): The edge indices
-                (``[2, E]`` LongTensor or :class:`~torch_geometric.EdgeIndex`),
-                a sparse adjacency (``SparseTensor``, ``torch.sparse`` COO/CSR;
-                row = destination) or a :class:`~pyg_attn.ops.PreparedGraph`.
-            edge_attr (torch.Tensor, optional): The edge features, in the edge
-                order of :obj:`edge_index`. For a sparse adjacency without it,
-                multi-dimensional stored values are used, as in PyG. Given
-                without ``edge_dim``, it is added to the values unprojected
-                (broadcast to ``[E, heads, out_channels]``), as in PyG.
-                (default: :obj:`None`)
-            return_attention_weights (bool, optional): If :obj:`True`, also
-                return the attention weights (before dropout) as
-                :obj:`(edge_index, alpha)` (``edge_index`` as passed, also for
-                ``torch.sparse`` inputs; the rebuilt ``[2, E]`` edge list for a
-                ``PreparedGraph``) or as a ``SparseTensor`` with ``alpha`` as
-                values.  :obj:`False` or :obj:`None` return just the output
-                (unlike PyG, which returns a tuple for :obj:`False`).
-                (default: :obj:`None`)
+        Parameters
+        ----------
+        x : torch.Tensor or (torch.Tensor, torch.Tensor)
+            The input node features.
+        edge_index : torch.Tensor or SparseTensor
+            The edge indices (``[2, E]`` LongTensor or :class:`~torch_geometric.EdgeIndex`),
+            a sparse adjacency (``SparseTensor``, ``torch.sparse`` COO/CSR; row =
+            destination) or a :class:`~pyg_attn.ops.PreparedGraph`.
+        edge_attr : torch.Tensor, optional
+            The edge features, in the edge order of :obj:`edge_index`. For a sparse
+            adjacency without it, multi-dimensional stored values are used, as in PyG. Given
+            without ``edge_dim``, it is added to the values unprojected (broadcast to
+            ``[E, heads, out_channels]``), as in PyG. (default: :obj:`None`)
+        return_attention_weights : bool, optional
+            If :obj:`True`, also return the attention weights (before dropout) as
+            :obj:`(edge_index, alpha)` (``edge_index`` as passed, also for ``torch.sparse``
+            inputs; the rebuilt ``[2, E]`` edge list for a ``PreparedGraph``) or as a
+            ``SparseTensor`` with ``alpha`` as values.  :obj:`False` or :obj:`None` return
+            just the output (unlike PyG, which returns a tuple for :obj:`False`).
+            (default: :obj:`None`)
+
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, attention)
+            The node features ``[N_dst, H * C]`` (``[N_dst, C]`` with ``concat=False``),
+            with the attention weights ``[E, H]`` (in the form above) when
+            ``return_attention_weights`` is set.
         """
         H, C = self.heads, self.out_channels
         x_src, x_dst = _split_x(x)

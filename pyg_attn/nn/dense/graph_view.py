@@ -34,20 +34,30 @@ class LastAttentionGraph:
         gives the edge ``j -> i`` with ``weight = A[i, j]``, built by
         :func:`pyg_attn.convert.dense_to_digraph`.
 
-        Args:
-            index (int): which sample of the last batch. (default: ``0``)
-            head (int, optional): one head's weights; ``None`` keeps every head
-                as ``weight_h0 ...`` with their mean as ``weight``.
-                (default: ``None``)
-            labels (sequence, optional): distinct node names in order (e.g.
-                tokens). (default: the module's own, else ``0 .. N-1``)
-            threshold (float, optional): keep weights strictly above it.
-                (default: ``0.0``)
+        Parameters
+        ----------
+        index : int
+            which sample of the last batch. (default: ``0``)
+        head : int, optional
+            one head's weights; ``None`` keeps every head as ``weight_h0 ...`` with their
+            mean as ``weight``. (default: ``None``)
+        labels : sequence, optional
+            distinct node names in order (e.g. tokens).
+            (default: the module's own, else ``0 .. N-1``)
+        threshold : float, optional
+            keep weights strictly above it. (default: ``0.0``)
 
-        Raises:
-            RuntimeError: if no attention weights were computed yet.
-            ValueError: on an out-of-range ``index``/``head`` or non-square
-                (cross-) attention.
+        Returns
+        -------
+        networkx.DiGraph
+            Nodes ``0 .. N-1`` (or ``labels``), edges ``j -> i`` with ``weight``.
+
+        Raises
+        ------
+        RuntimeError
+            if no attention weights were computed yet.
+        ValueError
+            on an out-of-range ``index``/``head`` or non-square (cross-) attention.
         """
         weights = self.last_attention
         if weights is None:

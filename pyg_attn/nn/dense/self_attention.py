@@ -100,24 +100,6 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
     (``last_attention`` ``[N, H, L, S]``, detached, not in the ``state_dict``)
     for :meth:`to_networkx`; pass ``need_weights=False`` where they are not wanted.
 
-    Args:
-        embed_dim (int): model size :math:`E` (of queries and outputs).
-        num_heads (int, optional): number of heads; must divide ``embed_dim``.
-            (default: ``1``)
-        dropout (float, optional): dropout on the attention weights (training).
-            (default: ``0.0``)
-        bias (bool, optional): learn input/output projection biases.
-            (default: ``True``)
-        add_bias_kv (bool, optional): append a learned key/value to every
-            sequence. (default: ``False``)
-        add_zero_attn (bool, optional): append an all-zero key/value.
-            (default: ``False``)
-        kdim (int, optional): key feature size. (default: ``embed_dim``)
-        vdim (int, optional): value feature size. (default: ``embed_dim``)
-        batch_first (bool, optional): inputs and outputs are ``[N, L, E]``
-            instead of ``[L, N, E]``. (default: ``False``)
-        device, dtype: factory arguments of the parameters.
-
     Shapes:
         - **input:** query :math:`(L, N, E)`, key :math:`(S, N, E_k)`, value
           :math:`(S, N, E_v)` (``batch_first``: :math:`(N, L, E)` ...; unbatched:
@@ -128,24 +110,48 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
           :math:`(N, L, S)`, or :math:`(N, H, L, S)` with
           ``average_attn_weights=False`` (unbatched: no :math:`N`), or ``None``
 
-    Examples:
-        >>> _ = torch.manual_seed(0)
-        >>> attn = SelfAttention(8, num_heads=2, batch_first=True)
-        >>> x = torch.randn(1, 4, 8)
-        >>> out, weights = attn(x, x, x)
-        >>> out.shape, weights.shape
-        (torch.Size([1, 4, 8]), torch.Size([1, 4, 4]))
-        >>> torch.allclose(weights.sum(-1), torch.ones(1, 4))
-        True
-        >>> chain = torch.tensor([[0, 1, 2], [1, 2, 3]])  # edges j -> i: i reads j
-        >>> _, sparse = attn(x, x, x, edge_index=chain)
-        >>> sparse[0]
-        tensor([[0., 0., 0., 0.],
-                [1., 0., 0., 0.],
-                [0., 1., 0., 0.],
-                [0., 0., 1., 0.]], grad_fn=<SelectBackward0>)
-        >>> sorted(attn.to_networkx().edges())
-        [(0, 1), (1, 2), (2, 3)]
+    Parameters
+    ----------
+    embed_dim : int
+        model size :math:`E` (of queries and outputs).
+    num_heads : int, optional
+        number of heads; must divide ``embed_dim``. (default: ``1``)
+    dropout : float, optional
+        dropout on the attention weights (training). (default: ``0.0``)
+    bias : bool, optional
+        learn input/output projection biases. (default: ``True``)
+    add_bias_kv : bool, optional
+        append a learned key/value to every sequence. (default: ``False``)
+    add_zero_attn : bool, optional
+        append an all-zero key/value. (default: ``False``)
+    kdim : int, optional
+        key feature size. (default: ``embed_dim``)
+    vdim : int, optional
+        value feature size. (default: ``embed_dim``)
+    batch_first : bool, optional
+        inputs and outputs are ``[N, L, E]`` instead of ``[L, N, E]``. (default: ``False``)
+    device, dtype : optional
+        factory arguments of the parameters.
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> attn = SelfAttention(8, num_heads=2, batch_first=True)
+    >>> x = torch.randn(1, 4, 8)
+    >>> out, weights = attn(x, x, x)
+    >>> out.shape, weights.shape
+    (torch.Size([1, 4, 8]), torch.Size([1, 4, 4]))
+    >>> torch.allclose(weights.sum(-1), torch.ones(1, 4))
+    True
+    >>> chain = torch.tensor([[0, 1, 2], [1, 2, 3]])  # edges j -> i: i reads j
+    >>> _, sparse = attn(x, x, x, edge_index=chain)
+    >>> sparse[0]
+    tensor([[0., 0., 0., 0.],
+            [1., 0., 0., 0.],
+            [0., 1., 0., 0.],
+            [0., 0., 1., 0.]], grad_fn=<SelectBackward0>)
+    >>> sorted(attn.to_networkx().edges())
+    [(0, 1), (1, 2), (2, 3)]
     """
 
     def __init__(self, embed_dim: int, num_heads: int = 1, dropout: float = 0.0,
@@ -327,30 +333,37 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
                 ) -> Tuple[Tensor, Optional[Tensor]]:
         r"""Attends from ``query`` over ``key``/``value`` (all keys, or along ``edge_index``).
 
-        Args:
-            query, key, value (Tensor): see the class' Shapes.
-            key_padding_mask (Tensor, optional): :math:`(N, S)` (unbatched
-                :math:`(S)`); bool ``True`` = that key is padding (excluded),
-                float = added to its scores.
-            need_weights (bool, optional): also return the attention weights
-                (computed densely, or scattered from the edges); ``False`` uses
-                :func:`torch.nn.functional.scaled_dot_product_attention`.
-                (default: ``True``)
-            attn_mask (Tensor, optional): :math:`(L, S)` or :math:`(N \cdot H, L, S)`
-                (unbatched :math:`(H, L, S)`); bool ``True`` = excluded, float =
-                added.
-            average_attn_weights (bool, optional): average the weights over heads.
-                (default: ``True``)
-            is_causal (bool, optional): query ``i`` sees only keys :math:`j \le i`.
-                (default: ``False``)
-            edge_index (Tensor, optional): ``[2, E]`` edges ``j -> i`` (key ``j``,
-                query ``i``) to attend along instead of all pairs; duplicate edges
-                count separately (their weights add up in the returned matrix).
+        Parameters
+        ----------
+        query, key, value : Tensor
+            see the class' Shapes.
+        key_padding_mask : Tensor, optional
+            :math:`(N, S)` (unbatched :math:`(S)`); bool ``True`` = that key is padding
+            (excluded), float = added to its scores.
+        need_weights : bool, optional
+            also return the attention weights (computed densely, or scattered from the
+            edges); ``False`` uses :func:`torch.nn.functional.scaled_dot_product_attention`.
+            (default: ``True``)
+        attn_mask : Tensor, optional
+            :math:`(L, S)` or :math:`(N \cdot H, L, S)` (unbatched :math:`(H, L, S)`); bool
+            ``True`` = excluded, float = added.
+        average_attn_weights : bool, optional
+            average the weights over heads. (default: ``True``)
+        is_causal : bool, optional
+            query ``i`` sees only keys :math:`j \le i`. (default: ``False``)
+        edge_index : Tensor, optional
+            ``[2, E]`` edges ``j -> i`` (key ``j``, query ``i``) to attend along instead of
+            all pairs; duplicate edges count separately (their weights add up in the
+            returned matrix).
 
-        Returns:
-            ``(out, weights)``; ``weights`` is ``None`` unless ``need_weights``.
-            Weights are before dropout; rows sum to 1, or to 0 for a query with
-            no visible key (whose output is then the output projection's bias).
+        Returns
+        -------
+        out : Tensor
+            :math:`(L, N, E)`, laid out as the query.
+        weights : Tensor or None
+            ``None`` unless ``need_weights``.  Weights are before dropout; rows sum
+            to 1, or to 0 for a query with no visible key (whose output is then the
+            output projection's bias).
         """
         if not isinstance(query, Tensor) or query.dim() not in (2, 3):
             raise ValueError("'query' must be a tensor of shape (L, E), (L, N, E) or (N, L, E), "

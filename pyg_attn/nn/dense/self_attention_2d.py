@@ -37,28 +37,31 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
     attention is never materialised
     (:func:`torch.nn.functional.scaled_dot_product_attention`).
 
-    Args:
-        in_channels (int): channels :math:`C` of the input.
-        reduction (int, optional): query/key channels are
-            :math:`\max(1, C / r)`. (default: ``8``)
-
     Shapes:
         - **input:** :math:`(B, C, H, W)`
         - **output:** :math:`(B, C, H, W)`, and with ``return_attention=True``
           the attention :math:`(B, HW, HW)`
 
-    Examples:
-        >>> _ = torch.manual_seed(0)
-        >>> sa = SelfAttention2d(16)
-        >>> x = torch.randn(2, 16, 4, 5)
-        >>> y, attn = sa(x, return_attention=True)
-        >>> y.shape, attn.shape
-        (torch.Size([2, 16, 4, 5]), torch.Size([2, 20, 20]))
-        >>> torch.equal(y, x)  # gamma = 0 at initialisation
-        True
-        >>> G = sa.to_networkx(threshold=0.1)
-        >>> (0, 0) in G  # nodes are (row, column) positions
-        True
+    Parameters
+    ----------
+    in_channels : int
+        channels :math:`C` of the input.
+    reduction : int, optional
+        query/key channels are :math:`\max(1, C / r)`. (default: ``8``)
+
+    Examples
+    --------
+    >>> _ = torch.manual_seed(0)
+    >>> sa = SelfAttention2d(16)
+    >>> x = torch.randn(2, 16, 4, 5)
+    >>> y, attn = sa(x, return_attention=True)
+    >>> y.shape, attn.shape
+    (torch.Size([2, 16, 4, 5]), torch.Size([2, 20, 20]))
+    >>> torch.equal(y, x)  # gamma = 0 at initialisation
+    True
+    >>> G = sa.to_networkx(threshold=0.1)
+    >>> (0, 0) in G  # nodes are (row, column) positions
+    True
     """
 
     def __init__(self, in_channels: int, reduction: int = 8) -> None:
@@ -86,10 +89,19 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
                 ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """Mixes every position with the attention-weighted values of all positions.
 
-        Args:
-            x (Tensor): :math:`(B, C, H, W)` feature map.
-            return_attention (bool, optional): also return ``A`` :math:`(B, HW, HW)`
-                (and keep it for :meth:`to_networkx`). (default: ``False``)
+        Parameters
+        ----------
+        x : Tensor
+            :math:`(B, C, H, W)` feature map.
+        return_attention : bool, optional
+            also return ``A`` :math:`(B, HW, HW)` (and keep it for :meth:`to_networkx`).
+            (default: ``False``)
+
+        Returns
+        -------
+        Tensor or (Tensor, Tensor)
+            ``y`` :math:`(B, C, H, W)`, with ``A`` :math:`(B, HW, HW)` if
+            ``return_attention``.
         """
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError("'x' must be a floating-point tensor, got "

@@ -89,16 +89,6 @@ class AttentionPooling(Aggregation):
     ``aggr=`` to a :class:`~torch_geometric.nn.conv.MessagePassing` layer, where
     the groups are destination nodes and the elements their incoming messages.
 
-    Args:
-        gate_nn (torch.nn.Module): A neural network :math:`h_{\mathrm{gate}}`
-            mapping features ``[-1, in_channels]`` to ``[-1, 1]`` (node-level
-            gating) or ``[-1, out_channels]`` (feature-level gating, one softmax
-            per feature). A :class:`torch_geometric.nn.models.MLP` is called with
-            the batch vector, as in PyG.
-        nn (torch.nn.Module, optional): A neural network :math:`h_{\mathbf{\Theta}}`
-            mapping ``[-1, in_channels]`` to ``[-1, out_channels]`` before the
-            weighted sum. (default: :obj:`None`)
-
     Shapes:
         - **input:** node features :math:`(*, |\mathcal{V}|, F_{in})`, index
           (graph of each node) :math:`(|\mathcal{V}|)` or ``ptr``
@@ -107,18 +97,30 @@ class AttentionPooling(Aggregation):
           ``return_attention_weights=True`` also the weights, shaped like the
           gate: :math:`(*, |\mathcal{V}|, 1)` or :math:`(*, |\mathcal{V}|, F_{out})`
 
-    Example:
-        >>> import torch
-        >>> pool = AttentionPooling(gate_nn=torch.nn.Linear(2, 1))
-        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
-        >>> batch = torch.tensor([0, 0, 1])
-        >>> out, weights = pool(x, batch, return_attention_weights=True)
-        >>> out.shape, weights.shape
-        (torch.Size([2, 2]), torch.Size([3, 1]))
-        >>> round(float(weights[:2].sum()), 4)  # graph 0's two nodes
-        1.0
-        >>> out[1].tolist()
-        [2.0, 2.0]
+    Parameters
+    ----------
+    gate_nn : torch.nn.Module
+        A neural network :math:`h_{\mathrm{gate}}` mapping features ``[-1, in_channels]`` to
+        ``[-1, 1]`` (node-level gating) or ``[-1, out_channels]`` (feature-level gating, one
+        softmax per feature). A :class:`torch_geometric.nn.models.MLP` is called with the
+        batch vector, as in PyG.
+    nn : torch.nn.Module, optional
+        A neural network :math:`h_{\mathbf{\Theta}}` mapping ``[-1, in_channels]`` to
+        ``[-1, out_channels]`` before the weighted sum. (default: :obj:`None`)
+
+    Examples
+    --------
+    >>> import torch
+    >>> pool = AttentionPooling(gate_nn=torch.nn.Linear(2, 1))
+    >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    >>> batch = torch.tensor([0, 0, 1])
+    >>> out, weights = pool(x, batch, return_attention_weights=True)
+    >>> out.shape, weights.shape
+    (torch.Size([2, 2]), torch.Size([3, 1]))
+    >>> round(float(weights[:2].sum()), 4)  # graph 0's two nodes
+    1.0
+    >>> out[1].tolist()
+    [2.0, 2.0]
     """
 
     def __init__(self, gate_nn: torch.nn.Module, nn: Optional[torch.nn.Module] = None) -> None:
@@ -142,18 +144,30 @@ class AttentionPooling(Aggregation):
                 return_attention_weights: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         r"""Pools the elements of ``x`` along ``dim`` into ``dim_size`` groups.
 
-        Args:
-            x (torch.Tensor): The features to pool.
-            index (torch.Tensor, optional): Group of each element along ``dim``
-                (any order). One of ``index`` or ``ptr`` is needed; called without
-                both (through ``__call__``) everything is one group.
-            ptr (torch.Tensor, optional): CSR boundaries of sorted groups,
-                used when ``index`` is not given. (default: :obj:`None`)
-            dim_size (int, optional): Number of groups; groups without elements
-                (empty graphs) get zeros. (default: ``index.max() + 1``)
-            dim (int, optional): The dimension to pool. (default: :obj:`-2`)
-            return_attention_weights (bool, optional): Also return the weights
-                :math:`a_n`, shaped like the gate's output. (default: :obj:`False`)
+        Parameters
+        ----------
+        x : torch.Tensor
+            The features to pool.
+        index : torch.Tensor, optional
+            Group of each element along ``dim`` (any order). One of ``index`` or ``ptr`` is
+            needed; called without both (through ``__call__``) everything is one group.
+        ptr : torch.Tensor, optional
+            CSR boundaries of sorted groups, used when ``index`` is not given.
+            (default: :obj:`None`)
+        dim_size : int, optional
+            Number of groups; groups without elements (empty graphs) get zeros.
+            (default: ``index.max() + 1``)
+        dim : int, optional
+            The dimension to pool. (default: :obj:`-2`)
+        return_attention_weights : bool, optional
+            Also return the weights :math:`a_n`, shaped like the gate's output.
+            (default: :obj:`False`)
+
+        Returns
+        -------
+        torch.Tensor or (torch.Tensor, torch.Tensor)
+            The pooled features (``dim`` of size ``dim_size``), with the weights if
+            ``return_attention_weights``.
         """
         _check_index("index", index)
         _check_index("ptr", ptr)
