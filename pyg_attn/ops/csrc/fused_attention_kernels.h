@@ -511,14 +511,23 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           T* gxd = dst_grad.data() + h * D;
           T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
           T* gat = g_att ? g_att + h * D : nullptr;
-          const T dsh = ds[h];
-          PYG_ATTN_SIMD
-          for (int64_t d = 0; d < D; ++d) {
-            const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
-            const T gz = dsh * at[d] * leaky_grad(z, g.slope);
-            gxd[d] += gz;
-            if (gef) gef[d] = gz;
-            if (gat) gat[d] += dsh * leaky(z, g.slope);
+          const T dsh = ds[h], slope = g.slope;  // locals: g.slope could alias the stores
+          if (!ef && !gef && gat) {  // the common case, without per-element branches
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) {
+              const T z = xs[d] + xd[d];
+              gxd[d] += dsh * at[d] * leaky_grad(z, slope);
+              gat[d] += dsh * leaky(z, slope);
+            }
+          } else {
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) {
+              const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+              const T gz = dsh * at[d] * leaky_grad(z, slope);
+              gxd[d] += gz;
+              if (gef) gef[d] = gz;
+              if (gat) gat[d] += dsh * leaky(z, slope);
+            }
           }
         } else {
           if (g_escore) g_escore[e * H + h] = ds[h];
@@ -583,11 +592,11 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gxs = src_grad.data() + h * D;
-          const T dsh = ds[h];
+          const T dsh = ds[h], slope = g.slope;  // locals: g.slope could alias the stores
           PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) {
             const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
-            gxs[d] += dsh * at[d] * leaky_grad(z, g.slope);
+            gxs[d] += dsh * at[d] * leaky_grad(z, slope);
           }
         }
       }
