@@ -196,6 +196,16 @@ class PreparedGraph:
         return self.extras["edge_index"]
 
     @property
+    def attended_rows(self) -> Tensor | None:
+        """``[R]`` int64: the destinations with at least one incoming edge, when they
+        are at most half of all (as in a sampled mini-batch, whose outer hop has
+        none); ``None`` otherwise.  Derived once."""
+        if "attended_rows" not in self.extras:
+            rows = torch.nonzero(self.rowptr.diff()).squeeze(1)
+            self.extras["attended_rows"] = rows if 2 * rows.numel() <= self.num_dst else None
+        return self.extras["attended_rows"]
+
+    @property
     def csc_slot(self) -> Tensor:
         """``[E]``: the CSC slot of each CSR position, derived once from ``perm``
         and ``csc_edge`` and cached in ``extras``."""

@@ -568,3 +568,37 @@ def test_bad_forward_inputs():
     conv.backend = "nope"
     with pytest.raises(ValueError, match="'backend'"):
         conv(x, ei)
+
+
+@pytest.mark.skipif(not FUSED, reason="needs the fused CPU kernel")
+@pytest.mark.parametrize("root_weight", [True, False])
+def test_queries_only_for_attended_destinations(root_weight):
+    """A sampled-subgraph shape: 8 of 60 nodes receive edges. Only their queries are
+    projected, and values and gradients still equal PyG's."""
+    torch.manual_seed(3)
+    pyg, ours = make_pair(6, 4, heads=2, root_weight=root_weight)
+    x = torch.randn(60, 6, requires_grad=True)
+    edge_index = torch.stack([torch.randint(0, 60, (90,)), torch.randint(0, 8, (90,))])
+    seen = []
+    hook = ours.lin_query.register_forward_hook(lambda m, args, out: seen.append(args[0].size(0)))
+    try:
+        out = ours(x, edge_index)
+    finally:
+        hook.remove()
+    assert seen == [int(edge_index[1].unique().numel())]
+    expected = pyg(x, edge_index)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(out)
+    got = torch.autograd.grad((out * weights).sum(), [x, *ours.parameters()], allow_unused=True)
+    want = torch.autograd.grad((expected * weights).sum(), [x, *pyg.parameters()],
+                               allow_unused=True)
+    assert_grads_close(got, want, torch.float32)
+    # Most destinations attended: every query is projected, as before.
+    dense = torch.stack([torch.randint(0, 60, (400,)), torch.arange(400) % 60])
+    seen.clear()
+    hook = ours.lin_query.register_forward_hook(lambda m, args, out: seen.append(args[0].size(0)))
+    try:
+        torch.testing.assert_close(ours(x, dense), pyg(x, dense))
+    finally:
+        hook.remove()
+    assert seen == [60]

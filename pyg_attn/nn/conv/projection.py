@@ -64,6 +64,34 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     return out if bias is None else out + bias
 
 
+def project_rows(lin: torch.nn.Module, x: Tensor, rows: Optional[Tensor]) -> Tensor:
+    """``lin(x)`` computed on the rows ``rows`` of ``x`` only, zero elsewhere
+    (all rows when ``rows`` is ``None``).
+
+    For the queries of destinations that have incoming edges: the others' queries
+    are never read (a node without incoming edges gets a zero update), and in a
+    ``NeighborLoader`` mini-batch most sampled nodes have none.
+
+    Parameters
+    ----------
+    lin : torch.nn.Module
+        A linear module (``weight [out, in]``, optional ``bias``).
+    x : torch.Tensor
+        ``[N, in]`` features.
+    rows : torch.Tensor, optional
+        ``[R]`` int64 row indices, or ``None`` for all rows.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[N, out]``: ``lin(x)[rows]`` on those rows, 0 on the others.
+    """
+    if rows is None:
+        return project(lin, x)
+    some = project(lin, x.index_select(0, rows))
+    return some.new_zeros(x.size(0), some.size(1)).index_copy(0, rows, some)
+
+
 class SparseInputLinear(torch.autograd.Function):
     """``out = X W^T`` for ``X [N, in]`` given in CSR form together with ``X^T``;
     differentiable in ``W [out, in]`` only (``X`` needs no gradient)."""

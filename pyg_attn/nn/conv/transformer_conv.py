@@ -10,11 +10,12 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
-from ...ops import PreparedGraph, graph_attention
+from ...ops import PreparedGraph, graph_attention, select_backend
+from ...ops.csr import as_prepared
 from .adjacency import sparse_graph
 from .attention_conv import AttentionConv
 from .message_path import uses_message_path
-from .projection import project
+from .projection import project, project_rows
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
@@ -266,18 +267,18 @@ class TransformerConv(AttentionConv):
         x_src, x_dst = _split_x(x)
         need_alpha = bool(return_attention_weights)
 
-        query = project(self.lin_query, x_dst).view(-1, H, C)
         key = project(self.lin_key, x_src).view(-1, H, C)
         value = project(self.lin_value, x_src).view(-1, H, C)
 
         if uses_message_path(self):
+            query = project(self.lin_query, x_dst).view(-1, H, C)
             index = edge_index.edge_index if isinstance(edge_index, PreparedGraph) else edge_index
             _check_adjacency(index)
             out = self.propagate(index, query=query, key=key, value=value, edge_attr=edge_attr)
             alpha = self._alpha
             self._alpha = None
         else:
-            out, alpha = self._attend(query, key, value, edge_index, edge_attr, need_alpha)
+            out, alpha = self._attend(x_dst, key, value, edge_index, edge_attr, need_alpha)
 
         out = self._merge_heads(out)
         if self.root_weight:
@@ -299,9 +300,9 @@ class TransformerConv(AttentionConv):
         return out, (edge_index, alpha)
 
     # ------------------------------------------------------------------ fused path
-    def _attend(self, query: Tensor, key: Tensor, value: Tensor, edge_index: Any,
+    def _attend(self, x_dst: Tensor, key: Tensor, value: Tensor, edge_index: Any,
                 edge_attr: OptTensor, need_alpha: bool) -> Tuple[Tensor, OptTensor]:
-        num_src, num_dst = key.size(0), query.size(0)
+        num_src, num_dst = key.size(0), x_dst.size(0)
         if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
             if (edge_index.size(0), edge_index.size(1)) != (num_dst, num_src):
                 raise ValueError(
@@ -350,6 +351,8 @@ class TransformerConv(AttentionConv):
                     "when edge_dim is None, but does not broadcast to it; set 'edge_dim' to "
                     "project it") from None
 
+        graph, rows = _attended_rows(graph, num_src, num_dst, self.backend, x_dst.device)
+        query = project_rows(self.lin_query, x_dst, rows).view(-1, self.heads, self.out_channels)
         result = graph_attention(
             query, key, value, graph, edge_key=edge_key, edge_value=edge_value,
             dropout=self.dropout, training=self.training, return_attention=need_alpha,
@@ -382,6 +385,22 @@ class TransformerConv(AttentionConv):
 
         out = out * alpha.view(-1, self.heads, 1)
         return out
+
+
+def _attended_rows(graph: Union[Tensor, PreparedGraph], num_src: int, num_dst: int,
+                   backend: Optional[str], device: torch.device
+                   ) -> Tuple[Union[Tensor, PreparedGraph], Optional[Tensor]]:
+    """The graph (prepared, when a fused kernel will run) and the destinations whose
+    queries are needed, when few enough to project alone (see
+    :attr:`~pyg_attn.ops.PreparedGraph.attended_rows`); ``None``: all of them.
+
+    Eager fused backends only: the reference backend takes the edge list as it is,
+    and under ``torch.compile`` the data-dependent row count would break the graph.
+    """
+    if torch.compiler.is_compiling() or select_backend(backend, device) == "reference":
+        return graph, None
+    prepared = as_prepared(graph, num_src, num_dst)
+    return prepared, prepared.attended_rows
 
 
 # --------------------------------------------------------------------------- checks
