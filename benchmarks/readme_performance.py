@@ -7,7 +7,7 @@ in README.md is generated from ``benchmarks/results/``:
 * ``workloads-cpu.csv`` (``bench_workloads.py``): one training step per workload
   and layer, ours against PyG with the import swapped;
 * ``ops-cpu.csv`` / ``layers-cpu.csv`` (``bench_ops.py`` / ``bench_layers.py
-  --csv``), when present: forward+backward against PyG's default and fastest path;
+  --csv``) with the printed report beside them (``.txt``), when present: forward+backward against PyG's default and fastest path;
 * ``gpu-h200.json`` (``bench_gpu.py --json``): the H200 figures.
 
 Every sentence names the file it comes from and the machine it was measured on.
@@ -75,22 +75,45 @@ def workloads_block() -> list[str]:
     return lines + [""]
 
 
+def _report_facts(name: str) -> dict:
+    """Machine, command and commit from the text report (``<name>.txt``) that the
+    benchmark printed beside its CSV."""
+    path = RESULTS / name
+    facts = {"cpu": "?", "command": "?", "commit": "?"}
+    if not path.exists():
+        return facts
+    for line in path.read_text().splitlines():
+        if line.startswith(("cpu: ", "command: ")):
+            key, value = line.split(": ", 1)
+            facts[key] = value
+        elif "pyg_attn at git " in line and facts["commit"] == "?":
+            facts["commit"] = line.split("pyg_attn at git ", 1)[1].split()[0]
+    return facts
+
+
 def kernels_block() -> list[str]:
     lines = []
-    for name, what, kind in (("ops-cpu.csv", "the fused ops", "score"),
-                             ("layers-cpu.csv", "the layers' training step", "layer")):
-        rows = [r for r in _rows(name) if r["provider"] == "pyg_attn" and r["mode"] == "full"]
+    for stem, what in (("ops-cpu", "the fused ops"),
+                       ("layers-cpu", "one layer (its projections included)")):
+        rows = [r for r in _rows(f"{stem}.csv")
+                if r["provider"] == "pyg_attn" and r["mode"] == "full"]
         if not rows:
             continue
+        facts = _report_facts(f"{stem}.txt")
         sizes = ", ".join(dict.fromkeys(r["size"] for r in rows))
+        channels = ", ".join(dict.fromkeys(r["channels"] for r in rows if r.get("channels")))
         lines.append(
-            f"Forward+backward of {what} ([benchmarks/results/{name}](benchmarks/results/{name}), "
-            f"sizes {sizes}, {rows[0]['threads']} threads): "
+            f"Forward+backward of {what} ([benchmarks/results/{stem}.txt]"
+            f"(benchmarks/results/{stem}.txt) and `.csv`: `{facts['command']}`; "
+            f"{facts['cpu']}, {rows[0]['threads']} threads, commit {facts['commit']}; sizes "
+            f"{sizes}" + (f", C = {channels}" if channels else "") + "): "
             f"{_span(_num(r['speedup_vs_pyg']) for r in rows)}x faster than PyG's default path "
             f"and {_span(_num(r['speedup_vs_best']) for r in rows)}x faster than its fastest "
-            f"(CSR) path, with {_span((_num(r['mem_ratio_vs_pyg']) for r in rows), '{:.2f}')}x "
+            f"path (the default or the CSR one, per row), with "
+            f"{_span((_num(r['mem_ratio_vs_pyg']) for r in rows), '{:.2f}')}x "
             "its peak memory (our prepared graph included).")
-    return lines + ([""] if lines else [])
+        lines.append("")
+    return lines
 
 
 def gpu_block() -> list[str]:
