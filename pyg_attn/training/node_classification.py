@@ -16,7 +16,7 @@ either.  The test nodes are evaluated once per run, with the kept model.
 Features are row-normalised (:class:`~torch_geometric.transforms.NormalizeFeatures`),
 as in the paper.  Training is full-batch, or mini-batch with PyG's
 :class:`~torch_geometric.loader.NeighborLoader` (``loader="neighbor"``);
-evaluation always runs on the full graph.
+evaluation scores the nodes with the whole graph (:class:`Evaluator`).
 
 Output folder (``TrainConfig.out``)::
 
