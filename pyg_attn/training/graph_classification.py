@@ -81,7 +81,8 @@ class PoolConfig:
     Attributes
     ----------
     model : str
-        A key of :data:`MODELS`.
+        ``"gat-pool"`` (this package's layers) or ``"pyg-gat-pool"`` (PyG's), the
+        keys of :data:`MODELS`.
     hidden : int
         Features per head of every attention layer.
     heads : int

@@ -2,28 +2,18 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "reproduce_planetoid.py"
+SCRIPT = "reproduce_planetoid.py"
 
 
 @pytest.mark.slow
-def test_quick_run_report_and_summary(shipped_data, tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+def test_quick_run_report_and_summary(run_benchmark, tmp_path):
     rows_csv, report = tmp_path / "rows.csv", tmp_path / "report.md"
-    run = subprocess.run([sys.executable, str(SCRIPT), "--datasets", "Cora", "--models", "gat",
-                          "--seeds", "1", "--first-seed", "2", "--epochs", "2",
-                          "--timing-epochs", "0", "--csv", str(rows_csv),
-                          "--results", str(report)],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+    run = run_benchmark(SCRIPT, "--datasets", "Cora", "--models", "gat", "--seeds", "1",
+                        "--first-seed", "2", "--epochs", "2", "--timing-epochs", "0",
+                        "--csv", str(rows_csv), "--results", str(report))
     with open(rows_csv, newline="") as handle:
         lines = handle.read().splitlines()
     provenance = [line.split(":")[0] for line in lines if line.startswith("# ")]
@@ -44,10 +34,9 @@ def test_quick_run_report_and_summary(shipped_data, tmp_path):
     merged, readme = tmp_path / "merged.md", tmp_path / "README.md"
     readme.write_text("intro\n<!-- planetoid-accuracy: generated -->\nold\n"
                       "<!-- /planetoid-accuracy -->\nend\n")
-    summary = subprocess.run([sys.executable, str(SCRIPT), "--summarize", str(rows_csv),
-                              "--results", str(merged), "--readme", str(readme)],
-                             env=env, capture_output=True, text=True, timeout=600)
-    assert summary.returncode == 0 and "pyg-gat" in summary.stdout
+    summary = run_benchmark(SCRIPT, "--summarize", str(rows_csv), "--results", str(merged),
+                            "--readme", str(readme))
+    assert "pyg-gat" in summary.stdout
     assert merged.read_text() == text
     table_rows = [line for line in text.splitlines()
                   if line.startswith(("| Cora | shared |", "| Cora | paper |"))]
