@@ -2,12 +2,12 @@
 
 Every kernel computes a score ``s`` per edge ``j -> i`` and head, by one of:
 
-========  ==================================================================
-``dot``   ``scale * <q_i, k_j + e_ij> + b_ij`` (transformer attention)
-``gat``   ``leaky_relu(a_src_j + a_dst_i + b_ij)`` (per-node scalars, GAT)
-``gatv2`` ``<att, leaky_relu(x_j + x_i + e_ij)>`` (GATv2)
-``edge``  ``b_ij`` (a plain edge softmax of given scores)
-========  ==================================================================
+=========  ==================================================================
+``dot``    ``scale * <q_i, k_j + e_ij> + b_ij`` (transformer attention)
+``gat``    ``leaky_relu(a_src_j + a_dst_i + b_ij)`` (per-node scalars, GAT)
+``gatv2``  ``<att, leaky_relu(x_j + x_i + e_ij)>`` (GATv2)
+``edge``   ``b_ij`` (a plain edge softmax of given scores)
+=========  ==================================================================
 
 The kernels take a kind as its integer id, its position in :data:`SCORE_KINDS`
 (:data:`KIND_IDS`).  The C++ kernels read the ids from ``csrc/score_kinds.h``,
