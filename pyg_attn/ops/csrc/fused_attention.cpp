@@ -159,21 +159,29 @@ void check_pointer(const at::Tensor& ptr, const char* name, int64_t n, int64_t n
   TORCH_CHECK(!descends, "fused_attention: '", name, "' must be non-decreasing");
 }
 
+// Raises, naming `op` and the argument `name`, unless every entry of p[0, n) is in
+// [0, bound) (bound >= 0).  One unsigned compare per entry, branch-free so it
+// vectorises: negatives wrap to at least 2^(bits - 1) >= limit.
+template <typename I>
+void check_range(const I* p, int64_t n, int64_t bound, const char* op, const char* name) {
+  using U = std::make_unsigned_t<I>;
+  const U limit = static_cast<U>(std::min<uint64_t>(
+      static_cast<uint64_t>(bound), static_cast<uint64_t>(std::numeric_limits<I>::max()) + 1));
+  bool bad = false;
+  for (int64_t k = 0; k < n; ++k) bad |= static_cast<U>(p[k]) >= limit;
+  if (!bad) return;
+  int64_t k = 0;
+  while (p[k] >= 0 && p[k] < bound) ++k;
+  TORCH_CHECK(false, op, ": '", name, "' holds ", p[k], " at position ", k, ", outside [0, ",
+              bound, ")");
+}
+
 // An int32 index array [num_edges] with every entry in [0, bound).
 void check_index(const at::Tensor& index, const char* name, int64_t num_edges, int64_t bound) {
   check_tensor(index, name, at::kInt, 1);
   TORCH_CHECK(index.size(0) == num_edges, "fused_attention: '", name, "' must have ", num_edges,
               " elements (rowptr[-1]), got ", index.size(0));
-  const index_t* p = index.data_ptr<index_t>();
-  // One unsigned compare per entry: negatives wrap to at least 2^31 >= limit.
-  const uint32_t limit = static_cast<uint32_t>(std::min<int64_t>(bound, int64_t(1) << 31));
-  bool bad = false;
-  for (int64_t k = 0; k < num_edges; ++k) bad |= static_cast<uint32_t>(p[k]) >= limit;
-  if (!bad) return;
-  int64_t k = 0;
-  while (p[k] >= 0 && p[k] < bound) ++k;
-  TORCH_CHECK(false, "fused_attention: '", name, "' holds ", p[k], " at position ", k,
-              ", outside [0, ", bound, ")");
+  check_range(index.data_ptr<index_t>(), num_edges, bound, "fused_attention", name);
 }
 
 // Sizes shared by the forward and the backward, read off checked tensors.

@@ -31,16 +31,9 @@ bool check_arguments(const at::Tensor& src, const at::Tensor& index, int64_t num
   TORCH_CHECK(num_groups >= 0, "segment_softmax: 'num_groups' must be >= 0, got ", num_groups);
   const int64_t* p = index.data_ptr<int64_t>();
   const int64_t n = index.size(0);
-  // Branch-free, so both checks vectorise; negatives wrap to at least 2^63.
-  bool bad = false, sorted = true;
-  for (int64_t k = 0; k < n; ++k) bad |= static_cast<uint64_t>(p[k]) >= static_cast<uint64_t>(num_groups);
+  check_range(p, n, num_groups, "segment_softmax", "index");
+  bool sorted = true;  // branch-free, so it vectorises
   for (int64_t k = 1; k < n; ++k) sorted &= p[k] >= p[k - 1];
-  if (bad) {
-    int64_t k = 0;
-    while (p[k] >= 0 && p[k] < num_groups) ++k;
-    TORCH_CHECK(false, "segment_softmax: 'index' holds ", p[k], " at position ", k,
-                ", outside [0, ", num_groups, ")");
-  }
   return sorted;
 }
 
