@@ -29,8 +29,7 @@ def _extension():
     return ext
 
 
-@torch.library.custom_op("pyg_attn::fused_attention", mutates_args=(), device_types="cpu")
-def fused_attention(
+def _fused_forward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
     csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
@@ -47,6 +46,12 @@ def fused_attention(
     return out, lse, alpha
 
 
+# The custom op (traceable by torch.compile) around the plain kernel call, which the
+# eager autograd.Function below calls directly.
+fused_attention = torch.library.custom_op("pyg_attn::fused_attention", _fused_forward,
+                                          mutates_args=(), device_types="cpu")
+
+
 @fused_attention.register_fake
 def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
       edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
@@ -56,8 +61,7 @@ def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, 
             value.new_empty(col.size(0) if need_alpha else 0, heads))
 
 
-@torch.library.custom_op("pyg_attn::fused_attention_backward", mutates_args=(), device_types="cpu")
-def fused_attention_backward(
+def _fused_backward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
     csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
     edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
@@ -71,6 +75,10 @@ def fused_attention_backward(
         kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
         edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
         dropout, seed, needs)
+
+
+fused_attention_backward = torch.library.custom_op(
+    "pyg_attn::fused_attention_backward", _fused_backward, mutates_args=(), device_types="cpu")
 
 
 @fused_attention_backward.register_fake
@@ -163,20 +171,12 @@ def _outside_compile(function: type[torch.autograd.Function], op, *args):
     return function.apply(*args)
 
 
-def _eager_forward(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att,
-                   edge_score, edge_feat, edge_value, edge_mask, scale, negative_slope, dropout,
-                   seed, need_alpha):
-    return tuple(_extension().fused_forward(
-        kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat, edge_value,
-        edge_mask, scale, negative_slope, dropout, seed, need_alpha))
-
-
 EagerFusedAttention = eager_function(
     "EagerFusedAttention",
     "The CPU op ``pyg_attn::fused_attention`` without the dispatcher (same kernels, "
     "same autograd formula).",
-    _eager_forward,
-    *fused_autograd_formula(lambda *args: _extension().fused_backward(*args), len(_GRAPH)))
+    _fused_forward,
+    *fused_autograd_formula(_fused_backward, len(_GRAPH)))
 
 
 def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
@@ -188,23 +188,27 @@ def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
 register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))
 
 
-@torch.library.custom_op("pyg_attn::segment_softmax", mutates_args=(), device_types="cpu")
-def segment_softmax(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
+def _segment_forward(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
     """Softmax of ``src [E, H]`` over the rows that share ``index [E]`` (int64, in
     ``[0, num_groups)``); see ``csrc/segment_softmax.h``."""
     return _extension().segment_softmax_forward(src, index, num_groups)
 
 
+def _segment_backward(out: Tensor, grad: Tensor, index: Tensor, num_groups: int) -> Tensor:
+    """``grad_src = out * (grad - sum over the group of out * grad)``."""
+    return _extension().segment_softmax_backward(out, grad, index, num_groups)
+
+
+segment_softmax = torch.library.custom_op("pyg_attn::segment_softmax", _segment_forward,
+                                          mutates_args=(), device_types="cpu")
+segment_softmax_backward = torch.library.custom_op(
+    "pyg_attn::segment_softmax_backward", _segment_backward, mutates_args=(),
+    device_types="cpu")
+
+
 @segment_softmax.register_fake
 def _(src, index, num_groups):
     return torch.empty_like(src)
-
-
-@torch.library.custom_op("pyg_attn::segment_softmax_backward", mutates_args=(),
-                         device_types="cpu")
-def segment_softmax_backward(out: Tensor, grad: Tensor, index: Tensor, num_groups: int) -> Tensor:
-    """``grad_src = out * (grad - sum over the group of out * grad)``."""
-    return _extension().segment_softmax_backward(out, grad, index, num_groups)
 
 
 @segment_softmax_backward.register_fake
@@ -243,9 +247,9 @@ torch.library.register_autograd("pyg_attn::segment_softmax",
 EagerSegmentSoftmax = eager_function(
     "EagerSegmentSoftmax",
     "``pyg_attn::segment_softmax`` without the dispatcher (same kernels, same formula).",
-    lambda src, index, num_groups: _extension().segment_softmax_forward(src, index, num_groups),
+    _segment_forward,
     _segment_setup_context,
-    segment_softmax_formula(lambda *args: _extension().segment_softmax_backward(*args)))
+    segment_softmax_formula(_segment_backward))
 
 
 def segment_softmax_cpu(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
