@@ -147,20 +147,18 @@ def eager_function(name: str, doc: str, forward, setup_context, backward
                    ) -> type[torch.autograd.Function]:
     """An :class:`torch.autograd.Function` that runs ``forward(*inputs)`` with the
     autograd formula ``(setup_context, backward)`` of a custom op, but without the
-    dispatcher.
+    dispatcher's per-call argument handling (a molecule batch or a sampled
+    subgraph spends more time there than in the kernels).
 
-    It is written in the older ``forward(ctx, *inputs)`` style on purpose: that
-    ``apply`` costs about 5 us against about 20 us for a separate
-    ``setup_context``, which matters where a whole kernel call takes tens of
-    microseconds (a molecule batch, a sampled subgraph).
+    The separate ``setup_context`` style is kept on purpose: the older
+    ``forward(ctx, *inputs)`` style costs about 15 us less per call, but with it
+    ``bench_layers.py``'s eval-mode outputs differed from PyG's by up to 2e-4 in
+    about one run in three (never with this style or the custom op); the cause
+    was not found.
     """
-    def run(ctx, *inputs):
-        output = forward(*inputs)
-        setup_context(ctx, inputs, output)
-        return output
-
     return type(name, (torch.autograd.Function,), {
-        "__doc__": doc, "forward": staticmethod(run), "backward": staticmethod(backward)})
+        "__doc__": doc, "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)})
 
 
 def _outside_compile(function: type[torch.autograd.Function], op, *args):
