@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine: versions, the CUDA tests, then bench_gpu.py.
-# Everything it writes lands in $OUT (the device tool brings it back).
-# Usage: bash benchmarks/gpu_session.sh [TEST_TIMEOUT_S] [BENCH_TIMEOUT_S] [bench args...]
+# One call on a lent GPU machine: versions, the CUDA tests, the launch-configuration
+# sweep (tune_gpu.py), bench_gpu.py and profile_gpu.py, each under its own time limit
+# in seconds (0 skips the stage).  Everything lands in $OUT (the device tool brings it back).
+# Usage: TEST_T=150 TUNE_T=200 BENCH_T=270 PROFILE_T=120 bash benchmarks/gpu_session.sh [bench args...]
 set -u
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
-TEST_T=${1:-150}
-BENCH_T=${2:-270}
-shift 2 2>/dev/null || true
+TEST_T=${TEST_T:-150}
+TUNE_T=${TUNE_T:-0}
+BENCH_T=${BENCH_T:-270}
+PROFILE_T=${PROFILE_T:-120}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 if [ -f .triton-cache.tgz ]; then mkdir -p ~/.triton && tar xzf .triton-cache.tgz -C ~/.triton; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
   | tee "$OUT/gpu.txt"
 python3 -c "import torch, triton, torch_geometric as g; print(torch.__version__, triton.__version__, g.__version__)" \
   | tee -a "$OUT/gpu.txt"
-t0=$SECONDS
-timeout "$TEST_T" python3 -m pytest -q -p no:cacheprovider -n 12 tests/triton \
-  tests/nn/test_transformer_conv.py -k "not interpreter" -W ignore::DeprecationWarning \
-  > "$OUT/tests.log" 2>&1
-echo "tests rc=$? in $((SECONDS - t0)) s"; tail -25 "$OUT/tests.log"
-t0=$SECONDS
-timeout "$BENCH_T" python3 benchmarks/bench_gpu.py --out "$OUT/gpu-bench.md" \
-  --json "$OUT/gpu-bench.json" "$@" > "$OUT/bench.log" 2>&1
-echo "bench rc=$? in $((SECONDS - t0)) s"
-grep -v '^{' "$OUT/bench.log" | tail -60
-t0=$SECONDS
-timeout 120 python3 benchmarks/profile_gpu.py > "$OUT/profile.txt" 2>&1
-echo "profile rc=$? in $((SECONDS - t0)) s"; grep -A12 "^===" "$OUT/profile.txt" | cut -c1-150 | head -120
+git log -1 --format='commit %h' 2>/dev/null | tee -a "$OUT/gpu.txt"
+git status --short 2>/dev/null | head -20 | tee -a "$OUT/gpu.txt"
+stage() {  # stage NAME LIMIT LOG command...
+  local name=$1 limit=$2 log=$3; shift 3
+  [ "$limit" -gt 0 ] || return 0
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$log" 2>&1
+  echo "$name rc=$? in $((SECONDS - t0)) s"
+}
+stage tune "$TUNE_T" tune.txt python3 benchmarks/tune_gpu.py --host
+grep -v "^\s*$" "$OUT/tune.txt" 2>/dev/null | cut -c1-160 | head -150
+stage tests "$TEST_T" tests.log python3 -m pytest -q -p no:cacheprovider -n 12 tests/triton \
+  tests/nn/test_transformer_conv.py -k "not interpreter" -W ignore::DeprecationWarning
+tail -25 "$OUT/tests.log" 2>/dev/null
+stage bench "$BENCH_T" bench.log python3 benchmarks/bench_gpu.py --out "$OUT/gpu-bench.md" \
+  --json "$OUT/gpu-bench.json" "$@"
+grep -v '^{' "$OUT/bench.log" 2>/dev/null | tail -60
+stage profile "$PROFILE_T" profile.txt python3 benchmarks/profile_gpu.py
+grep -A12 "^===" "$OUT/profile.txt" 2>/dev/null | cut -c1-150 | head -80
 tar czf "$OUT/triton-cache.tgz" -C ~/.triton cache 2>/dev/null
 ls -la "$OUT"

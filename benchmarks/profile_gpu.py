@@ -1,13 +1,12 @@
 #!/usr/bin/env python
 """Where the GPU time of the Triton path goes, at arxiv size (one process, CUDA).
 
-1. ``torch.profiler`` tables (CUDA kernels, by total device time) of one
-   ``graph_attention`` training step and one ``GATConv`` training step, ours and
-   PyG's, with the device time of all kernels against the step's wall time (the
-   difference is host overhead the GPU waits for).
-2. Launch configurations of the Triton kernels (``num_warps``, ``BLOCK_E``)
-   timed on the dot-score op, forward and forward+backward, to choose the
-   defaults from measurements.
+``torch.profiler`` tables (CUDA kernels, by total device time) of one
+``graph_attention`` training step and one ``GATConv`` training step, ours and
+PyG's, with the device time of all kernels against the step's wall time (the
+difference is host overhead the GPU waits for).
+
+Launch configurations are timed kernel by kernel by ``tune_gpu.py``.
 
     python benchmarks/profile_gpu.py > profile.txt
 """
@@ -46,7 +45,6 @@ def main() -> int:
     edge_index = make_graph(n, e, 0, 0.7, device)
 
     from pyg_attn.ops import prepare
-    from pyg_attn.ops.triton import fused_attention
 
     graph = prepare(edge_index, num_nodes=n)
     t = op_inputs("dot", n, 16, device, 1)
@@ -75,36 +73,6 @@ def main() -> int:
 
         profiled(f"{provider} GATConv({feats}, 8, heads=8) training step", layer_step, timer)
 
-    print("\n=== launch configurations, dot op at arxiv size, C=16 (ms, median)")
-    launch, blocks = fused_attention._launch, fused_attention._blocks
-
-    def forward():
-        with torch.no_grad():
-            ours_op("dot", t, graph)
-
-    configs = [(w, None) for w in (1, 2, 4, 8)] + [(4, b) for b in (4, 16, 32)]
-    for warps, block_e in configs:
-        def patched_launch(kernel, num_programs, **kwargs):
-            if num_programs:
-                args = {name: kwargs[name] for name in kernel.arg_names}
-                kernel[(num_programs,)](**args, num_warps=warps)
-
-        def patched_blocks(*args):
-            out = blocks(*args)
-            if block_e is not None:
-                out["BLOCK_E"] = block_e
-            return out
-
-        fused_attention._launch, fused_attention._blocks = patched_launch, patched_blocks
-        try:
-            fwd, _ = timer.median_ms(forward)
-            full, _ = timer.median_ms(op_step)
-            print(f"num_warps={warps} BLOCK_E={block_e or 'default'}: forward {fwd:.3f} ms, "
-                  f"fwd+bwd {full:.3f} ms", flush=True)
-        except Exception as exc:  # noqa: BLE001 - report and try the next one
-            print(f"num_warps={warps} BLOCK_E={block_e}: failed: {exc!r}"[:300], flush=True)
-        finally:
-            fused_attention._launch, fused_attention._blocks = launch, blocks
     return 0
 
 

@@ -161,7 +161,7 @@ def eager_function(name: str, doc: str, forward, setup_context, backward
         "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)})
 
 
-def _outside_compile(function: type[torch.autograd.Function], op, *args):
+def outside_compile(function: type[torch.autograd.Function], op, *args):
     """``op(*args)`` under ``torch.compile`` (traceable), ``function.apply(*args)``
     otherwise (the same kernels and formula, less per-call overhead)."""
     if torch.compiler.is_compiling():
@@ -180,7 +180,7 @@ EagerFusedAttention = eager_function(
 def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
     """``pyg_attn::fused_attention(*args)``, through :class:`EagerFusedAttention`
     when not compiling (same results, less per-call overhead)."""
-    return _outside_compile(EagerFusedAttention, fused_attention, *args)
+    return outside_compile(EagerFusedAttention, fused_attention, *args)
 
 
 register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))
@@ -252,4 +252,4 @@ EagerSegmentSoftmax = eager_function(
 
 def segment_softmax_cpu(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
     """:func:`segment_softmax`, through :class:`EagerSegmentSoftmax` when not compiling."""
-    return _outside_compile(EagerSegmentSoftmax, segment_softmax, src, index, num_groups)
+    return outside_compile(EagerSegmentSoftmax, segment_softmax, src, index, num_groups)

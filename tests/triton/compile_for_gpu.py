@@ -84,8 +84,13 @@ def compile_launch(kernel, args: tuple, kwargs: dict):
     constexpr = {p.name for p in kernel.params if p.is_constexpr}
     signature = {n: "constexpr" if n in constexpr else mangle_type(values[n]) for n in names}
     constants = {(names.index(n),): values[n] for n in constexpr}
-    return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants),
-                          target=TARGET)
+    # Pointers and multiples of 16 carry the divisibility hint a real launch gives them.
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in names
+             if n not in constexpr and (isinstance(values[n], torch.Tensor) or (
+                 type(values[n]) is int and values[n] % 16 == 0))}
+    options = {"num_warps": kwargs["num_warps"]} if "num_warps" in kwargs else {}
+    return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constants,
+                                    attrs=attrs), target=TARGET, options=options)
 
 
 def main() -> int:

@@ -141,6 +141,36 @@ def test_torch_compile_traces_the_op(device):
                                layer_fn(q, k, v))
 
 
+@pytest.mark.parametrize("kind", ["dot", "gatv2"])
+def test_eager_function_equals_the_custom_op(device, kind, monkeypatch):
+    """Outside ``torch.compile`` the launcher runs :class:`EagerTritonAttention`
+    (no dispatcher); its outputs, attention and gradients equal the custom op's,
+    with edge terms, a mask and dropout."""
+    from pyg_attn.ops.triton import fused_attention as module
+
+    _, _, edge_index = mixed_graph()
+    inputs = on(device, make_inputs(kind, 20, 20, edge_index.size(1), torch.float32,
+                                    extras=True))
+    edge_index = edge_index.to(device)
+    mask = (torch.rand(edge_index.size(1), generator=torch.Generator().manual_seed(2)) > 0.2)
+    options = dict(edge_mask=mask.to(device), dropout=0.3)
+    calls = []
+    apply = module.EagerTritonAttention.apply
+    monkeypatch.setattr(module.EagerTritonAttention, "apply",
+                        lambda *args: calls.append("eager") or apply(*args))
+    eager = run(kind, inputs, edge_index, "triton", **options)
+    assert calls == ["eager"]
+    monkeypatch.setattr(module, "outside_compile", lambda _function, op, *args: op(*args))
+    op = run(kind, inputs, edge_index, "triton", **options)
+    assert calls == ["eager"]
+    for a, b in zip(eager[:2], op[:2]):
+        assert torch.equal(a, b)
+    for g_eager, g_op in zip(eager[2], op[2]):
+        assert (g_eager is None) == (g_op is None)
+        if g_eager is not None:
+            assert torch.equal(g_eager, g_op)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
 def test_bfloat16_on_gpu(kind):

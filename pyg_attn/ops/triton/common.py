@@ -5,7 +5,8 @@
 * LeakyReLU and its derivative;
 * the per-edge score operand and score of every kind (``KIND``: ``DOT``,
   ``GAT``, ``GATV2``, ``EDGE``, from the table in :mod:`pyg_attn.ops.score_kinds`),
-  and :func:`scored_block`, one block of a row's edges with their scores;
+  and :func:`scored_block`, one block of a row's edges with their scores
+  (:func:`edge_block`, :func:`value_block`, :func:`block_scores` separately);
 * loads and stores of node rows, work-item fields
   (:mod:`pyg_attn.ops.triton.work`) and the row statistics.
 
@@ -195,16 +196,40 @@ def edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col, perm, emask, HAS_MASK
 
 
 @triton.jit
-def scored_block(e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore,
-                 H, D, scale, slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
-                 HAS_EFEAT: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
-    """One block of a row's edges with their scores: ``(p, j, eid, in_range,
-    mask2, x, s)`` (see :func:`edge_block`, :func:`score_operand` for ``x``;
-    ``s [BE, BH]`` is ``-inf`` where an edge does not take part)."""
-    p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
-                                                   perm, emask, HAS_MASK)
+def block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H, D, scale,
+                 slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
+                 ACC: tl.constexpr):
+    """``(x, s)`` of one edge block from :func:`edge_block`'s fields (see
+    :func:`score_operand`; ``s [BE, BH]`` is ``-inf`` where an edge does not
+    take part)."""
     x = score_operand(KIND, j, eid, q, src, efeat, escore, offs_h, offs_d, H, D, mask3, mask2,
                       ACC, HAS_ESCORE, HAS_EFEAT)
     s = score_from_operand(KIND, x, q, a_vec, eid, escore, offs_h, H, scale, slope, mask2, ACC,
                            HAS_ESCORE)
+    return x, s
+
+
+@triton.jit
+def value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE: tl.constexpr,
+                ACC: tl.constexpr):
+    """The values ``v_j + v^E_e`` ``[BE, BH, BC]`` of one edge block.  Kernels
+    load them right after the block's indices, before the scores, so that the
+    value and key gathers are in flight together."""
+    vmask = mask2[:, :, None] & (offs_c[None, None, :] < CV)
+    v = load_rows(value, j, offs_h, offs_c, H, CV, vmask, ACC)
+    if HAS_EVALUE:
+        v += load_rows(evalue, eid, offs_h, offs_c, H, CV, vmask, ACC)
+    return v
+
+
+@triton.jit
+def scored_block(e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore,
+                 H, D, scale, slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
+                 HAS_EFEAT: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
+    """One block of a row's edges with their scores: ``(p, j, eid, in_range,
+    mask2, x, s)`` (:func:`edge_block`, then :func:`block_scores`)."""
+    p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                   perm, emask, HAS_MASK)
+    x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H, D,
+                        scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
     return p, j, eid, in_range, mask2, x, s

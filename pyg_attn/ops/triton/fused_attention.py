@@ -48,11 +48,12 @@ import triton.language as tl
 from torch import Tensor
 
 from ..csr import PreparedGraph
-from ..library import register_fused_autograd
+from ..library import (eager_function, fused_autograd_formula, outside_compile,
+                       register_fused_autograd)
 from ..score_kinds import KIND_IDS
-from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
-                     load_node, load_rows, load_scalars, row_shift, scored_block, store_node,
-                     work_item)
+from .common import (DOT, EDGE, GAT, GATV2, att_vector, block_scores, dropout_factor, edge_block,
+                     leaky, leaky_grad, load_node, load_rows, load_scalars, row_shift,
+                     scored_block, store_node, value_block, work_item)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -65,7 +66,8 @@ TILE_ELEMENTS = 4096
 
 @triton.jit
 def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat,
-                                evalue, emask, out, stats, part_acc, part_stats, H, D, CV, scalars,
+                                evalue, emask, out, stats, part_acc, part_stats, H: tl.constexpr, D: tl.constexpr,
+                                CV: tl.constexpr, scalars,
                                 seed, keep_threshold, KIND: tl.constexpr,
                                 HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
                                 HAS_EVALUE: tl.constexpr, HAS_MASK: tl.constexpr,
@@ -85,9 +87,12 @@ def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, at
     l = tl.zeros([BLOCK_H], ACC)
     acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, x, s = scored_block(
-            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
-            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                       perm, emask, HAS_MASK)
+        if KIND != EDGE:
+            v = value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE, ACC)
+        x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H,
+                            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
         m_new = tl.maximum(m, tl.max(s, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         rescale = tl.exp(m - m_safe)
@@ -97,10 +102,6 @@ def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, at
         if KIND != EDGE:
             if DROPOUT:
                 w = w * dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
-            vmask = (mask2[:, :, None] & (offs_c[None, None, :] < CV))
-            v = load_rows(value, j, offs_h, offs_c, H, CV, vmask, ACC)
-            if HAS_EVALUE:
-                v += load_rows(evalue, eid, offs_h, offs_c, H, CV, vmask, ACC)
             acc = acc * rescale[:, None] + tl.sum(w[:, :, None] * v, axis=0)
     hm = offs_h < H
     if slot < 0:
@@ -117,7 +118,8 @@ def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, at
 
 
 @triton.jit
-def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out, stats, H, CV,
+def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out, stats, H: tl.constexpr,
+                                  CV: tl.constexpr,
                                   ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_CV: tl.constexpr):
     """Combines the partial ``(m, l, acc)`` of a split row's items."""
     r = tl.program_id(0)
@@ -150,7 +152,8 @@ def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out
 
 @triton.jit
 def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, escore, efeat, emask,
-                                  stats, alpha, H, D, scalars, KIND: tl.constexpr,
+                                  stats, alpha, H: tl.constexpr, D: tl.constexpr, scalars,
+                                  KIND: tl.constexpr,
                                   HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
                                   HAS_MASK: tl.constexpr, ACC: tl.constexpr, BLOCK_E: tl.constexpr,
                                   BLOCK_H: tl.constexpr, BLOCK_D: tl.constexpr):
@@ -175,7 +178,8 @@ def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, es
 @triton.jit
 def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, src, value, att,
                                     escore, efeat, evalue, emask, stats, delta, gout, galpha, wd,
-                                    g_dst, g_att, g_escore, g_efeat, g_evalue, H, D, CV, scalars,
+                                    g_dst, g_att, g_escore, g_efeat, g_evalue, H: tl.constexpr,
+                                    D: tl.constexpr, CV: tl.constexpr, scalars,
                                     seed, keep_threshold, ATT_SLOTS,
                                     KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
                                     HAS_EFEAT: tl.constexpr, HAS_EVALUE: tl.constexpr,
@@ -203,9 +207,12 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
     acc_dst = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     acc_att = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, x, s = scored_block(
-            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
-            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                       perm, emask, HAS_MASK)
+        if KIND != EDGE:
+            v = value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE, ACC)
+        x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H,
+                            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         if DROPOUT:
             dfac = dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
@@ -215,10 +222,6 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
         store2 = in_range[:, None] & hm[None, :]
         grad_a = tl.zeros([BLOCK_E, BLOCK_H], ACC)
         if KIND != EDGE:
-            vmask = mask2[:, :, None] & (offs_c[None, None, :] < CV)
-            v = load_rows(value, j, offs_h, offs_c, H, CV, vmask, ACC)
-            if HAS_EVALUE:
-                v += load_rows(evalue, eid, offs_h, offs_c, H, CV, vmask, ACC)
             grad_a = tl.sum(go[None, :, :] * v, axis=2) * dfac
         if HAS_GALPHA:
             grad_a += tl.load(galpha + eid[:, None] * H + offs_h[None, :], mask=mask2,
@@ -266,7 +269,8 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
 
 @triton.jit
 def _fused_attention_bwd_src_kernel(items, num_items, csc_row, csc_edge, dst, src, att, efeat,
-                                    gout, wd, g_src, g_value, H, D, CV, scalars, KIND: tl.constexpr,
+                                    gout, wd, g_src, g_value, H: tl.constexpr, D: tl.constexpr,
+                                    CV: tl.constexpr, scalars, KIND: tl.constexpr,
                                     HAS_EFEAT: tl.constexpr, NEED_SRC: tl.constexpr,
                                     NEED_VALUE: tl.constexpr, ACC: tl.constexpr,
                                     BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -319,15 +323,21 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 
 
-def _blocks(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int) -> dict:
-    """Block sizes: all heads and channels of a node in one tile; ``BLOCK_E``
-    edges per step, the mean degree rounded up to a power of two (lanes past a
-    row's end are wasted work) between 4 and what fits in :data:`TILE_ELEMENTS`."""
+def launch_config(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int) -> dict:
+    """Block sizes and warps of one side's launch.
+
+    All heads and channels of a node are in one tile (``BLOCK_H``, ``BLOCK_D``);
+    ``BLOCK_E`` edges per step, the mean degree rounded up to a power of two
+    (lanes past a row's end are wasted work) between 4 and what fits in
+    :data:`TILE_ELEMENTS`; ``num_warps`` 4.  ``benchmarks/tune_gpu.py`` times
+    the alternatives kernel by kernel.
+    """
     block_h, block_d = _pow2(heads), _pow2(dim)
     cap = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, _pow2(dim_v)))))
     cap = 1 << (cap.bit_length() - 1)
     mean_degree = -(-num_edges // max(num_rows, 1))
-    return dict(BLOCK_E=min(cap, max(4, _pow2(mean_degree))), BLOCK_H=block_h, BLOCK_D=block_d)
+    return dict(BLOCK_E=min(cap, max(4, _pow2(mean_degree))), BLOCK_H=block_h, BLOCK_D=block_d,
+                num_warps=4)
 
 
 def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
@@ -359,11 +369,13 @@ def _params(scale: float, slope: float, dropout: float, value: Tensor) -> dict:
                                        value.device))
 
 
-def _launch(kernel, num_programs: int, **kwargs) -> None:
-    """Launches ``kernel`` on ``num_programs`` programs with the arguments it
-    takes out of ``kwargs`` (callers pass one superset of named arguments)."""
+def _launch(kernel, num_programs: int, num_warps: int = 4, **kwargs) -> None:
+    """Launches ``kernel`` on ``num_programs`` programs of ``num_warps`` warps
+    with the arguments it takes out of ``kwargs`` (callers pass one superset of
+    named arguments)."""
     if num_programs:
-        kernel[(num_programs,)](**{name: kwargs[name] for name in kernel.arg_names})
+        kernel[(num_programs,)](**{name: kwargs[name] for name in kernel.arg_names},
+                                num_warps=num_warps)
 
 
 def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
@@ -386,7 +398,8 @@ def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Te
 def _items(items: Tensor, num_edges: int, inputs: dict) -> dict:
     """Arguments describing one side's work items, with its block sizes."""
     return dict(items=items, num_items=items.size(1),
-                **_blocks(inputs["H"], inputs["D"], inputs["CV"], num_edges, items.size(1)))
+                **launch_config(inputs["H"], inputs["D"], inputs["CV"], num_edges,
+                               items.size(1)))
 
 
 def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: dict,
@@ -399,8 +412,7 @@ def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: 
     return alpha
 
 
-@torch.library.custom_op("pyg_attn::triton_fused_attention", mutates_args=())
-def triton_fused_attention(
+def _triton_forward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
     csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
     dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
@@ -429,6 +441,12 @@ def triton_fused_attention(
     return out, stats, alpha
 
 
+# The custom op (traceable by torch.compile) around the plain launcher, which the eager
+# autograd.Function below calls directly.
+triton_fused_attention = torch.library.custom_op("pyg_attn::triton_fused_attention",
+                                                 _triton_forward, mutates_args=())
+
+
 @triton_fused_attention.register_fake
 def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
       src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, scale,
@@ -452,8 +470,7 @@ def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: O
     return delta
 
 
-@torch.library.custom_op("pyg_attn::triton_fused_attention_backward", mutates_args=())
-def triton_fused_attention_backward(
+def _triton_backward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
     csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
     dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
@@ -496,6 +513,10 @@ def triton_fused_attention_backward(
             for grad, t, flag in zip(grads, like, need)]
 
 
+triton_fused_attention_backward = torch.library.custom_op(
+    "pyg_attn::triton_fused_attention_backward", _triton_backward, mutates_args=())
+
+
 @triton_fused_attention_backward.register_fake
 def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
       src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, out, lse,
@@ -505,8 +526,17 @@ def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr
             for t, flag in zip(like, needs)]
 
 
+_NUM_GRAPH = 10
+"""Graph tensors the op takes (:func:`_graph_tensors`)."""
+
 register_fused_autograd("pyg_attn::triton_fused_attention", triton_fused_attention_backward,
-                        num_graph=10)
+                        num_graph=_NUM_GRAPH)
+
+EagerTritonAttention = eager_function(
+    "EagerTritonAttention",
+    "The Triton op ``pyg_attn::triton_fused_attention`` without the dispatcher (same "
+    "kernels, same autograd formula).",
+    _triton_forward, *fused_autograd_formula(_triton_backward, _NUM_GRAPH))
 
 
 def _graph_tensors(g: TritonGraph) -> tuple[Tensor, ...]:
@@ -525,10 +555,12 @@ def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Te
 
     ``chunk`` is the most edges one program handles (default
     :data:`CHUNK_SIZE`); longer rows are split and merged.  Returns
-    ``(out, stats, alpha)`` as :func:`triton_fused_attention`.
+    ``(out, stats, alpha)`` as :func:`triton_fused_attention`: through the op
+    under ``torch.compile``, through :class:`EagerTritonAttention` otherwise
+    (about 15 us less host time per call, which a GPU step waits for).
     """
     tg = triton_graph(graph, CHUNK_SIZE if chunk is None else int(chunk))
-    return triton_fused_attention(
-        kind, *_graph_tensors(tg), dst, src, value, att, edge_score, edge_feat, edge_value,
+    return outside_compile(
+        EagerTritonAttention, triton_fused_attention, kind, *_graph_tensors(tg), dst, src, value, att, edge_score, edge_feat, edge_value,
         edge_mask, float(scale), float(negative_slope), float(dropout), int(seed),
         bool(need_alpha))

@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""Launch configurations of the Triton kernels, timed kernel by kernel on a GPU.
+
+For each case (score kind and channel width, at arxiv size, H=8) and each
+``(BLOCK_E, num_warps)``, one training step of the op (forward, backward) runs
+under ``torch.profiler``; the device time of each of our kernels (forward,
+backward destination pass, backward source pass) is printed, so that every
+kernel's default launch configuration (``fused_attention.launch_config``) is
+chosen from measurements, not guessed.  ``--host`` also profiles the Python
+side of a ``GATConv`` training step (``cProfile``; the GPU waits for it when
+the step's wall time exceeds its kernels' time) and reports any host-device
+synchronisation in the step (``torch.cuda.set_sync_debug_mode``).
+
+    python benchmarks/tune_gpu.py --host > tune.txt
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from bench_gpu import HEADS, SIZES, Timer, make_graph  # noqa: E402
+
+CASES = (("dot", 16), ("dot", 8), ("gat", 8), ("gatv2", 8))
+BLOCK_E = (2, 4, 8, 16)
+WARPS = (1, 2, 4, 8)
+
+
+def op_step(kind: str, channels: int, n: int, graph, device):
+    """A closure running one forward+backward of the ``kind`` op with the Triton backend."""
+    from pyg_attn.ops import gat_attention, gatv2_attention, graph_attention
+
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def leaf(*shape):
+        return torch.randn(*shape, generator=gen, device=device).requires_grad_()
+
+    if kind == "dot":
+        inputs = (leaf(n, HEADS, channels), leaf(n, HEADS, channels), leaf(n, HEADS, channels))
+        call = graph_attention
+    elif kind == "gat":
+        inputs = (leaf(n, HEADS), leaf(n, HEADS), leaf(n, HEADS, channels))
+        call = gat_attention
+    else:
+        inputs = (leaf(n, HEADS, channels), leaf(n, HEADS, channels), leaf(HEADS, channels))
+        call = gatv2_attention
+    grad_out = torch.randn(n, HEADS, channels, device=device)
+
+    def run():
+        for t in inputs:
+            t.grad = None
+        call(*inputs, graph, backend="triton").backward(grad_out)
+    return run
+
+
+def kernel_times(fn, timer: Timer, steps: int = 5) -> dict[str, float]:
+    """Mean device milliseconds per step of each CUDA kernel that ``fn`` launches."""
+    fn()
+    timer.sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        timer.sync()
+    events = prof.key_averages()
+    if not events:
+        return {}
+    key = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
+    return {e.key: getattr(e, key) / steps / 1e3 for e in events if getattr(e, key) > 0}
+
+
+def sweep(device, timer: Timer, graph, n: int) -> None:
+    from pyg_attn.ops.triton import fused_attention
+
+    original = fused_attention.launch_config
+    ours = ("fwd", "bwd_dst", "bwd_src", "merge")
+    for kind, channels in CASES:
+        print(f"\n=== {kind}, C={channels}: kernel ms per step (default config first)",
+              flush=True)
+        step = op_step(kind, channels, n, graph, device)
+        for config in [None] + [(b, w) for b in BLOCK_E for w in WARPS]:
+            def patched(*args, config=config):
+                chosen = original(*args)
+                if config is not None:
+                    chosen.update(BLOCK_E=config[0], num_warps=config[1])
+                return chosen
+
+            fused_attention.launch_config = patched
+            try:
+                times = kernel_times(step, timer)
+                wall, _ = timer.median_ms(step)
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                print(f"{config}: failed: {exc!r}"[:300], flush=True)
+                continue
+            finally:
+                fused_attention.launch_config = original
+            mine = {k: v for k, v in times.items()
+                    if any(f"_fused_attention_{name}_kernel" in k for name in ours)}
+            label = "default" if config is None else f"BLOCK_E={config[0]:2d} warps={config[1]}"
+            cells = " ".join(f"{k.split('_fused_attention_')[-1].replace('_kernel', '')}="
+                             f"{v:.3f}" for k, v in sorted(mine.items()))
+            print(f"{label}: {cells} | all kernels {sum(times.values()):.3f} | wall {wall:.3f}",
+                  flush=True)
+
+
+def host_profile(device, timer: Timer, edge_index, n: int, feats: int) -> None:
+    import pyg_attn.nn as our_nn
+
+    x = torch.randn(n, feats, device=device)
+    layer = our_nn.GATConv(feats, 8, heads=HEADS).to(device)
+
+    def layer_step():
+        for p in layer.parameters():
+            p.grad = None
+        layer(x, edge_index).sum().backward()
+
+    wall, _ = timer.median_ms(layer_step)
+    times = kernel_times(layer_step, timer)
+    print(f"\n=== GATConv({feats}, 8, heads=8) step: wall {wall:.3f} ms, kernels "
+          f"{sum(times.values()):.3f} ms", flush=True)
+    torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer_step()
+    torch.cuda.set_sync_debug_mode(0)
+    print(f"synchronising calls in one step: {len(caught)}")
+    for w in caught[:5]:
+        print(f"  {w.filename}:{w.lineno}: {str(w.message)[:200]}")
+    timer.sync()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(20):
+        layer_step()
+    timer.sync()
+    prof.disable()
+    stats = pstats.Stats(prof)
+    print(f"host seconds for 20 steps: {stats.total_tt:.3f}")
+    stats.sort_stats("tottime").print_stats(25)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", action="store_true", help="also profile the host side")
+    p.add_argument("--no-sweep", action="store_true", help="skip the configuration sweep")
+    args = p.parse_args(argv)
+    device = torch.device("cuda")
+    timer = Timer(device, 0.2, 30)
+    n, e, feats = SIZES["arxiv"]
+    edge_index = make_graph(n, e, 0, 0.7, device)
+    from pyg_attn.ops import prepare
+
+    graph = prepare(edge_index, num_nodes=n)
+    if args.host:
+        host_profile(device, timer, edge_index, n, feats)
+    if not args.no_sweep:
+        sweep(device, timer, graph, n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
