@@ -144,8 +144,9 @@ def test_torch_compile_traces_the_op(device):
 @pytest.mark.parametrize("kind", ["dot", "gatv2"])
 def test_eager_function_equals_the_custom_op(device, kind, monkeypatch):
     """Outside ``torch.compile`` the launcher runs :class:`EagerTritonAttention`
-    (no dispatcher); its outputs, attention and gradients equal the custom op's,
-    with edge terms, a mask and dropout."""
+    (no dispatcher); its outputs and attention equal the custom op's, and so do
+    its gradients up to the order of atomic additions, with edge terms, a mask
+    and dropout."""
     from pyg_attn.ops.triton import fused_attention as module
 
     _, _, edge_index = mixed_graph()
@@ -167,8 +168,8 @@ def test_eager_function_equals_the_custom_op(device, kind, monkeypatch):
         assert torch.equal(a, b)
     for g_eager, g_op in zip(eager[2], op[2]):
         assert (g_eager is None) == (g_op is None)
-        if g_eager is not None:
-            assert torch.equal(g_eager, g_op)
+        if g_eager is not None:  # a GPU adds split rows' gradients atomically, in any order
+            torch.testing.assert_close(g_eager, g_op, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.cuda

@@ -323,21 +323,36 @@ def _pow2(n: int) -> int:
     return triton.next_power_of_2(max(int(n), 1))
 
 
-def launch_config(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int) -> dict:
-    """Block sizes and warps of one side's launch.
+def launch_config(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int,
+                  side: str = "dst", block_e: Optional[int] = None) -> dict:
+    """Block sizes and warps of the launches over one side's rows.
 
-    All heads and channels of a node are in one tile (``BLOCK_H``, ``BLOCK_D``);
-    ``BLOCK_E`` edges per step, the mean degree rounded up to a power of two
-    (lanes past a row's end are wasted work) between 4 and what fits in
-    :data:`TILE_ELEMENTS`; ``num_warps`` 4.  ``benchmarks/tune_gpu.py`` times
-    the alternatives kernel by kernel.
+    All heads and channels of a node are in one tile (``BLOCK_H``, ``BLOCK_D``).
+    The kernels are bound by the latency of their dependent gathers (index, then
+    rows), so small tiles and many resident programs win: ``BLOCK_E`` is 4 over
+    destination rows (``side="dst"``: forward, attention, backward destination
+    pass) and 2 over source rows (``"src"``: backward source pass), 2 for a mean
+    degree below 3, never more than fits in :data:`TILE_ELEMENTS`;
+    ``num_warps`` gives each thread about 8 of the elements an edge block
+    gathers (``BLOCK_E x BLOCK_H x (BLOCK_D + BLOCK_CV)``), 1 to 8 warps.
+
+    Measured with ``benchmarks/tune_gpu.py`` on an H200 (H=8): at arxiv size
+    every kernel is within about 10 % of the best of 16 ``(BLOCK_E, num_warps)``
+    configurations for dot scores at C=8 and 16, GAT and GATv2 at C=8; larger
+    blocks (the mean degree, or half of it) are slower at 50k, arxiv and
+    products size alike (products, dot, C=16: 57 ms of kernels per step against
+    96 ms with ``BLOCK_E`` 16 and 8).  ``block_e`` overrides the rule (for
+    tuning; the warps follow it).
     """
-    block_h, block_d = _pow2(heads), _pow2(dim)
-    cap = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, _pow2(dim_v)))))
+    block_h, block_d, block_cv = _pow2(heads), _pow2(dim), _pow2(dim_v)
+    cap = max(1, min(64, TILE_ELEMENTS // (block_h * max(block_d, block_cv))))
     cap = 1 << (cap.bit_length() - 1)
     mean_degree = -(-num_edges // max(num_rows, 1))
-    return dict(BLOCK_E=min(cap, max(4, _pow2(mean_degree))), BLOCK_H=block_h, BLOCK_D=block_d,
-                num_warps=4)
+    if block_e is None:
+        block_e = min(cap, max(2, min(_pow2(mean_degree), 4 if side == "dst" else 2)))
+    gathered = block_e * block_h * (block_d + block_cv)
+    num_warps = min(8, max(1, 1 << (max(gathered // 256, 1).bit_length() - 1)))
+    return dict(BLOCK_E=block_e, BLOCK_H=block_h, BLOCK_D=block_d, num_warps=num_warps)
 
 
 def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
@@ -395,11 +410,11 @@ def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Te
                 ACC=_acc(value.dtype)[1], BLOCK_CV=_pow2(value.size(2)))
 
 
-def _items(items: Tensor, num_edges: int, inputs: dict) -> dict:
+def _items(items: Tensor, num_edges: int, inputs: dict, side: str = "dst") -> dict:
     """Arguments describing one side's work items, with its block sizes."""
     return dict(items=items, num_items=items.size(1),
                 **launch_config(inputs["H"], inputs["D"], inputs["CV"], num_edges,
-                               items.size(1)))
+                               items.size(1), side))
 
 
 def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: dict,
@@ -506,7 +521,8 @@ def _triton_backward(
     if kind != KIND_IDS["edge"] and (need[1] or need[2]):
         _launch(_fused_attention_bwd_src_kernel, src_items.size(1), csc_row=csc_row,
                 csc_edge=csc_edge, gout=grad_out, wd=wd, g_src=g_src, g_value=g_value, NEED_SRC=need[1],
-                NEED_VALUE=need[2], **_items(src_items, num_edges, inputs), **inputs, **params)
+                NEED_VALUE=need[2], **_items(src_items, num_edges, inputs, "src"), **inputs,
+                **params)
     if need[3]:
         grads[3] = att_parts.sum(0).view(att.shape)
     return [grad.to(t.dtype) if flag else value.new_empty(0)
