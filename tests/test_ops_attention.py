@@ -383,6 +383,30 @@ def test_eager_function_equals_the_custom_op(kind, monkeypatch):
             assert torch.equal(g_eager, g_op)
 
 
+def test_positional_apply_equals_function_apply(monkeypatch):
+    """The eager Functions' ``apply`` skips Function.apply's signature binding only:
+    the same outputs and gradients as the full path, for the fused op and the
+    segment softmax."""
+    from pyg_attn.ops import edge_softmax, library
+
+    edge_index = random_graph(15, 15, 60, seed=3, self_loops=2, duplicates=3, isolated=2)
+    q, k, v = (torch.randn(15, 2, 4, requires_grad=True) for _ in range(3))
+    scores = torch.randn(edge_index.size(1), 2, requires_grad=True)
+
+    def results():
+        out = graph_attention(q, k, v, edge_index, return_attention=True)
+        soft = edge_softmax(scores, edge_index[1], num_nodes=15)
+        loss = out[0].square().sum() + out[1].sin().sum() + soft.cos().sum()
+        return (*out, soft, *torch.autograd.grad(loss, (q, k, v, scores)))
+
+    fast = results()
+    monkeypatch.setattr(library.PositionalFunction, "apply", classmethod(
+        lambda cls, *args: torch.autograd.Function.apply.__func__(cls, *args)))
+    full = results()
+    for a, b in zip(fast, full):
+        assert torch.equal(a, b)
+
+
 def test_eager_path_is_taken_outside_compile_and_the_op_inside(monkeypatch):
     from pyg_attn.ops import library
 

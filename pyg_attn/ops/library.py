@@ -143,20 +143,35 @@ def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
 
 
+class PositionalFunction(torch.autograd.Function):
+    """A :class:`torch.autograd.Function` whose ``apply`` takes every argument
+    positionally and skips :meth:`torch.autograd.Function.apply`'s per-call
+    ``inspect.signature(forward).bind(...)`` (about 15 us, which a molecule
+    batch's layer call notices).  Under functorch transforms (``torch.func``)
+    it takes the full path."""
+
+    @classmethod
+    def apply(cls, *args):
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        # What Function.apply does once the defaults are bound (there are none).
+        args = torch._functorch.utils.unwrap_dead_wrappers(args)
+        return super(torch.autograd.Function, cls).apply(*args)
+
+
 def eager_function(name: str, doc: str, forward, setup_context, backward
                    ) -> type[torch.autograd.Function]:
-    """An :class:`torch.autograd.Function` that runs ``forward(*inputs)`` with the
+    """A :class:`PositionalFunction` that runs ``forward(*inputs)`` with the
     autograd formula ``(setup_context, backward)`` of a custom op, but without the
     dispatcher's per-call argument handling (a molecule batch or a sampled
     subgraph spends more time there than in the kernels).
 
-    The separate ``setup_context`` style is kept on purpose: the older
-    ``forward(ctx, *inputs)`` style costs about 15 us less per call, but with it
-    ``bench_layers.py``'s eval-mode outputs differed from PyG's by up to 2e-4 in
-    about one run in three (never with this style or the custom op); the cause
-    was not found.
+    The separate ``setup_context`` style is kept on purpose: with the older
+    ``forward(ctx, *inputs)`` style, ``bench_layers.py``'s eval-mode outputs
+    differed from PyG's by up to 2e-4 in about one run in three (never with this
+    style or the custom op).
     """
-    return type(name, (torch.autograd.Function,), {
+    return type(name, (PositionalFunction,), {
         "__doc__": doc, "forward": staticmethod(forward),
         "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)})
 
