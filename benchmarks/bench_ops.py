@@ -503,8 +503,35 @@ def _protocol_stdout():
     return channel
 
 
+#: The float unary ops ATen runs through MKL's VML (``aten/src/ATen/cpu/vml.h``).
+VML_OPS = ("exp", "log", "log2", "log10", "sqrt", "sin", "cos", "tan", "tanh", "asin", "acos",
+           "atan", "erf", "erfc", "erfinv", "trunc")
+
+
+def resolve_vml_dispatch() -> None:
+    """Calls each of :data:`VML_OPS` once on a few elements (one thread, below any
+    grain size), in float32 and float64.
+
+    oneMKL 2024.2 (bundled with the torch wheels) picks a VML function's kernel on
+    its first call; when that first call runs on several intra-op threads at once,
+    one thread can run the low-accuracy AVX2 "EP" kernel for its whole chunk
+    (pytorch/pytorch#188792).  In a fresh worker the first such call was PyG's
+    softmax ``exp`` (after the ``lin`` matmul) in bench_layers.py's output check:
+    in 2-3 % of the workers here PyG's attention weights were off by up to 1.5e-4
+    relative and the check flagged a 1.7e-4 "difference" of pyg_attn's GATConv
+    (the corrupted chunk is bit-for-bit MKL's AVX2 EP ``vsExp``; with this warm-up
+    0 of 1000 fresh workers)."""
+    import torch
+
+    for dtype in (torch.float32, torch.float64):
+        x = torch.full((4,), 0.5, dtype=dtype)
+        for name in VML_OPS:
+            getattr(torch, name)(x)
+
+
 def _measure_safely(spec: dict, measure_fn=None) -> dict:
     try:
+        resolve_vml_dispatch()  # before any multi-threaded op of the measurement
         return (measure_fn or measure)(spec)
     except BaseException:  # noqa: BLE001 - reported to the driver as a failed row
         return {**spec, "error": traceback.format_exc()}

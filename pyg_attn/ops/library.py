@@ -166,10 +166,11 @@ def eager_function(name: str, doc: str, forward, setup_context, backward
     dispatcher's per-call argument handling (a molecule batch or a sampled
     subgraph spends more time there than in the kernels).
 
-    The separate ``setup_context`` style is kept on purpose: with the older
-    ``forward(ctx, *inputs)`` style, ``bench_layers.py``'s eval-mode outputs
-    differed from PyG's by up to 2e-4 in about one run in three (never with this
-    style or the custom op).
+    It uses the separate ``setup_context`` style.  The older ``forward(ctx,
+    *inputs)`` style was dropped for a flaky output check in ``bench_layers.py``
+    that came from neither style: PyG's reference output was occasionally wrong,
+    through an MKL VML first-call race in torch (see ``resolve_vml_dispatch`` in
+    ``benchmarks/bench_ops.py``); it was not re-measured since.
     """
     return type(name, (PositionalFunction,), {
         "__doc__": doc, "forward": staticmethod(forward),
