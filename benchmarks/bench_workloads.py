@@ -446,6 +446,7 @@ def main(argv=None) -> int:
                    help="write PATH.md and PATH.csv (e.g. benchmarks/results/workloads-cpu)")
     p.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    bench_ops.resolve_vml_dispatch()  # before PyG's first multi-threaded exp (see there)
     if args.memory_worker:
         print(json.dumps(peak_memory_worker(json.loads(args.memory_worker))))
         return 0
