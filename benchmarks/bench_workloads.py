@@ -354,8 +354,9 @@ def environment(threads: int) -> dict:
         pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=HERE).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, cwd=HERE).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                            "pyg_attn", "benchmarks/*.py"],  # result files do not count
+                           capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
     return {"cpu": cpu, "threads": threads, "python": platform.python_version(),
             **bench_ops._versions(), "torch_geometric": torch_geometric.__version__,
             "pyg_attn": pyg_attn.__version__,
