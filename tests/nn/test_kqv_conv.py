@@ -131,3 +131,29 @@ def test_invalid_arguments():
         KQVConv(4, 4, dropout=2.0)
     with pytest.raises(TypeError, match="'edge_index'"):
         KQVConv(4, 4)(torch.randn(3, 4), [[0], [1]])
+
+
+def test_duplicate_sparse_entries_return_attention_over_the_attended_edges():
+    """A sparse adjacency holding an entry twice is attended once per edge (as an
+    ``edge_index`` with duplicates is); the attention comes back over those
+    de-duplicated edges, in the input's sparse format, instead of failing."""
+    row, col = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([1, 1, 0, 0, 1, 1])
+    x = torch.randn(3, 8)
+    conv = KQVConv(8, 4, heads=2)
+    expected, (edge_index, alpha) = conv(x, torch.stack([col, row]),
+                                         return_attention_weights=True)
+    dense = torch.zeros(3, 3, 2)
+    dense[edge_index[1], edge_index[0]] = alpha
+    csr = torch.sparse_csr_tensor(torch.tensor([0, 2, 3, 6]), col, torch.ones(6), (3, 3))
+    out, (adj_alpha, alpha_sparse) = conv(x, csr, return_attention_weights=True)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(alpha_sparse, alpha)
+    assert adj_alpha.layout == torch.sparse_csr and adj_alpha._nnz() == 4
+    torch.testing.assert_close(adj_alpha.to_dense(), dense)
+    if WITH_TORCH_SPARSE:
+        adj = SparseTensor(row=row, col=col, sparse_sizes=(3, 3))
+        assert adj.nnz() == 6
+        out, adj_alpha = conv(x, adj, return_attention_weights=True)
+        torch.testing.assert_close(out, expected)
+        assert adj_alpha.nnz() == 4
+        torch.testing.assert_close(adj_alpha.to_dense(), dense)

@@ -11,11 +11,16 @@ from typing import Any, Optional, Tuple, Union
 import torch
 from torch import Tensor
 from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor
+from torch_geometric.utils import (is_torch_sparse_tensor, to_torch_coo_tensor,
+                                   to_torch_csc_tensor, to_torch_csr_tensor)
 from torch_geometric.utils.sparse import set_sparse_value, to_edge_index
 
 from ...ops import PreparedGraph, prepare
 from ...ops.graph_cache import GRAPH_CACHE
+
+_SPARSE_BUILDERS = {torch.sparse_coo: to_torch_coo_tensor, torch.sparse_csr: to_torch_csr_tensor,
+                    torch.sparse_csc: to_torch_csc_tensor}
+"""``torch.sparse`` tensor of a layout from ``(index [2, E], values, size)``."""
 
 
 def adjacency_to_edge_index(adj: Any, num_src: int, num_dst: int
@@ -78,12 +83,20 @@ def pack_attention(adj: Any, edge_index: Tensor, alpha: Tensor,
     Returns
     -------
     tuple or SparseTensor
-        The attention in the input's format.
+        The attention in the input's format.  When the layer attended over fewer
+        edges than the adjacency holds entries (``KQVConv`` counts a duplicated
+        entry once), the sparse result is built over ``edge_index`` instead of
+        taking the adjacency's pattern.
     """
     if isinstance(adj, SparseTensor):
-        return adj.set_value(alpha, layout="coo")
+        if adj.nnz() == alpha.size(0):
+            return adj.set_value(alpha, layout="coo")
+        return SparseTensor(row=edge_index[1], col=edge_index[0], value=alpha,
+                            sparse_sizes=adj.sparse_sizes())
     if is_torch_sparse_tensor(adj) and not sparse_as_edge_index:
-        return set_sparse_value(adj, alpha), alpha
+        if adj._nnz() == alpha.size(0):
+            return set_sparse_value(adj, alpha), alpha
+        return _SPARSE_BUILDERS[adj.layout](edge_index.flip(0), alpha, adj.shape[:2]), alpha
     return edge_index, alpha
 
 
