@@ -22,7 +22,7 @@ if str(HERE) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from bench_gpu import HEADS, SIZES, Timer, make_graph, op_inputs, ours_op  # noqa: E402
+from bench_gpu import HEADS, SIZES, Timer, make_graph, op_inputs, ours_op, step  # noqa: E402
 
 
 def profiled(name: str, fn, timer: Timer, steps: int = 5) -> None:
@@ -65,12 +65,7 @@ def main() -> int:
     for provider, nn in (("ours", our_nn), ("pyg", pyg_nn)):
         torch.manual_seed(0)
         layer = nn.GATConv(feats, 8, heads=HEADS).to(device)
-
-        def layer_step(layer=layer):
-            for p in layer.parameters():
-                p.grad = None
-            layer(x, edge_index).sum().backward()
-
+        layer_step = step(lambda layer=layer: layer(x, edge_index), list(layer.parameters()))
         profiled(f"{provider} GATConv({feats}, 8, heads=8) training step", layer_step, timer)
 
     return 0

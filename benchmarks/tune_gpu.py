@@ -30,7 +30,7 @@ if str(HERE) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from bench_gpu import HEADS, SIZES, Timer, make_graph  # noqa: E402
+from bench_gpu import HEADS, SIZES, Timer, make_graph, step  # noqa: E402
 
 CASES = (("dot", 16), ("dot", 8), ("gat", 8), ("gatv2", 8))
 BLOCK_E = (2, 4, 8, 16)
@@ -100,13 +100,13 @@ def sweep(device, timer: Timer, graph, n: int, cases, configs) -> None:
     for kind, channels in cases:
         print(f"\n=== {kind}, C={channels}: kernel ms per step (default config first)",
               flush=True)
-        step = op_step(kind, channels, n, graph, device)
+        run_step = op_step(kind, channels, n, graph, device)
         for config in [None] + configs:
             if config is not None:
                 fused_attention.launch_config = patched_config(original, config)
             try:
-                times = kernel_times(step, timer)
-                wall, _ = timer.median_ms(step)
+                times = kernel_times(run_step, timer)
+                wall, _ = timer.median_ms(run_step)
             except Exception as exc:  # noqa: BLE001 - report and go on
                 print(f"{config}: failed: {exc!r}"[:300], flush=True)
                 continue
@@ -145,12 +145,7 @@ def host_profile(device, timer: Timer, edge_index, n: int, feats: int) -> None:
     for provider, nn in (("ours", our_nn), ("pyg", pyg_nn)):
         torch.manual_seed(0)
         layer = nn.GATConv(feats, 8, heads=HEADS).to(device)
-
-        def layer_step(layer=layer):
-            for p in layer.parameters():
-                p.grad = None
-            layer(x, edge_index).sum().backward()
-
+        layer_step = step(lambda layer=layer: layer(x, edge_index), list(layer.parameters()))
         steps[provider] = layer_step
         wall, _ = timer.median_ms(layer_step)
         times = kernel_times(layer_step, timer)

@@ -223,13 +223,19 @@ def value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE:
 
 
 @triton.jit
-def scored_block(e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore,
-                 H, D, scale, slope, KIND: tl.constexpr, HAS_ESCORE: tl.constexpr,
-                 HAS_EFEAT: tl.constexpr, HAS_MASK: tl.constexpr, ACC: tl.constexpr):
+def scored_block(e0, offs_e, end, offs_h, offs_d, offs_c, q, a_vec, col, perm, emask, src, efeat,
+                 escore, value, evalue, H, D, CV, scale, slope, KIND: tl.constexpr,
+                 HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr, HAS_EVALUE: tl.constexpr,
+                 HAS_MASK: tl.constexpr, WITH_VALUES: tl.constexpr, ACC: tl.constexpr):
     """One block of a row's edges with their scores: ``(p, j, eid, in_range,
-    mask2, x, s)`` (:func:`edge_block`, then :func:`block_scores`)."""
+    mask2, x, s, v)`` (:func:`edge_block`, then :func:`value_block` when
+    ``WITH_VALUES`` (else ``v`` is 0), then :func:`block_scores`)."""
     p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
                                                    perm, emask, HAS_MASK)
+    if WITH_VALUES:
+        v = value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE, ACC)
+    else:
+        v = 0.0
     x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H, D,
                         scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
-    return p, j, eid, in_range, mask2, x, s
+    return p, j, eid, in_range, mask2, x, s, v

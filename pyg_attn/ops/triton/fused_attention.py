@@ -51,9 +51,9 @@ from ..csr import PreparedGraph
 from ..library import (eager_function, fused_autograd_formula, outside_compile,
                        register_fused_autograd)
 from ..score_kinds import KIND_IDS
-from .common import (DOT, EDGE, GAT, GATV2, att_vector, block_scores, dropout_factor, edge_block,
-                     leaky, leaky_grad, load_node, load_rows, load_scalars, row_shift,
-                     scored_block, store_node, value_block, work_item)
+from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
+                     load_node, load_rows, load_scalars, row_shift, scored_block, store_node,
+                     work_item)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -87,12 +87,10 @@ def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, at
     l = tl.zeros([BLOCK_H], ACC)
     acc = tl.zeros([BLOCK_H, BLOCK_CV], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
-                                                       perm, emask, HAS_MASK)
-        if KIND != EDGE:
-            v = value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE, ACC)
-        x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H,
-                            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
+        p, j, eid, in_range, mask2, x, s, v = scored_block(
+            e0, offs_e, end, offs_h, offs_d, offs_c, q, a_vec, col, perm, emask, src, efeat,
+            escore, value, evalue, H, D, CV, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT,
+            HAS_EVALUE, HAS_MASK, KIND != EDGE, ACC)
         m_new = tl.maximum(m, tl.max(s, axis=0))
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         rescale = tl.exp(m - m_safe)
@@ -167,9 +165,11 @@ def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, es
     a_vec = att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     shift, log_sum = row_shift(stats, row, offs_h, H)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, x, s = scored_block(
-            e0, offs_e, end, offs_h, offs_d, q, a_vec, col, perm, emask, src, efeat, escore, H,
-            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, HAS_MASK, ACC)
+        # No values here: offs_d, src and D stand in for the value arguments, never read.
+        p, j, eid, in_range, mask2, x, s, _values = scored_block(
+            e0, offs_e, end, offs_h, offs_d, offs_d, q, a_vec, col, perm, emask, src, efeat,
+            escore, src, src, H, D, D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, False,
+            HAS_MASK, False, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         tl.store(alpha + eid[:, None] * H + offs_h[None, :], a,
                  mask=in_range[:, None] & (offs_h[None, :] < H))
@@ -207,12 +207,10 @@ def _fused_attention_bwd_dst_kernel(items, num_items, col, perm, csc_slot, dst, 
     acc_dst = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     acc_att = tl.zeros([BLOCK_H, BLOCK_D], ACC)
     for e0 in range(start, end, BLOCK_E):
-        p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
-                                                       perm, emask, HAS_MASK)
-        if KIND != EDGE:
-            v = value_block(value, evalue, j, eid, mask2, offs_h, offs_c, H, CV, HAS_EVALUE, ACC)
-        x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H,
-                            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
+        p, j, eid, in_range, mask2, x, s, v = scored_block(
+            e0, offs_e, end, offs_h, offs_d, offs_c, q, a_vec, col, perm, emask, src, efeat,
+            escore, value, evalue, H, D, CV, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT,
+            HAS_EVALUE, HAS_MASK, KIND != EDGE, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         if DROPOUT:
             dfac = dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale)
