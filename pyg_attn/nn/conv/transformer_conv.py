@@ -13,7 +13,7 @@ from torch_geometric.utils import is_torch_sparse_tensor, softmax
 from ...ops import PreparedGraph, graph_attention, select_backend
 from ...ops.csr import as_prepared
 from .adjacency import sparse_graph
-from .attention_conv import AttentionConv
+from .attention_conv import AttentionConv, split_input
 from .message_path import uses_message_path
 from .projection import project, project_rows
 
@@ -417,21 +417,13 @@ def _check_channels(name: str, value: Any) -> None:
 
 
 def _split_x(x: Any) -> Tuple[Tensor, Tensor]:
-    if isinstance(x, Tensor):
-        pair = (x, x)
-    elif isinstance(x, (tuple, list)) and len(x) == 2:
-        pair = (x[0], x[1])
-    else:
-        raise TypeError("'x' must be a tensor or a pair (x_src, x_dst) of tensors, got "
-                        f"{type(x).__name__}")
+    """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst)``, ``x_dst = x_src`` for one
+    tensor: :func:`split_input`'s checks, and floating-point features."""
+    x_src, x_dst = split_input(x)
+    pair = (x_src, x_src if x_dst is None else x_dst)
     for part in pair:
-        if not isinstance(part, Tensor):
-            raise TypeError(f"'x' must hold tensors, got {type(part).__name__}")
         if not part.is_floating_point():
             raise TypeError(f"'x' must be floating-point, got dtype {part.dtype}")
-        if part.dim() != 2:
-            raise ValueError(f"'x' must be 2-D [num_nodes, in_channels], got shape "
-                             f"{list(part.shape)}")
     return pair
 
 
