@@ -5,7 +5,7 @@
 * LeakyReLU and its derivative;
 * the per-edge score operand and score of every kind (``KIND``: ``DOT``,
   ``GAT``, ``GATV2``, ``EDGE``, from the table in :mod:`pyg_attn.ops.score_kinds`),
-  and :func:`scored_block`, one block of a row's edges with their scores
+  and :func:`scored_block`, one block of a row's edges with their values and scores
   (:func:`edge_block`, :func:`value_block`, :func:`block_scores` separately);
 * loads and stores of node rows, work-item fields
   (:mod:`pyg_attn.ops.triton.work`) and the row statistics.
@@ -227,8 +227,9 @@ def scored_block(e0, offs_e, end, offs_h, offs_d, offs_c, q, a_vec, col, perm, e
                  escore, value, evalue, H, D, CV, scale, slope, KIND: tl.constexpr,
                  HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr, HAS_EVALUE: tl.constexpr,
                  HAS_MASK: tl.constexpr, WITH_VALUES: tl.constexpr, ACC: tl.constexpr):
-    """One block of a row's edges with their scores: ``(p, j, eid, in_range,
-    mask2, x, s, v)`` (:func:`edge_block`, then :func:`value_block` when
+    """One block of a row's edges with their values and scores, as the forward
+    and the backward destination pass read it: ``(p, j, eid, in_range, mask2,
+    x, s, v)`` (:func:`edge_block`, then :func:`value_block` when
     ``WITH_VALUES`` (else ``v`` is 0), then :func:`block_scores`)."""
     p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
                                                    perm, emask, HAS_MASK)

@@ -51,9 +51,9 @@ from ..csr import PreparedGraph
 from ..library import (eager_function, fused_autograd_formula, outside_compile,
                        register_fused_autograd)
 from ..score_kinds import KIND_IDS
-from .common import (DOT, EDGE, GAT, GATV2, att_vector, dropout_factor, leaky, leaky_grad,
-                     load_node, load_rows, load_scalars, row_shift, scored_block, store_node,
-                     work_item)
+from .common import (DOT, EDGE, GAT, GATV2, att_vector, block_scores, dropout_factor, edge_block,
+                     leaky, leaky_grad, load_node, load_rows, load_scalars, row_shift,
+                     scored_block, store_node, work_item)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -66,8 +66,8 @@ TILE_ELEMENTS = 4096
 
 @triton.jit
 def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, att, escore, efeat,
-                                evalue, emask, out, stats, part_acc, part_stats, H: tl.constexpr, D: tl.constexpr,
-                                CV: tl.constexpr, scalars,
+                                evalue, emask, out, stats, part_acc, part_stats,
+                                H: tl.constexpr, D: tl.constexpr, CV: tl.constexpr, scalars,
                                 seed, keep_threshold, KIND: tl.constexpr,
                                 HAS_ESCORE: tl.constexpr, HAS_EFEAT: tl.constexpr,
                                 HAS_EVALUE: tl.constexpr, HAS_MASK: tl.constexpr,
@@ -116,9 +116,9 @@ def _fused_attention_fwd_kernel(items, num_items, col, perm, dst, src, value, at
 
 
 @triton.jit
-def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out, stats, H: tl.constexpr,
-                                  CV: tl.constexpr,
-                                  ACC: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_CV: tl.constexpr):
+def _fused_attention_merge_kernel(merge_ptr, slot_row, part_acc, part_stats, out, stats,
+                                  H: tl.constexpr, CV: tl.constexpr, ACC: tl.constexpr,
+                                  BLOCK_H: tl.constexpr, BLOCK_CV: tl.constexpr):
     """Combines the partial ``(m, l, acc)`` of a split row's items."""
     r = tl.program_id(0)
     first = tl.load(merge_ptr + r)
@@ -165,11 +165,10 @@ def _fused_attention_alpha_kernel(items, num_items, col, perm, dst, src, att, es
     a_vec = att_vector(KIND, att, q, offs_h, offs_d, H, D, ACC)
     shift, log_sum = row_shift(stats, row, offs_h, H)
     for e0 in range(start, end, BLOCK_E):
-        # No values here: offs_d, src and D stand in for the value arguments, never read.
-        p, j, eid, in_range, mask2, x, s, _values = scored_block(
-            e0, offs_e, end, offs_h, offs_d, offs_d, q, a_vec, col, perm, emask, src, efeat,
-            escore, src, src, H, D, D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, False,
-            HAS_MASK, False, ACC)
+        p, j, eid, in_range, mask2, mask3 = edge_block(e0, offs_e, end, offs_h, offs_d, H, D, col,
+                                                       perm, emask, HAS_MASK)
+        x, s = block_scores(j, eid, mask2, mask3, q, a_vec, src, efeat, escore, offs_h, offs_d, H,
+                            D, scale, slope, KIND, HAS_ESCORE, HAS_EFEAT, ACC)
         a = tl.exp(s - shift[None, :] - log_sum[None, :])
         tl.store(alpha + eid[:, None] * H + offs_h[None, :], a,
                  mask=in_range[:, None] & (offs_h[None, :] < H))
@@ -518,9 +517,9 @@ def _triton_backward(
             **_items(dst_items, num_edges, inputs), **inputs, **params)
     if kind != KIND_IDS["edge"] and (need[1] or need[2]):
         _launch(_fused_attention_bwd_src_kernel, src_items.size(1), csc_row=csc_row,
-                csc_edge=csc_edge, gout=grad_out, wd=wd, g_src=g_src, g_value=g_value, NEED_SRC=need[1],
-                NEED_VALUE=need[2], **_items(src_items, num_edges, inputs, "src"), **inputs,
-                **params)
+                csc_edge=csc_edge, gout=grad_out, wd=wd, g_src=g_src, g_value=g_value,
+                NEED_SRC=need[1], NEED_VALUE=need[2], **_items(src_items, num_edges, inputs, "src"),
+                **inputs, **params)
     if need[3]:
         grads[3] = att_parts.sum(0).view(att.shape)
     return [grad.to(t.dtype) if flag else value.new_empty(0)
@@ -571,10 +570,10 @@ def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Te
     :data:`CHUNK_SIZE`); longer rows are split and merged.  Returns
     ``(out, stats, alpha)`` as :func:`triton_fused_attention`: through the op
     under ``torch.compile``, through :class:`EagerTritonAttention` otherwise
-    (about 15 us less host time per call, which a GPU step waits for).
+    (less host time per call, which a GPU step waits for).
     """
     tg = triton_graph(graph, CHUNK_SIZE if chunk is None else int(chunk))
     return outside_compile(
-        EagerTritonAttention, triton_fused_attention, kind, *_graph_tensors(tg), dst, src, value, att, edge_score, edge_feat, edge_value,
-        edge_mask, float(scale), float(negative_slope), float(dropout), int(seed),
-        bool(need_alpha))
+        EagerTritonAttention, triton_fused_attention, kind, *_graph_tensors(tg), dst, src,
+        value, att, edge_score, edge_feat, edge_value, edge_mask, float(scale),
+        float(negative_slope), float(dropout), int(seed), bool(need_alpha))
