@@ -150,15 +150,19 @@ def op_inputs(score: str, n: int, channels: int, device, seed: int) -> dict:
     if score == "dot":
         return {"q": randn(n, HEADS, channels), "k": randn(n, HEADS, channels),
                 "v": randn(n, HEADS, channels)}
+    if score == "gatv2":  # GATv2 reads the projected features as its values
+        return {"x_src": randn(n, HEADS, channels), "x_dst": randn(n, HEADS, channels),
+                "att": randn(HEADS, channels)}
     return {"a_src": randn(n, HEADS), "a_dst": randn(n, HEADS), "v": randn(n, HEADS, channels)}
 
 
 def ours_op(score: str, t: dict, graph):
-    from pyg_attn.ops import gat_attention, graph_attention
+    """The ``score`` op (``dot``, ``gat`` or ``gatv2``) on :func:`op_inputs`'s
+    tensors with the Triton backend."""
+    from pyg_attn.ops import gat_attention, gatv2_attention, graph_attention
 
-    if score == "dot":
-        return graph_attention(t["q"], t["k"], t["v"], graph, backend="triton")
-    return gat_attention(t["a_src"], t["a_dst"], t["v"], graph, backend="triton")
+    call = {"dot": graph_attention, "gat": gat_attention, "gatv2": gatv2_attention}[score]
+    return call(*t.values(), graph, backend="triton")
 
 
 def compulsory_forward_bytes(score: str, n: int, e: int, channels: int, elem: int = 4) -> int:

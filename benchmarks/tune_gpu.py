@@ -30,7 +30,7 @@ if str(HERE) not in sys.path:
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from bench_gpu import HEADS, SIZES, Timer, make_graph, step  # noqa: E402
+from bench_gpu import HEADS, SIZES, Timer, make_graph, op_inputs, ours_op, step  # noqa: E402
 
 CASES = (("dot", 16), ("dot", 8), ("gat", 8), ("gatv2", 8))
 BLOCK_E = (2, 4, 8, 16)
@@ -39,28 +39,13 @@ WARPS = (1, 2, 4, 8)
 
 def op_step(kind: str, channels: int, n: int, graph, device):
     """A closure running one forward+backward of the ``kind`` op with the Triton backend."""
-    from pyg_attn.ops import gat_attention, gatv2_attention, graph_attention
-
-    gen = torch.Generator(device=device).manual_seed(0)
-
-    def leaf(*shape):
-        return torch.randn(*shape, generator=gen, device=device).requires_grad_()
-
-    if kind == "dot":
-        inputs = (leaf(n, HEADS, channels), leaf(n, HEADS, channels), leaf(n, HEADS, channels))
-        call = graph_attention
-    elif kind == "gat":
-        inputs = (leaf(n, HEADS), leaf(n, HEADS), leaf(n, HEADS, channels))
-        call = gat_attention
-    else:
-        inputs = (leaf(n, HEADS, channels), leaf(n, HEADS, channels), leaf(HEADS, channels))
-        call = gatv2_attention
+    inputs = op_inputs(kind, n, channels, device, 0)
     grad_out = torch.randn(n, HEADS, channels, device=device)
 
     def run():
-        for t in inputs:
+        for t in inputs.values():
             t.grad = None
-        call(*inputs, graph, backend="triton").backward(grad_out)
+        ours_op(kind, inputs, graph).backward(grad_out)
     return run
 
 
