@@ -112,7 +112,7 @@ def _train(args: argparse.Namespace) -> int:
         lr=args.lr, weight_decay=args.weight_decay, hidden=args.hidden, heads=args.heads,
         out_heads=args.out_heads, dropout=args.dropout, attn_dropout=args.attn_dropout,
         dropout_scheme=args.dropout_scheme, seed=args.seed, device=args.device, out=str(out),
-        data_root=None if args.data_root is None else str(args.data_root),
+        data_root=None if args.data_root is None else str(args.data_root), split=args.split,
         loader=args.loader, num_neighbors=args.num_neighbors, batch_size=args.batch_size,
         save_every=args.save_every, nprocs=args.nprocs)
     try:
@@ -175,6 +175,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="data root with planetoid/<Name>/raw, TU/<Name>/raw (default: "
                              "$PYG_ATTN_DATA, else the copies shipped with pyg_attn)")
+    parser.add_argument("--split", choices=("public", "full"), default="public",
+                        help="Cora/CiteSeer node split: public (the GAT paper's: 20 training "
+                             "nodes per class) or full (the same validation and test nodes, "
+                             "every other node trains). Default: public")
     parser.add_argument("--resume", action="store_true",
                         help="continue the runs saved in --out where they stopped")
     parser.add_argument("--save-every", type=int, default=10,

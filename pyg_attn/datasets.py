@@ -1,7 +1,7 @@
 """Offline loading of the benchmark data sets shipped with pyg_attn.
 
-Cora, CiteSeer (Planetoid, public split) and MUTAG (TU format) are shipped as raw
-files inside the package (``pyg_attn/data``, sources and licences in
+Cora, CiteSeer (Planetoid; public or full split) and MUTAG (TU format) are shipped
+as raw files inside the package (``pyg_attn/data``, sources and licences in
 ``pyg_attn/data/LICENSES.md``), so the examples, tests and CLI run without a
 network.  :func:`load_dataset` finds the raw files, copies them into a cache
 folder and lets PyG process them there: neither the package nor a user's data
@@ -43,7 +43,11 @@ import torch_geometric
 from torch_geometric.data import Dataset
 from torch_geometric.datasets import Planetoid, TUDataset
 
-__all__ = ["DATA_ENV", "CACHE_ENV", "SHIPPED", "load_dataset", "package_data_dir"]
+__all__ = ["DATA_ENV", "CACHE_ENV", "PLANETOID_SPLITS", "SHIPPED", "load_dataset",
+           "package_data_dir"]
+
+#: Node splits of the Planetoid data sets (``split`` of :func:`load_dataset`).
+PLANETOID_SPLITS = ("public", "full")
 
 #: Environment variable naming a data root (same layout as the shipped data).
 DATA_ENV = "PYG_ATTN_DATA"
@@ -286,19 +290,20 @@ class _OfflinePlanetoid(Planetoid):
                 planetoid_io.read_file = original
 
 
-def _make(family: str, name: str, root: Path, transform: Optional[Callable]) -> Dataset:
+def _make(family: str, name: str, root: Path, transform: Optional[Callable],
+          split: str) -> Dataset:
     if family == "planetoid":
-        return _OfflinePlanetoid(str(root), name, split="public", transform=transform)
+        return _OfflinePlanetoid(str(root), name, split=split, transform=transform)
     return TUDataset(str(root), name, transform=transform)
 
 
 def load_dataset(name: str, root: Optional[PathLike] = None,
                  cache_dir: Optional[PathLike] = None, *,
-                 transform: Optional[Callable] = None) -> Dataset:
+                 transform: Optional[Callable] = None, split: str = "public") -> Dataset:
     """Loads a benchmark data set without touching the network where possible.
 
     ``"Cora"`` and ``"CiteSeer"`` give :class:`~torch_geometric.datasets.Planetoid`
-    with the public split, ``"MUTAG"`` gives
+    with the public split or the full one (``split``), ``"MUTAG"`` gives
     :class:`~torch_geometric.datasets.TUDataset`; names are case-insensitive.  The
     raw files come from ``root`` if given, else from the folder named by the
     ``PYG_ATTN_DATA`` environment variable if set, else from the copies shipped in
@@ -328,6 +333,12 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
     transform : callable, optional
         Passed to the PyG data set (applied on access, e.g.
         ``torch_geometric.transforms.NormalizeFeatures()``).
+    split : str
+        Planetoid node split, as PyG's ``Planetoid(split=...)``: ``"public"``
+        (default; Cora: 140 training, 500 validation, 1,000 test nodes) or
+        ``"full"`` (the same validation and test nodes, every other node
+        trains: 1,208 on Cora, 1,827 on CiteSeer).  Other data sets take
+        ``"public"`` only.
 
     Returns
     -------
@@ -344,7 +355,8 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
     TypeError
         If ``name`` is not a string.
     ValueError
-        If ``name`` is empty.
+        If ``name`` is empty, or ``split`` is not one of :data:`PLANETOID_SPLITS`
+        (not ``"public"`` for a data set that is not Planetoid).
 
     Examples
     --------
@@ -361,6 +373,9 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
         raise ValueError("'name' must be a non-empty data set name")
     name = name.strip()
     family, canonical = _family_and_name(name)
+    if split not in (PLANETOID_SPLITS if family == "planetoid" else ("public",)):
+        raise ValueError(f"'split' must be one of {PLANETOID_SPLITS} for Planetoid data sets "
+                         f"and 'public' for others, got {split!r} for {canonical!r}")
     cache = _resolve_cache(cache_dir)
     root_path, origin = _resolve_root(root)
 
@@ -378,7 +393,7 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
         online.mkdir(parents=True, exist_ok=True)
         with _locked(online):
             try:
-                return _make(family, canonical, online, transform)
+                return _make(family, canonical, online, transform, split)
             except OSError as error:  # no network, or no such data set on PyG's servers
                 raise FileNotFoundError(
                     f"Data set {name!r} is not shipped with pyg_attn (shipped: Cora, CiteSeer, "
@@ -393,4 +408,4 @@ def load_dataset(name: str, root: Optional[PathLike] = None,
     (entry / canonical).mkdir(parents=True, exist_ok=True)
     with _locked(entry):
         _stage(source, entry / canonical / "raw")
-        return _make(family, canonical, entry, transform)
+        return _make(family, canonical, entry, transform, split)

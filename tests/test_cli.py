@@ -63,14 +63,14 @@ def test_threads_reach_every_process(tmp_path, monkeypatch):
     launched, set_threads = [], []
 
     def fake_launch(train, config, **kwargs):
-        launched.append((train.__name__, config.nprocs, kwargs["threads"]))
+        launched.append((train.__name__, config.nprocs, kwargs["threads"], config.split))
         return [RunResult(0, 0, 1, 0.5, 1.0, 0.5)]
 
     monkeypatch.setattr(distributed, "launch", fake_launch)
     monkeypatch.setattr(torch, "set_num_threads", set_threads.append)
     args = ["train", "--epochs", "1", "--threads", "1", "--out", str(tmp_path), *TINY]
-    assert cli.main([*args, "--nprocs", "2"]) == 0
-    assert launched == [("train_node_classification", 2, 1)] and set_threads == []
+    assert cli.main([*args, "--nprocs", "2", "--split", "full"]) == 0
+    assert launched == [("train_node_classification", 2, 1, "full")] and set_threads == []
     assert cli.main(args) == 0
     assert set_threads == [1]
 

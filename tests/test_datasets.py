@@ -237,6 +237,25 @@ def test_failed_download_says_how_to_provide_the_data(monkeypatch, isolated_env)
         load_dataset("NoSuchSet")
 
 
+@pytest.mark.parametrize("name, public, full", [("Cora", 140, 1208), ("CiteSeer", 120, 1827)])
+def test_full_split_trains_every_node_outside_validation_and_test(name, public, full):
+    masks = {split: load_dataset(name, split=split)[0] for split in ("public", "full")}
+    assert [int(m.train_mask.sum()) for m in masks.values()] == [public, full]
+    same = masks["public"]
+    for data in masks.values():
+        assert torch.equal(data.val_mask, same.val_mask)
+        assert torch.equal(data.test_mask, same.test_mask)
+        assert not (data.train_mask & (data.val_mask | data.test_mask)).any()
+    assert (masks["full"].train_mask | same.val_mask | same.test_mask).sum() == same.num_nodes
+    assert not (same.train_mask & ~masks["full"].train_mask).any()
+
+
+@pytest.mark.parametrize("name, split", [("Cora", "random"), ("Cora", None), ("MUTAG", "full")])
+def test_bad_split(name, split):
+    with pytest.raises(ValueError, match=f"'split'.*{name}"):
+        load_dataset(name, split=split)
+
+
 @pytest.mark.parametrize("name, error", [(3, TypeError), ("", ValueError)])
 def test_bad_name(name, error):
     with pytest.raises(error, match="name"):

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..datasets import PLANETOID_SPLITS
 from .checks import check_optimiser, one_of, positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
@@ -70,6 +71,7 @@ class TrainConfig(ModelConfig):
     device: str = "cpu"
     out: str = "out/train"
     data_root: Optional[str] = None
+    split: str = "public"
     loader: str = "full"
     num_neighbors: List[int] = field(default_factory=lambda: [10, 10])
     batch_size: int = 512
@@ -82,6 +84,7 @@ class TrainConfig(ModelConfig):
             positive_int(name, getattr(self, name))
         check_optimiser(self)
         one_of("loader", self.loader, ("full", "neighbor"))
+        one_of("split", self.split, PLANETOID_SPLITS)
         object.__setattr__(self, "num_neighbors", [int(n) for n in self.num_neighbors])
         if not self.num_neighbors or any(n == 0 or n < -1 for n in self.num_neighbors):
             raise ValueError("'num_neighbors' must be one positive count (or -1 for all) per "
@@ -153,11 +156,13 @@ class EarlyStopping:
         self.bad_epochs = int(state["bad_epochs"])
 
 
-def load_node_data(dataset: str, data_root: Optional[str] = None) -> Tuple[Any, int, int]:
+def load_node_data(dataset: str, data_root: Optional[str] = None,
+                   split: str = "public") -> Tuple[Any, int, int]:
     """``(data, num_features, num_classes)`` of a node-classification data set.
 
     Loaded with :func:`pyg_attn.datasets.load_dataset` (flag, environment
-    variable, then the shipped copy), features row-normalised.
+    variable, then the shipped copy) with the node ``split`` (``"public"`` or
+    ``"full"``), features row-normalised.
 
     Raises
     ------
@@ -169,7 +174,7 @@ def load_node_data(dataset: str, data_root: Optional[str] = None) -> Tuple[Any, 
 
     from ..datasets import load_dataset
 
-    loaded = load_dataset(dataset, root=data_root, transform=T.NormalizeFeatures())
+    loaded = load_dataset(dataset, root=data_root, transform=T.NormalizeFeatures(), split=split)
     data = loaded[0]
     if len(loaded) != 1 or not all(hasattr(data, m) for m in ("train_mask", "val_mask",
                                                               "test_mask")):
@@ -302,7 +307,7 @@ def _model_payload(config: TrainConfig, model: NodeClassifier, num_features: int
     return {"model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "model_config": config.model_config().to_dict(), "num_features": num_features,
             "num_classes": num_classes, "dataset": config.dataset,
-            "data_root": config.data_root, "run": run, "seed": config.seed + run,
+            "data_root": config.data_root, "split": config.split, "run": run, "seed": config.seed + run,
             "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
 
 
@@ -467,7 +472,8 @@ def train_node_classification(config: TrainConfig, *, resume: bool = False,
         _check_resumable(config)
     if shard.is_main:
         save_config(config.to_dict(), config.out)
-    data, num_features, num_classes = load_node_data(config.dataset, config.data_root)
+    data, num_features, num_classes = load_node_data(config.dataset, config.data_root,
+                                                      config.split)
     data = data.to(shard.device)
     results: List[RunResult] = []
     for run in range(config.runs):

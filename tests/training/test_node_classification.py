@@ -110,6 +110,12 @@ def test_neighbor_loader_without_sampler_names_the_extra(tiny, monkeypatch):
         train_node_classification(TrainConfig(loader="neighbor", **tiny), progress=False)
 
 
+def test_full_split_trains_on_more_nodes(shipped_data):
+    public, _, _ = load_node_data("Cora")
+    full, _, _ = load_node_data("Cora", split="full")
+    assert (int(public.train_mask.sum()), int(full.train_mask.sum())) == (140, 1208)
+
+
 def test_graph_data_set_is_refused(shipped_data):
     with pytest.raises(ValueError, match="gat-pool"):
         load_node_data("MUTAG")
@@ -133,6 +139,7 @@ def test_early_stopping_rule():
 @pytest.mark.parametrize("kwargs, name", [
     ({"runs": 0}, "runs"), ({"lr": 0.0}, "lr"), ({"weight_decay": -1.0}, "weight_decay"),
     ({"loader": "cluster"}, "loader"), ({"num_neighbors": [0]}, "num_neighbors"),
+    ({"split": "random"}, "split"),
     ({"device": "tpu"}, "device"), ({"model": "gcn"}, "model"), ({"heads": 0}, "heads")])
 def test_bad_config(kwargs, name):
     with pytest.raises(ValueError, match=name):
