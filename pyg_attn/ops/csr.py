@@ -361,15 +361,86 @@ def _pointer(index: Tensor, size: int) -> Tensor:
 
 
 def build_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
-    """The CSR/CSC of a validated ``edge_index`` (no checks here: callers
-    validate) with at most two stable sorts, fewer when the edges come grouped: destination-sorted edges (samplers, CSC order) need no
-    sort for the CSR, source-sorted ones (a coalesced ``edge_index``, a ``Batch``
-    of them) none for the CSC, whose slots are then the edges in their own order.
-    Indices are sorted and gathered as int32 where they fit (half the bytes)."""
+    """The CSR/CSC of a validated ``edge_index`` (no checks here: callers validate).
+
+    A sorted PyG ``EdgeIndex`` hands over the CSR/CSC it has cached.  Otherwise,
+    on the CPU, two stable counting sorts in the compiled extension
+    (:func:`native_graph`, O(E + N)); elsewhere, or without the extension, at most
+    two stable ``torch.sort`` calls (:func:`sorted_graph`).  Both give the same
+    arrays."""
     reused = _from_sorted_edge_index(edge_index, num_src, num_dst)
     if reused is not None:
         return reused
     edge_index = plain_edge_index(edge_index)
+    built = native_graph(edge_index, num_src, num_dst)
+    return built[0] if built is not None else sorted_graph(edge_index, num_src, num_dst)
+
+
+def build_looped_graph(edge_index: Tensor, num_src: int, num_dst: int,
+                       num_loops: int) -> tuple[PreparedGraph, Tensor]:
+    """GAT's self-loop handling and the graph of its result, for a validated
+    plain ``edge_index``: the edges ``j -> i`` with ``j != i`` in input order,
+    then the loops ``t -> t`` for ``t < num_loops`` (what PyG's
+    ``remove_self_loops`` then ``add_self_loops`` give).
+
+    Returns
+    -------
+    (PreparedGraph, Tensor)
+        The graph of that edge list, and ``[E_kept]`` (int64) the input
+        position of each kept edge.
+    """
+    built = native_graph(edge_index, num_src, num_dst, num_loops)
+    if built is not None:
+        return built
+    plain = edge_index.long()
+    kept = (plain[0] != plain[1]).nonzero().view(-1)
+    loops = torch.arange(num_loops, device=plain.device)
+    looped = torch.cat([plain.index_select(1, kept), loops.view(1, -1).repeat(2, 1)], dim=1)
+    return sorted_graph(looped, num_src, num_dst), kept
+
+
+def native_graph(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int | None = None
+                 ) -> tuple[PreparedGraph, Tensor] | None:
+    """The graph of a plain ``[2, E]`` ``edge_index`` by the compiled extension's
+    counting sorts (``csrc/graph_build.h``): ``(graph, kept)``; with ``num_loops``
+    the edge list is GAT's (see :func:`build_looped_graph`) and ``kept`` the input
+    position of each kept edge, else ``kept`` is empty.  ``None`` where the
+    extension does not apply (not on the CPU, not int32/int64 indices, graphs
+    needing int64 edge indices, extension unavailable).
+
+    Raises
+    ------
+    ValueError
+        If an index is out of range (the extension checks every index as it
+        counts; :func:`validate_edge_index` then names the bad one).
+    """
+    from .cpu import load_extension  # the extension module imports nothing of ours
+
+    if (edge_index.device.type != "cpu" or edge_index.dtype not in (torch.int32, torch.int64)
+            or index_dtype(edge_index.size(1) + (num_loops or 0), num_src, num_dst)
+            != torch.int32):
+        return None
+    extension = load_extension()
+    if extension is None:
+        return None
+    arrays = extension.build_graph(edge_index[0], edge_index[1], num_src, num_dst,
+                                   num_loops is not None, num_loops or 0)
+    if not arrays:
+        validate_edge_index(edge_index, num_src, num_dst)
+        raise AssertionError("the graph extension refused an edge_index that validates")
+    rowptr, col, perm, colptr, csc_row, csc_edge, kept = arrays
+    graph = PreparedGraph._trusted(num_src, num_dst, rowptr=rowptr, col=col, perm=perm,
+                                   colptr=colptr, csc_row=csc_row, csc_edge=csc_edge)
+    return graph, kept
+
+
+def sorted_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
+    """The graph of a validated plain ``edge_index`` by at most two stable sorts,
+    fewer when the edges come grouped: destination-sorted edges (samplers, CSC
+    order) need no sort for the CSR, source-sorted ones (a coalesced
+    ``edge_index``, a ``Batch`` of them) none for the CSC, whose slots are then
+    the edges in their own order.  Indices are sorted and gathered as int32 where
+    they fit (half the bytes).  The reference for :func:`native_graph`."""
     dtype = index_dtype(edge_index.size(1), num_src, num_dst)
     src, dst = edge_index[0].to(dtype), edge_index[1].to(dtype)
     positions = torch.arange(src.numel(), device=src.device, dtype=dtype)

@@ -39,7 +39,8 @@ from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
 from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
-from ...ops.csr import PreparedGraph, as_prepared, build_graph, validate_edge_index
+from ...ops.csr import (PreparedGraph, as_prepared, build_graph, build_looped_graph,
+                        validate_edge_index)
 from ...ops.graph_cache import GRAPH_CACHE
 from .adjacency import structure_versions
 
@@ -167,18 +168,14 @@ def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
     """Tensor / EdgeIndex input: kept edges in order, then the loops."""
     plain = _plain(edge_index)
     validate_edge_index(plain, num_src, num_dst)
-    plain = plain.long()
-    mask = plain[0] != plain[1]
-    kept = mask.nonzero().view(-1)
-    loops = torch.arange(num_loops, device=plain.device)
-    looped = torch.cat([plain.index_select(1, kept), loops.view(1, -1).repeat(2, 1)], dim=1)
+    graph, kept = build_looped_graph(plain, num_src, num_dst, num_loops)
     adj = None  # the edge list itself, rebuilt from the CSR when asked for
     if keep_type and isinstance(edge_index, EdgeIndex):
         # Exactly PyG's object (an EdgeIndex with its sparse size and flags):
         adj, _ = pyg_remove_self_loops(edge_index)
         adj, _ = pyg_add_self_loops(adj, num_nodes=num_loops)
     return LoopedGraph(
-        adj=adj, graph=build_graph(looped, num_src, num_dst), num_src=num_src, num_dst=num_dst,
+        adj=adj, graph=graph, num_src=num_src, num_dst=num_dst,
         num_input_edges=plain.size(1), num_loops=num_loops, kept=kept)
 
 

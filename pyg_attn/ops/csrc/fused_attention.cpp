@@ -284,6 +284,7 @@ std::vector<at::Tensor> fused_backward(
 }
 
 #include "segment_softmax.h"
+#include "graph_build.h"
 
 }  // namespace
 
@@ -292,4 +293,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_backward", &fused_backward, "fused edge attention backward (CPU)");
   m.def("segment_softmax_forward", &segment::forward, "segment softmax forward (CPU)");
   m.def("segment_softmax_backward", &segment::backward, "segment softmax backward (CPU)");
+  m.def("build_graph", &graph::build, "CSR and CSC of an edge list by counting sorts (CPU)");
 }
