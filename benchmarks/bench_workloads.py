@@ -313,7 +313,9 @@ def peak_memory_worker(spec: dict) -> dict:
     """Peak extra resident memory of the first 3 steps on the workload's batches
     (this process; libraries initialised on a tiny batch first). Measured from the
     first real step on, so one-time allocations a provider keeps (a cached CSR, the
-    allocator's pools) count, as they do in a user's process."""
+    allocator's pools) count, as they do in a user's process.  The batches are made
+    before the measurement and each is dropped after its step, as in the timed loop
+    and a training loop (what a provider keeps per graph lives as long as its batch)."""
     import torch
 
     torch.set_num_threads(spec["threads"])
@@ -324,8 +326,8 @@ def peak_memory_worker(spec: dict) -> dict:
     step(tiny_batch(workload))
     meter = bench_ops.PeakMemory(torch.device("cpu"))
     meter.start()
-    for b in batches:
-        step(b)
+    while batches:
+        step(batches.pop(0))
     return {"peak_mb": meter.stop_mb(), "method": meter.method}
 
 
