@@ -21,12 +21,6 @@
 
 namespace graph {
 
-// In-place exclusive prefix sum of counts[0 .. n) into ptr[0 .. n]: ptr[0] = 0.
-void exclusive_scan(const int64_t* counts, int64_t n, int64_t* ptr) {
-  ptr[0] = 0;
-  for (int64_t k = 0; k < n; ++k) ptr[k + 1] = ptr[k] + counts[k];
-}
-
 template <typename I>
 std::vector<at::Tensor> build_typed(const at::Tensor& src_t, const at::Tensor& dst_t,
                                     int64_t num_src, int64_t num_dst, bool drop_loops,
@@ -69,11 +63,12 @@ std::vector<at::Tensor> build_typed(const at::Tensor& src_t, const at::Tensor& d
   }
   const int64_t num_edges = kept_count + num_loops;
 
-  // Row and column pointers: shift the counts one place down, then scan.
-  std::vector<int64_t> counts(in_deg, in_deg + num_dst);
-  exclusive_scan(counts.data(), num_dst, rowptr.data_ptr<int64_t>());
-  counts.assign(out_deg, out_deg + num_src);
-  exclusive_scan(counts.data(), num_src, colptr.data_ptr<int64_t>());
+  // Row and column pointers: ptr = [0, counts...], so its running sum in place
+  // is ptr[k] = sum of the counts before k.
+  std::partial_sum(rowptr.data_ptr<int64_t>(), rowptr.data_ptr<int64_t>() + num_dst + 1,
+                   rowptr.data_ptr<int64_t>());
+  std::partial_sum(colptr.data_ptr<int64_t>(), colptr.data_ptr<int64_t>() + num_src + 1,
+                   colptr.data_ptr<int64_t>());
 
   // Pass 2: every edge to its CSR position (stable: edge id order within a row).
   at::Tensor perm = at::empty({num_edges}, int_opts);
