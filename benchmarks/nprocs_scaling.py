@@ -7,8 +7,8 @@ early) once with ``--nprocs 1`` and once with ``--nprocs 2``, both with
 split, batch size and seed asked for: the public split (``--public-batch-sizes``;
 Cora has 140 training nodes, CiteSeer 120) and the full one
 (``--full-batch-sizes``; 1,208 and 1,827), since a process's share of 140 nodes
-is a batch or two and leaves little to split.  The two configurations of a seed run back
-to back (alternating which goes first), so they see the same machine load.
+is a batch or two and leaves little to split.  The two configurations of a seed
+run back to back (alternating which goes first), so they see the same machine load.
 
 Epoch time is rank 0's training plus evaluation time of each epoch, as
 ``metrics.json`` records it (checkpoint writes excluded), median over the
@@ -69,7 +69,8 @@ def train_once(dataset: str, split: str, batch_size: int, seed: int, nprocs: int
     def median_ms(*keys: str) -> float:
         return 1e3 * statistics.median(sum(e[k] for k in keys) for e in epochs)
 
-    return {"dataset": dataset, "split": split, "batch_size": batch_size, "seed": seed, "nprocs": nprocs,
+    return {"dataset": dataset, "split": split, "batch_size": batch_size, "seed": seed,
+            "nprocs": nprocs,
             "train_ms": median_ms("train_time_s"), "eval_ms": median_ms("eval_time_s"),
             "epoch_ms": median_ms("train_time_s", "eval_time_s"),
             "test_acc": run["test_acc"], "wall_s": wall}
@@ -84,8 +85,8 @@ def steps_per_epoch(dataset: str, split: str, batch_size: int, nprocs: int) -> i
 
 def summary(rows: List[Dict[str, object]]) -> List[str]:
     """Markdown table: per data set, split and batch size, both configurations side by side."""
-    lines = ["| data set | split | batch size | steps/epoch 1x1, 2x1 | epoch ms 1x1 (train + eval) | "
-             "epoch ms 2x1 (train + eval) | ratio 2x1 / 1x1 | test acc 1x1 | test acc 2x1 | "
+    lines = ["| data set | split | batch size | steps/epoch 1x1, 2x1 | "
+             "epoch ms 1x1 (train + eval) | epoch ms 2x1 (train + eval) | ratio 2x1 / 1x1 | test acc 1x1 | test acc 2x1 | "
              "seeds |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     keys = dict.fromkeys((r["dataset"], r["split"], r["batch_size"]) for r in rows)
     for dataset, split, batch_size in keys:

@@ -1,6 +1,7 @@
 """The ``pyg-attn`` command line: train, explain, bench (info/build-ext stay)."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pyg_attn import cli
-from pyg_attn.datasets import CACHE_ENV, DATA_ENV
+from pyg_attn.datasets import CACHE_ENV, DATA_ENV, PLANETOID_SPLITS
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "2", "--heads", "2", "--no-progress"]
@@ -73,6 +74,15 @@ def test_threads_reach_every_process(tmp_path, monkeypatch):
     assert launched == [("train_node_classification", 2, 1, "full")] and set_threads == []
     assert cli.main(args) == 0
     assert set_threads == [1]
+
+
+def test_split_choices_are_the_data_sets_splits():
+    """The command line spells the splits out (importing the data sets would slow
+    every ``pyg-attn`` start-up); they must stay the library's."""
+    parser = argparse.ArgumentParser()
+    cli._train_arguments(parser)
+    [split] = [a for a in parser._actions if a.dest == "split"]
+    assert tuple(split.choices) == PLANETOID_SPLITS
 
 
 def test_gat_pool_goes_to_cross_validation(tmp_path, monkeypatch, capsys):

@@ -307,8 +307,8 @@ def _model_payload(config: TrainConfig, model: NodeClassifier, num_features: int
     return {"model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "model_config": config.model_config().to_dict(), "num_features": num_features,
             "num_classes": num_classes, "dataset": config.dataset,
-            "data_root": config.data_root, "split": config.split, "run": run, "seed": config.seed + run,
-            "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
+            "data_root": config.data_root, "split": config.split, "run": run,
+            "seed": config.seed + run, "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
 
 
 def _rng_state(device: torch.device) -> Dict[str, Any]:
