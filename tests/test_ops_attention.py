@@ -42,14 +42,22 @@ def make_inputs(kind: str, num_src: int, num_dst: int, num_edges: int, dtype: to
 OPS = {"dot": graph_attention, "gat": gat_attention, "gatv2": gatv2_attention}
 
 
-def run(kind: str, inputs: dict, edge_index, backend: str, **options):
-    """Output, attention and the gradient of every input of a fixed random loss."""
+def run(kind: str, inputs: dict, edge_index, backend: str, loss_rows=None,
+        alpha_loss: bool = True, **options):
+    """Output, attention and the gradient of every input of a fixed random loss:
+    over the rows ``loss_rows`` of the output (a bool mask; all rows if ``None``),
+    plus a term in the attention if ``alpha_loss``."""
     torch.manual_seed(1234)  # same dropout seed for every backend
     out, alpha = call(kind, inputs, edge_index, backend=backend, return_attention=True,
                       **options)
     gen = torch.Generator().manual_seed(7)
-    loss = (out * torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)).sum()
-    loss = loss + (alpha * torch.randn(alpha.shape, generator=gen, dtype=torch.float64).to(alpha.dtype)).sum()
+    weight = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)
+    if loss_rows is not None:
+        weight[~loss_rows] = 0
+    loss = (out * weight).sum()
+    if alpha_loss:
+        loss = loss + (alpha * torch.randn(alpha.shape, generator=gen,
+                                           dtype=torch.float64).to(alpha.dtype)).sum()
     grads = torch.autograd.grad(loss, list(inputs.values()), allow_unused=True)
     return out, alpha, grads
 
@@ -98,17 +106,46 @@ def run_both(kind, inputs, edge_index, dtype, **options):
 @pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
 @pytest.mark.parametrize("channels", [8, 16, 32, 64])
 @pytest.mark.parametrize("extras", [False, True])
-def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras):
+@pytest.mark.parametrize("some_rows", [False, True])
+def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras, some_rows):
     """The kernel's float32 variants compiled for C in {8, 16, 32, 64} (GAT: values of
-    that width), with edge terms, a mask, dropout and returned attention; 10 heads =
-    one block of eight summed together (AVX2) and two left over."""
+    that width), with edge terms, a mask, dropout and returned attention (or, with
+    ``some_rows``, a loss on half the rows only); 10 heads = one block of eight summed
+    together (AVX2) and two left over."""
     edge_index = random_graph(60, 40, 400, seed=channels, hub=0, hub_degree=50, duplicates=5, isolated=3)
     num_edges = edge_index.size(1)
     inputs = make_inputs(kind, 60, 40, num_edges, torch.float32, extras=extras, heads=10,
                          channels=channels, value_channels=channels)
     mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(5)) > 0.2
+    some = dict(loss_rows=torch.arange(40) % 2 == 0, alpha_loss=False) if some_rows else {}
     run_both(kind, inputs, edge_index, torch.float32, edge_mask=mask,
-             dropout=0.3 if extras else 0.0)
+             dropout=0.3 if extras else 0.0, **some)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+@pytest.mark.parametrize("extras", [False, True])
+@pytest.mark.parametrize("alpha_loss", [False, True])
+def test_loss_on_some_rows_matches_reference(graph, kind, dtype, extras, alpha_loss):
+    """A loss on a third of the destinations only (as on a NeighborLoader batch's
+    seed nodes): the backward skips the edges of rows whose output gradient is
+    zero unless the attention carries a gradient too; both must match."""
+    _, num_src, num_dst, edge_index = graph
+    num_edges = edge_index.size(1)
+    inputs = make_inputs(kind, num_src, num_dst, num_edges, dtype, extras=extras)
+    loss_rows = torch.arange(num_dst) % 3 == 1
+    mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(3)) > 0.2
+    out, _, grads = run_both(kind, inputs, edge_index, dtype, loss_rows=loss_rows,
+                             alpha_loss=alpha_loss, edge_mask=mask,
+                             dropout=0.3 if extras else 0.0)
+    if not alpha_loss and kind == "dot" and num_edges:
+        # Rows outside the loss get no query gradient, and sources whose edges all
+        # end outside it get no key or value gradient.
+        assert torch.count_nonzero(grads[0][~loss_rows]) == 0
+        reached = torch.zeros(num_src, dtype=torch.bool)
+        reached[edge_index[0][loss_rows[edge_index[1]]]] = True
+        assert torch.count_nonzero(grads[2][~reached]) == 0
+        assert torch.count_nonzero(grads[2][reached]) > 0
 
 
 @pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])

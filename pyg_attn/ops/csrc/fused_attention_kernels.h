@@ -414,6 +414,24 @@ struct Grads {
 template <typename T>
 T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr; }
 
+// Marks, in the log-sum slot of head 0 of a row's record, a destination whose
+// output gradient is all zero (and no gradient of the returned attention is
+// given): then every gradient its edges carry is exactly zero (w * 0 for the
+// values, a * (0 - 0) for the scores), so both backward passes skip its edges.
+// A real log-sum is >= 0 (the row maximum is one of its terms), 0 for an empty
+// head, or NaN, never -inf.  In a NeighborLoader step only the seed rows carry a
+// loss, so most rows of the last layer are skipped.
+template <typename T>
+constexpr T kSkippedRow = -std::numeric_limits<T>::infinity();
+
+// Whether the n values at x are all zero (+0 or -0).
+template <typename T>
+inline bool all_zero(const T* x, int64_t n) {
+  for (int64_t k = 0; k < n; ++k)
+    if (x[k] != T(0)) return false;
+  return true;
+}
+
 // Per head of one edge j -> i with attention a[h]: the dropped weight
 // w = a * drop and the score gradient ds = a * (dL/da - delta_i), where
 // dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
@@ -455,6 +473,12 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     // The row's record for the source pass: [shift, log_sum, delta] x H.
     T* record = row_records + i * 3 * H;
     T* delta = record + 2 * H;
+    if (!galpha && all_zero(go, H * Cv)) {
+      // Every gradient this row's edges carry is zero (see kSkippedRow).
+      record[H] = kSkippedRow<T>;
+      if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
+      continue;
+    }
     heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, delta);
     row_shift(stats + i * H * 2, H, record, record + H);
     buf.resize(static_cast<size_t>(deg * H));
@@ -563,8 +587,8 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         prefetch_row(row_records + ahead * 3 * H, 3 * H * sizeof(T));
         if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
       }
-      if (g.masked(e)) continue;
       const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
+      if (g.masked(e) || record[H] == kSkippedRow<T>) continue;
       g.template scores<KIND, FD>(i, j, e, a.data());
       attention_from_scores(a.data(), record, H);
       const T* go = gout + i * H * Cv;
