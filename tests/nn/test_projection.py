@@ -8,7 +8,8 @@ import torch_geometric.nn as pyg_nn
 from torch_geometric.nn import Linear as PygLinear
 
 from pyg_attn.nn import GATConv, GATv2Conv, TransformerConv
-from pyg_attn.nn.conv.projection import SparseInputLinear, project
+from pyg_attn.nn.conv.projection import (RowSparseGradLinear, SparseInputLinear,
+                                         nonzero_rows, project)
 from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
@@ -94,5 +95,117 @@ def test_layers_on_bag_of_words_features_equal_pyg(layer):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     grads = torch.autograd.grad(out.square().sum(), list(ours.parameters()))
     ref_grads = torch.autograd.grad(ref.square().sum(), list(theirs.parameters()))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------ row-sparse gradients
+def rows_of_loss(num_rows: int, every: int) -> torch.Tensor:
+    """A weight per row that is zero except on every ``every``-th row."""
+    weight = torch.zeros(num_rows, 1)
+    weight[::every] = 1.0
+    return weight
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("x_grad", [True, False])
+@pytest.mark.parametrize("every", [1, 3, 9])  # all rows (dense), a third, a ninth
+def test_row_sparse_gradients_equal_the_dense_product(dtype, bias, x_grad, every):
+    gen = torch.Generator().manual_seed(every)
+    x = torch.randn(300, 24, generator=gen, dtype=dtype).requires_grad_(x_grad)
+    lin = torch.nn.Linear(24, 10, bias=bias).to(dtype)
+    upstream = torch.randn(300, 10, generator=gen, dtype=dtype) * rows_of_loss(300, every)
+    assert (nonzero_rows(upstream) is None) == (every == 1)
+    inputs = [x, *lin.parameters()] if x_grad else list(lin.parameters())
+    got = torch.autograd.grad(project(lin, x), inputs, upstream)
+    want = torch.autograd.grad(torch.nn.functional.linear(x, lin.weight, lin.bias), inputs,
+                               upstream)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=1e-12, rtol=1e-12)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, **tol)
+    if x_grad:
+        assert torch.count_nonzero(got[0][upstream.abs().sum(1) == 0]) == 0
+
+
+def test_nonzero_rows_finds_the_rows_only_when_few():
+    grad = torch.zeros(1000, 8)
+    grad[3, 5] = 1.0
+    grad[10, 0] = float("nan")
+    grad[500:700, 2] = -1e-30
+    grad[900, :] = -0.0  # a signed zero is zero
+    torch.testing.assert_close(nonzero_rows(grad),
+                               torch.tensor([3, 10, *range(500, 700)]))
+    assert nonzero_rows(torch.randn(1000, 8)) is None  # dense: ruled out by the sample
+    half_and_more = torch.randn(1000, 8)
+    half_and_more[::3] = 0  # two thirds non-zero: above SPARSE_GRAD_ROWS
+    assert nonzero_rows(half_and_more) is None
+    assert nonzero_rows(torch.zeros(100, 8)) is None  # too few rows to bother
+    assert nonzero_rows(torch.zeros(1000, 0)) is None
+    assert nonzero_rows(torch.zeros(1000, 8)).numel() == 0
+
+
+def test_double_backward_takes_the_dense_formulas():
+    """A gradient penalty differentiates the backward in its zero rows too."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    lin = torch.nn.Linear(6, 4).double()
+    mask = rows_of_loss(200, 5).double()
+
+    def penalty(out):
+        (g,) = torch.autograd.grad((out.tanh() * mask).sum(), x, create_graph=True)
+        return g.square().sum()
+
+    got = torch.autograd.grad(penalty(project(lin, x)), list(lin.parameters()))
+    want = torch.autograd.grad(penalty(torch.nn.functional.linear(x, lin.weight, lin.bias)),
+                               list(lin.parameters()))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    inputs = (x.detach()[:140].clone().requires_grad_(),
+              lin.weight.detach().clone().requires_grad_(),
+              lin.bias.detach().clone().requires_grad_())
+    upstream = torch.randn(140, 4, generator=gen, dtype=torch.float64) * mask[:140]
+    assert torch.autograd.gradgradcheck(RowSparseGradLinear.apply, inputs, (upstream,))
+
+
+def test_hooked_or_customised_linear_modules_run_their_own_forward():
+    x = torch.randn(300, 5)
+    lin = torch.nn.Linear(5, 3)
+    seen = []
+    lin.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    project(lin, x)
+    assert seen == [torch.Size([300, 3])]
+
+    class Scaled(torch.nn.Linear):
+        def forward(self, inp):
+            return 2 * super().forward(inp)
+
+    scaled = Scaled(5, 3)
+    torch.testing.assert_close(project(scaled, x), 2 * torch.nn.functional.linear(
+        x, scaled.weight, scaled.bias))
+
+
+@pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv", "TransformerConv"])
+def test_layers_with_a_loss_on_some_rows_equal_pyg(layer):
+    """Two layers and a loss over the first 20 of 300 rows, as on the seed nodes of
+    a NeighborLoader batch: the gradients equal PyG's."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 16)
+    edge_index = random_graph(300, 300, 900, seed=4, isolated=20, hub=0, hub_degree=60)
+    ours_cls = {"GATConv": GATConv, "GATv2Conv": GATv2Conv,
+                "TransformerConv": TransformerConv}[layer]
+    theirs = torch.nn.ModuleList([getattr(pyg_nn, layer)(16, 4, heads=2),
+                                  getattr(pyg_nn, layer)(8, 4, heads=2)])
+    ours = torch.nn.ModuleList([ours_cls(16, 4, heads=2), ours_cls(8, 4, heads=2)])
+    ours.load_state_dict(theirs.state_dict())
+
+    def loss(model):
+        h = x
+        for conv in model:
+            h = torch.nn.functional.elu(conv(h, edge_index))
+        return h[:20].square().sum()
+
+    grads = torch.autograd.grad(loss(ours), list(ours.parameters()))
+    ref_grads = torch.autograd.grad(loss(theirs), list(theirs.parameters()))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
