@@ -55,6 +55,7 @@ from pyg_attn.training.metrics import summarize
 from pyg_attn.training.models import PAPER_SCHEME_MODELS, NodeClassifier
 from pyg_attn.training.node_classification import (EpochTrainer, TrainConfig, evaluate,
                                                    load_node_data, train_node_classification)
+from pyg_attn.training.shard import Shard
 
 BASELINE = "pyg-gat"
 MODELS = ["gat", "gatv2", "transformer", "kqv"]
@@ -102,7 +103,7 @@ def interleaved_ms(dataset: str, models: List[str], epochs: int,
     for _ in range(epochs + 3):  # 3 warm-up epochs
         for net, optimizer, times in runs.values():
             tic = time.perf_counter()
-            trainer.epoch(net, optimizer, lambda: None)
+            trainer.epoch(net, optimizer, Shard.single())
             evaluate(net, data, data.val_mask)
             times.append(1000 * (time.perf_counter() - tic))
     return {model: statistics.median(times[3:]) for model, (_, _, times) in runs.items()}

@@ -1,10 +1,12 @@
-r"""Data-parallel training with ``torch.distributed`` (DDP).
+r"""Data-parallel training with ``torch.distributed``.
 
 Every process holds the whole graph and a replica of the model; the training
 nodes are split into ``world_size`` equal shards (``nodes[rank::world_size]``
 of the first ``world_size * floor(n / world_size)``), each process computes the
-loss on its shard and
-:class:`~torch.nn.parallel.DistributedDataParallel` averages the gradients, so
+loss on its shard and the gradients are averaged over the processes (on CUDA
+by :class:`~torch.nn.parallel.DistributedDataParallel`; on the CPU by one
+asynchronous all-reduce per step that runs while the next mini-batch is
+sampled, :meth:`~pyg_attn.training.shard.Shard.start_gradient_sync`), so
 every replica takes the same optimiser step:
 
 .. math::

@@ -280,21 +280,35 @@ class EpochTrainer:
                                          batch_size=config.batch_size, shuffle=True)
 
     def epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              after_step: Callable[[], None]) -> Tuple[float, float]:
-        """Trains one epoch; returns (mean loss, accuracy) over the training nodes."""
+              shard: Shard) -> Tuple[float, float]:
+        """Trains one epoch; returns (mean loss, accuracy) over the training nodes.
+
+        In a data-parallel job the gradients are summed over the processes after
+        each backward pass (:meth:`Shard.start_gradient_sync
+        <pyg_attn.training.shard.Shard.start_gradient_sync>`) while the next
+        mini-batch is sampled: a process that finishes its step first samples
+        instead of waiting for the others.  The order of the random draws
+        (sampling, dropout) is that of the plain loop.
+        """
         model.train()
-        batches = ([(self.data, self.train_nodes)] if self.loader is None else
-                   ((b.to(self.device), torch.arange(b.batch_size, device=self.device))
-                    for b in self.loader))
+        batches = iter([(self.data, self.train_nodes)] if self.loader is None else
+                       ((b.to(self.device), torch.arange(b.batch_size, device=self.device))
+                        for b in self.loader))
         total_loss, correct, seen = 0.0, 0, 0
-        for batch, targets in batches:
+        batch = next(batches, None)
+        while batch is not None:
+            graph, targets = batch
             optimizer.zero_grad()
-            logits = model(batch.x, batch.edge_index)[targets]
-            y = batch.y[targets]
+            logits = model(graph.x, graph.edge_index)[targets]
+            y = graph.y[targets]
             loss = F.cross_entropy(logits, y)
             loss.backward()
+            pending = shard.start_gradient_sync(model)
+            batch = next(batches, None)
+            if pending is not None:
+                pending.finish()
             optimizer.step()
-            after_step()
+            shard.after_step(model)
             total_loss += loss.item() * y.numel()
             correct += int((logits.argmax(dim=-1) == y).sum())
             seen += y.numel()
@@ -370,8 +384,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
     try:
         for epoch in range(start, config.epochs + 1):
             tic = time.perf_counter()
-            train_loss, train_acc = stepper.epoch(trained, optimizer,
-                                                  lambda: shard.after_step(model))
+            train_loss, train_acc = stepper.epoch(trained, optimizer, shard)
             toc = time.perf_counter()
             val_loss, val_acc = validate(model)
             record = EpochRecord(run, epoch, train_loss, train_acc, val_loss, val_acc,

@@ -9,13 +9,44 @@ makes every method a no-op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Shard"]
+__all__ = ["GradientSum", "Shard"]
+
+
+class GradientSum:
+    """The gradients of one optimiser step on their way through an all-reduce
+    (started by :meth:`Shard.start_gradient_sync`): :meth:`finish` waits for it
+    and leaves every process's mean gradient in each parameter's ``.grad``.
+
+    Parameters
+    ----------
+    params : list of Tensor
+        The parameters, each with a ``.grad``.
+    flat : Tensor
+        Their gradients concatenated, being summed in place.
+    work : torch.distributed.Work
+        The asynchronous all-reduce of ``flat``.
+    world_size : int
+        Number of processes (the divisor of the mean).
+    """
+
+    def __init__(self, params: List[Tensor], flat: Tensor, work: Any, world_size: int) -> None:
+        self.params, self.flat, self.work, self.world_size = params, flat, work, world_size
+
+    def finish(self) -> None:
+        """Waits for the sum and writes the mean back into the ``.grad`` tensors."""
+        self.work.wait()
+        self.flat.div_(self.world_size)
+        offset = 0
+        for p in self.params:
+            assert p.grad is not None
+            p.grad.copy_(self.flat[offset:offset + p.numel()].view_as(p.grad))
+            offset += p.numel()
 
 
 @dataclass
@@ -100,13 +131,48 @@ class Shard:
         return values
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model as trained: wrapped in DDP when there are several processes."""
+        """The model as trained, with rank 0's parameters and buffers on every process.
+
+        On CUDA it is wrapped in
+        :class:`~torch.nn.parallel.DistributedDataParallel`, which sums the
+        gradients during the backward pass.  On the CPU it is returned as it is:
+        the training loop sums the gradients itself
+        (:meth:`start_gradient_sync`), overlapping the all-reduce with the
+        sampling of the next mini-batch.
+        """
         if self.world_size == 1:
             return model
-        from torch.nn.parallel import DistributedDataParallel
+        if self.device.type == "cuda":
+            from torch.nn.parallel import DistributedDataParallel
 
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids)
+            return DistributedDataParallel(model, device_ids=[self.device.index])
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor, src=0)
+        return model
+
+    def start_gradient_sync(self, model: torch.nn.Module) -> Optional[GradientSum]:
+        """Starts summing this step's gradients over the processes (after
+        ``backward``, before the optimiser step); ``None`` when there is nothing
+        to do: alone, or with DDP (it summed them during ``backward``).
+
+        A trainable parameter without a gradient counts as a zero gradient (it
+        may have one on another process).
+
+        Returns
+        -------
+        GradientSum or None
+            Call its :meth:`~GradientSum.finish` before the optimiser step; the
+            process may do other work (sample the next batch) in between.
+        """
+        if self.world_size == 1 or self.device.type == "cuda":
+            return None
+        params = [p for p in model.parameters() if p.requires_grad]
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        return GradientSum(params, flat, dist.all_reduce(flat, async_op=True), self.world_size)
 
     def after_step(self, model: torch.nn.Module) -> None:
         """With ``check_sync``: compares this replica's parameters with all others."""
