@@ -27,16 +27,23 @@ Bag-of-words inputs (the Planetoid features) are about 99 % zeros, and dropping
 a zero changes nothing, so for a sparse input the projection draws masks only
 for the stored non-zeros and multiplies sparsely: an ``[nnz, H]`` mask and
 :math:`O(\text{nnz} \cdot H \cdot C)` work instead of ``H`` dense ``[N, F]``
-masks and products.
+masks and products.  On the CPU the compiled extension finds the non-zeros in
+one pass and computes the product and its weight gradient row by row
+(:class:`SparseHeadwiseProjection`), storing nothing of size
+``[nnz, H, C]``; elsewhere (or without the extension) torch ops compute the same
+sums in the same order through ``[nnz, H, C]`` temporaries.  Both draw the same
+mask (``torch.rand(nnz, H) >= p``).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from types import ModuleType
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...ops.cpu import load_extension
 from ...ops.graph_cache import GRAPH_CACHE
 
 __all__ = ["DROPOUT_SCHEMES", "HeadwiseDropoutLinear", "headwise_dropout_projection"]
@@ -47,15 +54,31 @@ DROPOUT_SCHEMES = ("shared", "per_head")
 #: Inputs with at most this fraction of non-zeros take the sparse product.
 SPARSE_INPUT_DENSITY = 0.1
 
-def _nonzeros(x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(rows, cols, values)`` of ``x``'s non-zeros, kept in the graph cache
-    (:mod:`pyg_attn.ops.graph_cache`) per tensor and version."""
+def _nonzeros(x: Tensor, extension: Optional[ModuleType]) -> Tuple[Tensor, Tensor, Tensor]:
+    """``(rows, cols, values)`` of ``x``'s non-zeros in row-major order, kept in
+    the graph cache (:mod:`pyg_attn.ops.graph_cache`) per tensor and version;
+    ``rows`` is the ``[N + 1]`` CSR row pointer when found by ``extension``, else
+    each non-zero's row."""
     stamp = x._version
-    hit = GRAPH_CACHE.get("nonzeros", x, (), stamp)
+    key = ("csr",) if extension is not None else ()
+    hit = GRAPH_CACHE.get("nonzeros", x, key, stamp)
     if hit is None:
-        rows, cols = x.nonzero().t()
-        hit = GRAPH_CACHE.put("nonzeros", x, (), stamp, (rows, cols, x[rows, cols]))
+        if extension is not None:
+            found = tuple(extension.headwise_nonzeros(x))
+        else:
+            rows, cols = x.nonzero().t()
+            found = (rows, cols, x[rows, cols])
+        hit = GRAPH_CACHE.put("nonzeros", x, key, stamp, found)
     return hit
+
+
+def _projection_extension(x: Tensor, weight: Tensor) -> Optional[ModuleType]:
+    """The compiled extension where :class:`SparseHeadwiseProjection` applies:
+    CPU tensors of one dtype, contiguous feature columns, eager mode."""
+    if (x.device.type != "cpu" or weight.device.type != "cpu" or x.dtype != weight.dtype
+            or (x.size(1) > 1 and x.stride(1) != 1) or torch.compiler.is_compiling()):
+        return None
+    return load_extension()
 
 
 def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float) -> Tensor:
@@ -91,15 +114,48 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
         return (x @ weight.t()).view(-1, heads, channels)
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     if not x.requires_grad and x.dim() == 2 and x.numel() > 0:
-        rows, cols, values = _nonzeros(x)
+        extension = _projection_extension(x, weight)
+        rows, cols, values = _nonzeros(x, extension)
         if values.numel() <= SPARSE_INPUT_DENSITY * x.numel():
             keep = torch.rand(values.numel(), heads, device=x.device) >= p
+            if extension is not None:
+                return SparseHeadwiseProjection.apply(weight, rows, cols, values, keep, scale,
+                                                      extension)
             kept = values.unsqueeze(1) * keep.to(values.dtype) * scale  # [nnz, H]
             # index_select: its backward is index_add_, whose sums run in a fixed
             # order (indexing's backward adds with CPU atomics: not reproducible).
             terms = kept.unsqueeze(-1) * per_head.permute(2, 0, 1).index_select(0, cols)
             return x.new_zeros(x.size(0), heads, channels).index_add_(0, rows, terms)
     return torch.stack([F.dropout(x, p) @ w.t() for w in per_head], dim=1)
+
+
+class SparseHeadwiseProjection(torch.autograd.Function):
+    """:func:`headwise_dropout_projection` of sparse ``x`` by the compiled
+    extension: ``[N, H, C]`` from ``x``'s non-zeros in CSR form (``rowptr
+    [N + 1]``, ``cols``, ``values`` ``[nnz]``), the mask ``keep [nnz, H]`` and
+    the weight ``[H * C, F]``; differentiable in the weight only."""
+
+    @staticmethod
+    def forward(weight: Tensor, rowptr: Tensor, cols: Tensor, values: Tensor, keep: Tensor,
+                scale: float, extension: ModuleType) -> Tensor:
+        heads = keep.size(1)
+        wt = weight.view(heads, -1, weight.size(1)).permute(2, 0, 1).contiguous()  # [F, H, C]
+        return extension.headwise_forward(rowptr, cols, values, keep, wt, scale)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        weight, rowptr, cols, values, keep, scale, extension = inputs
+        ctx.save_for_backward(rowptr, cols, values, keep)
+        ctx.scale, ctx.extension, ctx.weight_shape = scale, extension, weight.shape
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        rowptr, cols, values, keep = ctx.saved_tensors
+        gwt = ctx.extension.headwise_weight_grad(rowptr, cols, values, keep,
+                                                 grad_out.contiguous(), ctx.scale,
+                                                 ctx.weight_shape[1])  # [F, H, C]
+        return gwt.permute(1, 2, 0).reshape(ctx.weight_shape), None, None, None, None, None, None
 
 
 class HeadwiseDropoutLinear(torch.nn.Module):

@@ -286,6 +286,7 @@ std::vector<at::Tensor> fused_backward(
 
 #include "segment_softmax.h"
 #include "graph_build.h"
+#include "headwise_projection.h"
 
 }  // namespace
 
@@ -295,4 +296,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("segment_softmax_forward", &segment::forward, "segment softmax forward (CPU)");
   m.def("segment_softmax_backward", &segment::backward, "segment softmax backward (CPU)");
   m.def("build_graph", &graph::build, "CSR and CSC of an edge list by counting sorts (CPU)");
+  m.def("headwise_nonzeros", &headwise::nonzeros, "CSR of a dense matrix's non-zeros (CPU)");
+  m.def("headwise_forward", &headwise::forward, "per-head dropout projection (CPU)");
+  m.def("headwise_weight_grad", &headwise::weight_grad,
+        "weight gradient of the per-head dropout projection (CPU)");
 }

@@ -1,0 +1,157 @@
+// GAT's per-head input dropout on sparse features (pyg_attn.nn.conv.head_dropout)
+// without an [nnz, H, C] buffer.  With the non-zeros of x [N, F] in CSR form
+// (rowptr [N + 1], col [nnz], val [nnz], row-major as x.nonzero() lists them), a
+// keep mask [nnz, H] (bool: non-zero p kept by head k) and the weight transposed
+// to wt [F, H, C]:
+//   out[n, k, :]  = scale * sum_{p in row n, keep[p, k]} val[p] * wt[col[p], k, :]
+//   gwt[f, k, :]  = scale * sum_{p : col[p] = f, keep[p, k]} val[p] * grad[row(p), k, :]
+// Both are O(nnz * H * C); nothing of that size is stored.  Rows are summed in
+// CSR order, as the torch fallback's index_add_ sums them.
+// Included once, by fused_attention.cpp.
+
+namespace headwise {
+
+// A non-zero's factor in one head, (value * keep) * scale as the fallback forms it:
+// a dropped entry contributes 0 * w (NaN for an infinite feature, as dropout of a
+// dense input gives), not nothing.
+template <typename T>
+inline T kept_value(T value, bool keep, T scale) {
+  return (value * static_cast<T>(keep)) * scale;
+}
+
+// (rowptr [N + 1] int64, col [nnz] int64, val [nnz]) of the non-zeros of x
+// [N, F] (rows at any stride, columns contiguous); NaN counts as non-zero.
+std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_floating_point(),
+              "headwise_nonzeros: 'x' must be a 2-D floating CPU tensor, got ", x.sizes(), " ",
+              x.scalar_type());
+  TORCH_CHECK(x.size(1) <= 1 || x.stride(1) == 1,
+              "headwise_nonzeros: 'x' must have contiguous columns");
+  const int64_t n = x.size(0), f = x.size(1), row_stride = x.stride(0);
+  at::Tensor rowptr = at::empty({n + 1}, at::TensorOptions().dtype(at::kLong));
+  int64_t* ptr = rowptr.data_ptr<int64_t>();
+  ptr[0] = 0;
+  at::Tensor col, val;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "headwise_nonzeros", [&] {
+    const scalar_t* data = x.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* row = data + r * row_stride;
+        int64_t count = 0;
+        for (int64_t c = 0; c < f; ++c) count += row[c] != scalar_t(0);
+        ptr[r + 1] = count;
+      }
+    });
+    for (int64_t r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+    col = at::empty({ptr[n]}, at::TensorOptions().dtype(at::kLong));
+    val = at::empty({ptr[n]}, x.options());
+    int64_t* cols = col.data_ptr<int64_t>();
+    scalar_t* vals = val.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const scalar_t* row = data + r * row_stride;
+        int64_t p = ptr[r];
+        for (int64_t c = 0; c < f; ++c) {
+          if (row[c] != scalar_t(0)) {
+            cols[p] = c;
+            vals[p++] = row[c];
+          }
+        }
+      }
+    });
+  });
+  return {rowptr, col, val};
+}
+
+// The CSR and mask arguments of forward/weight_grad, checked: rowptr [N + 1]
+// (monotone, 0 .. nnz), col [nnz] in [0, F), val [nnz] of `dtype`, keep [nnz, H].
+void check_sparse(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                  const at::Tensor& keep, int64_t num_rows, int64_t features, int64_t heads,
+                  at::ScalarType dtype) {
+  check_tensor(col, "col", at::kLong, 1);
+  check_tensor(val, "val", dtype, 1);
+  check_tensor(keep, "keep", at::kBool, 2);
+  const int64_t nnz = col.size(0);
+  check_pointer(rowptr, "rowptr", num_rows, nnz);
+  check_shape(val, "val", {nnz});
+  check_shape(keep, "keep", {nnz, heads});
+  const int64_t* c = col.data_ptr<int64_t>();
+  bool in_range = true;
+  for (int64_t p = 0; p < nnz; ++p) in_range &= c[p] >= 0 && c[p] < features;
+  TORCH_CHECK(in_range, "headwise: 'col' must hold indices in [0, ", features, ")");
+}
+
+at::Tensor forward(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                   const at::Tensor& keep, const at::Tensor& wt, double scale) {
+  check_tensor(wt, "wt", val.scalar_type(), 3);
+  const int64_t features = wt.size(0), heads = wt.size(1), channels = wt.size(2);
+  const int64_t num_rows = rowptr.size(0) - 1;
+  TORCH_CHECK(num_rows >= 0, "headwise: 'rowptr' must not be empty");
+  check_sparse(rowptr, col, val, keep, num_rows, features, heads, wt.scalar_type());
+  at::Tensor out = at::empty({num_rows, heads, channels}, wt.options());
+  AT_DISPATCH_FLOATING_TYPES(wt.scalar_type(), "headwise_forward", [&] {
+    const int64_t* ptr = rowptr.data_ptr<int64_t>();
+    const int64_t* cols = col.data_ptr<int64_t>();
+    const scalar_t* vals = val.data_ptr<scalar_t>();
+    const bool* kept = keep.data_ptr<bool>();
+    const scalar_t* w = wt.data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const int64_t row_size = heads * channels;
+    const scalar_t s = static_cast<scalar_t>(scale);
+    at::parallel_for(0, num_rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        scalar_t* acc = o + r * row_size;
+        std::fill(acc, acc + row_size, scalar_t(0));
+        for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p) {
+          const scalar_t* wrow = w + cols[p] * row_size;
+          for (int64_t k = 0; k < heads; ++k) {
+            const scalar_t v = kept_value(vals[p], kept[p * heads + k], s);
+            scalar_t* a = acc + k * channels;
+            const scalar_t* wk = wrow + k * channels;
+            PYG_ATTN_SIMD
+            for (int64_t c = 0; c < channels; ++c) a[c] += v * wk[c];
+          }
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// gwt [F, H, C]; serial (a gradient row is shared by every row holding that
+// feature): O(nnz * H * C), about a millisecond for a Planetoid batch.
+at::Tensor weight_grad(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
+                       const at::Tensor& keep, const at::Tensor& grad, double scale,
+                       int64_t features) {
+  check_tensor(grad, "grad", val.scalar_type(), 3);
+  const int64_t num_rows = grad.size(0), heads = grad.size(1), channels = grad.size(2);
+  TORCH_CHECK(features >= 0, "headwise: 'features' must be non-negative, got ", features);
+  check_sparse(rowptr, col, val, keep, num_rows, features, heads, grad.scalar_type());
+  at::Tensor gwt = at::zeros({features, heads, channels}, grad.options());
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "headwise_weight_grad", [&] {
+    const int64_t* ptr = rowptr.data_ptr<int64_t>();
+    const int64_t* cols = col.data_ptr<int64_t>();
+    const scalar_t* vals = val.data_ptr<scalar_t>();
+    const bool* kept = keep.data_ptr<bool>();
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    scalar_t* gw = gwt.data_ptr<scalar_t>();
+    const int64_t row_size = heads * channels;
+    const scalar_t s = static_cast<scalar_t>(scale);
+    for (int64_t r = 0; r < num_rows; ++r) {
+      const scalar_t* grow = g + r * row_size;
+      for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p) {
+        scalar_t* gwrow = gw + cols[p] * row_size;
+        for (int64_t k = 0; k < heads; ++k) {
+          const scalar_t v = kept_value(vals[p], kept[p * heads + k], s);
+          scalar_t* a = gwrow + k * channels;
+          const scalar_t* gk = grow + k * channels;
+          PYG_ATTN_SIMD
+          for (int64_t c = 0; c < channels; ++c) a[c] += v * gk[c];
+        }
+      }
+    }
+  });
+  return gwt;
+}
+
+}  // namespace headwise
