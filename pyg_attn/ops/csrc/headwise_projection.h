@@ -19,6 +19,20 @@ inline T kept_value(T value, bool keep, T scale) {
   return (value * static_cast<T>(keep)) * scale;
 }
 
+// acc[k, :] += kept_value(value, keep[k], scale) * row[k, :] for the H heads of one
+// non-zero (acc and row [H, C], never the same memory).
+template <typename T>
+inline void add_kept_heads(T* acc, const T* row, T value, const bool* keep, T scale,
+                           int64_t heads, int64_t channels) {
+  for (int64_t k = 0; k < heads; ++k) {
+    const T v = kept_value(value, keep[k], scale);
+    T* a = acc + k * channels;
+    const T* b = row + k * channels;
+    PYG_ATTN_SIMD
+    for (int64_t c = 0; c < channels; ++c) a[c] += v * b[c];
+  }
+}
+
 // (rowptr [N + 1] int64, col [nnz] int64, val [nnz]) of the non-zeros of x
 // [N, F] (rows at any stride, columns contiguous); NaN counts as non-zero.
 std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
@@ -102,16 +116,9 @@ at::Tensor forward(const at::Tensor& rowptr, const at::Tensor& col, const at::Te
       for (int64_t r = begin; r < end; ++r) {
         scalar_t* acc = o + r * row_size;
         std::fill(acc, acc + row_size, scalar_t(0));
-        for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p) {
-          const scalar_t* wrow = w + cols[p] * row_size;
-          for (int64_t k = 0; k < heads; ++k) {
-            const scalar_t v = kept_value(vals[p], kept[p * heads + k], s);
-            scalar_t* a = acc + k * channels;
-            const scalar_t* wk = wrow + k * channels;
-            PYG_ATTN_SIMD
-            for (int64_t c = 0; c < channels; ++c) a[c] += v * wk[c];
-          }
-        }
+        for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p)
+          add_kept_heads(acc, w + cols[p] * row_size, vals[p], kept + p * heads, s, heads,
+                         channels);
       }
     });
   });
@@ -139,16 +146,9 @@ at::Tensor weight_grad(const at::Tensor& rowptr, const at::Tensor& col, const at
     const scalar_t s = static_cast<scalar_t>(scale);
     for (int64_t r = 0; r < num_rows; ++r) {
       const scalar_t* grow = g + r * row_size;
-      for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p) {
-        scalar_t* gwrow = gw + cols[p] * row_size;
-        for (int64_t k = 0; k < heads; ++k) {
-          const scalar_t v = kept_value(vals[p], kept[p * heads + k], s);
-          scalar_t* a = gwrow + k * channels;
-          const scalar_t* gk = grow + k * channels;
-          PYG_ATTN_SIMD
-          for (int64_t c = 0; c < channels; ++c) a[c] += v * gk[c];
-        }
-      }
+      for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p)
+        add_kept_heads(gw + cols[p] * row_size, grow, vals[p], kept + p * heads, s, heads,
+                       channels);
     }
   });
   return gwt;
