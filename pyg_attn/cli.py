@@ -191,7 +191,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=512,
                         help="seed nodes per mini-batch with --loader neighbor")
     parser.add_argument("--nprocs", type=int, default=1,
-                        help="data-parallel processes on this machine (DDP; under torchrun "
+                        help="data-parallel processes on this machine (gradients averaged by an all-reduce "
+                             "per step; under torchrun "
                              "its own process count is used). Full-batch training gets no "
                              "speed-up: every process runs the whole graph's forward and "
                              "backward. --loader neighbor is the mode that scales: 2 "
