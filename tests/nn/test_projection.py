@@ -8,6 +8,7 @@ import torch_geometric.nn as pyg_nn
 from torch_geometric.nn import Linear as PygLinear
 
 from pyg_attn.nn import GATConv, GATv2Conv, TransformerConv
+from pyg_attn.nn.conv import projection
 from pyg_attn.nn.conv.projection import (RowSparseGradLinear, SparseInputLinear,
                                          nonzero_rows, project)
 from pyg_attn.ops.graph_cache import GRAPH_CACHE
@@ -100,6 +101,22 @@ def test_layers_on_bag_of_words_features_equal_pyg(layer):
 
 
 # ------------------------------------------------------------ row-sparse gradients
+@pytest.fixture
+def small_min_rows(monkeypatch):
+    """The row-sparse backward for the small inputs of these tests (100 rows up)."""
+    monkeypatch.setattr(projection, "SPARSE_GRAD_MIN_ROWS", 100)
+
+
+def test_small_inputs_take_the_module(monkeypatch):
+    calls = []
+    monkeypatch.setattr(RowSparseGradLinear, "apply", lambda *a: calls.append(1))
+    lin = torch.nn.Linear(5, 3)
+    project(lin, torch.randn(projection.SPARSE_GRAD_MIN_ROWS - 1, 5))
+    assert not calls
+    project(lin, torch.randn(projection.SPARSE_GRAD_MIN_ROWS, 5))
+    assert calls
+
+
 def rows_of_loss(num_rows: int, every: int) -> torch.Tensor:
     """A weight per row that is zero except on every ``every``-th row."""
     weight = torch.zeros(num_rows, 1)
@@ -111,7 +128,8 @@ def rows_of_loss(num_rows: int, every: int) -> torch.Tensor:
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("x_grad", [True, False])
 @pytest.mark.parametrize("every", [1, 3, 9])  # all rows (dense), a third, a ninth
-def test_row_sparse_gradients_equal_the_dense_product(dtype, bias, x_grad, every):
+def test_row_sparse_gradients_equal_the_dense_product(dtype, bias, x_grad, every,
+                                                      small_min_rows):
     gen = torch.Generator().manual_seed(every)
     x = torch.randn(300, 24, generator=gen, dtype=dtype).requires_grad_(x_grad)
     lin = torch.nn.Linear(24, 10, bias=bias).to(dtype)
@@ -145,7 +163,7 @@ def test_nonzero_rows_finds_the_rows_only_when_few():
     assert nonzero_rows(torch.zeros(1000, 8)).numel() == 0
 
 
-def test_double_backward_takes_the_dense_formulas():
+def test_double_backward_takes_the_dense_formulas(small_min_rows):
     """A gradient penalty differentiates the backward in its zero rows too."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -168,7 +186,7 @@ def test_double_backward_takes_the_dense_formulas():
     assert torch.autograd.gradgradcheck(RowSparseGradLinear.apply, inputs, (upstream,))
 
 
-def test_hooked_or_customised_linear_modules_run_their_own_forward():
+def test_hooked_or_customised_linear_modules_run_their_own_forward(small_min_rows):
     x = torch.randn(300, 5)
     lin = torch.nn.Linear(5, 3)
     seen = []
@@ -186,7 +204,7 @@ def test_hooked_or_customised_linear_modules_run_their_own_forward():
 
 
 @pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv", "TransformerConv"])
-def test_layers_with_a_loss_on_some_rows_equal_pyg(layer):
+def test_layers_with_a_loss_on_some_rows_equal_pyg(layer, small_min_rows):
     """Two layers and a loss over the first 20 of 300 rows, as on the seed nodes of
     a NeighborLoader batch: the gradients equal PyG's."""
     torch.manual_seed(0)

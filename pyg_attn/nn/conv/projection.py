@@ -18,8 +18,9 @@ training reuses one ``x``), so the density is measured once per feature tensor;
 every other input goes to ``lin`` unchanged. The result equals ``lin(x)`` up to
 the order of floating-point sums.
 
-Every other CPU projection that takes part in a gradient runs through
-:class:`RowSparseGradLinear`: the forward is ``lin``'s, and the backward finds the
+Every other CPU projection of at least :data:`SPARSE_GRAD_MIN_ROWS` rows that takes
+part in a gradient runs through :class:`RowSparseGradLinear` (smaller products cost
+less than the bookkeeping): the forward is ``lin``'s, and the backward finds the
 rows ``R`` of :math:`G = \partial L / \partial \text{out}` that are not all zero and,
 when they are at most :data:`SPARSE_GRAD_ROWS` of them, computes
 
@@ -55,6 +56,9 @@ _DENSE = object()
 """Cached for inputs found too dense (the cache returns ``None`` for a miss)."""
 SPARSE_GRAD_ROWS = 0.5
 """Largest fraction of non-zero gradient rows for which only those rows are used."""
+SPARSE_GRAD_MIN_ROWS = 8192
+"""Fewest input rows for which the gradient rows are looked at (below, a batch of
+molecules, the look costs about as much as the products it could save)."""
 _GRAD_SAMPLE_ROWS = 64
 """Gradient rows looked at first, spread evenly; more than :data:`_SAMPLE_NONZERO`
 of them non-zero rules the rest out (sampled from at most half non-zero rows, 64
@@ -87,8 +91,8 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     if csr is not None:
         out = SparseInputLinear.apply(weight, *csr)
         return out if bias is None else out + bias
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                    or (bias is not None and bias.requires_grad)):
+    if x.size(0) >= SPARSE_GRAD_MIN_ROWS and torch.is_grad_enabled() and (
+            x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return RowSparseGradLinear.apply(x, weight, bias)
     return lin(x)
 
