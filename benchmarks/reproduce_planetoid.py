@@ -145,14 +145,15 @@ def table(rows: List[Row]) -> List[str]:
 
 def provenance(argv: List[str]) -> Dict[str, str]:
     """Machine, versions, command and commit of this run (``-dirty``: uncommitted
-    changes in the working tree)."""
+    changes to the package or the benchmark scripts; result files do not count)."""
     root = Path(__file__).resolve().parents[1]
 
     def git(*command: str) -> str:
         done = subprocess.run(["git", *command], cwd=root, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else "unknown"
 
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "pyg_attn", "benchmarks")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "pyg_attn", "benchmarks",
+                ":!benchmarks/results")
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
