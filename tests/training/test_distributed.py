@@ -33,6 +33,8 @@ def test_single_process_shard_is_a_no_op():
     assert shard.all_sum(values) is values and values.tolist() == [1.0, 2.0]
     shard.after_step(model)
     assert shard.steps_checked == 0
+    model(torch.ones(1, 2)).sum().backward()
+    assert shard.start_gradient_sync(model) is None  # alone: the gradients stay as they are
 
 
 @pytest.mark.parametrize("n, world", [(500, 2), (7, 2), (2, 3)])
