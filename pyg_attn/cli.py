@@ -196,9 +196,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                              "its own process count is used). Full-batch training gets no "
                              "speed-up: every process runs the whole graph's forward and "
                              "backward. --loader neighbor is the mode that scales: 2 "
-                             "processes x 1 thread took 0.56x (CiteSeer) and 0.61x (Cora) "
+                             "processes x 1 thread took 0.58x (CiteSeer) and 0.59x (Cora) "
                              "the epoch time of 1 x 1 with --split full --batch-size 128, "
-                             "0.74-0.92x on the public split's 120-140 training nodes "
+                             "0.72-0.87x on the public split's 120-140 training nodes "
                              "(benchmarks/results/nprocs-neighbor-cpu.md)")
     parser.add_argument("--threads", type=int, default=None,
                         help="intra-op CPU threads of each process (default: torch's own "
