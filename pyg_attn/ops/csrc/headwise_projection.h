@@ -56,7 +56,7 @@ std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
         ptr[r + 1] = count;
       }
     });
-    for (int64_t r = 0; r < n; ++r) ptr[r + 1] += ptr[r];
+    std::partial_sum(ptr, ptr + n + 1, ptr);  // counts -> row pointers, in place
     col = at::empty({ptr[n]}, at::TensorOptions().dtype(at::kLong));
     val = at::empty({ptr[n]}, x.options());
     int64_t* cols = col.data_ptr<int64_t>();
@@ -77,13 +77,24 @@ std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
   return {rowptr, col, val};
 }
 
-// The CSR and mask arguments of forward/weight_grad, checked: rowptr [N + 1]
-// (monotone, 0 .. nnz), col [nnz] in [0, F), val [nnz] of `dtype`, keep [nnz, H].
-void check_sparse(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
-                  const at::Tensor& keep, int64_t num_rows, int64_t features, int64_t heads,
-                  at::ScalarType dtype) {
+// The non-zeros and mask of forward/weight_grad: CSR row pointers [N + 1], column
+// indices and values [nnz], keep [nnz, H].
+template <typename T>
+struct Nonzeros {
+  const int64_t* ptr;
+  const int64_t* cols;
+  const T* vals;
+  const bool* kept;
+};
+
+// The CSR and mask arguments, checked (rowptr [N + 1] monotone 0 .. nnz, col [nnz]
+// in [0, F), val [nnz] of dtype T, keep [nnz, H]), as pointers.
+template <typename T>
+Nonzeros<T> checked_nonzeros(const at::Tensor& rowptr, const at::Tensor& col,
+                             const at::Tensor& val, const at::Tensor& keep, int64_t num_rows,
+                             int64_t features, int64_t heads) {
   check_tensor(col, "col", at::kLong, 1);
-  check_tensor(val, "val", dtype, 1);
+  check_tensor(val, "val", c10::CppTypeToScalarType<T>::value, 1);
   check_tensor(keep, "keep", at::kBool, 2);
   const int64_t nnz = col.size(0);
   check_pointer(rowptr, "rowptr", num_rows, nnz);
@@ -93,6 +104,7 @@ void check_sparse(const at::Tensor& rowptr, const at::Tensor& col, const at::Ten
   bool in_range = true;
   for (int64_t p = 0; p < nnz; ++p) in_range &= c[p] >= 0 && c[p] < features;
   TORCH_CHECK(in_range, "headwise: 'col' must hold indices in [0, ", features, ")");
+  return {rowptr.data_ptr<int64_t>(), c, val.data_ptr<T>(), keep.data_ptr<bool>()};
 }
 
 at::Tensor forward(const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& val,
@@ -101,13 +113,9 @@ at::Tensor forward(const at::Tensor& rowptr, const at::Tensor& col, const at::Te
   const int64_t features = wt.size(0), heads = wt.size(1), channels = wt.size(2);
   const int64_t num_rows = rowptr.size(0) - 1;
   TORCH_CHECK(num_rows >= 0, "headwise: 'rowptr' must not be empty");
-  check_sparse(rowptr, col, val, keep, num_rows, features, heads, wt.scalar_type());
   at::Tensor out = at::empty({num_rows, heads, channels}, wt.options());
   AT_DISPATCH_FLOATING_TYPES(wt.scalar_type(), "headwise_forward", [&] {
-    const int64_t* ptr = rowptr.data_ptr<int64_t>();
-    const int64_t* cols = col.data_ptr<int64_t>();
-    const scalar_t* vals = val.data_ptr<scalar_t>();
-    const bool* kept = keep.data_ptr<bool>();
+    const auto nz = checked_nonzeros<scalar_t>(rowptr, col, val, keep, num_rows, features, heads);
     const scalar_t* w = wt.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     const int64_t row_size = heads * channels;
@@ -116,9 +124,9 @@ at::Tensor forward(const at::Tensor& rowptr, const at::Tensor& col, const at::Te
       for (int64_t r = begin; r < end; ++r) {
         scalar_t* acc = o + r * row_size;
         std::fill(acc, acc + row_size, scalar_t(0));
-        for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p)
-          add_kept_heads(acc, w + cols[p] * row_size, vals[p], kept + p * heads, s, heads,
-                         channels);
+        for (int64_t p = nz.ptr[r]; p < nz.ptr[r + 1]; ++p)
+          add_kept_heads(acc, w + nz.cols[p] * row_size, nz.vals[p], nz.kept + p * heads, s,
+                         heads, channels);
       }
     });
   });
@@ -133,22 +141,18 @@ at::Tensor weight_grad(const at::Tensor& rowptr, const at::Tensor& col, const at
   check_tensor(grad, "grad", val.scalar_type(), 3);
   const int64_t num_rows = grad.size(0), heads = grad.size(1), channels = grad.size(2);
   TORCH_CHECK(features >= 0, "headwise: 'features' must be non-negative, got ", features);
-  check_sparse(rowptr, col, val, keep, num_rows, features, heads, grad.scalar_type());
   at::Tensor gwt = at::zeros({features, heads, channels}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "headwise_weight_grad", [&] {
-    const int64_t* ptr = rowptr.data_ptr<int64_t>();
-    const int64_t* cols = col.data_ptr<int64_t>();
-    const scalar_t* vals = val.data_ptr<scalar_t>();
-    const bool* kept = keep.data_ptr<bool>();
+    const auto nz = checked_nonzeros<scalar_t>(rowptr, col, val, keep, num_rows, features, heads);
     const scalar_t* g = grad.data_ptr<scalar_t>();
     scalar_t* gw = gwt.data_ptr<scalar_t>();
     const int64_t row_size = heads * channels;
     const scalar_t s = static_cast<scalar_t>(scale);
     for (int64_t r = 0; r < num_rows; ++r) {
       const scalar_t* grow = g + r * row_size;
-      for (int64_t p = ptr[r]; p < ptr[r + 1]; ++p)
-        add_kept_heads(gw + cols[p] * row_size, grow, vals[p], kept + p * heads, s, heads,
-                       channels);
+      for (int64_t p = nz.ptr[r]; p < nz.ptr[r + 1]; ++p)
+        add_kept_heads(gw + nz.cols[p] * row_size, grow, nz.vals[p], nz.kept + p * heads, s,
+                       heads, channels);
     }
   });
   return gwt;
