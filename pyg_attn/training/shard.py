@@ -87,6 +87,13 @@ class Shard:
         """Whether this process writes files and shows progress (rank 0)."""
         return self.rank == 0
 
+    @property
+    def uses_ddp(self) -> bool:
+        """Whether :meth:`wrap` hands the model to
+        :class:`~torch.nn.parallel.DistributedDataParallel` (several processes on
+        CUDA), which then sums the gradients during ``backward``."""
+        return self.world_size > 1 and self.device.type == "cuda"
+
     def select(self, nodes: Tensor) -> Tensor:
         """This process's shard of ``nodes`` (all of them when alone).
 
@@ -142,7 +149,7 @@ class Shard:
         """
         if self.world_size == 1:
             return model
-        if self.device.type == "cuda":
+        if self.uses_ddp:
             from torch.nn.parallel import DistributedDataParallel
 
             return DistributedDataParallel(model, device_ids=[self.device.index])
@@ -165,7 +172,7 @@ class Shard:
             Call its :meth:`~GradientSum.finish` before the optimiser step; the
             process may do other work (sample the next batch) in between.
         """
-        if self.world_size == 1 or self.device.type == "cuda":
+        if self.world_size == 1 or self.uses_ddp:
             return None
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:

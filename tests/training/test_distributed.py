@@ -37,6 +37,12 @@ def test_single_process_shard_is_a_no_op():
     assert shard.start_gradient_sync(model) is None  # alone: the gradients stay as they are
 
 
+@pytest.mark.parametrize("device, world, ddp", [("cpu", 1, False), ("cpu", 2, False),
+                                                ("cuda:0", 1, False), ("cuda:1", 2, True)])
+def test_only_several_cuda_processes_use_ddp(device, world, ddp):
+    assert Shard(0, world, torch.device(device)).uses_ddp is ddp
+
+
 @pytest.mark.parametrize("n, world", [(500, 2), (7, 2), (2, 3)])
 def test_evaluation_parts_cover_every_node_once(n, world):
     nodes = torch.arange(n)
