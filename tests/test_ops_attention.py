@@ -148,6 +148,34 @@ def test_loss_on_some_rows_matches_reference(graph, kind, dtype, extras, alpha_l
         assert torch.count_nonzero(grads[2][reached]) > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("wanted", [("alpha_src",), ("alpha_dst",), ("value",), ("edge_logit",),
+                                    ("alpha_dst", "edge_logit"), ("alpha_src", "value")])
+def test_gat_gradients_of_some_inputs_match_reference(graph, dtype, wanted):
+    """GAT's backward without an attention gradient stores each edge's logit
+    gradient once (in the edge-logit gradient when that is wanted, else in a
+    scratch buffer) and sums the destination gradient from it: every subset of
+    wanted gradients must come out as the reference's, with a mask and dropout."""
+    _, num_src, num_dst, edge_index = graph
+    num_edges = edge_index.size(1)
+    inputs = make_inputs("gat", num_src, num_dst, num_edges, dtype, extras=True)
+    for name, tensor in inputs.items():
+        tensor.requires_grad_(name in wanted)
+    mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(4)) > 0.2
+    results = []
+    for backend in ("reference", "cpu"):
+        torch.manual_seed(99)
+        out = gat_attention(*list(inputs.values())[:3], edge_index,
+                            edge_logit=inputs["edge_logit"], edge_mask=mask, dropout=0.25,
+                            backend=backend)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(8), dtype=dtype)
+        leaves = [inputs[name] for name in wanted]
+        results.append((out, torch.autograd.grad((out * weight).sum(), leaves)))
+    (out_ref, grads_ref), (out_cpu, grads_cpu) = results
+    torch.testing.assert_close(out_cpu, out_ref, **TOL[dtype])
+    assert_close_grads(grads_ref, grads_cpu, dtype)
+
+
 @pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
 def test_mask_and_dropout_match_reference(graph, kind):
     _, num_src, num_dst, edge_index = graph

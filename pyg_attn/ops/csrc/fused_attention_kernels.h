@@ -432,6 +432,24 @@ inline bool all_zero(const T* x, int64_t n) {
   return true;
 }
 
+// Starts row i's record [shift, log_sum, delta] x H for the backward passes,
+// with delta_i = <dO_i, out_i> per head (a caller with a gradient of the
+// returned attention adds its edges' terms).  Returns false, with the row marked
+// (kSkippedRow), when dO_i is all zero and there is no such gradient.
+template <typename T, int FV>
+inline bool start_row_record(const Graph<T>& g, int64_t i, const T* out, const T* stats,
+                             const T* gout, bool has_galpha, T* record) {
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const T* go = gout + i * H * Cv;
+  if (!has_galpha && all_zero(go, H * Cv)) {
+    record[H] = kSkippedRow<T>;
+    return false;
+  }
+  heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, record + 2 * H);
+  row_shift(stats + i * H * 2, H, record, record + H);
+  return true;
+}
+
 // Per head of one edge j -> i with attention a[h]: the dropped weight
 // w = a * drop and the score gradient ds = a * (dL/da - delta_i), where
 // dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
@@ -473,14 +491,11 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     // The row's record for the source pass: [shift, log_sum, delta] x H.
     T* record = row_records + i * 3 * H;
     T* delta = record + 2 * H;
-    if (!galpha && all_zero(go, H * Cv)) {
+    if (!start_row_record<T, FV>(g, i, out, stats, gout, galpha != nullptr, record)) {
       // Every gradient this row's edges carry is zero (see kSkippedRow).
-      record[H] = kSkippedRow<T>;
       if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
       continue;
     }
-    heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, delta);
-    row_shift(stats + i * H * 2, H, record, record + H);
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T, FD>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
@@ -564,11 +579,12 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 
 // Source pass over the source-sorted CSR: value and source-side gradients.
 // Every edge's attention is recomputed here from its destination's statistics
-// (as in the forward), so nothing of size E is stored between the passes.
+// (as in the forward), so nothing of size E is stored between the passes
+// (except, with `g_logit`, GAT's logit gradients: see gat_backward).
 template <int KIND, typename T, int FD, int FV>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
-                   const T* gout, const T* galpha, T* g_src, T* g_value) {
+                   const T* gout, const T* galpha, T* g_src, T* g_value, T* g_logit) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
@@ -588,7 +604,10 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
       }
       const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
-      if (g.masked(e) || record[H] == kSkippedRow<T>) continue;
+      if (g.masked(e) || record[H] == kSkippedRow<T>) {
+        if (g_logit) std::fill(g_logit + e * H, g_logit + (e + 1) * H, T(0));
+        continue;
+      }
       g.template scores<KIND, FD>(i, j, e, a.data());
       attention_from_scores(a.data(), record, H);
       const T* go = gout + i * H * Cv;
@@ -601,6 +620,11 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) gv[c] += wh * goh[c];
         }
+        if (KIND == GAT && (g_src || g_logit)) {
+          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
+          src_grad[h] += gz;
+          if (g_logit) g_logit[e * H + h] = gz;
+        }
         if (!g_src) continue;
         if (KIND == DOT) {
           const T sds = g.scale * ds[h];
@@ -608,8 +632,6 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           T* gk = src_grad.data() + h * D;
           PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) gk[d] += sds * qh[d];
-        } else if (KIND == GAT) {
-          src_grad[h] += ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
@@ -630,6 +652,55 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   }
 }
 
+// GAT's destination gradient: g_dst[i, h] = sum over the edges p of row i of
+// g_logit[perm[p], h], summed in the row's order (as backward_rows would).
+template <typename T>
+void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
+                   const T* g_logit, T* g_dst) {
+  const int64_t H = g.heads;
+  for (int64_t i = begin; i < end; ++i) {
+    T* gd = g_dst + i * H;
+    std::fill(gd, gd + H, T(0));
+    if (row_records[i * 3 * H + H] == kSkippedRow<T>) continue;
+    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+      const T* z = g_logit + g.perm[p] * H;
+      for (int64_t h = 0; h < H; ++h) gd[h] += z[h];
+    }
+  }
+}
+
+// GAT's backward without a gradient of the returned attention, in three passes
+// that gather one feature row per edge instead of two: its per-row deltas need
+// no edge (delta_i = <dO_i, out_i>), so the destination pass shrinks to the
+// row records; the source pass computes each edge's logit gradient once and
+// stores it ([E, H]: the edge-score gradient itself when that is asked for);
+// the destination gradient is then a segment sum of those.
+template <typename T, int FD, int FV>
+void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
+                  const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
+                  const T* out, const T* stats, const T* gout, T* row_records, Grads& grads) {
+  for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      start_row_record<T, FV>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
+  });
+  T* g_dst = data_or_null<T>(grads.dst);
+  T* g_logit = data_or_null<T>(grads.edge_score);
+  at::Tensor logit_buffer;
+  if (g_dst && !g_logit) {
+    logit_buffer = fresh({g.num_edges, g.heads}, grads.dst.options(), false);
+    g_logit = logit_buffer.data_ptr<T>();
+  }
+  const auto col_bounds = balanced_chunks(colptr, g.n_src);
+  for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
+    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, gout, nullptr,
+                                  data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
+  });
+  if (g_dst)
+    for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
+      gat_dst_grads(g, b, e, row_records, g_logit, g_dst);
+    });
+}
+
 template <int KIND, typename T, int FD, int FV>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
                    const index_t* csc_edge, const T* out, const T* stats, const T* gout,
@@ -638,6 +709,13 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   at::Tensor row_records = fresh({g.n_dst, 3, H}, opts, false);
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
+  if constexpr (KIND == GAT) {
+    if (!galpha) {
+      gat_backward<T, FD, FV>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
+                              row_records.data_ptr<T>(), grads);
+      return;
+    }
+  }
   const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
   T* g_att_total = data_or_null<T>(grads.att);
   at::Tensor att_partial;
@@ -655,7 +733,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
     backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
-                                   gout, galpha, g_src, g_value);
+                                   gout, galpha, g_src, g_value, nullptr);
   });
 }
 
