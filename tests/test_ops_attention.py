@@ -148,26 +148,34 @@ def test_loss_on_some_rows_matches_reference(graph, kind, dtype, extras, alpha_l
         assert torch.count_nonzero(grads[2][reached]) > 0
 
 
+SOME_GRADIENTS = {
+    "gat": [("alpha_src",), ("alpha_dst",), ("value",), ("edge_logit",),
+            ("alpha_dst", "edge_logit"), ("alpha_src", "value")],
+    "dot": [("query",), ("key",), ("value",), ("edge_bias",), ("query", "edge_bias"),
+            ("key", "value")],
+}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("wanted", [("alpha_src",), ("alpha_dst",), ("value",), ("edge_logit",),
-                                    ("alpha_dst", "edge_logit"), ("alpha_src", "value")])
-def test_gat_gradients_of_some_inputs_match_reference(graph, dtype, wanted):
-    """GAT's backward without an attention gradient stores each edge's logit
-    gradient once (in the edge-logit gradient when that is wanted, else in a
-    scratch buffer) and sums the destination gradient from it: every subset of
-    wanted gradients must come out as the reference's, with a mask and dropout."""
+@pytest.mark.parametrize("kind, wanted", [(kind, wanted) for kind, subsets in SOME_GRADIENTS.items()
+                                          for wanted in subsets])
+def test_gradients_of_some_inputs_match_reference(graph, dtype, kind, wanted):
+    """Without an attention gradient, GAT's and plain dot products' backward store
+    each edge's score gradient once (in the edge-score gradient when that is
+    wanted, else in a scratch buffer) and sum the destination gradient from it:
+    every subset of wanted gradients must come out as the reference's, with a
+    mask and dropout."""
     _, num_src, num_dst, edge_index = graph
     num_edges = edge_index.size(1)
-    inputs = make_inputs("gat", num_src, num_dst, num_edges, dtype, extras=True)
+    inputs = make_inputs(kind, num_src, num_dst, num_edges, dtype, extras=True)
+    inputs = {k: v for k, v in inputs.items() if k not in ("edge_key", "edge_value")}
     for name, tensor in inputs.items():
         tensor.requires_grad_(name in wanted)
     mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(4)) > 0.2
     results = []
     for backend in ("reference", "cpu"):
         torch.manual_seed(99)
-        out = gat_attention(*list(inputs.values())[:3], edge_index,
-                            edge_logit=inputs["edge_logit"], edge_mask=mask, dropout=0.25,
-                            backend=backend)
+        out = call(kind, inputs, edge_index, edge_mask=mask, dropout=0.25, backend=backend)
         weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(8), dtype=dtype)
         leaves = [inputs[name] for name in wanted]
         results.append((out, torch.autograd.grad((out * weight).sum(), leaves)))
