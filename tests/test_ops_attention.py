@@ -160,11 +160,11 @@ SOME_GRADIENTS = {
 @pytest.mark.parametrize("kind, wanted", [(kind, wanted) for kind, subsets in SOME_GRADIENTS.items()
                                           for wanted in subsets])
 def test_gradients_of_some_inputs_match_reference(graph, dtype, kind, wanted):
-    """Without an attention gradient, GAT's and plain dot products' backward store
-    each edge's score gradient once (in the edge-score gradient when that is
-    wanted, else in a scratch buffer) and sum the destination gradient from it:
-    every subset of wanted gradients must come out as the reference's, with a
-    mask and dropout."""
+    """Without an attention gradient, GAT's backward stores each edge's logit
+    gradient once (in the edge-logit gradient when that is wanted, else in a
+    scratch buffer) and sums the destination gradient from it; dot products take
+    the two-pass backward: every subset of wanted gradients must come out as the
+    reference's, with a mask and dropout."""
     _, num_src, num_dst, edge_index = graph
     num_edges = edge_index.size(1)
     inputs = make_inputs(kind, num_src, num_dst, num_edges, dtype, extras=True)

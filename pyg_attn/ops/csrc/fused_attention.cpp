@@ -14,10 +14,10 @@
 // statistics twice, FlashAttention-style: a destination pass (CSR) gives the
 // destination-side and per-edge gradients and delta_i = sum_j a_ij dL/da_ij, and
 // a source pass (CSC) the source-side and value gradients, each summed locally
-// and stored once per node: no atomics and no per-edge scratch, except the
-// [E, H] score gradients of GAT and of plain dot products when no attention
-// gradient is given (there the destination pass needs no score and its sums
-// come from those; see score_grad_backward).  Work is split
+// and stored once per node: no atomics and no per-edge scratch, except GAT's
+// [E, H] logit gradients when no attention gradient is given (there the
+// destination pass needs no edge and its sums come from those; see
+// gat_backward).  Work is split
 // into a fixed number of edge-balanced node chunks, so results do not depend on
 // the thread count.
 #include <torch/extension.h>

@@ -580,7 +580,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 // Source pass over the source-sorted CSR: value and source-side gradients.
 // Every edge's attention is recomputed here from its destination's statistics
 // (as in the forward), so nothing of size E is stored between the passes
-// (except, with `g_logit`, the score gradients: see score_grad_backward).
+// (except, with `g_logit`, GAT's logit gradients: see gat_backward).
 template <int KIND, typename T, int FD, int FV>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
@@ -624,8 +624,6 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
           src_grad[h] += gz;
           if (g_logit) g_logit[e * H + h] = gz;
-        } else if (KIND == DOT && g_logit) {
-          g_logit[e * H + h] = ds[h];
         }
         if (!g_src) continue;
         if (KIND == DOT) {
@@ -654,65 +652,39 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   }
 }
 
-// The destination gradient from the stored score gradients z [E, H] (see
-// score_grad_backward), summed over row i's edges in the row's order (as
-// backward_rows would): GAT g_dst[i, h] = sum_p z[e_p, h]; dot products
-// g_query[i, h] = scale * sum_p z[e_p, h] k[j_p, h] (no edge keys).
-template <int KIND, typename T, int FD>
-void dst_grads_from_edges(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
-                          const T* z, T* g_dst) {
-  const int64_t H = g.heads, D = KIND == GAT ? 1 : (FD > 0 ? FD : g.dim);
-  std::vector<T> acc(static_cast<size_t>(H * D));
-  const int64_t limit = g.rowptr[end];
+// GAT's destination gradient: g_dst[i, h] = sum over the edges p of row i of
+// g_logit[perm[p], h], summed in the row's order (as backward_rows would).
+template <typename T>
+void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
+                   const T* g_logit, T* g_dst) {
+  const int64_t H = g.heads;
   for (int64_t i = begin; i < end; ++i) {
-    std::fill(acc.begin(), acc.end(), T(0));
-    if (row_records[i * 3 * H + H] != kSkippedRow<T>) {
-      for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-        const int64_t e = g.perm[p];
-        const T* ze = z + e * H;
-        if (p + kPrefetchDistance < limit) {  // z (and key) rows are read at random
-          prefetch_row(z + g.perm[p + kPrefetchDistance] * H, H * sizeof(T));
-          if (KIND != GAT)
-            prefetch_row(g.src + g.col[p + kPrefetchDistance] * H * D, H * D * sizeof(T));
-        }
-        if (KIND == GAT) {
-          for (int64_t h = 0; h < H; ++h) acc[h] += ze[h];
-          continue;
-        }
-        if (g.masked(e)) continue;  // z = 0, but a key of inf must not give NaN
-        const T* k = g.src + g.col[p] * H * D;
-        for (int64_t h = 0; h < H; ++h) {
-          const T s = g.scale * ze[h];
-          const T* kh = k + h * D;
-          T* ah = acc.data() + h * D;
-          PYG_ATTN_SIMD
-          for (int64_t d = 0; d < D; ++d) ah[d] += s * kh[d];
-        }
-      }
+    T* gd = g_dst + i * H;
+    std::fill(gd, gd + H, T(0));
+    if (row_records[i * 3 * H + H] == kSkippedRow<T>) continue;
+    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+      const T* z = g_logit + g.perm[p] * H;
+      for (int64_t h = 0; h < H; ++h) gd[h] += z[h];
     }
-    std::copy(acc.begin(), acc.end(), g_dst + i * H * D);
   }
 }
 
-// The backward of GAT and of dot products without edge keys or values, when the
-// returned attention carries no gradient, in three passes that gather two
-// feature rows per edge instead of three (dot) or one instead of two (GAT).
-// delta_i = <dO_i, out_i> needs no edge, so the destination pass shrinks to the
-// row records; the source pass computes each edge's score gradient once (GAT:
-// of the logit before the LeakyReLU) and stores it ([E, H]: the edge-score
-// gradient itself when that is asked for); the destination gradient is then a
-// sum of those over each row (dot: weighted by the keys).
-template <int KIND, typename T, int FD, int FV>
-void score_grad_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
-                         const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
-                         const T* out, const T* stats, const T* gout, T* row_records,
-                         Grads& grads) {
+// GAT's backward without a gradient of the returned attention, in three passes
+// that gather one feature row per edge instead of two: its per-row deltas need
+// no edge (delta_i = <dO_i, out_i>), so the destination pass shrinks to the
+// row records; the source pass computes each edge's logit gradient once and
+// stores it ([E, H]: the edge-score gradient itself when that is asked for);
+// the destination gradient is then a segment sum of those.
+template <typename T, int FD, int FV>
+void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
+                  const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
+                  const T* out, const T* stats, const T* gout, T* row_records, Grads& grads) {
   for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
       start_row_record<T, FV>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
   });
   T* g_dst = data_or_null<T>(grads.dst);
-  T* g_logit = data_or_null<T>(grads.edge_score);  // the same gradient as z
+  T* g_logit = data_or_null<T>(grads.edge_score);
   at::Tensor logit_buffer;
   if (g_dst && !g_logit) {
     logit_buffer = fresh({g.num_edges, g.heads}, grads.dst.options(), false);
@@ -720,12 +692,12 @@ void score_grad_backward(const Graph<T>& g, const std::vector<int64_t>& row_boun
   }
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, gout, nullptr,
-                                   data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
+    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, gout, nullptr,
+                                  data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
   });
   if (g_dst)
     for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
-      dst_grads_from_edges<KIND, T, FD>(g, b, e, row_records, g_logit, g_dst);
+      gat_dst_grads(g, b, e, row_records, g_logit, g_dst);
     });
 }
 
@@ -737,10 +709,10 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   at::Tensor row_records = fresh({g.n_dst, 3, H}, opts, false);
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
-  if constexpr (KIND == GAT || KIND == DOT) {
-    if (!galpha && (KIND == GAT || (!g.efeat && !g.evalue))) {
-      score_grad_backward<KIND, T, FD, FV>(g, row_bounds, colptr, csc_row, csc_edge, out, stats,
-                                           gout, row_records.data_ptr<T>(), grads);
+  if constexpr (KIND == GAT) {
+    if (!galpha) {
+      gat_backward<T, FD, FV>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
+                              row_records.data_ptr<T>(), grads);
       return;
     }
   }
