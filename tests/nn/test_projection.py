@@ -10,7 +10,7 @@ from torch_geometric.nn import Linear as PygLinear
 from pyg_attn.nn import GATConv, GATv2Conv, TransformerConv
 from pyg_attn.nn.conv import projection
 from pyg_attn.nn.conv.projection import (RowSparseGradLinear, SparseInputLinear,
-                                         nonzero_rows, project)
+                                         nonzero_rows, project, project_rows)
 from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
@@ -144,6 +144,25 @@ def test_row_sparse_gradients_equal_the_dense_product(dtype, bias, x_grad, every
         torch.testing.assert_close(g, w, **tol)
     if x_grad:
         assert torch.count_nonzero(got[0][upstream.abs().sum(1) == 0]) == 0
+
+
+@pytest.mark.parametrize("rows", [None, [], [0, 5, 6, 39], list(range(40))])
+def test_project_rows_is_the_projection_on_those_rows_and_zero_elsewhere(rows):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    lin = torch.nn.Linear(6, 4).double()
+    index = None if rows is None else torch.tensor(rows, dtype=torch.long)
+    keep = torch.ones(40, 1, dtype=torch.float64)
+    if index is not None:
+        keep = torch.zeros(40, 1, dtype=torch.float64).index_fill_(0, index, 1.0)
+    upstream = torch.randn(40, 4, generator=gen, dtype=torch.float64)
+    got = project_rows(lin, x, index)
+    want = lin(x) * keep
+    torch.testing.assert_close(got, want)
+    inputs = [x, *lin.parameters()]
+    for g, w in zip(torch.autograd.grad(got, inputs, upstream),
+                    torch.autograd.grad(want, inputs, upstream)):
+        torch.testing.assert_close(g, w)
 
 
 def test_nonzero_rows_finds_the_rows_only_when_few():

@@ -122,7 +122,8 @@ def project_rows(lin: torch.nn.Module, x: Tensor, rows: Optional[Tensor]) -> Ten
     if rows is None:
         return project(lin, x)
     some = project(lin, x.index_select(0, rows))
-    return some.new_zeros(x.size(0), some.size(1)).index_copy(0, rows, some)
+    # In place into the fresh zeros: the out-of-place index_copy would clone them.
+    return some.new_zeros(x.size(0), some.size(1)).index_copy_(0, rows, some)
 
 
 class SparseInputLinear(torch.autograd.Function):
