@@ -653,19 +653,22 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 }
 
 // GAT's destination gradient: g_dst[i, h] = sum over the edges p of row i of
-// g_logit[perm[p], h], summed in the row's order (as backward_rows would).
+// g_logit[perm[p], h], summed in the row's order (as backward_rows would), locally
+// and stored once per row (see backward_rows).
 template <typename T>
 void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
                    const T* g_logit, T* g_dst) {
   const int64_t H = g.heads;
+  std::vector<T> dst_grad(static_cast<size_t>(H));
   for (int64_t i = begin; i < end; ++i) {
-    T* gd = g_dst + i * H;
-    std::fill(gd, gd + H, T(0));
-    if (row_records[i * 3 * H + H] == kSkippedRow<T>) continue;
-    for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
-      const T* z = g_logit + g.perm[p] * H;
-      for (int64_t h = 0; h < H; ++h) gd[h] += z[h];
+    std::fill(dst_grad.begin(), dst_grad.end(), T(0));
+    if (row_records[i * 3 * H + H] != kSkippedRow<T>) {
+      for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+        const T* z = g_logit + g.perm[p] * H;
+        for (int64_t h = 0; h < H; ++h) dst_grad[h] += z[h];
+      }
     }
+    std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H);
   }
 }
 
