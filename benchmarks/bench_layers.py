@@ -17,12 +17,12 @@ Modes: ``forward`` (``torch.no_grad()``), ``full`` = one training step,
 parameter gradients are computed, ``x`` needs none), and ``backward`` (only the
 ``.backward()`` after an untimed forward).
 
-Graphs (``bench_ops.make_graph``: power-law in-degrees, sources uniform):
+Graphs (``common.make_graph``: power-law in-degrees, sources uniform):
 cora-sized 2,708 / 10,556 with the real F=1433 input features, 50k nodes / 500k
 edges with F=64, arxiv-sized 169,343 / 1,166,243 with F=128.
 
 The measurement machinery (fork server / exec worker per measurement, peak RSS
-via /proc/self/clear_refs, timing loop, CSV) is imported from ``bench_ops.py``.
+via /proc/self/clear_refs, timing loop, CSV) is ``common.py``'s, as for ``bench_ops.py``.
 Once per (size, layer, C) the ``pyg_attn`` output is checked against PyG's in
 eval mode (atol 1e-4).  Run ``python benchmarks/bench_layers.py --help``.
 """
@@ -38,8 +38,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
-from bench_ops import SIZES, ExecRunner, ForkRunner, _sync, _time_loop, make_graph  # noqa: E402
+import common  # noqa: E402  (also puts the repository root on sys.path)
+from common import SIZES  # noqa: E402
 
 PROVIDERS = ("pyg_attn", "pyg", "pyg-sparse")
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
@@ -59,7 +59,7 @@ def build_layers(layer: str, provider: str, in_channels: int, heads: int, channe
 
     torch.manual_seed(seed)
     theirs = getattr(pyg_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
-    if provider in bench_ops.BASELINES + ("pyg-sparse",):
+    if provider != "pyg_attn":
         return theirs, None
     ours = getattr(our_nn, layer)(in_channels, channels, heads=heads, dropout=0.0)
     ours.load_state_dict(theirs.state_dict())
@@ -96,7 +96,7 @@ def measure_layer(spec: dict) -> dict:
     provider, layer, mode = spec["provider"], spec["layer"], spec["mode"]
     heads, channels, feats = spec["heads"], spec["channels"], spec["features"]
     num_nodes, num_edges = SIZES[spec["size"]]
-    sync = _sync(device)
+    sync = common.device_sync(device)
 
     module, twin = build_layers(layer, provider, feats, heads, channels, spec["seed"],
                                 bool(spec.get("check")))
@@ -105,14 +105,14 @@ def measure_layer(spec: dict) -> dict:
     grad_out = torch.ones((), device=device)
 
     # Lazy one-time initialisation on a tiny graph (not timed, not in the peak).
-    tiny_ei, _ = make_graph(16, 64, 0, spec["zipf"])
+    tiny_ei, _ = common.make_graph(16, 64, 0, spec["zipf"])
     tiny_ei = tiny_ei.to(device)
     tiny_x = torch.randn(16, feats, generator=torch.Generator().manual_seed(0)).to(device)
-    _time_loop(make_call(module, tiny_x, layer_input(provider, tiny_ei, 16)[0], mode), mode,
+    common.time_loop(make_call(module, tiny_x, layer_input(provider, tiny_ei, 16)[0], mode), mode,
                params, grad_out, 1, 1, 1, 0.0, sync)
     del tiny_ei, tiny_x
 
-    edge_index, graph_stats = make_graph(num_nodes, num_edges, spec["seed"], spec["zipf"])
+    edge_index, graph_stats = common.make_graph(num_nodes, num_edges, spec["seed"], spec["zipf"])
     edge_index = edge_index.to(device)
     x = torch.randn(num_nodes, feats,
                     generator=torch.Generator().manual_seed(spec["seed"] + 1)).to(device)
@@ -121,11 +121,11 @@ def measure_layer(spec: dict) -> dict:
 
     result = {
         **spec, "num_nodes": num_nodes, "num_edges": num_edges, "prepare_mb": prepare_mb,
-        **bench_ops.with_prepared(
-            bench_ops.timed_region(fn, mode, params, grad_out, spec, device, sync), prepare_mb),
+        **common.with_prepared(
+            common.timed_region(fn, mode, params, grad_out, spec, device, sync), prepare_mb),
         "graph": graph_stats,
-        "backend": bench_ops.provider_backend(provider, device),
-        "versions": bench_ops._versions(),
+        "backend": common.provider_backend(provider, device),
+        "versions": common.versions(),
     }
     if twin is not None:
         module.eval()
@@ -139,7 +139,7 @@ def measure_layer(spec: dict) -> dict:
 
 
 def _preload() -> None:
-    bench_ops._preload()
+    common.preload()
     import torch_geometric.nn  # noqa: F401
 
     import pyg_attn.nn  # noqa: F401
@@ -155,9 +155,9 @@ def parse_args(argv=None):
                         + ", ".join(f"{s}: {f}" for s, f in FEATURES.items()) + ")")
     p.add_argument("--modes", nargs="+", choices=MODES, default=["forward", "full"],
                    help="default: forward full")
-    bench_ops.add_common_args(p)
+    common.add_common_args(p)
     args = p.parse_args(argv)
-    bench_ops.resolve_common_args(p, args)
+    common.resolve_common_args(p, args)
     return args
 
 
@@ -168,15 +168,10 @@ def build_specs(args):
             for channels in args.channels:
                 for k, mode in enumerate(args.modes):
                     for provider in available_providers():
-                        specs.append({
-                            "size": size, "layer": layer, "channels": channels, "mode": mode,
-                            "provider": provider, "features": FEATURES[size],
-                            "heads": args.heads, "threads": args.threads,
-                            "device": args.device, "seed": args.seed, "zipf": args.zipf,
-                            "repeats": args.repeats, "min_repeats": args.min_repeats,
-                            "warmup": args.warmup, "warmup_s": args.warmup_seconds,
-                            "budget": args.time_budget,
-                            "check": provider == "pyg_attn" and k == 0})
+                        specs.append(common.spec_of(
+                            args, size=size, layer=layer, channels=channels, mode=mode,
+                            provider=provider, features=FEATURES[size],
+                            check=provider == "pyg_attn" and k == 0))
     return specs
 
 
@@ -192,7 +187,7 @@ def available_providers() -> tuple:
 
 def summarize(results):
     """Adds the ratios to ``pyg`` and ``pyg-sparse`` and sorts the rows."""
-    bench_ops.add_ratios(results, "layer", "pyg-sparse")
+    common.add_ratios(results, "layer", "pyg-sparse")
     results.sort(key=lambda r: (list(SIZES).index(r["size"]), LAYERS.index(r["layer"]),
                                 r["channels"], MODES.index(r["mode"]),
                                 PROVIDERS.index(r["provider"])))
@@ -205,12 +200,12 @@ def print_report(args, results, wall_s):
     print("=" * 100)
     print("pyg_attn layer benchmark (pyg_attn.nn vs torch_geometric.nn, same weights)")
     print(f"  torch {v.get('torch', '?')}, torch_geometric {v.get('torch_geometric', '?')}, "
-          f"pyg_attn at git {bench_ops._git_state()}")
+          f"pyg_attn at git {common.git_state()}")
     backends = sorted({r["backend"] for r in ok if r["provider"] == "pyg_attn"})
     if backends:
         print(f"  pyg_attn backend resolved to: {', '.join(backends)}")
     print(f"  device {args.device}, torch threads {args.threads}, heads H={args.heads}, "
-          f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average {bench_ops._load()}")
+          f"float32, seed {args.seed}; {os.cpu_count()} CPUs, load average {common.load_average()}")
     print(f"  timing: median of up to {args.repeats} repeats (>= {args.min_repeats}, stop after "
           f"{args.time_budget:g} s timed) after >= {args.warmup} warm-up runs and >= "
           f"{args.warmup_seconds:g} s; full = forward + "
@@ -225,7 +220,7 @@ def print_report(args, results, wall_s):
                   f"F={FEATURES[size]}, in-degree max {g['max_in_degree']:,} median "
                   f"{g['median_in_degree']:g}, {g['zero_in_degree_pct']:.1f}% no in-edge")
     print()
-    bench_ops.print_table(results, "layer", 15)
+    common.print_table(results, "layer", 15)
     checks = [r for r in ok if "check_ok" in r]
     for r in checks:
         if not r["check_ok"]:
@@ -235,15 +230,8 @@ def print_report(args, results, wall_s):
         print(f"output check vs pyg (eval forward, atol {CHECK_TOL:g}): "
               f"{sum(r['check_ok'] for r in checks)}/{len(checks)} ok, worst max abs err "
               f"{max(r['check_max_abs_err'] for r in checks):.2e}")
-    noisy = [r for r in ok if (r.get("other_cpu_pct") or 0.0) > bench_ops.NOISY_PCT]
-    if noisy:
-        print(f"NOTE: other processes used > {bench_ops.NOISY_PCT:g}% of the CPUs while timing: "
-              + ", ".join(f"{r['size']}/{r['layer']}/C={r['channels']}/{r['mode']}/"
-                          f"{r['provider']} ({r['other_cpu_pct']:.0f}%)" for r in noisy))
-    for r in results:
-        if "error" in r:
-            print(f"ERROR in {r['size']}/{r['layer']}/C={r['channels']}/{r['mode']}/"
-                  f"{r['provider']}:\n{r['error']}", file=sys.stderr)
+    common.print_noisy(ok, "layer")
+    common.print_errors(results, "layer")
     print(f"total wall time {wall_s:.1f} s")
 
 
@@ -258,37 +246,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker is not None:
         _preload()
-        return bench_ops.worker_main(args.worker, measure_layer)
+        return common.worker_main(args.worker, measure_layer)
     if args.serve:
-        return bench_ops.serve_main(measure_layer, _preload)
+        return common.serve_main(measure_layer, _preload)
 
     specs = build_specs(args)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(bench_ops.ROOT),
-                                                      env.get("PYTHONPATH")]))
-    isolation = args.isolation
-    if isolation == "auto":
-        isolation = "exec" if args.device.startswith("cuda") else "fork"
-    runner = (ForkRunner if isolation == "fork" else ExecRunner)(env, script=__file__)
     start = time.perf_counter()
-    results = []
-    try:
-        for k, spec in enumerate(specs, 1):
-            r = runner.run(spec)
-            results.append(r)
-            tag = (f"[{k}/{len(specs)}] {spec['size']} {spec['layer']} C={spec['channels']} "
-                   f"{spec['mode']} {spec['provider']}")
-            if "error" in r:
-                print(f"{tag}: ERROR {r['error'].strip().splitlines()[-1]}", file=sys.stderr)
-            else:
-                print(f"{tag}: {r['ms']:.3f} ms, peak {r['peak_mb']:.1f} MB "
-                      f"({r['timed_repeats']} repeats)", file=sys.stderr, flush=True)
-    finally:
-        runner.close()
+    results = common.run_all(common.make_runner(args, __file__), specs,
+                             lambda s: f"{s['size']} {s['layer']} C={s['channels']} "
+                                       f"{s['mode']} {s['provider']}")
     results = summarize(results)
     print_report(args, results, time.perf_counter() - start)
     if args.csv:
-        bench_ops.write_csv(args.csv, results, CSV_FIELDS)
+        common.write_csv(args.csv, results, CSV_FIELDS)
         print(f"wrote {args.csv}")
     return 1 if any("error" in r for r in results) else 0
 

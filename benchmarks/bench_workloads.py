@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import bench_ops  # noqa: E402  (also puts the repository root on sys.path)
+import common  # noqa: E402  (also puts the repository root on sys.path)
 
 WORKLOADS = ("neighbor", "molecules", "cora", "50k-uncached", "50k-cached", "arxiv-uncached",
              "arxiv-cached")
@@ -118,7 +118,7 @@ def power_law_data(num_nodes: int, num_edges: int, features: int, seed: int):
     import torch
     from torch_geometric.data import Data
 
-    edge_index, _ = bench_ops.make_graph(num_nodes, num_edges, seed, 0.7)
+    edge_index, _ = common.make_graph(num_nodes, num_edges, seed, 0.7)
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(num_nodes, features, generator=gen)
     y = torch.randint(0, NUM_CLASSES, (num_nodes,), generator=gen)
@@ -324,7 +324,7 @@ def peak_memory_worker(spec: dict) -> dict:
     step = make_step(model)
     batches = list(workload.batches(3))
     step(tiny_batch(workload))
-    meter = bench_ops.PeakMemory(torch.device("cpu"))
+    meter = common.PeakMemory(torch.device("cpu"))
     meter.start()
     while batches:
         step(batches.pop(0))
@@ -360,7 +360,7 @@ def environment(threads: int) -> dict:
                             "pyg_attn", "benchmarks/*.py"],  # result files do not count
                            capture_output=True, text=True, cwd=HERE.parent).stdout.strip()
     return {"cpu": cpu, "threads": threads, "python": platform.python_version(),
-            **bench_ops._versions(), "torch_geometric": torch_geometric.__version__,
+            **common.versions(), "torch_geometric": torch_geometric.__version__,
             "pyg_attn": pyg_attn.__version__,
             "commit": commit + (" (with uncommitted changes)" if dirty else "")}
 
@@ -449,7 +449,7 @@ def main(argv=None) -> int:
                    help="write PATH.md and PATH.csv (e.g. benchmarks/results/workloads-cpu)")
     p.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    bench_ops.resolve_vml_dispatch()  # before PyG's first multi-threaded exp (see there)
+    common.resolve_vml_dispatch()  # before PyG's first multi-threaded exp (see there)
     if args.memory_worker:
         print(json.dumps(peak_memory_worker(json.loads(args.memory_worker))))
         return 0

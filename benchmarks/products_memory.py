@@ -2,7 +2,7 @@
 """Does a full-batch GATConv training step fit in memory at ogbn-products size?
 
 Builds a synthetic power-law graph of ogbn-products' size (2,449,029 nodes,
-61,859,140 directed edges; ``bench_ops.make_graph``) with F=100 input features,
+61,859,140 directed edges; ``common.make_graph``) with F=100 input features,
 runs one ``GATConv(100, 8, heads=8)`` forward + backward (parameter gradients,
 self-loops added by the layer as in PyG) and prints the process' peak resident
 memory (VmHWM, the whole process: graph, features, layer, everything), the part
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_ops import _proc_status_kb, make_graph  # noqa: E402
+from common import make_graph, proc_status_kb  # noqa: E402
 
 PRODUCTS_NODES = 2_449_029
 PRODUCTS_EDGES = 61_859_140
@@ -37,7 +37,7 @@ FEATURES, HEADS, CHANNELS = 100, 8, 8
 
 def rss_gb(field: str) -> float:
     """``VmRSS`` / ``VmHWM`` of this process in GiB."""
-    return (_proc_status_kb(field) or 0) / 2**20
+    return (proc_status_kb(field) or 0) / 2**20
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,7 @@ several threads at once (pytorch/pytorch#188792).  That made bench_layers.py's
 output check against PyG flaky (PyG's softmax ``exp`` was the first one in the
 worker).  Each child below is a fresh forked worker, as under the fork server,
 that does what the check did: a matmul, then a multi-threaded float32 ``exp``,
-through ``bench_ops._measure_safely``.  Without the warm-up about 4 % of such
+through ``common.measure_safely`` (benchmarks/common.py).  Without the warm-up about 4 % of such
 workers got a corrupted chunk on this kind of machine (AVX-512, 2 threads).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import json, os, sys
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 import torch
-import bench_ops  # no tensor op in this parent: every child is a fresh worker
+import common  # no tensor op in this parent: every child is a fresh worker
 
 def first_exp(spec):
     torch.set_num_threads(2)
@@ -46,7 +46,7 @@ for _ in range(int(sys.argv[2])):
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        os.write(write_fd, json.dumps(bench_ops._measure_safely({}, first_exp)).encode())
+        os.write(write_fd, json.dumps(common.measure_safely({}, first_exp)).encode())
         os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as f:
@@ -73,10 +73,10 @@ def test_first_exp_in_a_fresh_worker_is_accurate():
 def test_resolve_vml_dispatch_covers_torch_ops():
     sys.path.insert(0, str(BENCH))
     try:
-        import bench_ops
+        import common
     finally:
         sys.path.remove(str(BENCH))
     import torch
 
-    assert all(callable(getattr(torch, name)) for name in bench_ops.VML_OPS)
-    bench_ops.resolve_vml_dispatch()
+    assert all(callable(getattr(torch, name)) for name in common.VML_OPS)
+    common.resolve_vml_dispatch()
