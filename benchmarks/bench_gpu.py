@@ -2,8 +2,8 @@
 """GPU benchmark: the Triton kernels against PyG on CUDA, in one process.
 
 Everything runs in one process on one GPU (CUDA events for time, the caching
-allocator's ``max_memory_allocated`` for memory), so that one short session on a
-lent GPU measures all of it:
+allocator's ``max_memory_allocated`` for memory), so that one command measures all
+of it in a few minutes:
 
 * **ops**: ``graph_attention`` (dot score) and ``gat_attention`` (GAT score) with
   the Triton backend on a graph prepared once, against PyG's attention as
@@ -18,7 +18,7 @@ lent GPU measures all of it:
   once) and the device-to-device copy bandwidth measured in the same run.
 
 Graphs are power-law in-degree graphs (``make_graph``: the distribution of
-``bench_ops.make_graph``, drawn on the GPU so that the products-sized graph
+``common.make_graph``, drawn on the GPU so that the products-sized graph
 takes a second, not minutes) of 50k / arxiv / products size.  Peak memory is
 the extra memory of the timed region (inputs and the prepared graph excluded).
 A provider that runs out of memory is reported as ``OOM``.

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# One call on a lent GPU machine: versions, the CUDA tests, the launch-configuration
-# sweep (tune_gpu.py), bench_gpu.py and profile_gpu.py, each under its own time limit
-# in seconds (0 skips the stage).  Everything lands in $OUT (the device tool brings it back).
+# Every GPU check in one command, on a machine with a CUDA GPU, Triton and pytest-xdist:
+# the GPU, driver and versions, the CUDA tests, the launch-configuration sweep
+# (tune_gpu.py), bench_gpu.py and profile_gpu.py, each under its own time limit in
+# seconds (0 skips the stage).  Logs and results are written to $OUT (default out/gpu);
+# a summary of each stage is printed.  A Triton compile cache in .triton-cache.tgz (as
+# written to $OUT/triton-cache.tgz by an earlier run) is unpacked first, so kernels are
+# not compiled again.
 # Usage: TEST_T=150 TUNE_T=200 BENCH_T=270 PROFILE_T=120 bash benchmarks/gpu_session.sh [bench args...]
 set -u
 OUT=${OUT:-out/gpu}
