@@ -51,6 +51,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -63,6 +64,7 @@ from torch_geometric.utils import degree
 
 from ..nn import AttentionPooling, GATConv
 from .checks import check_layers, check_optimiser, fraction, positive_int
+from .progress import EpochProgress
 
 __all__ = ["MODELS", "CVResult", "FoldSplit", "PoolConfig", "GraphClassifier",
            "FoldResult", "cross_validate", "cv_splits", "stratified_folds", "train_fold"]
@@ -517,6 +519,11 @@ class CVResult:
                 "test_folds": [split.test.tolist() for split in self.splits]}
 
 
+def _report_epoch(progress: EpochProgress, epoch: int, val_accuracy: float) -> None:
+    """``train_fold``'s per-epoch call, shown on ``progress``."""
+    progress.update(val_acc=f"{val_accuracy:.3f}")
+
+
 def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str] = None,
                    folds: int = 10, seed: int = 0, epochs: Optional[int] = None,
                    device: Union[str, torch.device] = "cpu", progress: bool = True,
@@ -544,7 +551,8 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
     device : str or torch.device
         Where to train.
     progress : bool
-        Show a progress bar per fold (tqdm, on stderr).
+        Show each fold's progress on stderr: a bar on a terminal, else one line per
+        epoch (:class:`~pyg_attn.training.progress.EpochProgress`).
     model : str
         A key of :data:`MODELS`; overrides ``config.model``.
     config : PoolConfig, optional
@@ -573,8 +581,6 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
     >>> len(result.accuracies), 0.0 <= result.mean <= 1.0
     (1, True)
     """
-    from tqdm.auto import tqdm
-
     from ..datasets import load_dataset
 
     config = config if config is not None else PoolConfig()
@@ -600,16 +606,10 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
 
     accuracies, epochs_chosen = [], []
     for k in chosen:
-        bar = tqdm(total=config.epochs, desc=f"{config.model} fold {k + 1}/{folds}",
-                   disable=not progress, leave=False)
-
-        def advance(epoch: int, val_accuracy: float, bar: Any = bar) -> None:
-            bar.set_postfix(val_acc=f"{val_accuracy:.3f}", refresh=False)
-            bar.update(1)
-
-        result = train_fold(dataset, splits[k], config, seed=seed + k, device=device,
-                            progress=advance)
-        bar.close()
+        with EpochProgress(config.epochs, f"{config.model} fold {k + 1}/{folds}",
+                           enabled=progress) as bar:
+            result = train_fold(dataset, splits[k], config, seed=seed + k, device=device,
+                                progress=partial(_report_epoch, bar))
         accuracies.append(result.test_accuracy)
         epochs_chosen.append(result.best_epoch)
     return CVResult(config.model, accuracies, epochs_chosen, [splits[k] for k in chosen], config)

@@ -41,6 +41,7 @@ from .checks import check_optimiser, one_of, positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
+from .progress import EpochProgress
 from .shard import Shard
 
 __all__ = ["EarlyStopping", "EpochTrainer", "Evaluator", "TrainConfig", "evaluate",
@@ -380,7 +381,8 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
     stepper = EpochTrainer(config, data, train_nodes, device)
     validate = Evaluator(data, data.val_mask.nonzero().view(-1), shard)
     trained = shard.wrap(model)
-    bar = _progress_bar(config, run, start, progress and shard.is_main)
+    bar = EpochProgress(config.epochs, f"run {run}", start - 1,
+                        enabled=progress and shard.is_main)
     try:
         for epoch in range(start, config.epochs + 1):
             tic = time.perf_counter()
@@ -398,16 +400,13 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
                     save_checkpoint(best, run_dir / "best.pt")
             if epoch % config.save_every == 0 and not stop:
                 save_state(epoch)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
+            bar.update(loss=f"{train_loss:.3f}", val_acc=f"{val_acc:.3f}")
             if callback is not None:
                 callback(record)
             if stop:
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
 
     assert best is not None  # the first epoch is always kept
     model.load_state_dict(best["model_state"])
@@ -416,15 +415,6 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
                        test_acc, history)
     save_state(history[-1].epoch if history else 0, result)
     return result
-
-
-def _progress_bar(config: TrainConfig, run: int, start: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=config.epochs, initial=start - 1, desc=f"run {run}", unit="epoch",
-                leave=False, dynamic_ncols=True)
 
 
 def _check_resumable(config: TrainConfig) -> None:
@@ -455,7 +445,8 @@ def train_node_classification(config: TrainConfig, *, resume: bool = False,
         The settings must equal the saved ``config.json`` except
         ``runs``, ``device``, ``out``, ``save_every`` and ``nprocs``.
     progress : bool
-        Show a tqdm progress bar per run (main process only).
+        Show each run's progress (main process only): a bar on a terminal, else one
+        line per epoch (:class:`~pyg_attn.training.progress.EpochProgress`).
     callback : callable, optional
         Called with every epoch's :class:`EpochRecord` (after checkpointing).
     shard : Shard, optional
