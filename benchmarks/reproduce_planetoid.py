@@ -7,7 +7,7 @@ accuracy, test accuracy of the kept model), for each seed in turn, and next to
 it ``pyg-gat``: the model of PyG's ``examples/gat.py`` (``torch_geometric.nn.GATConv``,
 same hyper-parameters) trained by the same loop with the same seed.  Each model
 trains under every ``--schemes`` dropout scheme it takes: ``shared`` (PyG's
-``examples/gat.py``: one input mask per layer) for all, ``paper`` (the paper's
+``examples/gat.py``: one input mask per layer) for all, ``per_head`` (the paper's
 reference code: per-head input masks, projected features dropped too) for
 ``gat`` and ``pyg-gat`` only, so both sides are compared under the same
 scheme.  Seeds are the outer loop (an interrupted run has every data set and model for the seeds
@@ -52,7 +52,7 @@ import torch_geometric
 
 import pyg_attn
 from pyg_attn.training.metrics import summarize
-from pyg_attn.training.models import PAPER_SCHEME_MODELS, NodeClassifier
+from pyg_attn.training.models import DROPOUT_SCHEMES, PER_HEAD_MODELS, NodeClassifier
 from pyg_attn.training.node_classification import (EpochTrainer, TrainConfig, evaluate,
                                                    load_node_data, train_node_classification)
 from pyg_attn.training.shard import Shard
@@ -60,7 +60,7 @@ from pyg_attn.training.shard import Shard
 BASELINE = "pyg-gat"
 MODELS = ["gat", "gatv2", "transformer", "kqv"]
 DATASETS = ["Cora", "CiteSeer"]
-SCHEMES = ["shared", "paper"]
+SCHEMES = list(DROPOUT_SCHEMES)
 FIELDS = ["dataset", "model", "scheme", "seed", "test_acc", "val_acc", "best_epoch", "epochs",
           "ms_per_epoch"]
 Row = Dict[str, object]
@@ -129,7 +129,7 @@ def accuracy(group: List[Row]) -> Tuple[float, float, float, int]:
 def table(rows: List[Row]) -> List[str]:
     """Summary lines, one per (data set, model, scheme)."""
     groups = group_rows(rows)
-    lines = [f"{'dataset':<9} {'model':<12} {'scheme':<7} {'test accuracy %':>18} "
+    lines = [f"{'dataset':<9} {'model':<12} {'scheme':<8} {'test accuracy %':>18} "
              f"{'se':>5} {'seeds':>5} {'epoch':>6} {'ms/epoch':>9} {'vs ' + BASELINE:>11}"]
     for (dataset, model, scheme), group in groups.items():
         mean, std, se, runs = accuracy(group)
@@ -138,7 +138,7 @@ def table(rows: List[Row]) -> List[str]:
         ratio = (statistics.median(float(r["ms_per_epoch"]) for r in base) / ms
                  if base else float("nan"))
         epoch = statistics.mean(int(r["best_epoch"]) for r in group)
-        lines.append(f"{dataset:<9} {model:<12} {scheme:<7} {mean:>9.2f} +- {std:<5.2f} "
+        lines.append(f"{dataset:<9} {model:<12} {scheme:<8} {mean:>9.2f} +- {std:<5.2f} "
                      f"{se:>5.2f} {runs:>5} {epoch:>6.0f} {ms:>9.1f} {ratio:>10.2f}x")
     return lines
 
@@ -241,8 +241,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=MODELS,
                         help=f"models besides {BASELINE} (default: {' '.join(MODELS)})")
     parser.add_argument("--schemes", nargs="+", default=SCHEMES, choices=SCHEMES,
-                        help="dropout schemes (default: shared paper); 'paper' applies to "
-                             f"{' and '.join(PAPER_SCHEME_MODELS)} only")
+                        help=f"dropout schemes (default: {' '.join(SCHEMES)}); 'per_head' applies "
+                             f"to {' and '.join(PER_HEAD_MODELS)} only")
     parser.add_argument("--seeds", type=int, default=10,
                         help="number of seeds (default 10): first-seed .. first-seed + N - 1")
     parser.add_argument("--first-seed", type=int, default=0,
@@ -273,7 +273,7 @@ def main(argv: List[str] | None = None) -> int:
     models = list(dict.fromkeys([*args.models, BASELINE]))
     trained = [(model, scheme) for model in models for scheme in args.schemes
                if not (args.no_baseline and model == BASELINE)
-               and (scheme == "shared" or model in PAPER_SCHEME_MODELS)]
+               and (scheme == "shared" or model in PER_HEAD_MODELS)]
 
     rows: List[Row] = []
     with tempfile.TemporaryDirectory(prefix="pyg_attn_planetoid_") as scratch:

@@ -163,11 +163,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-heads", type=int, default=1, help="heads of the output layer")
     parser.add_argument("--dropout", type=float, default=0.6, help="feature dropout")
     parser.add_argument("--attn-dropout", type=float, default=0.6, help="attention dropout")
-    parser.add_argument("--dropout-scheme", choices=["paper", "shared"], default=None,
-                        help="paper: each head draws its own input mask and its projected "
+    parser.add_argument("--dropout-scheme", choices=["per_head", "shared"], default=None,
+                        help="per_head: each head draws its own input mask and its projected "
                              "features are dropped too, as in the GAT paper's code (gat, pyg-gat); "
                              "shared: one mask per layer input, as in PyG's examples/gat.py. "
-                             "Default: paper for gat, shared for the others")
+                             "Default: per_head for gat and pyg-gat, shared for the others")
     parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
     parser.add_argument("--out", type=Path, default=None,

@@ -15,16 +15,18 @@ and on the attention weights.  Only the attention layer changes between the
 model names of :data:`MODELS`; the PyG twins (``pyg-gat`` ...) are there to
 compare against PyG's own ``examples/gat.py``.
 
-Where the feature dropout falls is the ``dropout_scheme``:
+Where the feature dropout falls is the ``dropout_scheme`` (the names of
+:data:`~pyg_attn.nn.conv.head_dropout.DROPOUT_SCHEMES`):
 
-- ``"shared"``: one mask on each layer's input, shared by the heads, as in
-  PyG's ``examples/gat.py`` (the default of every model but ``gat``);
-- ``"paper"``: as in the paper's reference code, each head draws its own mask
+- ``"per_head"``: as in the paper's reference code, each head draws its own mask
   on the layer input and its projected features are dropped too
-  (:mod:`~pyg_attn.nn.conv.head_dropout`).  ``gat`` (its default) runs it inside
-  :class:`~pyg_attn.nn.GATConv` (``dropout_scheme="per_head"``); the twin
-  ``pyg-gat`` gets it by :func:`paper_dropout_twin`, so the two compare like for
-  like under either scheme.  Other models take ``"shared"`` only.
+  (:mod:`~pyg_attn.nn.conv.head_dropout`).  It is the default of ``gat`` and of
+  its twin ``pyg-gat`` (:data:`PER_HEAD_MODELS`), so default runs of the two
+  compare like for like: ``gat`` runs it inside :class:`~pyg_attn.nn.GATConv`,
+  ``pyg-gat`` gets it by :func:`per_head_dropout_twin`;
+- ``"shared"``: one mask on each layer's input, shared by the heads, as in
+  PyG's ``examples/gat.py``; the default, and the only scheme, of the other
+  models.
 
 Both are the same network in evaluation mode.
 """
@@ -39,11 +41,11 @@ import torch_geometric.nn as pyg_nn
 from torch import Tensor
 
 from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
-from ..nn.conv.head_dropout import HeadwiseDropoutLinear
+from ..nn.conv.head_dropout import DROPOUT_SCHEMES, HeadwiseDropoutLinear
 from .checks import check_layers, one_of, positive_int
 
-__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "PAPER_SCHEME_MODELS",
-           "build_model", "default_dropout_scheme", "paper_dropout_twin"]
+__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "PER_HEAD_MODELS",
+           "build_model", "default_dropout_scheme", "per_head_dropout_twin"]
 
 #: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
 #: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.
@@ -57,16 +59,14 @@ MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
     "pyg-transformer": pyg_nn.TransformerConv,
 }
 
-#: Where the feature dropout falls (see the module doc).
-DROPOUT_SCHEMES = ("shared", "paper")
-
-#: The models that can take the ``"paper"`` scheme.
-PAPER_SCHEME_MODELS = ("gat", "pyg-gat")
+#: The models that can take the ``"per_head"`` scheme, their default.
+PER_HEAD_MODELS = ("gat", "pyg-gat")
 
 
 def default_dropout_scheme(model: str) -> str:
-    """``"paper"`` for the paper's model ``gat``, ``"shared"`` for the others."""
-    return "paper" if model == "gat" else "shared"
+    """``"per_head"`` for the GAT paper's model and its PyG twin
+    (:data:`PER_HEAD_MODELS`), ``"shared"`` for the others."""
+    return "per_head" if model in PER_HEAD_MODELS else "shared"
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class ModelConfig:
     attn_dropout : float
         Dropout on the attention weights.
     dropout_scheme : str, optional
-        ``"shared"`` or ``"paper"`` (see the module doc); ``None`` picks
+        ``"per_head"`` or ``"shared"`` (see the module doc); ``None`` picks
         :func:`default_dropout_scheme` of ``model``.
     """
 
@@ -105,9 +105,9 @@ class ModelConfig:
         if self.dropout_scheme is None:
             object.__setattr__(self, "dropout_scheme", default_dropout_scheme(self.model))
         one_of("dropout_scheme", self.dropout_scheme, DROPOUT_SCHEMES)
-        if self.dropout_scheme == "paper" and self.model not in PAPER_SCHEME_MODELS:
-            raise ValueError("dropout_scheme='paper' is the GAT paper's recipe and needs a "
-                             f"model in {list(PAPER_SCHEME_MODELS)}, got model={self.model!r}")
+        if self.dropout_scheme == "per_head" and self.model not in PER_HEAD_MODELS:
+            raise ValueError("dropout_scheme='per_head' is the GAT paper's recipe and needs a "
+                             f"model in {list(PER_HEAD_MODELS)}, got model={self.model!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
@@ -157,16 +157,16 @@ class NodeClassifier(torch.nn.Module):
             raise TypeError(f"'config' must be a ModelConfig, got {type(config).__name__}")
         self.config = config
         conv = MODELS[config.model]
-        paper = config.dropout_scheme == "paper"
+        per_head = config.dropout_scheme == "per_head"
         extra = dict(input_dropout=config.dropout, dropout_scheme="per_head") \
-            if paper and conv is GATConv else {}
+            if per_head and conv is GATConv else {}
         self.conv1 = conv(in_channels, config.hidden, heads=config.heads, concat=True,
                           dropout=config.attn_dropout, **extra)
         self.conv2 = conv(config.hidden * config.heads, num_classes, heads=config.out_heads,
                           concat=False, dropout=config.attn_dropout, **extra)
-        if paper and conv is not GATConv:
-            paper_dropout_twin(self.conv1, config.dropout)
-            paper_dropout_twin(self.conv2, config.dropout)
+        if per_head and conv is not GATConv:
+            per_head_dropout_twin(self.conv1, config.dropout)
+            per_head_dropout_twin(self.conv2, config.dropout)
 
     def reset_parameters(self) -> None:
         """Re-initialises both layers."""
@@ -189,7 +189,7 @@ class NodeClassifier(torch.nn.Module):
         Tensor
             Class scores (logits) :math:`(N, C)`.
         """
-        if self.config.dropout_scheme == "paper":  # the layers drop their inputs
+        if self.config.dropout_scheme == "per_head":  # the layers drop their inputs
             return self.conv2(F.elu(self.conv1(x, edge_index)), edge_index)
         x = F.dropout(x, p=self.config.dropout, training=self.training)
         x = F.elu(self.conv1(x, edge_index))
@@ -200,8 +200,8 @@ class NodeClassifier(torch.nn.Module):
         return f"{type(self).__name__}({self.conv1}, {self.conv2})"
 
 
-def paper_dropout_twin(conv: pyg_nn.GATConv, p: float) -> None:
-    """Gives PyG's ``GATConv`` the paper's dropout (``dropout_scheme="paper"``), in place.
+def per_head_dropout_twin(conv: pyg_nn.GATConv, p: float) -> None:
+    """Gives PyG's ``GATConv`` the paper's dropout (``dropout_scheme="per_head"``), in place.
 
     Its ``lin`` becomes a :class:`~pyg_attn.nn.conv.head_dropout.HeadwiseDropoutLinear`
     (each head its own input mask; same weight and ``state_dict`` key), and a

@@ -172,15 +172,15 @@ def test_per_head_needs_known_input_size():
 
 # ----------------------------------------------------------------------------- the models
 def test_model_defaults_and_validation():
-    assert ModelConfig().dropout_scheme == "paper"
+    assert ModelConfig().dropout_scheme == "per_head"
     assert ModelConfig(model="gatv2").dropout_scheme == "shared"
-    assert ModelConfig(model="pyg-gat").dropout_scheme == "shared"
+    assert ModelConfig(model="pyg-gat").dropout_scheme == "per_head"  # like for like with gat
     assert TrainConfig(model="transformer").dropout_scheme == "shared"
-    assert TrainConfig().to_dict()["dropout_scheme"] == "paper"
+    assert TrainConfig().to_dict()["dropout_scheme"] == "per_head"
     with pytest.raises(ValueError, match="dropout_scheme"):
         ModelConfig(dropout_scheme="heads")
     with pytest.raises(ValueError, match="'gat', 'pyg-gat'"):
-        ModelConfig(model="transformer", dropout_scheme="paper")
+        ModelConfig(model="transformer", dropout_scheme="per_head")
 
 
 def test_default_gat_drops_inside_its_layers():
@@ -192,26 +192,26 @@ def test_default_gat_drops_inside_its_layers():
 @pytest.mark.parametrize("model", ["gat", "pyg-gat"])
 def test_schemes_are_one_network_in_evaluation(model):
     torch.manual_seed(0)
-    paper = build_model(6, 3, model, hidden=4, heads=2, dropout_scheme="paper")
+    per_head = build_model(6, 3, model, hidden=4, heads=2, dropout_scheme="per_head")
     shared = build_model(6, 3, model, hidden=4, heads=2, dropout_scheme="shared")
-    assert list(paper.state_dict()) == list(shared.state_dict())
-    shared.load_state_dict(paper.state_dict())
+    assert list(per_head.state_dict()) == list(shared.state_dict())
+    shared.load_state_dict(per_head.state_dict())
     x = torch.randn(5, 6)
-    torch.testing.assert_close(paper.eval()(x, EDGES), shared.eval()(x, EDGES))
-    paper.train()
-    out = paper(x, EDGES)
+    torch.testing.assert_close(per_head.eval()(x, EDGES), shared.eval()(x, EDGES))
+    per_head.train()
+    out = per_head(x, EDGES)
     out.sum().backward()
-    assert all(p.grad is not None for p in paper.parameters())
-    assert not torch.equal(out, paper(x, EDGES))
+    assert all(p.grad is not None for p in per_head.parameters())
+    assert not torch.equal(out, per_head(x, EDGES))
 
 
-def test_pyg_twin_with_the_paper_scheme_matches_ours():
+def test_pyg_twin_with_the_per_head_scheme_matches_ours():
     """Same weights, same seed, no attention dropout: ours and PyG's GATConv under
-    the paper scheme draw the same masks, so they compare like for like."""
+    the per_head scheme (both models' default) draw the same masks, so they compare
+    like for like."""
     torch.manual_seed(0)
     ours = build_model(6, 3, "gat", hidden=4, heads=2, attn_dropout=0.0).double().train()
-    twin = build_model(6, 3, "pyg-gat", hidden=4, heads=2, attn_dropout=0.0,
-                       dropout_scheme="paper").double().train()
+    twin = build_model(6, 3, "pyg-gat", hidden=4, heads=2, attn_dropout=0.0).double().train()
     twin.load_state_dict(ours.state_dict())
     x = torch.randn(5, 6, dtype=torch.float64)
     torch.manual_seed(4)

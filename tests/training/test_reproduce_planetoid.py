@@ -20,15 +20,15 @@ def test_quick_run_report_and_summary(run_benchmark, tmp_path):
     assert provenance == ["# machine", "# versions", "# command", "# commit", "# threads"]
     rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
     assert [(r["model"], r["scheme"], r["seed"], r["epochs"]) for r in rows] == [
-        ("gat", "shared", "2", "2"), ("gat", "paper", "2", "2"),
-        ("pyg-gat", "shared", "2", "2"), ("pyg-gat", "paper", "2", "2")]
+        ("gat", "shared", "2", "2"), ("gat", "per_head", "2", "2"),
+        ("pyg-gat", "shared", "2", "2"), ("pyg-gat", "per_head", "2", "2")]
     table = {(cells[1], cells[2]): cells for cells in
              (line.split() for line in run.stdout.splitlines() if line.startswith("Cora "))
              if len(cells) == 11}
-    assert set(table) == {(m, s) for m in ("gat", "pyg-gat") for s in ("shared", "paper")}
-    assert table[("pyg-gat", "paper")][-1] == "1.00x"
+    assert set(table) == {(m, s) for m in ("gat", "pyg-gat") for s in ("shared", "per_head")}
+    assert table[("pyg-gat", "per_head")][-1] == "1.00x"
     text = report.read_text()
-    assert "| Cora | paper | gat |" in text and "| Cora | shared | gat |" in text
+    assert "| Cora | per_head | gat |" in text and "| Cora | shared | gat |" in text
     assert "- commit: `" in text and "- command: `" in text
 
     merged, readme = tmp_path / "merged.md", tmp_path / "README.md"
@@ -39,7 +39,7 @@ def test_quick_run_report_and_summary(run_benchmark, tmp_path):
     assert "pyg-gat" in summary.stdout
     assert merged.read_text() == text
     table_rows = [line for line in text.splitlines()
-                  if line.startswith(("| Cora | shared |", "| Cora | paper |"))]
+                  if line.startswith(("| Cora | shared |", "| Cora | per_head |"))]
     lines = readme.read_text().splitlines()
     assert lines[:3] == ["intro", "<!-- planetoid-accuracy: generated -->",
                          "| data set | scheme | model | test accuracy | PyG twin (`pyg-gat`) |"]
