@@ -351,21 +351,6 @@ def test_prepared_graph_equals_edge_index_and_rebuilds_order():
         graph_attention(torch.randn(21, 2, 3), torch.randn(21, 2, 3), torch.randn(21, 2, 3), graph)
 
 
-def test_implicit_cache_sees_in_place_changes_and_is_bounded():
-    from pyg_attn.ops import graph_cache
-
-    q, k, v = (torch.randn(5, 1, 2) for _ in range(3))
-    edge_index = torch.tensor([[0, 1, 2], [3, 3, 4]])
-    first = graph_attention(q, k, v, edge_index)
-    edge_index[1, 2] = 0  # in-place: node 4 loses its edge, node 0 gains one
-    second = graph_attention(q, k, v, edge_index)
-    assert torch.all(second[4] == 0) and not torch.all(second[0] == 0)
-    assert torch.all(first[0] == 0)
-    for _ in range(3 * graph_cache.CACHE_SIZE):
-        graph_attention(q, k, v, torch.tensor([[0], [1]]))
-    assert len(graph_cache.GRAPH_CACHE) <= graph_cache.CACHE_SIZE
-
-
 def test_torch_compile_traces_the_op():
     edge_index = torch.randint(0, 12, (2, 40))
     graph = prepare(edge_index, 12)

@@ -1,11 +1,11 @@
 """Edge-attention kernels: reference, fused CPU, dispatch (see docs/guide/kernels.md)."""
 from .attention import BACKENDS, gat_attention, gatv2_attention, graph_attention, select_backend
-from .csr import PreparedGraph, clear_cache, prepare
+from .csr import PreparedGraph, prepare
 from .dense import attention_weights, complete_graph_edge_index
 from .edge_softmax import edge_softmax
 
 __all__ = [
-    "BACKENDS", "PreparedGraph", "attention_weights", "clear_cache",
+    "BACKENDS", "PreparedGraph", "attention_weights",
     "complete_graph_edge_index", "edge_softmax", "gat_attention",
     "gatv2_attention", "graph_attention", "prepare", "select_backend",
 ]

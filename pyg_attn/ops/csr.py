@@ -18,12 +18,12 @@ graph has fewer than 2^31 edges and nodes (:func:`index_dtype`), the row
 pointers ``int64``.
 
 Build it once with :func:`prepare` (or :meth:`PreparedGraph.from_csr` from a
-CSR) and pass it wherever an ``edge_index`` is accepted.  Graphs exist only
-validated: the kernels index memory with these arrays.  The graphs of plain
-``edge_index`` tensors are kept in the shared graph cache
-(:mod:`pyg_attn.ops.graph_cache`: keyed by tensor identity *and* version
-counter, so an in-place change of ``edge_index`` is never served stale; bounded;
-never keeping a dead tensor's graph).
+CSR) and pass it wherever an ``edge_index`` is accepted: that is the one way to
+reuse a graph.  A plain ``edge_index`` is treated as new on every call (no
+implicit cache, so an in-place edit of it can never be served stale): on the CPU
+its CSR/CSC is built by two counting sorts in the compiled extension, O(E + N),
+which check every index as they count.  Graphs exist only validated: the kernels
+index memory with these arrays.
 """
 from __future__ import annotations
 
@@ -34,7 +34,24 @@ import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 
-from .graph_cache import GRAPH_CACHE
+
+
+def check_edge_index_layout(edge_index: Any, name: str = "edge_index") -> None:
+    """Checks the type, dtype and shape of ``edge_index`` (reads no data).
+
+    Raises
+    ------
+    TypeError
+        If ``edge_index`` is not an integer tensor.
+    ValueError
+        If it is not ``[2, E]``.
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"'{name}' must be a torch.Tensor, got {type(edge_index).__name__}")
+    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+        raise TypeError(f"'{name}' must hold integer indices, got dtype {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"'{name}' must have shape [2, E], got {list(edge_index.shape)}")
 
 
 def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
@@ -58,12 +75,7 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
         If it is not ``[2, E]`` or holds an index outside ``[0, num_src)``
         (row 0) or ``[0, num_dst)`` (row 1).
     """
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"'{name}' must be a torch.Tensor, got {type(edge_index).__name__}")
-    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
-        raise TypeError(f"'{name}' must hold integer indices, got dtype {edge_index.dtype}")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"'{name}' must have shape [2, E], got {list(edge_index.shape)}")
+    check_edge_index_layout(edge_index, name)
     if edge_index.numel() == 0:
         return
     edge_index = plain_edge_index(edge_index)
@@ -376,10 +388,31 @@ def build_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph
     return built[0] if built is not None else sorted_graph(edge_index, num_src, num_dst)
 
 
+def checked_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:
+    """Validates ``edge_index`` and builds its graph, reading the indices once
+    where it can: the extension's counting sort checks every index as it counts
+    (a bad one is then named by :func:`validate_edge_index`), so only the other
+    paths run the separate range check.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`validate_edge_index`.
+    """
+    check_edge_index_layout(edge_index)
+    if not isinstance(edge_index, EdgeIndex):
+        built = native_graph(edge_index, num_src, num_dst)
+        if built is not None:
+            return built[0]
+    validate_edge_index(edge_index, num_src, num_dst)
+    return build_graph(edge_index, num_src, num_dst)
+
+
 def build_looped_graph(edge_index: Tensor, num_src: int, num_dst: int,
                        num_loops: int) -> tuple[PreparedGraph, Tensor]:
-    """GAT's self-loop handling and the graph of its result, for a validated
-    plain ``edge_index``: the edges ``j -> i`` with ``j != i`` in input order,
+    """GAT's self-loop handling and the graph of its result, for a plain
+    ``edge_index`` whose layout is checked (:func:`check_edge_index_layout`; its
+    indices are checked here, once): the edges ``j -> i`` with ``j != i`` in input order,
     then the loops ``t -> t`` for ``t < num_loops`` (what PyG's
     ``remove_self_loops`` then ``add_self_loops`` give).
 
@@ -388,10 +421,16 @@ def build_looped_graph(edge_index: Tensor, num_src: int, num_dst: int,
     (PreparedGraph, Tensor)
         The graph of that edge list, and ``[E_kept]`` (int64) the input
         position of each kept edge.
+
+    Raises
+    ------
+    ValueError
+        If an index is out of range.
     """
     built = native_graph(edge_index, num_src, num_dst, num_loops)
     if built is not None:
         return built
+    validate_edge_index(edge_index, num_src, num_dst)
     plain = edge_index.long()
     kept = (plain[0] != plain[1]).nonzero().view(-1)
     loops = torch.arange(num_loops, device=plain.device)
@@ -548,8 +587,7 @@ def prepare(edge_index: Tensor, num_nodes: int | tuple[int, int] | None = None) 
     [0, 0, 2, 3]
     """
     num_src, num_dst = _sizes(edge_index, num_nodes)
-    validate_edge_index(edge_index, num_src, num_dst)
-    return build_graph(edge_index, num_src, num_dst)
+    return checked_graph(edge_index, num_src, num_dst)
 
 
 def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -575,16 +613,15 @@ def _unique(edge_index: Tensor, num_src: int) -> Tensor:
     return torch.stack([key % max(num_src, 1), torch.div(key, max(num_src, 1), rounding_mode="floor")])
 
 
-@torch.compiler.disable
 def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
                 unique: bool = False) -> PreparedGraph:
     """Returns the prepared form of ``edge_index`` for the given sizes.
 
-    A :class:`PreparedGraph` is checked for matching sizes; a tensor is validated
-    and converted, with the result cached (see module doc).  ``unique=True`` keeps
-    each distinct edge once (sorted by destination, then source); that form is
-    cached too, beside the graph's own.  Under ``torch.compile`` this runs
-    eagerly (one graph break before the op), so compiled models hit the cache too.
+    A :class:`PreparedGraph` is checked for matching sizes (its de-duplicated
+    form, asked for with ``unique=True``, is derived once and kept with it); a
+    tensor is validated and converted on every call (see the module doc).
+    ``unique=True`` keeps each distinct edge once (sorted by destination, then
+    source).
 
     Parameters
     ----------
@@ -598,7 +635,7 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
     Returns
     -------
     PreparedGraph
-        The (cached) prepared graph.
+        The prepared graph.
 
     Raises
     ------
@@ -623,16 +660,7 @@ def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,
     if not isinstance(edge_index, Tensor):
         raise TypeError("'edge_index' must be a LongTensor [2, E] or a PreparedGraph, "
                         f"got {type(edge_index).__name__}")
-    stamp = (edge_index._version, num_src, num_dst)
-    graph = GRAPH_CACHE.get("prepared", edge_index, (unique,), stamp)
-    if graph is not None:
-        return graph
+    if not unique:
+        return checked_graph(edge_index, num_src, num_dst)
     validate_edge_index(edge_index, num_src, num_dst)
-    graph = build_graph(_unique(edge_index, num_src) if unique else edge_index, num_src, num_dst)
-    return GRAPH_CACHE.put("prepared", edge_index, (unique,), stamp, graph)
-
-
-def clear_cache() -> None:
-    """Empties the graph cache (:mod:`pyg_attn.ops.graph_cache`): every graph,
-    self-looped graph and sparse feature form derived implicitly from an input."""
-    GRAPH_CACHE.clear()
+    return build_graph(_unique(edge_index, num_src), num_src, num_dst)

@@ -5,8 +5,6 @@ with ``test_gatv2_conv.py``.
 """
 from __future__ import annotations
 
-import copy
-import io
 
 import pytest
 import torch
@@ -23,7 +21,6 @@ from torch_geometric.utils import (
 from pyg_attn.nn.conv import self_loops
 from pyg_attn.nn.conv.gat_conv import GATConv
 from pyg_attn.ops import prepare
-from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
 
@@ -555,43 +552,6 @@ def test_double_backward():
     torch.testing.assert_close(grads[1][0], grads[0][0])
     torch.testing.assert_close(grads[1][1], grads[0][1])
     assert "backend" not in ours.state_dict()
-
-
-def test_cache_reuse_and_in_place_edits():
-    GRAPH_CACHE.clear()
-    x = torch.randn(15, 6)
-    edge_index = random_graph(15, 15, 40, seed=12, self_loops=3)
-    ours, pyg = make_pair(GATConv, pyg_nn.GATConv, 6, 4, heads=2, edge_dim=2)
-    edge_attr = torch.randn(40 + 3, 2)
-    first = self_loops.gat_graph(edge_index, 15, 15, True)
-    ours(x, edge_index, edge_attr=edge_attr)
-    assert self_loops.gat_graph(edge_index, 15, 15, True) is first  # no re-sort
-    edge_index[0, :5] = torch.tensor([1, 2, 3, 4, 5])  # in place: must not be served stale
-    assert self_loops.gat_graph(edge_index, 15, 15, True) is not first
-    assert_same_run(run(pyg, x, edge_index, edge_attr), run(ours, x, edge_index, edge_attr),
-                    torch.float32)
-    # Every input form hits the cache on the second call (no re-sort).
-    unique = coalesce(edge_index, num_nodes=15)
-    for adj in sparse_inputs(unique, 15, 15).values():
-        for loops in (True, False):
-            again = self_loops.gat_graph(adj, 15, 15, loops).graph
-            assert self_loops.gat_graph(adj, 15, 15, loops).graph is again
-    # A dead graph leaves the cache.
-    other = random_graph(15, 15, 20, seed=13)
-    ours(x, other, edge_attr=torch.randn(20, 2))
-    size = GRAPH_CACHE.count("looped")
-    del other
-    assert GRAPH_CACHE.count("looped") == size - 1
-    # Nothing of it in the state, copies, pickles.
-    assert all(not k.startswith("_") for k in ours.state_dict())
-    clone = copy.deepcopy(ours)
-    buffer = io.BytesIO()
-    torch.save(ours, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)
-    expected = ours(x, edge_index, edge_attr=edge_attr)
-    for layer in (clone, loaded, copy.deepcopy(ours).to("cpu")):
-        torch.testing.assert_close(layer(x, edge_index, edge_attr=edge_attr), expected)
 
 
 def test_compile_and_autocast():

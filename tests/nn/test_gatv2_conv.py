@@ -1,8 +1,6 @@
 """GATv2Conv: a drop-in for PyG's layer (weights, outputs, attention, gradients, inputs)."""
 from __future__ import annotations
 
-import copy
-import io
 
 import pytest
 import torch
@@ -10,10 +8,8 @@ import torch_geometric.nn as pyg_nn
 from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_tensor
 
-from pyg_attn.nn.conv import self_loops
 from pyg_attn.nn.conv.gatv2_conv import GATv2Conv
 from pyg_attn.ops import prepare
-from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 from ..graphs import random_graph
 from .test_gat_conv import (
@@ -253,30 +249,6 @@ def test_double_backward():
         grads.append((g, h))
     torch.testing.assert_close(grads[1][0], grads[0][0])
     torch.testing.assert_close(grads[1][1], grads[0][1])
-
-
-def test_cache_reuse_and_in_place_edits():
-    GRAPH_CACHE.clear()
-    x = torch.randn(15, 6)
-    edge_index = random_graph(15, 15, 40, seed=12, self_loops=3)
-    ours, pyg = make_pair(GATv2Conv, pyg_nn.GATv2Conv, 6, 4, heads=2, edge_dim=2)
-    edge_attr = torch.randn(43, 2)
-    ours(x, edge_index, edge_attr=edge_attr)
-    first = self_loops.gat_graph(edge_index, 15, 15, True)
-    ours(x, edge_index, edge_attr=edge_attr)
-    assert self_loops.gat_graph(edge_index, 15, 15, True) is first
-    edge_index[1, :5] = torch.tensor([0, 0, 0, 0, 0])
-    assert_same_run(run(pyg, x, edge_index, edge_attr), run(ours, x, edge_index, edge_attr),
-                    torch.float32)
-    assert self_loops.gat_graph(edge_index, 15, 15, True) is not first
-    clone = copy.deepcopy(ours)
-    buffer = io.BytesIO()
-    torch.save(ours, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)
-    expected = ours(x, edge_index, edge_attr=edge_attr)
-    for layer in (clone, loaded, copy.deepcopy(ours).to("cpu")):
-        torch.testing.assert_close(layer(x, edge_index, edge_attr=edge_attr), expected)
 
 
 def test_compile_and_autocast():

@@ -9,7 +9,6 @@ import torch
 import pyg_attn.nn.conv.head_dropout as head_dropout
 from pyg_attn.nn.conv.head_dropout import SparseHeadwiseProjection, headwise_dropout_projection
 from pyg_attn.ops.cpu import load_extension
-from pyg_attn.ops.graph_cache import GRAPH_CACHE
 
 EXTENSION = load_extension()
 pytestmark = pytest.mark.skipif(EXTENSION is None, reason="the CPU extension did not build")
@@ -30,13 +29,12 @@ def bag_of_words(rows: int, features: int, dtype, seed: int, density: float = 0.
 
 def project(x, weight, heads, p, *, compiled: bool, monkeypatch):
     """``(out, dL/dweight)`` of a fixed loss, with the kernel or the fallback."""
-    GRAPH_CACHE.clear()
     calls = []
     original = SparseHeadwiseProjection.apply
     monkeypatch.setattr(SparseHeadwiseProjection, "apply",
                         lambda *a: calls.append(1) or original(*a))
     if not compiled:
-        monkeypatch.setattr(head_dropout, "_projection_extension", lambda x, w: None)
+        monkeypatch.setattr(head_dropout, "sparse_extension", lambda x, w: None)
     torch.manual_seed(11)  # the same mask both ways
     w = weight.detach().clone().requires_grad_()
     out = headwise_dropout_projection(x, w, heads, p)

@@ -16,7 +16,6 @@ from torch_geometric.utils import (is_torch_sparse_tensor, to_torch_coo_tensor,
 from torch_geometric.utils.sparse import set_sparse_value, to_edge_index
 
 from ...ops import PreparedGraph, prepare
-from ...ops.graph_cache import GRAPH_CACHE
 
 _SPARSE_BUILDERS = {torch.sparse_coo: to_torch_coo_tensor, torch.sparse_csr: to_torch_csr_tensor,
                     torch.sparse_csc: to_torch_csc_tensor}
@@ -109,46 +108,20 @@ def optional_pair(x: Any) -> Tuple[Tensor, Optional[Tensor]]:
     return x, None
 
 
-def structure_versions(adj: Any) -> tuple:
-    """Version counters of the index tensors that define ``adj``'s structure.
-
-    A cache stamp: any in-place edit of those tensors changes it.
-    """
-    if isinstance(adj, SparseTensor):
-        storage = adj.storage
-        return tuple(-1 if t is None else t._version
-                     for t in (storage._row, storage._rowptr, storage._col))
-    if isinstance(adj, Tensor):
-        if is_torch_sparse_tensor(adj):
-            parts = [adj._version]
-            if adj.layout == torch.sparse_coo:
-                parts.append(adj._indices()._version)
-            elif adj.layout == torch.sparse_csr:
-                parts += [adj.crow_indices()._version, adj.col_indices()._version]
-            return tuple(parts)
-        return (adj._version,)
-    return ()
-
-
 @torch.compiler.disable
 def sparse_graph(adj: Any) -> PreparedGraph:
-    """The prepared graph of a sparse adjacency (row = destination), kept in the
-    graph cache (:mod:`pyg_attn.ops.graph_cache`) per adjacency object and
-    index-tensor versions, so repeated forwards on one ``SparseTensor`` /
-    ``torch.sparse`` tensor sort the edges once.
+    """The prepared graph of a sparse adjacency (row = destination), built on
+    every call (an edit of the adjacency is never served stale; pass a
+    :class:`~pyg_attn.ops.PreparedGraph` to reuse one explicitly).
 
-    Runs outside ``torch.compile`` (one graph break), so compiled models reuse
-    the cache instead of re-sorting the edges on every call.
+    Raises
+    ------
+    ValueError
+        If ``adj`` is an uncoalesced ``torch.sparse_coo`` tensor.
     """
     if not isinstance(adj, SparseTensor) and adj.layout == torch.sparse_coo \
             and not adj.is_coalesced():
         raise ValueError("'edge_index' is an uncoalesced torch.sparse_coo tensor; call "
                          ".coalesce() first (its duplicate entries are ambiguous)")
-    graph = GRAPH_CACHE.get("sparse", adj, (), structure_versions(adj))
-    if graph is None:
-        index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
-        graph = prepare(index, (num_src, num_dst))
-        # PyG's to_edge_index marks a COO input coalesced in place, which bumps its
-        # version, so the versions are read after the conversion.
-        GRAPH_CACHE.put("sparse", adj, (), structure_versions(adj), graph)
-    return graph
+    index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
+    return prepare(index, (num_src, num_dst))

@@ -109,8 +109,10 @@ class GATConv(GATBase):
       the layer runs through :meth:`propagate` exactly as PyG does,
       materialising the ``[E', H, C]`` messages (only then); hooks see
       ``alpha`` after dropout, as with PyG.
-    * **Self-loop handling** is cached per input graph (keyed by the tensor's
-      identity and version counter; never stale, never in the ``state_dict``).
+    * **Every input is new**: self-loop handling and the CSR/CSC are built on
+      each call in one O(E + N) pass (no implicit cache, so an in-place edit of
+      ``edge_index`` is never served stale); pass a
+      :class:`~pyg_attn.ops.PreparedGraph` to reuse a graph explicitly.
       Edge features of a ``SparseTensor`` or an explicit ``edge_attr`` with a
       ``torch.sparse`` input are supported with ``add_self_loops=True`` (PyG
       raises there), in the input's stored edge order.

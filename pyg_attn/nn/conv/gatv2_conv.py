@@ -64,8 +64,8 @@ class GATv2Conv(GATBase):
       ``flow="target_to_source"``, the layer runs through :meth:`propagate`
       exactly as PyG does, materialising ``[E', H, C]`` tensors (only then);
       hooks see ``alpha`` after dropout.
-    * **Self-loop handling** is cached per input graph (never stale, never in
-      the ``state_dict``).  Edge features with a ``SparseTensor`` input and
+    * **Every input is new**: self-loop handling is built on each call in one
+      O(E + N) pass (no implicit cache, never stale).  Edge features with a ``SparseTensor`` input and
       ``add_self_loops=True`` are supported (PyG raises).  Passing
       ``edge_attr`` to a layer built without ``edge_dim`` raises a
       ``ValueError`` (PyG: an ``AssertionError``); the values of a sparse

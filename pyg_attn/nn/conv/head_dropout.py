@@ -37,14 +37,12 @@ mask (``torch.rand(nnz, H) >= p``).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...ops.cpu import load_extension
-from ...ops.graph_cache import GRAPH_CACHE
+from .sparse_features import sparse_extension, sparse_nonzeros
 
 __all__ = ["DROPOUT_SCHEMES", "HeadwiseDropoutLinear", "headwise_dropout_projection"]
 
@@ -53,33 +51,6 @@ DROPOUT_SCHEMES = ("shared", "per_head")
 
 #: Inputs with at most this fraction of non-zeros take the sparse product.
 SPARSE_INPUT_DENSITY = 0.1
-
-def _nonzeros(x: Tensor, extension: Optional[ModuleType]) -> Tuple[Tensor, Tensor, Tensor]:
-    """``(rows, cols, values)`` of ``x``'s non-zeros in row-major order, kept in
-    the graph cache (:mod:`pyg_attn.ops.graph_cache`) per tensor and version;
-    ``rows`` is the ``[N + 1]`` CSR row pointer when found by ``extension``, else
-    each non-zero's row."""
-    stamp = x._version
-    key = ("csr",) if extension is not None else ()
-    hit = GRAPH_CACHE.get("nonzeros", x, key, stamp)
-    if hit is None:
-        if extension is not None:
-            found = tuple(extension.headwise_nonzeros(x))
-        else:
-            rows, cols = x.nonzero().t()
-            found = (rows, cols, x[rows, cols])
-        hit = GRAPH_CACHE.put("nonzeros", x, key, stamp, found)
-    return hit
-
-
-def _projection_extension(x: Tensor, weight: Tensor) -> Optional[ModuleType]:
-    """The compiled extension where :class:`SparseHeadwiseProjection` applies:
-    CPU tensors of one dtype, contiguous feature columns, eager mode."""
-    if (x.device.type != "cpu" or weight.device.type != "cpu" or x.dtype != weight.dtype
-            or (x.size(1) > 1 and x.stride(1) != 1) or torch.compiler.is_compiling()):
-        return None
-    return load_extension()
-
 
 def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float) -> Tensor:
     r"""Projects ``x`` into ``heads`` heads, each through its own dropout mask.
@@ -114,13 +85,18 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
         return (x @ weight.t()).view(-1, heads, channels)
     scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
     if not x.requires_grad and x.dim() == 2 and x.numel() > 0:
-        extension = _projection_extension(x, weight)
-        rows, cols, values = _nonzeros(x, extension)
-        if values.numel() <= SPARSE_INPUT_DENSITY * x.numel():
-            keep = torch.rand(values.numel(), heads, device=x.device) >= p
-            if extension is not None:
-                return SparseHeadwiseProjection.apply(weight, rows, cols, values, keep, scale,
+        extension = sparse_extension(x, weight)
+        if extension is not None:
+            found = sparse_nonzeros(x, SPARSE_INPUT_DENSITY, extension)
+            if found is not None:
+                rowptr, cols, values = found
+                keep = torch.rand(values.numel(), heads, device=x.device) >= p
+                return SparseHeadwiseProjection.apply(weight, rowptr, cols, values, keep, scale,
                                                       extension)
+        elif int(torch.count_nonzero(x)) <= SPARSE_INPUT_DENSITY * x.numel():
+            rows, cols = x.nonzero().t()
+            values = x[rows, cols]
+            keep = torch.rand(values.numel(), heads, device=x.device) >= p
             kept = values.unsqueeze(1) * keep.to(values.dtype) * scale  # [nnz, H]
             # index_select: its backward is index_add_, whose sums run in a fixed
             # order (indexing's backward adds with CPU atomics: not reproducible).

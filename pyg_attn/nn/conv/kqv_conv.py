@@ -35,8 +35,8 @@ class KQVConv(ResidualAttentionConv):
     update).  A node without incoming edges keeps ``x_i`` (plus the bias).
     With ``heads=1, scale=1.0, residual=True, bias=False`` this is exactly the
     original formulation.  :math:`\mathcal{N}(i)` is the *set* of in-neighbours:
-    a duplicate edge counts once (the deduplicated graph is cached per
-    ``edge_index`` like the CSR form).  Self-loops are kept as given; none are
+    a duplicate edge counts once (the deduplicated graph is built per call, or
+    kept with a :class:`~pyg_attn.ops.PreparedGraph` passed as ``edge_index``).  Self-loops are kept as given; none are
     added.  ``layer.backend`` (a plain attribute, not in the ``state_dict``)
     picks the backend of :func:`~pyg_attn.ops.graph_attention` (``None``:
     automatic; ``"reference"`` for double backward).
@@ -130,7 +130,7 @@ class KQVConv(ResidualAttentionConv):
         x_dst = x_src if x_dst is None else x_dst
         heads, channels = self.heads, self.out_channels
         if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
-            given = sparse_graph(edge_index)  # cached per adjacency object
+            given = sparse_graph(edge_index)
             num_src, num_dst = given.num_src, given.num_dst
         else:
             given, num_src, num_dst = adjacency_to_edge_index(edge_index, x_src.size(0),

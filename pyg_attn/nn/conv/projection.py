@@ -1,22 +1,24 @@
-"""Linear projections of node features that skip zeros: those of sparse inputs,
+r"""Linear projections of node features that skip zeros: those of sparse inputs,
 and the all-zero rows of their output gradient.
 
 Bag-of-words features (Cora: 1,433 columns, 1.3 % non-zero) make the layers'
 first projection ``x W^T`` ``[N, F] x [F, H C]`` the most expensive step of a
 training step, spent multiplying zeros. :func:`project` computes ``lin(x)``
-over the non-zeros of ``x`` instead when ``x`` is a plain dense tensor that
+over the non-zeros of ``x`` instead when ``x`` is a plain dense CPU tensor that
 needs no gradient and is at most :data:`SPARSE_DENSITY` non-zero:
 
 .. math::
-    \\text{lin}(x)_{n} = \\sum_{f : x_{nf} \\neq 0} x_{nf} W_{:, f} + b
+    \text{lin}(x)_{n} = \sum_{f : x_{nf} \neq 0} x_{nf} W_{:, f} + b
 
-with the gradient of ``W`` (``(X^T \\, \\partial L / \\partial \\text{out})^T``) taken
-over the same non-zeros, both as sparse CSR x dense products (``X`` and ``X^T``
-in CSR form; on Cora the product takes 0.1 ms where the dense one takes 2 ms).
-The CSR forms of ``x`` are cached by identity and version counter (full-batch
-training reuses one ``x``), so the density is measured once per feature tensor;
-every other input goes to ``lin`` unchanged. The result equals ``lin(x)`` up to
-the order of floating-point sums.
+with the gradient of ``W`` (``(X^T \, \partial L / \partial \text{out})^T``) taken
+over the same non-zeros, row by row in the compiled extension (the kernels of
+:class:`~pyg_attn.nn.conv.head_dropout.SparseHeadwiseProjection` with one head and
+nothing dropped).  Whether ``x`` qualifies is decided for each call from ``x``
+itself (:func:`~pyg_attn.nn.conv.sparse_features.sparse_nonzeros`: a sample of
+rows, then one pass): nothing is cached, so a new ``x`` every step (input
+dropout) costs the same as a reused one, and an edited ``x`` is never judged by
+its old contents.  The result equals ``lin(x)`` up to the order of floating-point
+sums.
 
 Every other CPU projection of at least :data:`SPARSE_GRAD_MIN_ROWS` rows that takes
 part in a gradient runs through :class:`RowSparseGradLinear` (smaller products cost
@@ -38,7 +40,6 @@ weight holds an infinity or NaN (``0 * inf``); the double backward
 """
 from __future__ import annotations
 
-import warnings
 from typing import Optional
 
 import torch
@@ -46,14 +47,11 @@ from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 
-from ...ops.graph_cache import GRAPH_CACHE
+from .head_dropout import SparseHeadwiseProjection
+from .sparse_features import sparse_extension, sparse_nonzeros
 
 SPARSE_DENSITY = 0.05
 """Largest fraction of non-zeros for which the sparse product is used."""
-_SAMPLE_ROWS = 256
-"""Rows counted first: a dense sample rules the sparse path out cheaply."""
-_DENSE = object()
-"""Cached for inputs found too dense (the cache returns ``None`` for a miss)."""
 SPARSE_GRAD_ROWS = 0.5
 """Largest fraction of non-zero gradient rows for which only those rows are used."""
 SPARSE_GRAD_MIN_ROWS = 8192
@@ -87,9 +85,13 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
             or not _plain_linear(lin, x, weight)):
         return lin(x)
     bias = getattr(lin, "bias", None)
-    csr = _csr_forms(x) if not x.requires_grad else None
-    if csr is not None:
-        out = SparseInputLinear.apply(weight, *csr)
+    extension = None if x.requires_grad else sparse_extension(x, weight)
+    found = None if extension is None else sparse_nonzeros(x, SPARSE_DENSITY, extension)
+    if found is not None:
+        rowptr, cols, values = found
+        keep_all = torch.ones(values.numel(), 1, dtype=torch.bool)
+        out = SparseHeadwiseProjection.apply(weight, rowptr, cols, values, keep_all, 1.0,
+                                             extension).view(x.size(0), -1)
         return out if bias is None else out + bias
     if x.size(0) >= SPARSE_GRAD_MIN_ROWS and torch.is_grad_enabled() and (
             x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
@@ -124,25 +126,6 @@ def project_rows(lin: torch.nn.Module, x: Tensor, rows: Optional[Tensor]) -> Ten
     some = project(lin, x.index_select(0, rows))
     # In place into the fresh zeros: the out-of-place index_copy would clone them.
     return some.new_zeros(x.size(0), some.size(1)).index_copy_(0, rows, some)
-
-
-class SparseInputLinear(torch.autograd.Function):
-    """``out = X W^T`` for ``X [N, in]`` given in CSR form together with ``X^T``;
-    differentiable in ``W [out, in]`` only (``X`` needs no gradient)."""
-
-    @staticmethod
-    def forward(weight: Tensor, x_csr: Tensor, x_t_csr: Tensor) -> Tensor:
-        return torch.sparse.mm(x_csr, weight.t().contiguous())
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.x_t_csr = inputs[2]
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        grad_wt = torch.sparse.mm(ctx.x_t_csr, grad_out.contiguous())
-        return grad_wt.t(), None, None
 
 
 class RowSparseGradLinear(torch.autograd.Function):
@@ -219,26 +202,3 @@ def _plain_linear(lin: torch.nn.Module, x: Tensor, weight: Tensor) -> bool:
             and type(lin).forward in _LINEAR_FORWARDS
             and not (lin._forward_hooks or lin._forward_pre_hooks
                      or lin._backward_hooks or lin._backward_pre_hooks))
-
-
-@torch.compiler.disable
-def _csr_forms(x: Tensor) -> Optional[tuple[Tensor, Tensor]]:
-    """``(X, X^T)`` as sparse CSR tensors if at most :data:`SPARSE_DENSITY` of ``x``
-    is non-zero (kept in :mod:`pyg_attn.ops.graph_cache` per tensor and version),
-    else ``None``."""
-    stamp = (x._version, x.data_ptr(), tuple(x.shape))
-    cached = GRAPH_CACHE.get("sparse_features", x, (), stamp)
-    if cached is None:
-        cached = GRAPH_CACHE.put("sparse_features", x, (), stamp, _build_csr(x))
-    return None if cached is _DENSE else cached
-
-
-def _build_csr(x: Tensor):
-    sample = x[:_SAMPLE_ROWS]
-    if int(torch.count_nonzero(sample)) > 2 * SPARSE_DENSITY * sample.numel():
-        return _DENSE
-    if int(torch.count_nonzero(x)) > SPARSE_DENSITY * x.numel():
-        return _DENSE
-    with warnings.catch_warnings():  # "sparse CSR support is in beta"
-        warnings.simplefilter("ignore", UserWarning)
-        return x.to_sparse_csr(), x.t().to_sparse_csr()

@@ -1,4 +1,4 @@
-"""Self-loop handling of :class:`GATConv` / :class:`GATv2Conv`, cached per input graph.
+"""Self-loop handling of :class:`GATConv` / :class:`GATv2Conv`.
 
 PyG's GAT layers (with ``add_self_loops=True``) remove every self-loop of the
 input graph and append one loop ``i -> i`` per node ``i < min(N_src, N_dst)``;
@@ -17,12 +17,11 @@ returns attention with), the ``[2, E']`` edge list in attention order, its
 :class:`~pyg_attn.ops.PreparedGraph`, and for every edge its position in the
 caller's input (:meth:`LoopedGraph.edge_ids`, ``-1`` for a loop added by the layer).
 
-Building this costs a sort, so results are kept in the shared graph cache
-(:mod:`pyg_attn.ops.graph_cache`): keyed by the identity of the input object
-*and* the version counters of its index tensors (an in-place edit is never served
-stale), holding no strong reference to the input (an entry dies with its graph),
-bounded, outside any module (never in a ``state_dict``; a graph on another device
-is another tensor, hence another entry).
+Every input is treated as new: the graph is built on each call (for ``[2, E]``
+tensors on the CPU by one O(E + N) counting-sort pass of the compiled extension,
+loops included), so no edit of an input can be served stale.  A
+:class:`~pyg_attn.ops.PreparedGraph` passed with ``add_self_loops=False`` is used
+as it is: the explicit way to reuse a graph.
 """
 from __future__ import annotations
 
@@ -40,9 +39,7 @@ from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
 from ...ops.csr import (PreparedGraph, as_prepared, build_graph, build_looped_graph,
-                        validate_edge_index)
-from ...ops.graph_cache import GRAPH_CACHE
-from .adjacency import structure_versions
+                        check_edge_index_layout)
 
 FillValue = Union[float, int, Tensor, str, None]
 
@@ -167,7 +164,7 @@ def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
                 keep_type: bool) -> LoopedGraph:
     """Tensor / EdgeIndex input: kept edges in order, then the loops."""
     plain = _plain(edge_index)
-    validate_edge_index(plain, num_src, num_dst)
+    check_edge_index_layout(plain)
     graph, kept = build_looped_graph(plain, num_src, num_dst, num_loops)
     adj = None  # the edge list itself, rebuilt from the CSR when asked for
     if keep_type and isinstance(edge_index, EdgeIndex):
@@ -236,7 +233,7 @@ def _structure(adj: Tensor, nnz: int) -> Tensor:
 
 
 def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
-    """Applies GAT's self-loop handling to ``adj`` (cached; see the module doc).
+    """Applies GAT's self-loop handling to ``adj`` (see the module doc).
 
     Parameters
     ----------
@@ -270,40 +267,22 @@ def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Loo
 
 @torch.compiler.disable
 def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
-    """:func:`gat_graph` for the inputs that need building (run eagerly, cached)."""
+    """:func:`gat_graph` for the inputs that need building (run eagerly)."""
     if isinstance(adj, PreparedGraph):
-        num_src, num_dst = adj.num_src, adj.num_dst
-        kind = "prepared"
-    elif isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
-        kind = "sparse"
-    elif isinstance(adj, Tensor):
-        if not add_self_loops:
-            # The ops cache the CSR of an edge_index themselves (and reuse the
-            # one a sorted EdgeIndex holds).
-            plain = _plain(adj)
-            return LoopedGraph(adj=adj, graph=as_prepared(adj, num_src, num_dst),
-                               num_src=num_src, num_dst=num_dst,
-                               num_input_edges=plain.size(1) if plain.dim() == 2 else 0,
-                               plain_edge_index=plain)
-        kind = "index"
-    else:
+        num_loops = min(adj.num_src, adj.num_dst)
+        return _from_index(adj.edge_index, adj.num_src, adj.num_dst, num_loops, False)
+    if isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
+        looped = _from_sparse(adj, add_self_loops)
+        return dataclasses.replace(looped, adj=adj) if looped.adj is None else looped
+    if not isinstance(adj, Tensor):
         raise TypeError("'edge_index' must be a LongTensor, an EdgeIndex, a SparseTensor, a "
                         f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
-
-    extra = (kind, bool(add_self_loops), num_src, num_dst)
-    looped = GRAPH_CACHE.get("looped", adj, extra, structure_versions(adj))
-    if looped is None:
-        if kind == "prepared":
-            looped = _from_index(adj.edge_index, num_src, num_dst, min(num_src, num_dst), False)
-        elif kind == "sparse":
-            looped = _from_sparse(adj, add_self_loops)
-        else:
-            looped = _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
-        # Versions after building: it may have materialised a SparseTensor's row/rowptr.
-        GRAPH_CACHE.put("looped", adj, extra, structure_versions(adj), looped)  # `looped.adj` never holds `adj`
-    if kind == "sparse" and looped.adj is None:  # `None` there: the input itself
-        return dataclasses.replace(looped, adj=adj)
-    return looped
+    if not add_self_loops:
+        plain = _plain(adj)
+        return LoopedGraph(adj=adj, graph=as_prepared(adj, num_src, num_dst),
+                           num_src=num_src, num_dst=num_dst,
+                           num_input_edges=plain.size(1), plain_edge_index=plain)
+    return _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
 
 
 def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue) -> Tensor:

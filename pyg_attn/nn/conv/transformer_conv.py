@@ -82,8 +82,9 @@ class TransformerConv(AttentionConv):
       plain attribute, not saved in the ``state_dict``) for higher-order
       gradients.
     * Uncoalesced ``torch.sparse_coo`` adjacencies are rejected (PyG fails on
-      them too); the prepared CSR form of every input is cached per tensor
-      object (identity and version), never saved.
+      them too).  Every input is new: its CSR form is built on each call (no
+      implicit cache, never stale); a :class:`~pyg_attn.ops.PreparedGraph`
+      passed as ``edge_index`` is the explicit way to reuse one.
 
     Shapes:
         - **input:**

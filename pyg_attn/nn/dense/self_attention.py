@@ -10,7 +10,6 @@ from torch.nn import Parameter
 
 from ...ops import graph_attention
 from ...ops.dense import attention_weights
-from ...ops.graph_cache import GRAPH_CACHE
 from .graph_view import LastAttentionGraph
 
 __all__ = ["SelfAttention"]
@@ -403,18 +402,13 @@ def _batched_graph(edge_index: Tensor, batch: int, queries: int, keys: int
     """One copy of a sequence's graph per sample: ``(edge_index [2, B*E], b, i, j)``.
 
     Sample ``b``'s key ``j`` is node ``b * S + j``, its query ``i`` node
-    ``b * L + i``.  Cached per ``edge_index`` object (and version), so that the
-    CSR form built by :func:`~pyg_attn.ops.graph_attention` is reused too.
+    ``b * L + i``.  Built on every call (O(B * E)); nothing is cached.
     """
     if not isinstance(edge_index, Tensor) or edge_index.dtype not in (torch.int32, torch.int64):
         raise TypeError("'edge_index' must be an integer tensor [2, E], got "
                         f"{getattr(edge_index, 'dtype', type(edge_index).__name__)}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'edge_index' must have shape [2, E], got {list(edge_index.shape)}")
-    extra = (batch, queries, keys, edge_index.device)
-    cached = GRAPH_CACHE.get("batched", edge_index, extra, edge_index._version)
-    if cached is not None:
-        return cached
     src, dst = edge_index.long()
     if src.numel() and (int(src.min()) < 0 or int(src.max()) >= keys
                         or int(dst.min()) < 0 or int(dst.max()) >= queries):
@@ -423,5 +417,5 @@ def _batched_graph(edge_index: Tensor, batch: int, queries: int, keys: int
     b = torch.arange(batch, device=src.device).repeat_interleave(src.numel())
     j, i = src.repeat(batch), dst.repeat(batch)
     graph = torch.stack([b * keys + j, b * queries + i])
-    return GRAPH_CACHE.put("batched", edge_index, extra, edge_index._version, (graph, b, i, j))
+    return graph, b, i, j
 
