@@ -35,8 +35,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from pyg_attn.training.graph_classification import (  # noqa: E402
-    MODELS, CVResult, PoolConfig, cross_validate)
+from pyg_attn.training.graph_classification import CVResult, cross_validate  # noqa: E402
+from pyg_attn.training.graph_classifier import MODELS, PoolConfig  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

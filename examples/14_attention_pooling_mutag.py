@@ -1,6 +1,6 @@
 """Attention pooling on MUTAG: classify molecules, then see which atoms the readout weighs.
 
-Trains the graph classifier of :mod:`pyg_attn.training.graph_classification`
+Trains the graph classifier of :mod:`pyg_attn.training.graph_classifier`
 (GATConv layers + :class:`pyg_attn.nn.AttentionPooling`) on one fold of the
 stratified 10-fold split of MUTAG (shipped with pyg_attn, no download): the epoch
 is picked on a validation split, then the test fold is scored once.  Then, for a
@@ -30,8 +30,9 @@ from _support import output_dir, save_figure  # noqa: E402
 from torch_geometric.data import Batch, Data  # noqa: E402
 
 from pyg_attn.datasets import load_dataset  # noqa: E402
-from pyg_attn.training.graph_classification import (  # noqa: E402
-    GraphClassifier, PoolConfig, cv_splits, train_fold)
+from pyg_attn.training.graph_classification import train_fold  # noqa: E402
+from pyg_attn.training.graph_classifier import GraphClassifier, PoolConfig  # noqa: E402
+from pyg_attn.training.splits import cv_splits  # noqa: E402
 
 ATOMS = ["C", "N", "O", "F", "I", "Cl", "Br"]          # MUTAG node labels (raw README)
 BONDS = ["aromatic", "single", "double", "triple"]     # MUTAG edge labels

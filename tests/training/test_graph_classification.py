@@ -1,4 +1,4 @@
-"""Cross-validation protocol and model of pyg_attn.training.graph_classification."""
+"""Graph classification: the splits, the model and the cross-validation protocol."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data, InMemoryDataset
 
-from pyg_attn.training.graph_classification import (
-    CVResult, GraphClassifier, PoolConfig, cross_validate, cv_splits, stratified_folds,
-    train_fold)
+from pyg_attn.training.graph_classification import CVResult, cross_validate, train_fold
+from pyg_attn.training.graph_classifier import GraphClassifier, PoolConfig
+from pyg_attn.training.splits import cv_splits, stratified_folds
 
 
 def labels_of(counts):
