@@ -36,7 +36,8 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from pyg_attn.training.graph_classification import CVResult, cross_validate  # noqa: E402
-from pyg_attn.training.graph_classifier import MODELS, PoolConfig  # noqa: E402
+from pyg_attn.training.graph_classifier import PoolConfig  # noqa: E402
+from pyg_attn.training.models import GRAPH_MODELS  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -49,8 +50,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="run only these folds (0-based), e.g. for a smoke test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--models", nargs="+", default=["gat-pool", "pyg-gat-pool"],
-                        choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=list(GRAPH_MODELS),
+                        choices=GRAPH_MODELS)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
@@ -72,15 +73,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = PoolConfig(epochs=args.epochs)
     print(f"{args.dataset}: {args.folds}-fold stratified CV, seed {args.seed}, "
-          f"{torch.get_num_threads()} threads, config {config.to_dict()}", flush=True)
+          f"{torch.get_num_threads()} threads, config "
+          f"{PoolConfig(epochs=args.epochs).to_dict()} per model", flush=True)
     results, seconds = [], []
     for model in args.models:
         start = time.perf_counter()
         result = cross_validate(args.dataset, root=args.data_root, folds=args.folds,
                                 seed=args.seed, device=args.device,
-                                progress=not args.no_progress, model=model, config=config,
+                                progress=not args.no_progress,
+                                config=PoolConfig(model=model, epochs=args.epochs),
                                 fold_ids=args.fold_ids)
         seconds.append(time.perf_counter() - start)
         results.append(result)

@@ -23,8 +23,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 #: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
 BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
@@ -32,8 +33,6 @@ BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
               "mutag": "reproduce_mutag.py", "swapped-imports": "swapped_imports.py",
               "workloads": "bench_workloads.py", "gpu": "bench_gpu.py",
               "nprocs": "nprocs_scaling.py"}
-_NODE_MODELS = ("gat", "gatv2", "transformer", "kqv", "pyg-gat", "pyg-gatv2",
-                "pyg-transformer")
 
 
 def _subcommand(commands: argparse._SubParsersAction, name: str,
@@ -72,22 +71,71 @@ def _build_ext(_: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- train
-def _default_out(args: argparse.Namespace) -> Path:
-    return args.out if args.out is not None else Path("out") / f"{args.dataset}-{args.model}"
+#: Flags of ``train`` that no configuration field holds: name -> (help, tasks taking it).
+_RUN_FLAGS = {
+    "resume": ("continue the runs saved in --out where they stopped", ("node",)),
+    "threads": ("intra-op CPU threads of each process (default: torch's own alone; the "
+                "cores divided among the --nprocs processes)", ("node",)),
+    "check_sync": ("with several processes: check after every step that all replicas hold "
+                   "the same parameters (writes distributed.json)", ("node",)),
+    "folds": ("cross-validation folds (default: {folds})", ("graph",)),
+    "no_progress": ("no progress bars or per-epoch lines", ("node", "graph")),
+}
+#: Settings of a node-classification run that also set up a graph-classification one.
+_SHARED_RUN_SETTINGS = ("dataset", "data_root", "seed", "device", "out")
+
+
+def _configs() -> Dict[str, type]:
+    """The configuration class of each task, by the label its flags' help uses."""
+    from .training.graph_classifier import PoolConfig
+    from .training.node_classification import TrainConfig
+
+    return {"node": TrainConfig, "graph": PoolConfig}
+
+
+def _task_settings(task: str) -> List[str]:
+    """Every flag (as its destination) that a ``task`` model reads."""
+    own = [f.name for f in fields(_configs()[task])]
+    shared = list(_SHARED_RUN_SETTINGS) if task == "graph" else []
+    return own + shared + [name for name, (_, tasks) in _RUN_FLAGS.items() if task in tasks]
+
+
+def _refuse_ignored(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    task: str) -> None:
+    """Exits with a usage error naming every given flag the ``task`` model ignores."""
+    from .training.options import flag
+
+    wanted = set(_task_settings(task))
+    ignored = [name for name, value in vars(args).items()
+               if name not in wanted and name not in ("command", "run")
+               and value not in (None, False)]
+    if ignored:
+        parser.error(f"{', '.join(flag(n) for n in ignored)} "
+                     f"{'does' if len(ignored) == 1 else 'do'} not apply to --model "
+                     f"{args.model} ({task} classification)")
+
+
+def _default_out(args: argparse.Namespace, dataset: str) -> Path:
+    out = getattr(args, "out", None)
+    return Path(out) if out is not None else Path("out") / f"{dataset}-{args.model}"
 
 
 def _train_graph_classification(args: argparse.Namespace) -> int:
+    from .training import graph_classification
     from .training.checkpoint import atomic_write
-    from .training.graph_classification import cross_validate
+    from .training.graph_classifier import PoolConfig
+    from .training.options import given_settings
 
-    kwargs = {"root": None if args.data_root is None else str(args.data_root),
-              "folds": args.folds, "seed": args.seed, "device": args.device,
-              "progress": not args.no_progress}
-    if args.epochs is not None:
-        kwargs["epochs"] = args.epochs
-    result = cross_validate(args.dataset, **kwargs)
+    config = PoolConfig(**given_settings(args, [f.name for f in fields(PoolConfig)]))
+    run = {("root" if name == "data_root" else name): value for name, value in
+           given_settings(args, ["data_root", "seed", "device"]).items()}
+    if args.folds is not None:
+        run["folds"] = args.folds
+    dataset = getattr(args, "dataset", graph_classification.DEFAULT_DATASET)
+    result = graph_classification.cross_validate(dataset, **run, progress=not args.no_progress,
+                                                 config=config)
     text = json.dumps(result.to_dict(), indent=2) + "\n"
-    path = atomic_write(_default_out(args) / "metrics.json", lambda h: h.write(text),
+    path = atomic_write(_default_out(args, dataset) / "metrics.json", lambda h: h.write(text),
                         binary=False)
     print(f"test accuracy: {100 * result.mean:.2f} +- {100 * result.std:.2f} % over "
           f"{len(result.accuracies)} folds")
@@ -96,25 +144,20 @@ def _train_graph_classification(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.model == "gat-pool":
+    from .training.models import GRAPH_MODELS
+
+    if args.model in GRAPH_MODELS:
         return _train_graph_classification(args)
     from .training.checks import positive_int
     from .training.node_classification import (TrainConfig, format_summary,
                                                train_node_classification)
+    from .training.options import given_settings
 
     if args.threads is not None:
         positive_int("threads", args.threads)
-
-    out = _default_out(args)
-    config = TrainConfig(
-        dataset=args.dataset, model=args.model, runs=args.runs,
-        epochs=args.epochs if args.epochs is not None else 1000, patience=args.patience,
-        lr=args.lr, weight_decay=args.weight_decay, hidden=args.hidden, heads=args.heads,
-        out_heads=args.out_heads, dropout=args.dropout, attn_dropout=args.attn_dropout,
-        dropout_scheme=args.dropout_scheme, seed=args.seed, device=args.device, out=str(out),
-        data_root=None if args.data_root is None else str(args.data_root), split=args.split,
-        loader=args.loader, num_neighbors=args.num_neighbors, batch_size=args.batch_size,
-        save_every=args.save_every, nprocs=args.nprocs)
+    settings = given_settings(args, [f.name for f in fields(TrainConfig)])
+    out = _default_out(args, settings.get("dataset", TrainConfig.dataset))
+    config = TrainConfig(**{**settings, "out": str(out)})
     try:
         from .training.distributed import launch, under_torchrun
 
@@ -144,70 +187,30 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="Cora",
-                        help="Cora, CiteSeer, MUTAG (shipped) or another PyG data set "
-                             "(downloaded; needs a network). Default: Cora")
-    parser.add_argument("--model", default="gat", choices=[*_NODE_MODELS, "gat-pool"],
-                        help="attention layer (pyg-* = PyG's own, for comparison); gat-pool = "
-                             "graph classification with attention pooling. Default: gat")
-    parser.add_argument("--runs", type=int, default=1, help="runs with seeds seed..seed+runs-1")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="maximum epochs per run (default 1000; gat-pool: its own)")
-    parser.add_argument("--patience", type=int, default=100,
-                        help="stop after this many epochs without a better validation "
-                             "loss or accuracy (default 100)")
-    parser.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
-    parser.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty")
-    parser.add_argument("--hidden", type=int, default=8, help="features per head, layer 1")
-    parser.add_argument("--heads", type=int, default=8, help="heads of layer 1")
-    parser.add_argument("--out-heads", type=int, default=1, help="heads of the output layer")
-    parser.add_argument("--dropout", type=float, default=0.6, help="feature dropout")
-    parser.add_argument("--attn-dropout", type=float, default=0.6, help="attention dropout")
-    parser.add_argument("--dropout-scheme", choices=["per_head", "shared"], default=None,
-                        help="per_head: each head draws its own input mask and its projected "
-                             "features are dropped too, as in the GAT paper's code (gat, pyg-gat); "
-                             "shared: one mask per layer input, as in PyG's examples/gat.py. "
-                             "Default: per_head for gat and pyg-gat, shared for the others")
-    parser.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (default cpu)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default out/<dataset>-<model>)")
-    parser.add_argument("--data-root", type=Path, default=None,
-                        help="data root with planetoid/<Name>/raw, TU/<Name>/raw (default: "
-                             "$PYG_ATTN_DATA, else the copies shipped with pyg_attn)")
-    parser.add_argument("--split", choices=("public", "full"), default="public",
-                        help="Cora/CiteSeer node split: public (the GAT paper's: 20 training "
-                             "nodes per class) or full (the same validation and test nodes, "
-                             "every other node trains). Default: public")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the runs saved in --out where they stopped")
-    parser.add_argument("--save-every", type=int, default=10,
-                        help="save the resumable state every N epochs (default 10)")
-    parser.add_argument("--loader", choices=("full", "neighbor"), default="full",
-                        help="full-batch, or mini-batches from PyG's NeighborLoader (needs "
-                             "the 'scatter' extra)")
-    parser.add_argument("--num-neighbors", type=int, nargs="+", default=[10, 10],
-                        help="neighbours sampled per layer with --loader neighbor")
-    parser.add_argument("--batch-size", type=int, default=512,
-                        help="seed nodes per mini-batch with --loader neighbor")
-    parser.add_argument("--nprocs", type=int, default=1,
-                        help="data-parallel processes on this machine (gradients averaged by an all-reduce "
-                             "per step; under torchrun "
-                             "its own process count is used). Full-batch training gets no "
-                             "speed-up: every process runs the whole graph's forward and "
-                             "backward. --loader neighbor is the mode that scales: 2 "
-                             "processes x 1 thread took 0.58x (CiteSeer) and 0.59x (Cora) "
-                             "the epoch time of 1 x 1 with --split full --batch-size 128, "
-                             "0.72-0.87x on the public split's 120-140 training nodes "
-                             "(benchmarks/results/nprocs-neighbor-cpu.md)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="intra-op CPU threads of each process (default: torch's own "
-                             "alone; the cores divided among the --nprocs processes)")
-    parser.add_argument("--check-sync", action="store_true",
-                        help="with several processes: check after every step that all "
-                             "replicas hold the same parameters (writes distributed.json)")
-    parser.add_argument("--folds", type=int, default=10, help="gat-pool: cross-validation folds")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    """The ``train`` flags: ``--model`` (every name of the models table), a flag per
+    field of the node- and graph-classification configurations, and :data:`_RUN_FLAGS`."""
+    from .training.graph_classification import DEFAULT_DATASET, DEFAULT_FOLDS
+    from .training.models import GRAPH_MODELS, NODE_MODELS
+    from .training.node_classification import TrainConfig
+    from .training.options import add_config_flags, flag
+
+    parser.add_argument("--model", default=TrainConfig.model,
+                        choices=[*NODE_MODELS, *GRAPH_MODELS],
+                        help=f"node classification: {', '.join(NODE_MODELS)} (pyg-* = PyG's "
+                             f"own layers, for comparison); graph classification with "
+                             f"attention pooling and cross-validation (on {DEFAULT_DATASET} "
+                             f"unless --dataset names another): {', '.join(GRAPH_MODELS)}. A flag "
+                             f"the model does not read is refused (default: "
+                             f"{TrainConfig.model})")
+    configs = _configs()
+    add_config_flags(parser, {"node classification": configs["node"],
+                              "graph classification": configs["graph"]}, skip=("model",))
+    for name, (text, _) in _RUN_FLAGS.items():
+        if name in ("threads", "folds"):
+            parser.add_argument(flag(name), type=int, default=None,
+                                help=text.format(folds=DEFAULT_FOLDS))
+        else:
+            parser.add_argument(flag(name), action="store_true", help=text)
 
 
 # ----------------------------------------------------------------------------- explain
@@ -279,16 +282,19 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="pyg-attn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _subcommand(commands, "info", _info, help="show versions and available backends")
     _subcommand(commands, "build-ext", _build_ext, help="compile the fused CPU kernel now")
-    _train_arguments(_subcommand(
+    train = _subcommand(
         commands, "train", _train, help="train on a benchmark data set",
         description="Node classification with the GAT recipe (Velickovic et al. 2018: 8 heads "
                     "x 8 hidden, ELU, dropout 0.6, lr 0.005, weight decay 5e-4, early stopping "
                     "on validation loss/accuracy), or MUTAG graph classification with "
-                    "--model gat-pool (stratified cross-validation)."))
+                    "--model gat-pool (stratified cross-validation).")
+    if argv[:1] == ["train"]:  # its flags import the training configurations: only when used
+        _train_arguments(train)
     _explain_arguments(_subcommand(
         commands, "explain", _explain, help="export and draw a trained model's attention",
         description="Writes the attention of every layer of a checkpoint written by "
@@ -301,6 +307,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "); everything after the target is passed to the script, e.g. "
                     "'pyg-attn bench ops --quick --sizes cora'."))
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .training.models import GRAPH_MODELS
+
+        _refuse_ignored(train, args, "graph" if args.model in GRAPH_MODELS else "node")
     try:
         return args.run(args)
     except (FileNotFoundError, ImportError, ValueError) as error:

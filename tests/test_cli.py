@@ -13,6 +13,7 @@ import pytest
 
 from pyg_attn import cli
 from pyg_attn.datasets import CACHE_ENV, DATA_ENV, PLANETOID_SPLITS
+from pyg_attn.training.graph_classifier import PoolConfig
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--hidden", "2", "--heads", "2", "--no-progress"]
@@ -101,12 +102,48 @@ def test_gat_pool_goes_to_cross_validation(tmp_path, monkeypatch, capsys):
         return Result()
 
     monkeypatch.setattr(graph_classification, "cross_validate", fake)
-    assert cli.main(["train", "--dataset", "MUTAG", "--model", "gat-pool", "--folds", "2",
-                     "--seed", "4", "--out", str(tmp_path), "--no-progress"]) == 0
-    assert calls == [("MUTAG", {"root": None, "folds": 2, "seed": 4, "device": "cpu",
-                                "progress": False})]
+    assert cli.main(["train", "--model", "pyg-gat-pool", "--folds", "2", "--seed", "4",
+                     "--lr", "0.01", "--hidden", "8", "--no-edge-features", "--max-degree",
+                     "none", "--epochs", "3", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert calls == [("MUTAG", {"folds": 2, "seed": 4, "progress": False,
+                                "config": PoolConfig(model="pyg-gat-pool", lr=0.01, hidden=8,
+                                                     edge_features=False, max_degree=None,
+                                                     epochs=3)})]
     assert "test accuracy: 85.00 +- 7.07 % over 2 folds" in capsys.readouterr().out
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"accuracies": [0.8, 0.9]}
+
+
+@pytest.mark.parametrize("model, flags, refused", [
+    ("gat-pool", ["--runs", "3", "--lr", "0.1"], "--runs does not apply to --model gat-pool"),
+    ("gat-pool", ["--resume", "--out-heads", "2"], "--resume, --out-heads do not apply"),
+    ("gat", ["--folds", "3"], "--folds does not apply to --model gat (node classification)"),
+    ("transformer", ["--layers", "2"], "--layers does not apply")])
+def test_flags_a_model_does_not_read_are_refused(model, flags, refused, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--model", model, *flags])
+    assert exit_.value.code == 2
+    assert refused in capsys.readouterr().err
+
+
+def test_train_flags_are_the_configurations_fields():
+    """Every documented field of both configurations is a flag with the field's default
+    and choices in its help; nothing is typed twice."""
+    from dataclasses import fields
+
+    from pyg_attn.training.models import DROPOUT_SCHEMES, GRAPH_MODELS, NODE_MODELS
+    from pyg_attn.training.node_classification import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    cli._train_arguments(parser)
+    actions = {a.dest: a for a in parser._actions}
+    for config in (TrainConfig, PoolConfig):
+        assert {f.name for f in fields(config)} <= set(actions)
+    assert tuple(actions["model"].choices) == NODE_MODELS + GRAPH_MODELS
+    assert tuple(actions["dropout_scheme"].choices) == DROPOUT_SCHEMES
+    assert "(default: 0.005)" in actions["lr"].help  # one default for both
+    assert "node classification: maximum epochs per run (default: 1000)" in actions["epochs"].help
+    assert "(default: 100)" in actions["epochs"].help  # PoolConfig's
+    assert "0.58x" not in actions["nprocs"].help and "x (" not in actions["nprocs"].help
 
 
 def test_bench_finds_the_scripts_and_passes_arguments():

@@ -40,7 +40,11 @@ from .graph_classifier import GraphClassifier, PoolConfig
 from .progress import EpochProgress
 from .splits import FoldSplit, cv_splits
 
-__all__ = ["CVResult", "FoldResult", "cross_validate", "train_fold"]
+__all__ = ["CVResult", "DEFAULT_DATASET", "DEFAULT_FOLDS", "FoldResult", "cross_validate",
+           "train_fold"]
+
+#: The data set and the number of folds of :func:`cross_validate` unless given.
+DEFAULT_DATASET, DEFAULT_FOLDS = "MUTAG", 10
 
 
 @dataclass
@@ -182,10 +186,10 @@ def _report_epoch(progress: EpochProgress, epoch: int, val_accuracy: float) -> N
     progress.update(val_acc=f"{val_accuracy:.3f}")
 
 
-def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str] = None,
-                   folds: int = 10, seed: int = 0, epochs: Optional[int] = None,
+def cross_validate(dataset: Union[str, Dataset] = DEFAULT_DATASET, *,
+                   root: Optional[str] = None, folds: int = DEFAULT_FOLDS, seed: int = 0, epochs: Optional[int] = None,
                    device: Union[str, torch.device] = "cpu", progress: bool = True,
-                   model: str = "gat-pool", config: Optional[PoolConfig] = None,
+                   model: Optional[str] = None, config: Optional[PoolConfig] = None,
                    fold_ids: Optional[Sequence[int]] = None) -> CVResult:
     """Stratified k-fold cross-validation of an attention-pooling graph classifier.
 
@@ -211,10 +215,11 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
     progress : bool
         Show each fold's progress on stderr: a bar on a terminal, else one line per
         epoch (:class:`~pyg_attn.training.progress.EpochProgress`).
-    model : str
-        A key of :data:`MODELS`; overrides ``config.model``.
+    model : str, optional
+        One of :data:`~pyg_attn.training.models.GRAPH_MODELS`, the model of the
+        default configuration; with ``config``, only if it is ``config.model``.
     config : PoolConfig, optional
-        Hyper-parameters (defaults of :class:`PoolConfig`).
+        Hyper-parameters (defaults of :class:`PoolConfig`, with ``model``).
     fold_ids : sequence of int, optional
         Run only these folds (e.g. ``[0]`` for a quick check); all when :obj:`None`.
 
@@ -229,8 +234,8 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
         If ``config`` is not a :class:`PoolConfig` or ``dataset`` neither a
         name nor a PyG data set.
     ValueError
-        If the data set has not one label per graph, or ``fold_ids`` holds a
-        fold number out of range.
+        If the data set has not one label per graph, ``fold_ids`` holds a
+        fold number out of range, or ``model`` is not ``config.model``.
 
     Examples
     --------
@@ -241,13 +246,15 @@ def cross_validate(dataset: Union[str, Dataset] = "MUTAG", *, root: Optional[str
     """
     from ..datasets import load_dataset
 
-    config = config if config is not None else PoolConfig()
+    if config is None:
+        config = PoolConfig() if model is None else PoolConfig(model=model)
     if not isinstance(config, PoolConfig):
         raise TypeError(f"'config' must be a PoolConfig, got {type(config).__name__}")
-    overrides: Dict[str, Any] = {"model": model}
+    if model is not None and model != config.model:
+        raise ValueError(f"'model' {model!r} is not config.model {config.model!r}: give the "
+                         "model in one place")
     if epochs is not None:
-        overrides["epochs"] = epochs
-    config = PoolConfig(**{**config.to_dict(), **overrides})
+        config = PoolConfig(**{**config.to_dict(), "epochs": epochs})
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, root=root)
     elif not isinstance(dataset, Dataset):

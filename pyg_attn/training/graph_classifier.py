@@ -31,25 +31,19 @@ same seed, both start from the same parameters.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-import torch_geometric.nn as pyg_nn
 from torch import Tensor
 from torch_geometric.data import Batch
 from torch_geometric.utils import degree
 
-from ..nn import AttentionPooling, GATConv
 from .checks import check_layers, check_optimiser, fraction, positive_int
+from .models import GRAPH_MODELS, MODELS
+from .options import setting
 
-__all__ = ["MODELS", "GraphClassifier", "PoolConfig"]
-
-#: Model name -> (attention layer class, pooling class).
-MODELS: Dict[str, Tuple[Callable[..., torch.nn.Module], Callable[..., torch.nn.Module]]] = {
-    "gat-pool": (GATConv, AttentionPooling),
-    "pyg-gat-pool": (pyg_nn.GATConv, pyg_nn.aggr.AttentionalAggregation),
-}
+__all__ = ["GraphClassifier", "PoolConfig"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +54,7 @@ class PoolConfig:
     ----------
     model : str
         ``"gat-pool"`` (this package's layers) or ``"pyg-gat-pool"`` (PyG's), the
-        keys of :data:`MODELS`.
+        :data:`~pyg_attn.training.models.GRAPH_MODELS`.
     hidden : int
         Features per head of every attention layer.
     heads : int
@@ -88,22 +82,26 @@ class PoolConfig:
         largest degree is 4); :obj:`None` for no degree features.
     """
 
-    model: str = "gat-pool"
-    hidden: int = 16
-    heads: int = 4
-    layers: int = 3
-    dropout: float = 0.2
-    attn_dropout: float = 0.0
-    lr: float = 0.005
-    weight_decay: float = 5e-4
-    batch_size: int = 32
-    epochs: int = 100
-    val_fraction: float = 0.1
-    edge_features: bool = True
-    max_degree: Optional[int] = 4
+    model: str = setting("gat-pool", help="attention layers and pooling", choices=GRAPH_MODELS)
+    hidden: int = setting(16, help="features per head of every attention layer")
+    heads: int = setting(4, help="heads per attention layer (concatenated)")
+    layers: int = setting(3, help="attention layers")
+    dropout: float = setting(0.2, help="dropout on the pooled vector, before the classifier")
+    attn_dropout: float = setting(0.0, help="dropout on the attention weights")
+    lr: float = setting(0.005, help="Adam learning rate")
+    weight_decay: float = setting(5e-4, help="Adam weight decay (L2 penalty)")
+    batch_size: int = setting(32, help="graphs per mini-batch")
+    epochs: int = setting(100, help="training epochs per fold (the best one is kept)")
+    val_fraction: float = setting(
+        0.1, help="share of each fold's training part held out for validation")
+    edge_features: bool = setting(
+        True, help="feed the data set's edge features to the attention scores")
+    max_degree: Optional[int] = setting(
+        4, help="append each node's in-degree, one-hot, clamped to this value ('none': "
+        "no degree features)")
 
     def __post_init__(self) -> None:
-        check_layers(self, MODELS, ("hidden", "heads", "layers", "batch_size", "epochs"))
+        check_layers(self, GRAPH_MODELS, ("hidden", "heads", "layers", "batch_size", "epochs"))
         check_optimiser(self)
         fraction("val_fraction", self.val_fraction, low_open=True)
         if self.max_degree is not None:
@@ -159,7 +157,7 @@ class GraphClassifier(torch.nn.Module):
             raise TypeError(f"'config' must be a PoolConfig, got {type(config).__name__}")
         self.config = config
         self.edge_dim = edge_dim
-        conv, pool = MODELS[config.model]
+        conv, pool = MODELS[config.model].conv, MODELS[config.model].pool
         width = config.hidden * config.heads
         first = in_channels + (0 if config.max_degree is None else config.max_degree + 1)
         self.convs = torch.nn.ModuleList(

@@ -1,4 +1,9 @@
-r"""Two-layer attention networks for node classification (the GAT recipe).
+r"""The models table, and two-layer attention networks for node classification (the GAT recipe).
+
+:data:`MODELS` names every model of the package's training, for node
+classification (:class:`NodeClassifier`, below) and for graph classification
+(:class:`~pyg_attn.training.graph_classifier.GraphClassifier`, a model with a
+pooling layer).
 
 Every model follows the transductive architecture of Velickovic et al. 2018,
 "Graph Attention Networks" (section 3.3, Cora and CiteSeer):
@@ -12,7 +17,7 @@ with ``conv_1`` of ``heads`` heads of ``hidden`` features each, concatenated
 (8 x 8 in the paper), ``conv_2`` of ``out_heads`` heads averaged into one score
 per class (1 for Cora and CiteSeer), dropout ``p = 0.6`` on both layers' inputs
 and on the attention weights.  Only the attention layer changes between the
-model names of :data:`MODELS`; the PyG twins (``pyg-gat`` ...) are there to
+model names of :data:`NODE_MODELS`; the PyG twins (``pyg-gat`` ...) are there to
 compare against PyG's own ``examples/gat.py``.
 
 Where the feature dropout falls is the ``dropout_scheme`` (the names of
@@ -40,24 +45,52 @@ import torch.nn.functional as F
 import torch_geometric.nn as pyg_nn
 from torch import Tensor
 
-from ..nn import GATConv, GATv2Conv, KQVConv, TransformerConv
+from ..nn import AttentionPooling, GATConv, GATv2Conv, KQVConv, TransformerConv
 from ..nn.conv.head_dropout import DROPOUT_SCHEMES, HeadwiseDropoutLinear
 from .checks import check_layers, one_of, positive_int
+from .options import setting
 
-__all__ = ["DROPOUT_SCHEMES", "MODELS", "ModelConfig", "NodeClassifier", "PER_HEAD_MODELS",
-           "build_model", "default_dropout_scheme", "per_head_dropout_twin"]
+__all__ = ["DROPOUT_SCHEMES", "GRAPH_MODELS", "MODELS", "ModelConfig", "ModelSpec",
+           "NODE_MODELS", "NodeClassifier", "PER_HEAD_MODELS", "build_model",
+           "default_dropout_scheme", "per_head_dropout_twin"]
 
-#: Model name -> attention layer class (constructor ``(in, out, heads=, concat=,
-#: dropout=)``).  ``pyg-*`` are PyG's own layers, for baselines.
-MODELS: Dict[str, Callable[..., torch.nn.Module]] = {
-    "gat": GATConv,
-    "gatv2": GATv2Conv,
-    "transformer": TransformerConv,
-    "kqv": KQVConv,
-    "pyg-gat": pyg_nn.GATConv,
-    "pyg-gatv2": pyg_nn.GATv2Conv,
-    "pyg-transformer": pyg_nn.TransformerConv,
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The layers of a model name.
+
+    Attributes
+    ----------
+    conv : callable
+        Attention layer class, constructed as ``conv(in, out, heads=, concat=,
+        dropout=, ...)``.
+    pool : callable, optional
+        Pooling class (``pool(gate_nn, nn)``) of a graph-classification model;
+        :obj:`None` for node classification.
+    """
+
+    conv: Callable[..., torch.nn.Module]
+    pool: Optional[Callable[..., torch.nn.Module]] = None
+
+
+#: Model name -> its layers.  ``pyg-*`` are built from PyG's own layers, for baselines;
+#: ``*-pool`` classify graphs (attention pooling), the others nodes.
+MODELS: Dict[str, ModelSpec] = {
+    "gat": ModelSpec(GATConv),
+    "gatv2": ModelSpec(GATv2Conv),
+    "transformer": ModelSpec(TransformerConv),
+    "kqv": ModelSpec(KQVConv),
+    "pyg-gat": ModelSpec(pyg_nn.GATConv),
+    "pyg-gatv2": ModelSpec(pyg_nn.GATv2Conv),
+    "pyg-transformer": ModelSpec(pyg_nn.TransformerConv),
+    "gat-pool": ModelSpec(GATConv, AttentionPooling),
+    "pyg-gat-pool": ModelSpec(pyg_nn.GATConv, pyg_nn.aggr.AttentionalAggregation),
 }
+
+#: The node-classification models (:class:`NodeClassifier`).
+NODE_MODELS = tuple(name for name, spec in MODELS.items() if spec.pool is None)
+#: The graph-classification models (:class:`~pyg_attn.training.graph_classifier.GraphClassifier`).
+GRAPH_MODELS = tuple(name for name, spec in MODELS.items() if spec.pool is not None)
 
 #: The models that can take the ``"per_head"`` scheme, their default.
 PER_HEAD_MODELS = ("gat", "pyg-gat")
@@ -76,7 +109,7 @@ class ModelConfig:
     Attributes
     ----------
     model : str
-        A key of :data:`MODELS`.
+        One of :data:`NODE_MODELS`.
     hidden : int
         Features per head of the first layer.
     heads : int
@@ -92,16 +125,21 @@ class ModelConfig:
         :func:`default_dropout_scheme` of ``model``.
     """
 
-    model: str = "gat"
-    hidden: int = 8
-    heads: int = 8
-    out_heads: int = 1
-    dropout: float = 0.6
-    attn_dropout: float = 0.6
-    dropout_scheme: Optional[str] = None
+    model: str = setting("gat", help="attention layer", choices=NODE_MODELS)
+    hidden: int = setting(8, help="features per head of the first layer")
+    heads: int = setting(8, help="heads of the first layer (concatenated)")
+    out_heads: int = setting(1, help="heads of the output layer (averaged)")
+    dropout: float = setting(0.6, help="dropout on each layer's input features")
+    attn_dropout: float = setting(0.6, help="dropout on the attention weights")
+    dropout_scheme: Optional[str] = setting(
+        None, choices=DROPOUT_SCHEMES, shown_default="per_head for gat and pyg-gat, shared "
+        "for the others", help="where the feature dropout falls: per_head, each head draws "
+        "its own input mask and its projected features are dropped too (the GAT paper's "
+        "code; gat and pyg-gat only); shared, one mask per layer input (PyG's "
+        "examples/gat.py)")
 
     def __post_init__(self) -> None:
-        check_layers(self, MODELS, ("hidden", "heads", "out_heads"))
+        check_layers(self, NODE_MODELS, ("hidden", "heads", "out_heads"))
         if self.dropout_scheme is None:
             object.__setattr__(self, "dropout_scheme", default_dropout_scheme(self.model))
         one_of("dropout_scheme", self.dropout_scheme, DROPOUT_SCHEMES)
@@ -156,7 +194,7 @@ class NodeClassifier(torch.nn.Module):
         if not isinstance(config, ModelConfig):
             raise TypeError(f"'config' must be a ModelConfig, got {type(config).__name__}")
         self.config = config
-        conv = MODELS[config.model]
+        conv = MODELS[config.model].conv
         per_head = config.dropout_scheme == "per_head"
         extra = dict(input_dropout=config.dropout, dropout_scheme="per_head") \
             if per_head and conv is GATConv else {}

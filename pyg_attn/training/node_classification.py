@@ -28,7 +28,7 @@ Output folder (``TrainConfig.out``)::
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -41,6 +41,7 @@ from .checks import check_optimiser, one_of, positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
+from .options import setting
 from .progress import EpochProgress
 from .shard import Shard
 
@@ -58,26 +59,40 @@ class TrainConfig(ModelConfig):
     :class:`~pyg_attn.training.models.ModelConfig` fields, then the data, the
     optimisation and the output.
 
-    Defaults are the GAT paper's Cora/CiteSeer settings; see the CLI's
-    ``pyg-attn train --help`` for each field's meaning.
+    Defaults are the GAT paper's Cora/CiteSeer settings.  Each field's help is in
+    its metadata (:func:`~pyg_attn.training.options.setting`); ``pyg-attn train
+    --help`` shows it.
     """
 
-    dataset: str = "Cora"
-    runs: int = 1
-    epochs: int = 1000
-    patience: int = 100
-    lr: float = 0.005
-    weight_decay: float = 5e-4
-    seed: int = 0
-    device: str = "cpu"
-    out: str = "out/train"
-    data_root: Optional[str] = None
-    split: str = "public"
-    loader: str = "full"
-    num_neighbors: List[int] = field(default_factory=lambda: [10, 10])
-    batch_size: int = 512
-    save_every: int = 10
-    nprocs: int = 1
+    dataset: str = setting("Cora", help="Cora, CiteSeer, MUTAG (shipped) or another PyG data "
+                           "set (downloaded; needs a network)")
+    runs: int = setting(1, help="runs, with seeds seed .. seed + runs - 1")
+    epochs: int = setting(1000, help="maximum epochs per run")
+    patience: int = setting(100, help="stop after this many epochs without a better "
+                            "validation loss or accuracy")
+    lr: float = setting(0.005, help="Adam learning rate")
+    weight_decay: float = setting(5e-4, help="Adam weight decay (L2 penalty)")
+    seed: int = setting(0, help="base random seed")
+    device: str = setting("cpu", help="cpu or cuda[:k]")
+    out: str = setting("out/train", help="output folder",
+                       shown_default="out/<dataset>-<model> on the command line")
+    data_root: Optional[str] = setting(
+        None, help="data root with planetoid/<Name>/raw, TU/<Name>/raw",
+        shown_default="$PYG_ATTN_DATA, else the copies shipped with pyg_attn")
+    split: str = setting("public", choices=PLANETOID_SPLITS, help="Cora/CiteSeer node split: "
+                         "public (the GAT paper's: 20 training nodes per class) or full (the "
+                         "same validation and test nodes, every other node trains)")
+    loader: str = setting("full", choices=("full", "neighbor"), help="full-batch, or "
+                          "mini-batches from PyG's NeighborLoader (needs the 'scatter' extra)")
+    num_neighbors: List[int] = setting(default_factory=lambda: [10, 10],
+                                       help="neighbours sampled per layer with --loader neighbor")
+    batch_size: int = setting(512, help="seed nodes per mini-batch with --loader neighbor")
+    save_every: int = setting(10, help="save the resumable state every N epochs")
+    nprocs: int = setting(1, help="data-parallel processes on this machine, gradients "
+                          "averaged by an all-reduce per step (under torchrun its own process "
+                          "count is used); full-batch training gains no speed, since every "
+                          "process runs the whole graph: --loader neighbor is the mode that "
+                          "scales (see the training guide)")
 
     def __post_init__(self) -> None:
         super().__post_init__()

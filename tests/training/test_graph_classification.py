@@ -153,9 +153,9 @@ def test_test_fold_unseen_until_final_evaluation(monkeypatch):
 @pytest.mark.slow
 def test_cross_validate_quick_mutag(tmp_path, monkeypatch):
     monkeypatch.setenv("PYG_ATTN_CACHE", str(tmp_path))
-    config = PoolConfig(hidden=4, heads=2, layers=1)
     results = [cross_validate("MUTAG", folds=10, seed=0, epochs=2, progress=False,
-                              model=name, config=config, fold_ids=[0, 3])
+                              config=PoolConfig(model=name, hidden=4, heads=2, layers=1),
+                              fold_ids=[0, 3])
                for name in ("gat-pool", "pyg-gat-pool")]
     for result in results:
         assert isinstance(result, CVResult)
@@ -171,3 +171,5 @@ def test_cross_validate_quick_mutag(tmp_path, monkeypatch):
         cross_validate("MUTAG", folds=10, fold_ids=[10], progress=False)
     with pytest.raises(TypeError, match="dataset"):
         cross_validate(42, progress=False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="'model' 'pyg-gat-pool' is not config.model"):
+        cross_validate("MUTAG", model="pyg-gat-pool", config=PoolConfig(), progress=False)
