@@ -106,9 +106,9 @@ def _cpu_identity() -> str:
 def build_notice(directory: str) -> str:
     """The line written before a build starts: what, why, about how long, where
     it goes and how to build ahead of time."""
-    return ("pyg_attn: compiling the fused CPU attention kernel against the installed torch "
-            "(first use only, about a minute on 2 cores; cached in "
-            f"{directory}); to build it ahead of time run `python -m pyg_attn build-ext`")
+    return ("pyg_attn: compiling the fused CPU attention kernel for the installed torch "
+            f"(once: about a minute on 2 cores, then cached in {directory}; "
+            "`python -m pyg_attn build-ext` does this ahead of time)")
 
 
 def _library_path(name: str) -> tuple[Path, Path]:
