@@ -23,9 +23,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
 
 #: ``pyg-attn bench`` targets -> script in the repository's ``benchmarks/`` folder.
 BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
@@ -37,7 +37,7 @@ BENCHMARKS = {"ops": "bench_ops.py", "layers": "bench_layers.py",
 
 def _subcommand(commands: argparse._SubParsersAction, name: str,
                 run: Callable[[argparse.Namespace], int], help: str,
-                description: Optional[str] = None) -> argparse.ArgumentParser:
+                description: str | None = None) -> argparse.ArgumentParser:
     """Adds subcommand ``name``, which calls ``run(args)``; returns its parser."""
     parser = commands.add_parser(name, help=help, description=description)
     parser.set_defaults(run=run)
@@ -85,7 +85,7 @@ _RUN_FLAGS = {
 _SHARED_RUN_SETTINGS = ("dataset", "data_root", "seed", "device", "out")
 
 
-def _configs() -> Dict[str, type]:
+def _configs() -> dict[str, type]:
     """The configuration class of each task, by the label its flags' help uses."""
     from .training.graph_classifier import PoolConfig
     from .training.node_classification import TrainConfig
@@ -93,7 +93,7 @@ def _configs() -> Dict[str, type]:
     return {"node": TrainConfig, "graph": PoolConfig}
 
 
-def _task_settings(task: str) -> List[str]:
+def _task_settings(task: str) -> list[str]:
     """Every flag (as its destination) that a ``task`` model reads."""
     own = [f.name for f in fields(_configs()[task])]
     shared = list(_SHARED_RUN_SETTINGS) if task == "graph" else []
@@ -149,8 +149,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.model in GRAPH_MODELS:
         return _train_graph_classification(args)
     from .training.checks import positive_int
-    from .training.node_classification import (TrainConfig, format_summary,
-                                               train_node_classification)
+    from .training.node_classification import TrainConfig, format_summary, train_node_classification
     from .training.options import given_settings
 
     if args.threads is not None:
@@ -281,7 +280,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="pyg-attn", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)

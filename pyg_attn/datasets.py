@@ -33,9 +33,10 @@ import pickle
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def _family_and_name(name: str) -> tuple:
     return "TU", name
 
 
-def _required_files(family: str, name: str) -> List[str]:
+def _required_files(family: str, name: str) -> list[str]:
     if family == "planetoid":
         return [f"ind.{name.lower()}.{suffix}" for suffix in _PLANETOID_SUFFIXES]
     return [f"{name}_{suffix}.txt" for suffix in _TU_SUFFIXES]
@@ -108,7 +109,7 @@ def _find_in_root(root: Path, family: str, name: str) -> Path:
     return expected if name_dir is None else name_dir / "raw"
 
 
-def _match_child(parent: Path, child: str) -> Optional[Path]:
+def _match_child(parent: Path, child: str) -> Path | None:
     if not parent.is_dir():
         return None
     for entry in sorted(parent.iterdir()):
@@ -117,7 +118,7 @@ def _match_child(parent: Path, child: str) -> Optional[Path]:
     return None
 
 
-def _check_raw(source: _Source, family: str, name: str, root: Optional[Path]) -> None:
+def _check_raw(source: _Source, family: str, name: str, root: Path | None) -> None:
     """Raises a helpful FileNotFoundError unless the raw files are all there."""
     required = _required_files(family, name)
     if source.raw_dir.is_dir():
@@ -189,13 +190,13 @@ def _stage(source: _Source, dest_raw: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _resolve_cache(cache_dir: Optional[PathLike]) -> Path:
+def _resolve_cache(cache_dir: PathLike | None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get(CACHE_ENV) or Path("~") / ".cache" / "pyg_attn"
     return Path(cache_dir).expanduser().resolve()
 
 
-def _resolve_root(root: Optional[PathLike]) -> tuple:
+def _resolve_root(root: PathLike | None) -> tuple:
     """Returns ``(root path or None, description of where it came from)``."""
     if root is not None:
         return Path(root).expanduser().resolve(), "the root argument / --data-root"
@@ -290,16 +291,16 @@ class _OfflinePlanetoid(Planetoid):
                 planetoid_io.read_file = original
 
 
-def _make(family: str, name: str, root: Path, transform: Optional[Callable],
+def _make(family: str, name: str, root: Path, transform: Callable | None,
           split: str) -> Dataset:
     if family == "planetoid":
         return _OfflinePlanetoid(str(root), name, split=split, transform=transform)
     return TUDataset(str(root), name, transform=transform)
 
 
-def load_dataset(name: str, root: Optional[PathLike] = None,
-                 cache_dir: Optional[PathLike] = None, *,
-                 transform: Optional[Callable] = None, split: str = "public") -> Dataset:
+def load_dataset(name: str, root: PathLike | None = None,
+                 cache_dir: PathLike | None = None, *,
+                 transform: Callable | None = None, split: str = "public") -> Dataset:
     """Loads a benchmark data set without touching the network where possible.
 
     ``"Cora"`` and ``"CiteSeer"`` give :class:`~torch_geometric.datasets.Planetoid`

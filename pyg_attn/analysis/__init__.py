@@ -5,9 +5,15 @@ Functions take dense attention (``A[i, j]``: destination ``i``, source ``j``),
 records, or networkx graphs in message direction (docs/guide/conventions.md; see
 :mod:`pyg_attn.convert`).  No layers are imported.
 """
-from .centrality import (DISTANCES, attention_betweenness, attention_distance_graph,
-                         attention_paid, attention_pagerank, attention_received,
-                         attention_shortest_path)
+from .centrality import (
+                         DISTANCES,
+                         attention_betweenness,
+                         attention_distance_graph,
+                         attention_pagerank,
+                         attention_paid,
+                         attention_received,
+                         attention_shortest_path,
+)
 from .flow import ALL_PAIRS_MAX_NODES, attention_flow, attention_max_flow
 from .rollout import attention_rollout
 from .sparsify import SparseAttention, sparsify_attention

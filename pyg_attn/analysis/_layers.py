@@ -16,8 +16,8 @@ with heads fused first (mean, max or min) and ``r`` the residual share
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, List, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ def is_dense(attentions: Any) -> bool:
     return isinstance(layers[0], (Tensor, np.ndarray))
 
 
-def _as_list(attentions: Any) -> List[Any]:
+def _as_list(attentions: Any) -> list[Any]:
     if isinstance(attentions, Mapping):  # capture_attention's records, in call order
         attentions = list(attentions.values())
     if not isinstance(attentions, Sequence) or isinstance(attentions, str):
@@ -80,7 +80,7 @@ def dense_layers(attentions: Any, head_fusion: str = "mean", residual: float = 0
 
 
 def sparse_layers(attentions: Any, head_fusion: str = "mean", residual: float = 0.5,
-                  num_nodes: Optional[int] = None) -> Tuple[List[Tuple[Tensor, Tensor]], int]:
+                  num_nodes: int | None = None) -> tuple[list[tuple[Tensor, Tensor]], int]:
     """Residual-normalised layers ``Â_l`` as coalesced ``(edge_index, weight [E])``.
 
     Every node gets a self-loop (the residual); duplicate edges are summed.

@@ -11,7 +11,8 @@ networkx call named in its docstring.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Hashable, List, Union
+from collections.abc import Hashable
+from typing import Any
 
 import networkx as nx
 import torch
@@ -35,10 +36,10 @@ DISTANCES = {
     "neg_log": lambda a: -math.log(a),
 }
 
-NodeValues = Union[Tensor, Dict[Hashable, float]]
+NodeValues = Tensor | dict[Hashable, float]
 
 
-def _result(G: nx.DiGraph, values: Dict[Hashable, float], as_dict: bool) -> NodeValues:
+def _result(G: nx.DiGraph, values: dict[Hashable, float], as_dict: bool) -> NodeValues:
     if as_dict:
         return dict(values)
     return torch.tensor([float(values[node]) for node in G], dtype=torch.float64)
@@ -166,7 +167,7 @@ def attention_betweenness(attention: Any, distance: str = "inverse", weight: str
 
 
 def attention_shortest_path(attention: Any, source: Hashable, target: Hashable,
-                            distance: str = "neg_log", weight: str = "weight") -> List[Hashable]:
+                            distance: str = "neg_log", weight: str = "weight") -> list[Hashable]:
     """The shortest message path ``source -> ... -> target`` under an attention distance.
 
     With ``"neg_log"`` (default) this is the path whose product of attention

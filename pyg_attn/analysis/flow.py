@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Hashable, List, Optional, Tuple
+from collections.abc import Hashable
+from typing import Any
 
 import networkx as nx
 import torch
@@ -24,8 +25,8 @@ def _scipy_available() -> bool:
     return importlib.util.find_spec("scipy") is not None
 
 
-def _layered_network(layers: List[Tuple[Tensor, Tensor]], n: int,
-                     target: int) -> Tuple[Tensor, Tensor, Tensor]:
+def _layered_network(layers: list[tuple[Tensor, Tensor]], n: int,
+                     target: int) -> tuple[Tensor, Tensor, Tensor]:
     """The part of the layered network that can reach output node ``target``.
 
     Node ``(l, v)`` of the network is ``l * N + v`` (``l = 0`` inputs, ``L``
@@ -48,7 +49,7 @@ def _layered_network(layers: List[Tuple[Tensor, Tensor]], n: int,
     return edges, capacities, frontier.nonzero().view(-1)
 
 
-def _flows_networkx(edges: Tensor, capacities: Tensor, sources: Tensor, sink: int) -> List[float]:
+def _flows_networkx(edges: Tensor, capacities: Tensor, sources: Tensor, sink: int) -> list[float]:
     network = nx.DiGraph()
     network.add_edges_from((u, v, {"capacity": c}) for u, v, c in
                            zip(edges[0].tolist(), edges[1].tolist(), capacities.tolist()))
@@ -56,7 +57,7 @@ def _flows_networkx(edges: Tensor, capacities: Tensor, sources: Tensor, sink: in
 
 
 def _flows_scipy(edges: Tensor, capacities: Tensor, sources: Tensor, sink: int,
-                 scale: float) -> List[float]:
+                 scale: float) -> list[float]:
     import numpy as np
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import maximum_flow
@@ -74,7 +75,7 @@ def _flows_scipy(edges: Tensor, capacities: Tensor, sources: Tensor, sink: int,
 
 
 def attention_flow(attentions: Any, targets: Any = None, head_fusion: str = "mean",
-                   residual: float = 0.5, num_nodes: Optional[int] = None,
+                   residual: float = 0.5, num_nodes: int | None = None,
                    method: str = "auto", scale: float = 2.0 ** 26) -> Tensor:
     """Attention flow: max-flow from each input node to each output node through the layers.
 

@@ -1,7 +1,7 @@
 """Attention rollout (Abnar & Zuidema, 2020) for dense and graph attention."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ __all__ = ["attention_rollout"]
 
 
 def attention_rollout(attentions: Any, head_fusion: str = "mean", targets: Any = None,
-                      residual: float = 0.5, num_nodes: Optional[int] = None) -> Tensor:
+                      residual: float = 0.5, num_nodes: int | None = None) -> Tensor:
     """How much each output node draws on each input node through ``L`` attention layers.
 
     .. math::
@@ -104,7 +104,7 @@ def attention_rollout(attentions: Any, head_fusion: str = "mean", targets: Any =
 
 
 def _row_times_layer(index: Tensor, values: Tensor, edge_index: Tensor, weight: Tensor,
-                     n: int) -> Tuple[Tensor, Tensor]:
+                     n: int) -> tuple[Tensor, Tensor]:
     """Sparse rows ``S [T, N]`` (COO ``index``, ``values``) times ``Â`` (``Â[i, j]`` on
     edges ``j -> i``): every entry ``S[t, i]`` spreads over the incoming edges of
     ``i``.  Returns the coalesced product (sorted by row, then column)."""

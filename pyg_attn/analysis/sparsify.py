@@ -1,7 +1,7 @@
 """Sparsify attention: thresholds, top-k and top-p (nucleus) per destination."""
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,8 +33,8 @@ def _sort_within_destination(dst: Tensor, score: Tensor) -> Tensor:
     return by_score[torch.argsort(dst[by_score], stable=True)]
 
 
-def _ranked_mask(dst: Tensor, score: Tensor, n: int, top_k: Optional[int] = None,
-                 top_p: Optional[float] = None) -> Tensor:
+def _ranked_mask(dst: Tensor, score: Tensor, n: int, top_k: int | None = None,
+                 top_p: float | None = None) -> Tensor:
     """Edges kept by ``top_k`` or ``top_p`` among each destination's sorted scores."""
     order = _sort_within_destination(dst, score)
     counts = torch.bincount(dst, minlength=n)
@@ -54,9 +54,9 @@ def _ranked_mask(dst: Tensor, score: Tensor, n: int, top_k: Optional[int] = None
     return keep
 
 
-def sparsify_attention(attention: Any, threshold: Optional[float] = None,
-                       top_k: Optional[int] = None, top_p: Optional[float] = None,
-                       renormalize: bool = False, num_nodes: Optional[int] = None
+def sparsify_attention(attention: Any, threshold: float | None = None,
+                       top_k: int | None = None, top_p: float | None = None,
+                       renormalize: bool = False, num_nodes: int | None = None
                        ) -> SparseAttention:
     """Keeps the strongest attention edges of each destination.
 

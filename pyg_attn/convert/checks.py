@@ -7,7 +7,8 @@ the argument.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -162,7 +163,7 @@ def as_dense_attention(attn: Any, name: str = "attn", ranks: Sequence[int] = (2,
     return attn
 
 
-def _num_nodes(edge_index: Tensor, num_nodes: Optional[int], name: str = "num_nodes") -> int:
+def _num_nodes(edge_index: Tensor, num_nodes: int | None, name: str = "num_nodes") -> int:
     inferred = int(edge_index.max()) + 1 if edge_index.numel() else 0
     if num_nodes is None:
         return inferred
@@ -174,8 +175,8 @@ def _num_nodes(edge_index: Tensor, num_nodes: Optional[int], name: str = "num_no
     return int(num_nodes)
 
 
-def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = None,
-                      stochastic: bool = False) -> Tuple[Tensor, Tensor, int]:
+def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: int | None = None,
+                      stochastic: bool = False) -> tuple[Tensor, Tensor, int]:
     """Validated ``(edge_index [2, E] long, alpha [E] or [E, H] float, N)``.
 
     Parameters
@@ -241,7 +242,7 @@ def as_edge_attention(edge_index: Any, alpha: Any, num_nodes: Optional[int] = No
     return edge_index, alpha, n
 
 
-def unpack_attention(attention: Any, name: str = "attention") -> Tuple[Any, Any]:
+def unpack_attention(attention: Any, name: str = "attention") -> tuple[Any, Any]:
     """``(edge_index, alpha)`` of a pair or of a capture record (duck typing).
 
     Parameters

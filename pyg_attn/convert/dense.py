@@ -1,7 +1,7 @@
 """Dense attention ``A[i, j]`` (destination, source) to and from ``(edge_index, alpha)``."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -9,7 +9,7 @@ from torch import Tensor
 from .checks import as_dense_attention, as_edge_attention, as_float_tensor
 
 
-def dense_to_edge_index(attn: Any) -> Tuple[Tensor, Tensor]:
+def dense_to_edge_index(attn: Any) -> tuple[Tensor, Tensor]:
     """Dense attention to ``(edge_index, alpha)``.
 
     Every non-zero ``A[i, j]`` (for ``[H, N, N]``: non-zero in any head) gives
@@ -42,7 +42,7 @@ def dense_to_edge_index(attn: Any) -> Tuple[Tensor, Tensor]:
     return torch.stack([src, dst]), alpha
 
 
-def edge_index_to_dense(edge_index: Any, alpha: Any, num_nodes: Optional[int] = None) -> Tensor:
+def edge_index_to_dense(edge_index: Any, alpha: Any, num_nodes: int | None = None) -> Tensor:
     """``(edge_index, alpha)`` to dense attention ``A[i, j]`` (destination, source).
 
     Duplicate edges are summed.  ``alpha`` ``[E]`` gives ``[N, N]``, ``[E, H]``

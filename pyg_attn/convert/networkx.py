@@ -6,7 +6,8 @@ With a head dimension, every head ``h`` is a scalar edge attribute
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -28,7 +29,7 @@ class _Missing:
 _MISSING = _Missing()
 
 
-def _check_labels(labels: Optional[Sequence[Hashable]], n: int) -> List[Hashable]:
+def _check_labels(labels: Sequence[Hashable] | None, n: int) -> list[Hashable]:
     if labels is None:
         return list(range(n))
     labels = list(labels)
@@ -40,7 +41,7 @@ def _check_labels(labels: Optional[Sequence[Hashable]], n: int) -> List[Hashable
     return labels
 
 
-def _weight_attrs(alpha: Tensor) -> List[Dict[str, float]]:
+def _weight_attrs(alpha: Tensor) -> list[dict[str, float]]:
     """Per edge: ``{"weight": ...}`` or per-head ``weight_h{h}`` and their mean."""
     if alpha.dim() == 1:
         return [{"weight": w} for w in alpha.tolist()]
@@ -50,7 +51,7 @@ def _weight_attrs(alpha: Tensor) -> List[Dict[str, float]]:
             for row, m in zip(rows, mean)]
 
 
-def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
+def dense_to_digraph(attn: Any, labels: Sequence[Hashable] | None = None,
                      threshold: float = 0.0) -> nx.DiGraph:
     """Dense attention as a weighted :class:`networkx.DiGraph` in message direction.
 
@@ -87,7 +88,8 @@ def dense_to_digraph(attn: Any, labels: Optional[Sequence[Hashable]] = None,
     --------
     >>> A = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.2, 0.8], [0.0, 0.0, 1.0]])
     >>> G = dense_to_digraph(A, labels=["the", "cat", "sat"])
-    >>> sorted((j, i, round(w, 2)) for j, i, w in G.edges(data="weight"))  # doctest: +NORMALIZE_WHITESPACE
+    >>> sorted((j, i, round(w, 2))
+    ...        for j, i, w in G.edges(data="weight"))  # doctest: +NORMALIZE_WHITESPACE
     [('cat', 'cat', 0.2), ('cat', 'the', 0.5), ('sat', 'cat', 0.8),
      ('sat', 'sat', 1.0), ('the', 'the', 0.5)]
     >>> G2 = dense_to_digraph(torch.stack([A, A.t()]), threshold=0.2)
@@ -111,14 +113,14 @@ def _dtype_name(values: Tensor) -> str:
     return str(values.dtype).removeprefix("torch.")
 
 
-def _weight_keys(G: nx.Graph, weight: str) -> List[str]:
+def _weight_keys(G: nx.Graph, weight: str) -> list[str]:
     heads = G.graph.get(HEADS_KEY)
     if heads and weight == "weight":
         return [f"weight_h{h}" for h in range(heads)]
     return [weight]
 
 
-def digraph_to_dense(G: nx.DiGraph, nodelist: Optional[Sequence[Hashable]] = None,
+def digraph_to_dense(G: nx.DiGraph, nodelist: Sequence[Hashable] | None = None,
                      weight: str = "weight", heads: bool = True) -> Tensor:
     """An attention graph back to dense attention ``A[i, j]`` (destination, source).
 
@@ -176,7 +178,7 @@ def _check_graph(G: Any, name: str = "G") -> None:
                         f"(message direction j -> i), got {type(G).__name__}")
 
 
-def _rows(value: Any, n: int, what: str) -> List[Any]:
+def _rows(value: Any, n: int, what: str) -> list[Any]:
     """The ``n`` rows of an attribute as Python values (``what`` names it in errors)."""
     if isinstance(value, Tensor):
         if value.dim() == 0 or value.size(0) != n:
@@ -188,9 +190,9 @@ def _rows(value: Any, n: int, what: str) -> List[Any]:
     return values
 
 
-def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optional[int] = None,
-                          node_attrs: Optional[Dict[str, Any]] = None,
-                          edge_attrs: Optional[Dict[str, Any]] = None,
+def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: int | None = None,
+                          node_attrs: dict[str, Any] | None = None,
+                          edge_attrs: dict[str, Any] | None = None,
                           multigraph: bool = False) -> nx.DiGraph:
     """``(edge_index, alpha)`` as a networkx graph in message direction.
 
@@ -239,12 +241,12 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
     >>> G = attention_to_networkx(edge_index, alpha, num_nodes=4)
     >>> G.number_of_nodes(), G.edges[0, 1]
     (4, {'edge_id': 0, 'weight_h0': 0.5, 'weight_h1': 0.25, 'weight': 0.375})
-    >>> attention_to_networkx(torch.tensor([[0, 0], [1, 1]]), torch.ones(2))
+    >>> attention_to_networkx(torch.tensor([[0, 0], [1, 1]]), torch.ones(2))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: edge_index has a duplicate edge 0 -> 1 (edges 0 and 1); pass multigraph=True to keep both
+    ValueError: edge_index has a duplicate edge 0 -> 1 (edges 0 and 1); pass multigraph=True ...
     """
-    edge_extra: Dict[str, Any] = dict(edge_attrs or {})
+    edge_extra: dict[str, Any] = dict(edge_attrs or {})
     if alpha is None and hasattr(edge_index, "alpha"):
         record = edge_index
         edge_index, alpha = record.edge_index, record.alpha
@@ -289,8 +291,8 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: Optiona
     return G
 
 
-def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[str]] = None,
-                edge_attrs: Optional[Iterable[str]] = None,
+def to_networkx(data: Any, attention: Any = None, node_attrs: Iterable[str] | None = None,
+                edge_attrs: Iterable[str] | None = None,
                 multigraph: bool = False) -> nx.DiGraph:
     """A PyG ``Data`` with (optionally) captured attention as a networkx graph.
 
@@ -350,7 +352,7 @@ def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[
                                      multigraph)
     edge_index, alpha = unpack_attention(attention)
     edge_id = getattr(attention, "edge_id", None)
-    extra: Dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if edge_id is not None:
         extra["input_edge_id"] = edge_id
         for name, values in edge_values.items():
@@ -363,7 +365,7 @@ def to_networkx(data: Any, attention: Any = None, node_attrs: Optional[Iterable[
     return attention_to_networkx(edge_index, alpha, num_nodes, nodes, extra, multigraph)
 
 
-def _mapped_edge_values(values: Tensor, edge_id: Tensor, name: str) -> List[Any]:
+def _mapped_edge_values(values: Tensor, edge_id: Tensor, name: str) -> list[Any]:
     rows = values.tolist()
     ids = edge_id.tolist()
     if any(k >= len(rows) for k in ids):
@@ -430,7 +432,7 @@ def from_networkx(G: nx.DiGraph) -> Any:
     return data
 
 
-def _common_keys(records: List[Dict[str, Any]]) -> set:
+def _common_keys(records: list[dict[str, Any]]) -> set:
     if not records:
         return set()
     keys = set(records[0])
@@ -440,8 +442,8 @@ def _common_keys(records: List[Dict[str, Any]]) -> set:
 
 
 
-def as_attention_graph(attention: Any, labels: Optional[Sequence[Hashable]] = None,
-                       num_nodes: Optional[int] = None) -> nx.DiGraph:
+def as_attention_graph(attention: Any, labels: Sequence[Hashable] | None = None,
+                       num_nodes: int | None = None) -> nx.DiGraph:
     """Any form of attention as a graph in message direction.
 
     Parameters

@@ -11,7 +11,6 @@ destination ``i``; ``A`` is ``A[dst, src]``).
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -59,8 +58,8 @@ def _check_features(name: str, t: Tensor) -> None:
         raise ValueError(f"'{name}' must have shape [..., L, C], got {list(t.shape)}")
 
 
-def attention_weights(query: Tensor, key: Tensor, mask: Optional[Tensor] = None,
-                      scale: Optional[float] = None) -> Tensor:
+def attention_weights(query: Tensor, key: Tensor, mask: Tensor | None = None,
+                      scale: float | None = None) -> Tensor:
     r"""Dense scaled dot-product attention weights, ``softmax(Q K^T * scale)``.
 
     .. math::
@@ -148,8 +147,8 @@ def _check_batch(batch: Tensor, num_nodes: int) -> Tensor:
 
 
 def complete_graph_edge_index(num_nodes: int, self_loops: bool = True, causal: bool = False,
-                              batch: Optional[Tensor] = None, *,
-                              device: Optional[Union[str, torch.device]] = None) -> Tensor:
+                              batch: Tensor | None = None, *,
+                              device: str | torch.device | None = None) -> Tensor:
     r"""The edges ``j -> i`` of the complete directed graph (dense attention's graph).
 
     Node ``i`` receives an edge from every node ``j`` (of its own graph when

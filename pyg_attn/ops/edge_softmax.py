@@ -1,8 +1,6 @@
 """Segment softmax over edges grouped by destination (``torch_geometric.utils.softmax``)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -11,7 +9,7 @@ from .library import segment_softmax_cpu
 
 
 @torch.compiler.disable
-def _checked_num_groups(index: Tensor, num_nodes: Optional[int]) -> int:
+def _checked_num_groups(index: Tensor, num_nodes: int | None) -> int:
     """``num_nodes`` (``index.max() + 1`` for ``None``) after checking that every
     entry of ``index`` lies in ``[0, num_nodes)``.  Data-dependent, so it runs
     eagerly under ``torch.compile`` (one graph break)."""
@@ -31,8 +29,8 @@ def _checked_num_groups(index: Tensor, num_nodes: Optional[int]) -> int:
     return num_nodes
 
 
-def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
-                 backend: Optional[str] = None) -> Tensor:
+def edge_softmax(src: Tensor, index: Tensor, num_nodes: int | None = None, *,
+                 backend: str | None = None) -> Tensor:
     r"""Softmax of edge scores over the edges that share a destination.
 
     .. math::
@@ -83,9 +81,11 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: Optional[int] = None, *,
     """
     check_float("src", src, (1, 2))
     if not isinstance(index, Tensor) or index.dtype.is_floating_point or index.dtype == torch.bool:
-        raise TypeError(f"'index' must be an integer tensor, got {getattr(index, 'dtype', type(index).__name__)}")
+        raise TypeError("'index' must be an integer tensor, got "
+                        f"{getattr(index, 'dtype', type(index).__name__)}")
     if index.dim() != 1 or index.numel() != src.size(0):
-        raise ValueError(f"'index' must have shape [{src.size(0)}] to match 'src', got {list(index.shape)}")
+        raise ValueError(f"'index' must have shape [{src.size(0)}] to match 'src', got "
+                         f"{list(index.shape)}")
     if index.device != src.device:
         raise ValueError(f"'index' is on {index.device} but 'src' is on {src.device}")
     num_nodes = _checked_num_groups(index, num_nodes)

@@ -24,7 +24,6 @@ from .dropout import dropout_scale
 from .score_kinds import SCORE_KINDS
 
 
-
 def edge_scores(kind: str, src_index: Tensor, dst_index: Tensor, dst: Tensor, src: Tensor,
                 att: Tensor | None, edge_score: Tensor | None, edge_feat: Tensor | None,
                 scale: float, negative_slope: float) -> Tensor:

@@ -10,8 +10,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, Union
+from typing import Any, Union
 
 import torch
 
@@ -73,7 +74,7 @@ def _umask() -> int:
     return mask
 
 
-def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
+def save_checkpoint(state: dict[str, Any], path: PathLike) -> Path:
     """Saves ``state`` with :func:`torch.save`, atomically (see :func:`atomic_write`).
 
     Examples
@@ -88,7 +89,7 @@ def save_checkpoint(state: Dict[str, Any], path: PathLike) -> Path:
     return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Loads a checkpoint written by :func:`save_checkpoint`.
 
     Only tensors and plain Python containers are unpickled
@@ -105,14 +106,14 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def save_config(config: Dict[str, Any], folder: PathLike) -> Path:
+def save_config(config: dict[str, Any], folder: PathLike) -> Path:
     """Writes ``config`` as ``folder/config.json`` (atomically, sorted keys)."""
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     return atomic_write(Path(folder) / CONFIG_NAME, lambda handle: handle.write(text),
                         binary=False)
 
 
-def load_config(folder: PathLike) -> Dict[str, Any]:
+def load_config(folder: PathLike) -> dict[str, Any]:
     """Reads ``folder/config.json``.
 
     Raises

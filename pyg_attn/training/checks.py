@@ -1,7 +1,8 @@
 """Argument checks shared by the training modules (``ValueError`` naming the argument)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["check_layers", "check_optimiser", "fraction", "number", "one_of", "positive_int"]
 

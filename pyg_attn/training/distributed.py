@@ -21,8 +21,9 @@ mini-batches from its own shard.  Evaluation is sharded too: each process
 scores its share of the validation (and test) nodes on their neighbourhood
 and the loss sums and counts are all-reduced
 (:class:`~pyg_attn.training.node_classification.Evaluator`), so every process
-takes the same stopping decision; only rank 0 writes checkpoints and metrics.  Backend: ``gloo`` on CPU, ``nccl`` on CUDA (process
-``local_rank`` on GPU ``local_rank``).
+takes the same stopping decision; only rank 0 writes checkpoints and metrics.
+Backend: ``gloo`` on CPU, ``nccl`` on CUDA (process ``local_rank`` on GPU
+``local_rank``).
 
 Launching
 ---------
@@ -45,8 +46,9 @@ import json
 import os
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,7 +61,7 @@ __all__ = ["launch", "under_torchrun"]
 #: A data-parallel training function: ``train(config, resume=, progress=, shard=)``
 #: returns its results (on every rank), such as
 #: :func:`~pyg_attn.training.node_classification.train_node_classification`.
-TrainFunction = Callable[..., List[Any]]
+TrainFunction = Callable[..., list[Any]]
 
 
 def under_torchrun() -> bool:
@@ -76,7 +78,7 @@ def _free_port() -> int:
 
 def _worker(rank: int, world_size: int, init_method: str, local_rank: int, train: TrainFunction,
             config: Any, resume: bool, progress: bool, check_sync: bool,
-            threads: Optional[int], spawned: bool) -> List[Any]:
+            threads: int | None, spawned: bool) -> list[Any]:
     cuda = config.device.startswith("cuda")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
@@ -103,7 +105,7 @@ def _worker(rank: int, world_size: int, init_method: str, local_rank: int, train
 
 
 def _spawned(rank: int, world_size: int, init_method: str, train: TrainFunction, config: Any,
-             resume: bool, progress: bool, check_sync: bool, threads: Optional[int],
+             resume: bool, progress: bool, check_sync: bool, threads: int | None,
              results_path: str) -> None:
     results = _worker(rank, world_size, init_method, rank, train, config, resume, progress,
                       check_sync, threads, True)
@@ -112,7 +114,7 @@ def _spawned(rank: int, world_size: int, init_method: str, train: TrainFunction,
 
 
 def launch(train: TrainFunction, config: Any, *, resume: bool = False, progress: bool = True,
-           check_sync: bool = False, threads: Optional[int] = None) -> Optional[List[Any]]:
+           check_sync: bool = False, threads: int | None = None) -> list[Any] | None:
     """Runs ``train`` data-parallel over ``config.nprocs`` local processes, or inside a
     torchrun job.
 

@@ -28,14 +28,14 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import Tensor
 
 from ..nn import AttentionRecord, capture_attention
-from .checks import positive_int
 from .checkpoint import load_checkpoint
+from .checks import positive_int
 from .models import ModelConfig, NodeClassifier
 from .node_classification import load_node_data
 
@@ -64,7 +64,7 @@ def find_checkpoint(path: PathLike) -> Path:
                             "a best.pt written by 'pyg-attn train' or its output folder")
 
 
-def _write_csv(path: Path, records: Dict[str, AttentionRecord]) -> None:
+def _write_csv(path: Path, records: dict[str, AttentionRecord]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["layer", "edge_id", "source", "target", "head", "alpha"])
@@ -77,7 +77,7 @@ def _write_csv(path: Path, records: Dict[str, AttentionRecord]) -> None:
                     writer.writerow([name, edge_id[e], src[e], dst[e], head, f"{value:.6g}"])
 
 
-def _incoming(record: AttentionRecord, node: int) -> Dict[str, List[Any]]:
+def _incoming(record: AttentionRecord, node: int) -> dict[str, list[Any]]:
     """The edges ``j -> node`` of one layer: sources, edge ids, per-head weights."""
     mask = record.edge_index[1] == node
     return {"source": record.edge_index[0, mask].tolist(),
@@ -85,13 +85,13 @@ def _incoming(record: AttentionRecord, node: int) -> Dict[str, List[Any]]:
             "alpha": _rounded(record.alpha[mask])}
 
 
-def _rounded(values: Tensor) -> List[Any]:
+def _rounded(values: Tensor) -> list[Any]:
     return [[round(v, 6) for v in row] for row in values.tolist()]
 
 
-def explain(checkpoint: PathLike, node: int, out: Optional[PathLike] = None, hops: int = 2,
-            data_root: Optional[PathLike] = None, device: str = "cpu",
-            html: bool = False) -> Dict[str, Path]:
+def explain(checkpoint: PathLike, node: int, out: PathLike | None = None, hops: int = 2,
+            data_root: PathLike | None = None, device: str = "cpu",
+            html: bool = False) -> dict[str, Path]:
     """Exports and draws the attention of a trained node classifier (see module doc).
 
     Parameters

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ class FoldResult:
 
 
 def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device
-              ) -> Tuple[float, float]:
+              ) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``model`` over ``loader``."""
     model.eval()
     correct, loss, count = 0, 0.0, 0
@@ -74,8 +75,8 @@ def _evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device
 
 
 def train_fold(dataset: Dataset, split: FoldSplit, config: PoolConfig = PoolConfig(), *,
-               seed: int = 0, device: Union[str, torch.device] = "cpu",
-               progress: Optional[Callable[[int, float], None]] = None) -> FoldResult:
+               seed: int = 0, device: str | torch.device = "cpu",
+               progress: Callable[[int, float], None] | None = None) -> FoldResult:
     """Trains a fresh :class:`GraphClassifier` on one fold and tests the chosen epoch.
 
     The training loop sees only ``split.train`` (gradient steps) and ``split.val``
@@ -154,9 +155,9 @@ class CVResult:
     """
 
     model: str
-    accuracies: List[float]
-    best_epochs: List[int]
-    splits: List[FoldSplit] = field(repr=False)
+    accuracies: list[float]
+    best_epochs: list[int]
+    splits: list[FoldSplit] = field(repr=False)
     config: PoolConfig = field(repr=False)
 
     @property
@@ -173,7 +174,7 @@ class CVResult:
         return (f"{self.model}: test accuracy {100 * self.mean:.2f} +- {100 * self.std:.2f} % "
                 f"over {len(self.accuracies)} folds")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready: model, config, per-fold accuracies and epochs, mean, std, test folds."""
         return {"model": self.model, "config": self.config.to_dict(),
                 "accuracies": list(self.accuracies), "best_epochs": list(self.best_epochs),
@@ -186,11 +187,12 @@ def _report_epoch(progress: EpochProgress, epoch: int, val_accuracy: float) -> N
     progress.update(val_acc=f"{val_accuracy:.3f}")
 
 
-def cross_validate(dataset: Union[str, Dataset] = DEFAULT_DATASET, *,
-                   root: Optional[str] = None, folds: int = DEFAULT_FOLDS, seed: int = 0, epochs: Optional[int] = None,
-                   device: Union[str, torch.device] = "cpu", progress: bool = True,
-                   model: Optional[str] = None, config: Optional[PoolConfig] = None,
-                   fold_ids: Optional[Sequence[int]] = None) -> CVResult:
+def cross_validate(dataset: str | Dataset = DEFAULT_DATASET, *,
+                   root: str | None = None, folds: int = DEFAULT_FOLDS, seed: int = 0,
+                   epochs: int | None = None,
+                   device: str | torch.device = "cpu", progress: bool = True,
+                   model: str | None = None, config: PoolConfig | None = None,
+                   fold_ids: Sequence[int] | None = None) -> CVResult:
     """Stratified k-fold cross-validation of an attention-pooling graph classifier.
 
     See the module docstring for the protocol.  Two calls with the same data set,

@@ -31,7 +31,7 @@ same seed, both start from the same parameters.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -96,7 +96,7 @@ class PoolConfig:
         0.1, help="share of each fold's training part held out for validation")
     edge_features: bool = setting(
         True, help="feed the data set's edge features to the attention scores")
-    max_degree: Optional[int] = setting(
+    max_degree: int | None = setting(
         4, help="append each node's in-degree, one-hot, clamped to this value ('none': "
         "no degree features)")
 
@@ -107,7 +107,7 @@ class PoolConfig:
         if self.max_degree is not None:
             positive_int("max_degree", self.max_degree)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
         return asdict(self)
 
@@ -146,7 +146,7 @@ class GraphClassifier(torch.nn.Module):
     (torch.Size([2, 2]), torch.Size([6, 1]), 1.0)
     """
 
-    def __init__(self, in_channels: int, num_classes: int, edge_dim: Optional[int] = None,
+    def __init__(self, in_channels: int, num_classes: int, edge_dim: int | None = None,
                  config: PoolConfig = PoolConfig()) -> None:
         super().__init__()
         positive_int("in_channels", in_channels)
@@ -180,7 +180,7 @@ class GraphClassifier(torch.nn.Module):
                 module.reset_parameters()
 
     def forward(self, data: Batch, return_attention_weights: bool = False
-                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+                ) -> Tensor | tuple[Tensor, Tensor]:
         """Class scores of every graph in ``data``.
 
         Parameters

@@ -11,9 +11,10 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Union
 
 from .checkpoint import atomic_write
 
@@ -54,7 +55,7 @@ class EpochRecord:
 
 
 #: Columns of ``metrics.csv``, in order.
-EPOCH_FIELDS: List[str] = list(EpochRecord.__dataclass_fields__)
+EPOCH_FIELDS: list[str] = list(EpochRecord.__dataclass_fields__)
 
 
 @dataclass
@@ -83,21 +84,21 @@ class RunResult:
     val_acc: float
     val_loss: float
     test_acc: float
-    epochs: List[EpochRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (epochs as dicts)."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "RunResult":
+    def from_dict(cls, data: dict[str, Any]) -> RunResult:
         """Inverse of :meth:`to_dict`."""
         data = dict(data)
         data["epochs"] = [EpochRecord(**e) for e in data.get("epochs", [])]
         return cls(**data)
 
 
-def summarize(values: Sequence[float]) -> Dict[str, float]:
+def summarize(values: Sequence[float]) -> dict[str, float]:
     r"""Mean and sample standard deviation of ``values`` (0 for a single value).
 
     .. math::
@@ -123,8 +124,8 @@ def summarize(values: Sequence[float]) -> Dict[str, float]:
     return {"mean": round(mean, 10), "std": round(math.sqrt(var), 10), "runs": len(values)}
 
 
-def write_metrics(folder: PathLike, config: Dict[str, Any],
-                  results: Sequence[RunResult]) -> Dict[str, Path]:
+def write_metrics(folder: PathLike, config: dict[str, Any],
+                  results: Sequence[RunResult]) -> dict[str, Path]:
     """Writes ``metrics.json`` and ``metrics.csv`` into ``folder`` (atomically).
 
     Parameters
@@ -154,7 +155,7 @@ def write_metrics(folder: PathLike, config: Dict[str, Any],
     2
     """
     folder = Path(folder)
-    payload: Dict[str, Any] = {"config": config, "runs": [r.to_dict() for r in results]}
+    payload: dict[str, Any] = {"config": config, "runs": [r.to_dict() for r in results]}
     if results:
         payload["summary"] = {"test_acc": summarize([r.test_acc for r in results])}
     text = json.dumps(payload, indent=2) + "\n"

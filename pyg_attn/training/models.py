@@ -37,8 +37,9 @@ Both are the same network in evaluation mode.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,12 +71,12 @@ class ModelSpec:
     """
 
     conv: Callable[..., torch.nn.Module]
-    pool: Optional[Callable[..., torch.nn.Module]] = None
+    pool: Callable[..., torch.nn.Module] | None = None
 
 
 #: Model name -> its layers.  ``pyg-*`` are built from PyG's own layers, for baselines;
 #: ``*-pool`` classify graphs (attention pooling), the others nodes.
-MODELS: Dict[str, ModelSpec] = {
+MODELS: dict[str, ModelSpec] = {
     "gat": ModelSpec(GATConv),
     "gatv2": ModelSpec(GATv2Conv),
     "transformer": ModelSpec(TransformerConv),
@@ -131,7 +132,7 @@ class ModelConfig:
     out_heads: int = setting(1, help="heads of the output layer (averaged)")
     dropout: float = setting(0.6, help="dropout on each layer's input features")
     attn_dropout: float = setting(0.6, help="dropout on the attention weights")
-    dropout_scheme: Optional[str] = setting(
+    dropout_scheme: str | None = setting(
         None, choices=DROPOUT_SCHEMES, shown_default="per_head for gat and pyg-gat, shared "
         "for the others", help="where the feature dropout falls: per_head, each head draws "
         "its own input mask and its projected features are dropped too (the GAT paper's "
@@ -147,7 +148,7 @@ class ModelConfig:
             raise ValueError("dropout_scheme='per_head' is the GAT paper's recipe and needs a "
                              f"model in {list(PER_HEAD_MODELS)}, got model={self.model!r}")
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-ready) of the fields."""
         return asdict(self)
 
@@ -252,7 +253,7 @@ def per_head_dropout_twin(conv: pyg_nn.GATConv, p: float) -> None:
         raise ValueError("'conv' must have one shared projection and no residual")
     conv.lin = HeadwiseDropoutLinear(conv.lin, conv.heads, p)
 
-    def drop_aggregated(module: torch.nn.Module, inputs: Tuple[Any, Any, Dict[str, Any]]):
+    def drop_aggregated(module: torch.nn.Module, inputs: tuple[Any, Any, dict[str, Any]]):
         if not module.training:
             return None
         edge_index, size, kwargs = inputs

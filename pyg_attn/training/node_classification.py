@@ -28,17 +28,18 @@ Output folder (``TrainConfig.out``)::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..datasets import PLANETOID_SPLITS
-from .checks import check_optimiser, one_of, positive_int
 from .checkpoint import load_checkpoint, load_config, save_checkpoint, save_config
+from .checks import check_optimiser, one_of, positive_int
 from .metrics import EpochRecord, RunResult, summarize, write_metrics
 from .models import ModelConfig, NodeClassifier
 from .options import setting
@@ -76,7 +77,7 @@ class TrainConfig(ModelConfig):
     device: str = setting("cpu", help="cpu or cuda[:k]")
     out: str = setting("out/train", help="output folder",
                        shown_default="out/<dataset>-<model> on the command line")
-    data_root: Optional[str] = setting(
+    data_root: str | None = setting(
         None, help="data root with planetoid/<Name>/raw, TU/<Name>/raw",
         shown_default="$PYG_ATTN_DATA, else the copies shipped with pyg_attn")
     split: str = setting("public", choices=PLANETOID_SPLITS, help="Cora/CiteSeer node split: "
@@ -84,7 +85,7 @@ class TrainConfig(ModelConfig):
                          "same validation and test nodes, every other node trains)")
     loader: str = setting("full", choices=("full", "neighbor"), help="full-batch, or "
                           "mini-batches from PyG's NeighborLoader (needs the 'scatter' extra)")
-    num_neighbors: List[int] = setting(default_factory=lambda: [10, 10],
+    num_neighbors: list[int] = setting(default_factory=lambda: [10, 10],
                                        help="neighbours sampled per layer with --loader neighbor")
     batch_size: int = setting(512, help="seed nodes per mini-batch with --loader neighbor")
     save_every: int = setting(10, help="save the resumable state every N epochs")
@@ -112,12 +113,12 @@ class TrainConfig(ModelConfig):
         """The :class:`ModelConfig` of the network (these fields of the configuration)."""
         return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of all fields."""
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -149,7 +150,7 @@ class EarlyStopping:
         self.best_loss = float("inf")
         self.bad_epochs = 0
 
-    def step(self, val_loss: float, val_acc: float) -> Tuple[bool, bool]:
+    def step(self, val_loss: float, val_acc: float) -> tuple[bool, bool]:
         """Updates the state with one epoch's validation loss and accuracy."""
         better_acc, better_loss = val_acc >= self.best_acc, val_loss <= self.best_loss
         if better_acc or better_loss:
@@ -160,20 +161,20 @@ class EarlyStopping:
         self.bad_epochs += 1
         return False, self.bad_epochs >= self.patience
 
-    def state_dict(self) -> Dict[str, float]:
+    def state_dict(self) -> dict[str, float]:
         """The counters, for a checkpoint."""
         return {"best_acc": self.best_acc, "best_loss": self.best_loss,
                 "bad_epochs": self.bad_epochs}
 
-    def load_state_dict(self, state: Dict[str, float]) -> None:
+    def load_state_dict(self, state: dict[str, float]) -> None:
         """Restores :meth:`state_dict`."""
         self.best_acc = float(state["best_acc"])
         self.best_loss = float(state["best_loss"])
         self.bad_epochs = int(state["bad_epochs"])
 
 
-def load_node_data(dataset: str, data_root: Optional[str] = None,
-                   split: str = "public") -> Tuple[Any, int, int]:
+def load_node_data(dataset: str, data_root: str | None = None,
+                   split: str = "public") -> tuple[Any, int, int]:
     """``(data, num_features, num_classes)`` of a node-classification data set.
 
     Loaded with :func:`pyg_attn.datasets.load_dataset` (flag, environment
@@ -246,7 +247,7 @@ class Evaluator:
         self.y = data.y[mine]
 
     @torch.no_grad()
-    def __call__(self, model: torch.nn.Module) -> Tuple[float, float]:
+    def __call__(self, model: torch.nn.Module) -> tuple[float, float]:
         """``(mean cross-entropy, accuracy)`` of ``model`` over all processes' nodes."""
         model.eval()
         totals = torch.zeros(3, device=self.y.device)
@@ -261,7 +262,7 @@ class Evaluator:
         return float(totals[0] / totals[2]), float(totals[1] / totals[2])
 
 
-def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> Tuple[float, float]:
+def evaluate(model: torch.nn.Module, data: Any, mask: Tensor) -> tuple[float, float]:
     """``(cross-entropy, accuracy)`` on the nodes of ``mask``: full graph, evaluation mode."""
     return Evaluator(data, mask.nonzero().view(-1), Shard.single(data.y.device))(model)
 
@@ -296,7 +297,7 @@ class EpochTrainer:
                                          batch_size=config.batch_size, shuffle=True)
 
     def epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-              shard: Shard) -> Tuple[float, float]:
+              shard: Shard) -> tuple[float, float]:
         """Trains one epoch; returns (mean loss, accuracy) over the training nodes.
 
         In a data-parallel job the gradients are summed over the processes after
@@ -333,7 +334,7 @@ class EpochTrainer:
 
 def _model_payload(config: TrainConfig, model: NodeClassifier, num_features: int,
                    num_classes: int, run: int, epoch: int, val_loss: float,
-                   val_acc: float) -> Dict[str, Any]:
+                   val_acc: float) -> dict[str, Any]:
     return {"model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "model_config": config.model_config().to_dict(), "num_features": num_features,
             "num_classes": num_classes, "dataset": config.dataset,
@@ -341,14 +342,14 @@ def _model_payload(config: TrainConfig, model: NodeClassifier, num_features: int
             "seed": config.seed + run, "epoch": epoch, "val_loss": val_loss, "val_acc": val_acc}
 
 
-def _rng_state(device: torch.device) -> Dict[str, Any]:
-    state: Dict[str, Any] = {"torch": torch.get_rng_state()}
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -356,7 +357,7 @@ def _set_rng_state(state: Dict[str, Any], device: torch.device) -> None:
 
 def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: int, run: int,
                shard: Shard, resume: bool, progress: bool,
-               callback: Optional[Callable[[EpochRecord], None]]) -> RunResult:
+               callback: Callable[[EpochRecord], None] | None) -> RunResult:
     """Trains (or resumes, or reloads when finished) run ``run``."""
     device = shard.device
     run_dir = Path(config.out) / f"run{run}"
@@ -366,8 +367,8 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
                                  weight_decay=config.weight_decay)
     stopper = EarlyStopping(config.patience)
-    history: List[EpochRecord] = []
-    best: Optional[Dict[str, Any]] = None
+    history: list[EpochRecord] = []
+    best: dict[str, Any] | None = None
     start = 1
 
     if resume and state_path.is_file():
@@ -382,7 +383,7 @@ def _train_run(config: TrainConfig, data: Any, num_features: int, num_classes: i
         start = int(state["epoch"]) + 1
         _set_rng_state(state["rng"], device)
 
-    def save_state(epoch: int, result: Optional[RunResult] = None) -> None:
+    def save_state(epoch: int, result: RunResult | None = None) -> None:
         if shard.is_main:
             save_checkpoint({"epoch": epoch, "finished": result is not None,
                              "result": None if result is None else result.to_dict(),
@@ -445,8 +446,8 @@ def _check_resumable(config: TrainConfig) -> None:
 
 def train_node_classification(config: TrainConfig, *, resume: bool = False,
                               progress: bool = True,
-                              callback: Optional[Callable[[EpochRecord], None]] = None,
-                              shard: Optional[Shard] = None) -> List[RunResult]:
+                              callback: Callable[[EpochRecord], None] | None = None,
+                              shard: Shard | None = None) -> list[RunResult]:
     """Trains ``config.runs`` models; writes checkpoints and metrics to ``config.out``.
 
     Parameters
@@ -494,7 +495,7 @@ def train_node_classification(config: TrainConfig, *, resume: bool = False,
     data, num_features, num_classes = load_node_data(config.dataset, config.data_root,
                                                       config.split)
     data = data.to(shard.device)
-    results: List[RunResult] = []
+    results: list[RunResult] = []
     for run in range(config.runs):
         results.append(_train_run(config, data, num_features, num_classes, run, shard, resume,
                                   progress, callback))

@@ -5,23 +5,25 @@ choices) in its metadata; :func:`add_config_flags` turns the fields of one or
 more configuration dataclasses into ``argparse`` flags (``--field-name``), with
 the type, default and choices of the field.  A flag not given leaves no value
 (:data:`argparse.SUPPRESS`), and :func:`given_settings` reads back the flags
-that were given, so that the dataclass alone supplies every default.  A flag shared by several configurations (``--epochs``
-of node and of graph classification) is one flag whose help names each default.
+that were given, so that the dataclass alone supplies every default.  A flag
+shared by several configurations (``--epochs`` of node and of graph
+classification) is one flag whose help names each default.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import typing
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["add_config_flags", "flag", "given_settings", "setting"]
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str,
-            choices: Optional[Sequence[Any]] = None,
+            choices: Sequence[Any] | None = None,
             default_factory: Any = dataclasses.MISSING,
-            shown_default: Optional[str] = None) -> Any:
+            shown_default: str | None = None) -> Any:
     """A dataclass field with the help of its command-line flag.
 
     Parameters
@@ -64,7 +66,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _unwrap_optional(hint: Any) -> Tuple[Any, bool]:
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     """``(T, True)`` for ``Optional[T]``, ``(hint, False)`` otherwise."""
     args = typing.get_args(hint)
     if type(None) in args and len(args) == 2:
@@ -80,12 +82,12 @@ def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def _flag_kwargs(hint: Any) -> Dict[str, Any]:
+def _flag_kwargs(hint: Any) -> dict[str, Any]:
     """The ``add_argument`` keywords of a field of type ``hint``."""
     hint, optional = _unwrap_optional(hint)
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}
-    if typing.get_origin(hint) in (list, List):
+    if typing.get_origin(hint) in (list, list):
         (item,) = typing.get_args(hint)
         return {"nargs": "+", "type": item}
     if hint not in (int, float, str):
@@ -104,7 +106,7 @@ def _default_text(field: dataclasses.Field) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, configs: Mapping[str, type],
-                     skip: Sequence[str] = ()) -> Dict[str, List[str]]:
+                     skip: Sequence[str] = ()) -> dict[str, list[str]]:
     """Adds one flag per documented field of the ``configs`` dataclasses.
 
     Parameters
@@ -141,7 +143,7 @@ def add_config_flags(parser: argparse.ArgumentParser, configs: Mapping[str, type
     >>> vars(parser.parse_args(["--epochs", "5"])), vars(parser.parse_args([]))
     ({'epochs': 5}, {})
     """
-    owners: Dict[str, List[Tuple[str, dataclasses.Field, Any]]] = {}
+    owners: dict[str, list[tuple[str, dataclasses.Field, Any]]] = {}
     for label, config in configs.items():
         hints = typing.get_type_hints(config)
         for field in dataclasses.fields(config):
@@ -165,7 +167,7 @@ def add_config_flags(parser: argparse.ArgumentParser, configs: Mapping[str, type
     return {name: [label for label, _, _ in owned] for name, owned in owners.items()}
 
 
-def given_settings(args: argparse.Namespace, names: Sequence[str]) -> Dict[str, Any]:
+def given_settings(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The values of the ``names`` whose flags were given.
 
     Examples

@@ -9,7 +9,7 @@ line, so it writes one line per epoch with the same figures instead::
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 __all__ = ["EpochProgress", "is_interactive"]
 
@@ -53,7 +53,7 @@ class EpochProgress:
     """
 
     def __init__(self, total: int, desc: str, initial: int = 0,
-                 stream: Optional[TextIO] = None, enabled: bool = True) -> None:
+                 stream: TextIO | None = None, enabled: bool = True) -> None:
         self.total, self.desc, self.epoch, self.enabled = total, desc, initial, enabled
         self.stream = sys.stderr if stream is None else stream
         self.bar: Any = None
@@ -81,7 +81,7 @@ class EpochProgress:
         if self.bar is not None:
             self.bar.close()
 
-    def __enter__(self) -> "EpochProgress":
+    def __enter__(self) -> EpochProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,7 @@ makes every method a no-op.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -35,7 +35,7 @@ class GradientSum:
         Number of processes (the divisor of the mean).
     """
 
-    def __init__(self, params: List[Tensor], flat: Tensor, work: Any, world_size: int) -> None:
+    def __init__(self, params: list[Tensor], flat: Tensor, work: Any, world_size: int) -> None:
         self.params, self.flat, self.work, self.world_size = params, flat, work, world_size
 
     def finish(self) -> None:
@@ -78,7 +78,7 @@ class Shard:
     max_param_diff: float = 0.0
 
     @classmethod
-    def single(cls, device: Any = "cpu") -> "Shard":
+    def single(cls, device: Any = "cpu") -> Shard:
         """A single-process job on ``device``."""
         return cls(0, 1, torch.device(device))
 
@@ -158,7 +158,7 @@ class Shard:
                 dist.broadcast(tensor, src=0)
         return model
 
-    def start_gradient_sync(self, model: torch.nn.Module) -> Optional[GradientSum]:
+    def start_gradient_sync(self, model: torch.nn.Module) -> GradientSum | None:
         """Starts summing this step's gradients over the processes (after
         ``backward``, before the optimiser step); ``None`` when there is nothing
         to do: alone, or with DDP (it summed them during ``backward``).

@@ -9,7 +9,7 @@ the rest, a stratified ``val_fraction`` becomes the validation part
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ def _check_labels(labels: Any) -> Tensor:
 
 
 def _shuffled_by_class(labels: Tensor, candidates: Tensor,
-                       generator: torch.Generator) -> List[Tensor]:
+                       generator: torch.Generator) -> list[Tensor]:
     """The ``candidates`` of each class (in class order), each shuffled."""
     groups = []
     for cls in torch.unique(labels[candidates]).tolist():
@@ -39,7 +39,7 @@ def _shuffled_by_class(labels: Tensor, candidates: Tensor,
     return groups
 
 
-def stratified_folds(labels: Tensor, folds: int = 10, seed: int = 0) -> List[Tensor]:
+def stratified_folds(labels: Tensor, folds: int = 10, seed: int = 0) -> list[Tensor]:
     """Splits graph indices into ``folds`` disjoint, class-stratified test folds.
 
     The indices of each class are shuffled (a ``torch.Generator`` seeded with
@@ -99,7 +99,7 @@ class FoldSplit:
 
 
 def cv_splits(labels: Tensor, folds: int = 10, seed: int = 0,
-              val_fraction: float = 0.1) -> List[FoldSplit]:
+              val_fraction: float = 0.1) -> list[FoldSplit]:
     """Train / validation / test indices of every fold of stratified k-fold CV.
 
     Fold ``k``'s test part is ``stratified_folds(labels, folds, seed)[k]``; from the

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple, Union
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 
 
-def figure_and_axes(ax: Optional[Axes], figsize: Tuple[float, float]) -> Tuple[Figure, Axes]:
+def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """``ax``'s figure, or a new :class:`~matplotlib.figure.Figure` not managed by pyplot
     (no display needed, nothing left open)."""
     if ax is not None:
@@ -21,7 +20,7 @@ def figure_and_axes(ax: Optional[Axes], figsize: Tuple[float, float]) -> Tuple[F
     return fig, fig.add_subplot()
 
 
-def save(fig: Figure, path: Optional[PathLike], dpi: int = 150) -> None:
+def save(fig: Figure, path: PathLike | None, dpi: int = 150) -> None:
     """Writes ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf) if given."""
     if path is not None:
         path = Path(path)

@@ -1,7 +1,8 @@
 """Attention graphs drawn as nodes and arrows."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import networkx as nx
@@ -15,7 +16,7 @@ from ._figure import PathLike, figure_and_axes, save
 __all__ = ["LAYOUTS", "attention_neighbourhood", "draw_attention_graph"]
 
 #: Named networkx layouts for ``layout=``.
-LAYOUTS: Dict[str, Callable[..., Dict[Hashable, Any]]] = {
+LAYOUTS: dict[str, Callable[..., dict[Hashable, Any]]] = {
     "spring": nx.spring_layout,
     "kamada_kawai": nx.kamada_kawai_layout,
     "circular": nx.circular_layout,
@@ -58,17 +59,17 @@ def _simple(G: nx.DiGraph, weight: str) -> nx.DiGraph:
 
 
 def draw_attention_graph(attention: Any, *, weight: str = "weight",
-                         node: Optional[Hashable] = None, hops: int = 1,
-                         labels: Optional[Sequence[Hashable]] = None,
-                         layout: Union[str, Callable[..., Dict], Dict[Hashable, Any]] = "spring",
+                         node: Hashable | None = None, hops: int = 1,
+                         labels: Sequence[Hashable] | None = None,
+                         layout: str | Callable[..., dict] | dict[Hashable, Any] = "spring",
                          edge_labels: bool = False, decimals: int = 2,
                          cmap: str = "viridis", colorbar: bool = True,
                          min_width: float = 0.5, max_width: float = 4.0,
                          node_size: Any = 400.0, node_color: Any = "#dde6f2",
                          node_cmap: str = "Oranges", self_loops: bool = True,
-                         seed: int = 0, title: Optional[str] = None,
-                         ax: Optional[Axes] = None, figsize: Tuple[float, float] = (6.0, 5.0),
-                         path: Optional[PathLike] = None) -> Tuple[Figure, Axes]:
+                         seed: int = 0, title: str | None = None,
+                         ax: Axes | None = None, figsize: tuple[float, float] = (6.0, 5.0),
+                         path: PathLike | None = None) -> tuple[Figure, Axes]:
     """Draws attention as a directed graph: arrows ``j -> i`` sized and coloured by ``a_ij``.
 
     Parameters
@@ -189,7 +190,7 @@ def _pick(values: Any, G: nx.DiGraph, node: Hashable) -> Any:
     return values if np.isscalar(values) else values[list(G).index(node)]
 
 
-def _positions(G: nx.DiGraph, layout: Any, seed: int) -> Dict[Hashable, Any]:
+def _positions(G: nx.DiGraph, layout: Any, seed: int) -> dict[Hashable, Any]:
     if isinstance(layout, dict):
         missing = [n for n in G if n not in layout]
         if missing:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Hashable, List, Optional, Sequence, Tuple
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ def _matrix(attn: Any) -> Tensor:
 
 
 def _neighbourhood_matrix(attention: Any, node: Hashable, hops: int
-                          ) -> Tuple[Tensor, List[Hashable]]:
+                          ) -> tuple[Tensor, list[Hashable]]:
     """Dense attention among ``node``'s ``hops``-hop in-neighbourhood (node first)."""
     G = as_attention_graph(attention)
     nodes = list(attention_neighbourhood(G, node, hops))
@@ -39,15 +40,15 @@ def _neighbourhood_matrix(attention: Any, node: Hashable, hops: int
     return digraph_to_dense(sub, nodelist=nodes), nodes
 
 
-def attention_heatmap(attn: Any, x_labels: Optional[Sequence[Any]] = None,
-                      y_labels: Optional[Sequence[Any]] = None, *,
-                      node: Optional[Hashable] = None, hops: int = 1,
-                      head_titles: Optional[Sequence[str]] = None, ncols: int = 4,
-                      cmap: str = "viridis", vmin: Optional[float] = None,
-                      vmax: Optional[float] = None, annotate: Optional[bool] = None,
-                      decimals: int = 2, colorbar: bool = True, title: Optional[str] = None,
-                      ax: Optional[Axes] = None, figsize: Optional[Tuple[float, float]] = None,
-                      path: Optional[PathLike] = None) -> Tuple[Figure, Any]:
+def attention_heatmap(attn: Any, x_labels: Sequence[Any] | None = None,
+                      y_labels: Sequence[Any] | None = None, *,
+                      node: Hashable | None = None, hops: int = 1,
+                      head_titles: Sequence[str] | None = None, ncols: int = 4,
+                      cmap: str = "viridis", vmin: float | None = None,
+                      vmax: float | None = None, annotate: bool | None = None,
+                      decimals: int = 2, colorbar: bool = True, title: str | None = None,
+                      ax: Axes | None = None, figsize: tuple[float, float] | None = None,
+                      path: PathLike | None = None) -> tuple[Figure, Any]:
     """Heatmap of attention: row ``i`` (query/destination), column ``j`` (key/source).
 
     Parameters
@@ -159,7 +160,7 @@ def attention_heatmap(attn: Any, x_labels: Optional[Sequence[Any]] = None,
     return fig, axes
 
 
-def _ticks(ax: Axes, x_labels: Optional[Sequence[Any]], y_labels: Optional[Sequence[Any]],
+def _ticks(ax: Axes, x_labels: Sequence[Any] | None, y_labels: Sequence[Any] | None,
            rows: int, cols: int) -> None:
     ax.set_xlabel("key / source j")
     ax.set_ylabel("query / destination i")

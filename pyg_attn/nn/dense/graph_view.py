@@ -1,7 +1,7 @@
 """The graph view of a dense attention module's last weights."""
 from __future__ import annotations
 
-from typing import Hashable, Optional, Sequence
+from collections.abc import Hashable, Sequence
 
 import networkx as nx
 from torch import Tensor
@@ -16,17 +16,17 @@ class LastAttentionGraph:
     detached and is not part of the ``state_dict``.
     """
 
-    last_attention: Optional[Tensor]
+    last_attention: Tensor | None
 
     def _remember(self, weights: Tensor) -> None:
         self.last_attention = weights.detach()
 
-    def _node_labels(self) -> Optional[Sequence[Hashable]]:
+    def _node_labels(self) -> Sequence[Hashable] | None:
         """Default node names of :meth:`to_networkx` (``None``: ``0 .. N-1``)."""
         return None
 
-    def to_networkx(self, index: int = 0, head: Optional[int] = None,
-                    labels: Optional[Sequence[Hashable]] = None,
+    def to_networkx(self, index: int = 0, head: int | None = None,
+                    labels: Sequence[Hashable] | None = None,
                     threshold: float = 0.0) -> nx.DiGraph:
         """The last attention weights of sample ``index`` as a weighted DiGraph.
 

@@ -1,8 +1,6 @@
 r"""Multi-head self-attention with :class:`torch.nn.MultiheadAttention`'s interface."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -155,7 +153,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
 
     def __init__(self, embed_dim: int, num_heads: int = 1, dropout: float = 0.0,
                  bias: bool = True, add_bias_kv: bool = False, add_zero_attn: bool = False,
-                 kdim: Optional[int] = None, vdim: Optional[int] = None,
+                 kdim: int | None = None, vdim: int | None = None,
                  batch_first: bool = False, device=None, dtype=None) -> None:
         super().__init__()
         for name, size in (("embed_dim", embed_dim), ("num_heads", num_heads),
@@ -196,7 +194,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         else:
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
-        self.last_attention: Optional[Tensor] = None
+        self.last_attention: Tensor | None = None
         self._reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -221,7 +219,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
 
     # --------------------------------------------------------------------- projections
     def _project(self, query: Tensor, key: Tensor, value: Tensor
-                 ) -> Tuple[Tensor, Tensor, Tensor]:
+                 ) -> tuple[Tensor, Tensor, Tensor]:
         """``[B, L, E]``, ``[B, S, kdim]``, ``[B, S, vdim]`` -> ``[B, H, L|S, d]`` each."""
         if self._qkv_same_embed_dim:
             weights = self.in_proj_weight.chunk(3)
@@ -241,8 +239,8 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         return q, k, v
 
     # --------------------------------------------------------------------- masks
-    def _mask_parts(self, layout: _Layout, key_padding_mask: Optional[Tensor],
-                    attn_mask: Optional[Tensor], causal: bool) -> List[Tensor]:
+    def _mask_parts(self, layout: _Layout, key_padding_mask: Tensor | None,
+                    attn_mask: Tensor | None, causal: bool) -> list[Tensor]:
         """The masks as additive biases, each 4-D and broadcastable to ``[B, H, L, S]``.
 
         ``S`` counts the appended ``bias_k`` / zero keys, which every query sees.
@@ -274,8 +272,8 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         return [F.pad(part, (0, extra)) for part in parts] if extra else parts
 
     # --------------------------------------------------------------------- attention
-    def _dense(self, q: Tensor, k: Tensor, v: Tensor, parts: List[Tensor],
-               need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+    def _dense(self, q: Tensor, k: Tensor, v: Tensor, parts: list[Tensor],
+               need_weights: bool) -> tuple[Tensor, Tensor | None]:
         """Attention over every key: ``([B, L, H, d], [B, H, L, S] or None)``."""
         bias = None
         for part in parts:
@@ -298,8 +296,8 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         return out.transpose(1, 2), None
 
     def _sparse(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor,
-                parts: List[Tensor], is_causal: bool, need_weights: bool
-                ) -> Tuple[Tensor, Optional[Tensor]]:
+                parts: list[Tensor], is_causal: bool, need_weights: bool
+                ) -> tuple[Tensor, Tensor | None]:
         """Attention along ``edge_index`` only: ``([B, L, H, d], [B, H, L, S] or None)``."""
         if self.bias_k is not None or self.add_zero_attn:
             raise ValueError("'edge_index' cannot be combined with 'add_bias_kv' or "
@@ -326,10 +324,10 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         return out.view(n, length, heads, self.head_dim), weights
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor,
-                key_padding_mask: Optional[Tensor] = None, need_weights: bool = True,
-                attn_mask: Optional[Tensor] = None, average_attn_weights: bool = True,
-                is_causal: bool = False, *, edge_index: Optional[Tensor] = None
-                ) -> Tuple[Tensor, Optional[Tensor]]:
+                key_padding_mask: Tensor | None = None, need_weights: bool = True,
+                attn_mask: Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False, *, edge_index: Tensor | None = None
+                ) -> tuple[Tensor, Tensor | None]:
         r"""Attends from ``query`` over ``key``/``value`` (all keys, or along ``edge_index``).
 
         Parameters
@@ -398,7 +396,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
 
 
 def _batched_graph(edge_index: Tensor, batch: int, queries: int, keys: int
-                   ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                   ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One copy of a sequence's graph per sample: ``(edge_index [2, B*E], b, i, j)``.
 
     Sample ``b``'s key ``j`` is node ``b * S + j``, its query ``i`` node

@@ -1,7 +1,7 @@
 r"""SAGAN self-attention over the positions of a feature map."""
 from __future__ import annotations
 
-from typing import Hashable, List, Optional, Tuple, Union
+from collections.abc import Hashable
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +76,8 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
         self.key_conv = Conv2d(in_channels, self.key_channels, kernel_size=1)
         self.value_conv = Conv2d(in_channels, in_channels, kernel_size=1)
         self.gamma = Parameter(torch.zeros(1))
-        self.last_attention: Optional[Tensor] = None
-        self._last_size: Optional[Tuple[int, int]] = None
+        self.last_attention: Tensor | None = None
+        self._last_size: tuple[int, int] | None = None
 
     def reset_parameters(self) -> None:
         """Fresh 1x1 convolutions and ``gamma = 0`` (the identity map again)."""
@@ -86,7 +86,7 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
         torch.nn.init.zeros_(self.gamma)
 
     def forward(self, x: Tensor, return_attention: bool = False
-                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+                ) -> Tensor | tuple[Tensor, Tensor]:
         """Mixes every position with the attention-weighted values of all positions.
 
         Parameters
@@ -123,7 +123,7 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
         out = self.gamma * mixed.transpose(1, 2).reshape(batch, channels, height, width) + x
         return (out, attn) if return_attention else out
 
-    def _node_labels(self) -> Optional[List[Hashable]]:
+    def _node_labels(self) -> list[Hashable] | None:
         """Nodes of :meth:`to_networkx` are ``(row, column)`` positions."""
         height, width = self._last_size
         return [(r, c) for r in range(height) for c in range(width)]

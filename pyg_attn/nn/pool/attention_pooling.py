@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -15,7 +14,7 @@ from ...ops import edge_softmax
 __all__ = ["AttentionPooling"]
 
 
-def _check_index(name: str, value: Optional[Tensor]) -> None:
+def _check_index(name: str, value: Tensor | None) -> None:
     if value is None:
         return
     if not isinstance(value, Tensor) or value.dtype.is_floating_point or \
@@ -44,8 +43,8 @@ def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
         return False
 
 
-def _plain_or_mlp(module: Optional[torch.nn.Module]
-                  ) -> Tuple[Optional[torch.nn.Module], Optional[torch.nn.Module]]:
+def _plain_or_mlp(module: torch.nn.Module | None
+                  ) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
     """``(module, None)``, or ``(None, module)`` for a PyG ``MLP`` (called with the batch)."""
     if isinstance(module, MLP):
         return None, module
@@ -123,7 +122,7 @@ class AttentionPooling(Aggregation):
     [2.0, 2.0]
     """
 
-    def __init__(self, gate_nn: torch.nn.Module, nn: Optional[torch.nn.Module] = None) -> None:
+    def __init__(self, gate_nn: torch.nn.Module, nn: torch.nn.Module | None = None) -> None:
         super().__init__()
         if not isinstance(gate_nn, torch.nn.Module):
             raise TypeError(f"'gate_nn' must be a torch.nn.Module, got {type(gate_nn).__name__}")
@@ -139,9 +138,9 @@ class AttentionPooling(Aggregation):
         reset(self.nn)
         reset(self.mlp)
 
-    def forward(self, x: Tensor, index: Optional[Tensor] = None, ptr: Optional[Tensor] = None,
-                dim_size: Optional[int] = None, dim: int = -2,
-                return_attention_weights: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+    def forward(self, x: Tensor, index: Tensor | None = None, ptr: Tensor | None = None,
+                dim_size: int | None = None, dim: int = -2,
+                return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         r"""Pools the elements of ``x`` along ``dim`` into ``dim_size`` groups.
 
         Parameters

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 
-
 _importable: list[bool] = []
 
 
