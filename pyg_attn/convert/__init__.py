@@ -19,18 +19,26 @@ Attention records of :func:`pyg_attn.nn.capture_attention` are accepted wherever
 attributes); this package imports no layers.
 
 Modules: :mod:`~pyg_attn.convert.checks` (input checks),
-:mod:`~pyg_attn.convert.dense` (dense <-> edges) and
-:mod:`~pyg_attn.convert.networkx` (networkx graphs); their public functions are
-re-exported here.
+:mod:`~pyg_attn.convert.dense` (dense <-> edges),
+:mod:`~pyg_attn.convert.networkx` (networkx graphs),
+:mod:`~pyg_attn.convert.hetero` (records of heterogeneous models on the typed graph)
+and :mod:`~pyg_attn.convert.tokens` (transformer attention over tokens as records);
+their public functions are re-exported here.
 """
 from .checks import (ROW_SUM_TOL, as_dense_attention, as_edge_attention, as_float_tensor,
                      check_row_sums, unpack_attention)
 from .dense import dense_to_edge_index, edge_index_to_dense, from_pyg_dense_adj
+from .hetero import HeteroAttention, TypedRecord, hetero_attention, hetero_to_networkx
 from .networkx import (as_attention_graph, attention_to_networkx, dense_to_digraph,
                        digraph_to_dense, from_networkx, to_networkx)
+from .tokens import TokenAttention, TokenRecord, token_attention, token_stack
 
 __all__ = [
     "ROW_SUM_TOL",
+    "HeteroAttention",
+    "TokenAttention",
+    "TokenRecord",
+    "TypedRecord",
     "as_attention_graph",
     "as_dense_attention",
     "as_edge_attention",
@@ -43,6 +51,10 @@ __all__ = [
     "edge_index_to_dense",
     "from_networkx",
     "from_pyg_dense_adj",
+    "hetero_attention",
+    "hetero_to_networkx",
     "to_networkx",
+    "token_attention",
+    "token_stack",
     "unpack_attention",
 ]

@@ -238,7 +238,7 @@ def test_bad_arguments_name_the_argument(small, tmp_path):
         (dict(hops=0), ValueError, "hops"),
         (dict(hops=1.5), TypeError, "hops"),
         (dict(max_edges=0), ValueError, "max_edges"),
-        (dict(flow_targets=0), ValueError, "flow_targets"),
+        (dict(flow_targets=-1), ValueError, "flow_targets"),
         (dict(path=3), TypeError, "path"),
         (dict(title=3), TypeError, "title"),
         (dict(data=object()), TypeError, "data"),

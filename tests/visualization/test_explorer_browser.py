@@ -1,13 +1,11 @@
 """The explorer page in a real headless Chromium: its controls change the DOM as they should.
 
 Every expected number comes from the records in Python.  Skipped only when no
-Chromium (and its chromedriver) is installed, e.g. Debian's ``chromium`` and
-``chromium-driver`` packages.
+Chromium (and its chromedriver) is installed (see ``browser.py``).
 """
 from __future__ import annotations
 
-import shutil
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 import torch
@@ -18,46 +16,14 @@ from pyg_attn.nn import GATConv
 from pyg_attn.visualization import explorer
 
 from ..graphs import random_graph
+from .browser import (WEIGHT_TOL, drawn_edges, hover_text, open_page, select, set_slider,
+                      shown_weight)
 from .test_explorer import TwoLayers, capture, cora_page
 
 pytestmark = pytest.mark.browser
 
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1300,850")
 #: Bound on opening a Cora 2-hop page (navigation start to first render).
 MAX_LOAD_MS = 1000.0
-#: Weights are shown with 4 decimals (and embedded with 6).
-WEIGHT_TOL = 5.1e-5
-
-
-def find_chromium() -> Tuple[Optional[str], Optional[str]]:
-    """``(browser, chromedriver)`` paths, ``None`` where not installed."""
-    browser = next(filter(None, map(shutil.which, BROWSERS)), None)
-    return browser, shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: Any) -> Iterator[Any]:
-    browser, chromedriver = find_chromium()
-    if browser is None or chromedriver is None:
-        pytest.skip("no headless Chromium found: install chromium and chromedriver (Debian: "
-                    "apt-get install chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver",
-                                    reason="selenium (the dev extra) is not installed")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    chrome = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
 
 
 @pytest.fixture(scope="module")
@@ -73,32 +39,6 @@ def known(tmp_path_factory: Any) -> Dict[str, Any]:
     page = explorer(records, data, node=0, hops=3, path=path, predictions=logits)
     return {"records": records, "data": data, "page": page, "url": path.as_uri(),
             "logits": logits}
-
-
-def open_page(driver: Any, url: str) -> None:
-    driver.get(url)
-    assert driver.execute_script("return document.body.getAttribute('data-ready')") == "1"
-
-
-def select(driver: Any, control: str, text: str) -> None:
-    from selenium.webdriver.support.ui import Select
-
-    Select(driver.find_element("id", control)).select_by_visible_text(text)
-
-
-def drawn_edges(driver: Any) -> List[Any]:
-    return driver.find_elements("css selector", "#edges g.edge")
-
-
-def hover_text(driver: Any, edge: Any) -> List[str]:
-    """The tooltip's lines after the pointer moves onto ``edge``'s arrowhead."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    ActionChains(driver).move_to_element(driver.find_element("id", "title")).perform()
-    ActionChains(driver).move_to_element(edge.find_element("css selector", "path.head")).perform()
-    tooltip = driver.find_element("id", "tooltip")
-    assert tooltip.is_displayed()
-    return [line.text for line in tooltip.find_elements("css selector", "div")]
 
 
 def table_rows(driver: Any, table: str) -> List[Tuple[int, str, float]]:
@@ -136,13 +76,6 @@ def assert_same_rows(got: List[Tuple[int, str, float]], want: List[Tuple[int, st
     weight = {r[:2]: r[2] for r in want}
     assert all(w == pytest.approx(weight[(n, e)], abs=WEIGHT_TOL) for n, e, w in got)
     assert [w for *_, w in got] == sorted((w for *_, w in got), reverse=True)
-
-
-def shown_weight(line: str) -> float:
-    """The number of a tooltip line ``"weight: 0.1234"``."""
-    name, value = line.split(": ")
-    assert name == "weight"
-    return float(value)
 
 
 # ----------------------------------------------------------------------------- tests
@@ -226,14 +159,11 @@ def test_threshold_topk_and_colours(driver, known):
     edges = layer_edges(known, 0, None)
     weights = sorted(w for *_, w in edges)
     threshold = round((weights[len(weights) // 2] + weights[len(weights) // 2 + 1]) / 2, 2)
-    slider = driver.find_element("id", "filter")
-    set_slider = ("arguments[0].value = arguments[1];"
-                  "arguments[0].dispatchEvent(new Event('input'));")
-    driver.execute_script(set_slider, slider, threshold)
+    set_slider(driver, threshold)
     assert len(drawn_edges(driver)) == sum(w >= threshold for w in weights)
 
     select(driver, "filter-mode", "top-k per target")
-    driver.execute_script(set_slider, slider, 1)
+    set_slider(driver, 1)
     assert len(drawn_edges(driver)) == len({d for _, d, _, _ in edges})
     assert driver.find_element("id", "filter-value").text == "k = 1"
 
