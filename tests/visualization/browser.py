@@ -50,9 +50,11 @@ def drawn_edges(driver: Any) -> List[Any]:
 
 
 def hover_text(driver: Any, edge: Any) -> List[str]:
-    """The tooltip's lines after the pointer moves onto ``edge``'s arrowhead."""
+    """The tooltip's lines after the pointer moves onto ``edge``'s arrowhead (the edge is
+    first drawn on top, as dense pages cross many edges there)."""
     from selenium.webdriver.common.action_chains import ActionChains
 
+    driver.execute_script("arguments[0].parentNode.appendChild(arguments[0]);", edge)
     ActionChains(driver).move_to_element(driver.find_element("id", "title")).perform()
     ActionChains(driver).move_to_element(edge.find_element("css selector", "path.head")).perform()
     tooltip = driver.find_element("id", "tooltip")
