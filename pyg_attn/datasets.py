@@ -214,11 +214,15 @@ class _CSRMatrix:
     so that scipy, which is not a dependency, is not needed to read them.
     """
 
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
 
     def todense(self) -> np.ndarray:
-        shape = tuple(self.__dict__.get("_shape", self.__dict__.get("shape")))
+        shape = tuple(self.__dict__["_shape" if "_shape" in self.__dict__ else "shape"])
         out = np.zeros(shape, dtype=self.data.dtype)
         rows = np.repeat(np.arange(shape[0]), np.diff(self.indptr))
         np.add.at(out, (rows, self.indices), self.data)  # duplicates add up, as in scipy

@@ -44,6 +44,7 @@ def _ranked_mask(dst: Tensor, score: Tensor, n: int, top_k: int | None = None,
         rank = torch.arange(order.numel(), device=score.device) - group_start
         keep[order] = rank < top_k
         return keep
+    assert top_p is not None  # one of top_k, top_p
     sorted_score = score[order].double()
     exclusive = torch.cumsum(sorted_score, 0) - sorted_score
     before = exclusive - exclusive[group_start]  # mass of the larger edges of the group
@@ -117,6 +118,7 @@ def sparsify_attention(attention: Any, threshold: float | None = None,
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
         keep = _ranked_mask(edge_index[1], score, n, top_k=top_k)
     else:
+        assert top_p is not None  # exactly one of the three was given
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         keep = _ranked_mask(edge_index[1], score, n, top_p=top_p)

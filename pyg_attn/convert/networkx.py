@@ -258,7 +258,7 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: int | N
                             f"got {type(edge_index).__name__}")
         edge_index, _, n = as_edge_attention(edge_index, torch.zeros(edge_index.size(-1)),
                                              num_nodes)
-        attrs = [{} for _ in range(edge_index.size(1))]
+        attrs: list[dict[str, Any]] = [{} for _ in range(edge_index.size(1))]
         heads, dtype = None, None
     else:
         edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)

@@ -100,7 +100,8 @@ def edge_softmax(src: Tensor, index: Tensor, num_nodes: int | None = None, *,
     empty_src = scores.new_zeros(1, heads, 0)
     features = {"dst": empty_dst, "src": empty_src, "value": empty_src, "att": None,
                 "edge_score": scores, "edge_feat": None, "edge_value": None}
-    _, alpha = run_attention("edge", graph, num_nodes, features, None, scale=1.0,
-                             negative_slope=0.0, dropout=0.0, training=False,
-                             return_attention=True, backend=backend)
-    return alpha.view_as(src)
+    _, weights = run_attention("edge", graph, num_nodes, features, None, scale=1.0,
+                               negative_slope=0.0, dropout=0.0, training=False,
+                               return_attention=True, backend=backend)
+    assert weights is not None  # asked for with return_attention=True
+    return weights.view_as(src)

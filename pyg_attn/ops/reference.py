@@ -44,6 +44,7 @@ def edge_scores(kind: str, src_index: Tensor, dst_index: Tensor, dst: Tensor, sr
             z = z + edge_score
         return F.leaky_relu(z, negative_slope)
     if kind == "gatv2":
+        assert att is not None  # the GATv2 score's attention vector
         z = src.index_select(0, src_index) + dst.index_select(0, dst_index)
         if edge_feat is not None:
             z = z + edge_feat

@@ -140,10 +140,10 @@ def explain(checkpoint: PathLike, node: int, out: PathLike | None = None, hops: 
     model.load_state_dict(payload["model_state"])
     model = model.to(device).eval()
     data = data.to(device)
-    with torch.no_grad(), capture_attention(model) as records:
+    with torch.no_grad(), capture_attention(model) as captured:
         logits = model(data.x, data.edge_index)
     records = {name: AttentionRecord(r.edge_index.cpu(), r.alpha.float().cpu(),
-                                     r.edge_id.cpu()) for name, r in records.items()}
+                                     r.edge_id.cpu()) for name, r in captured.items()}
 
     folder = Path(out) if out is not None else path.parent / "explain"
     folder.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
+from torch_geometric.nn.inits import reset
 from torch_geometric.utils import degree
 
 from .checks import check_layers, check_optimiser, fraction, positive_int
@@ -158,6 +159,7 @@ class GraphClassifier(torch.nn.Module):
         self.config = config
         self.edge_dim = edge_dim
         conv, pool = MODELS[config.model].conv, MODELS[config.model].pool
+        assert pool is not None  # PoolConfig holds a graph model
         width = config.hidden * config.heads
         first = in_channels + (0 if config.max_degree is None else config.max_degree + 1)
         self.convs = torch.nn.ModuleList(
@@ -172,12 +174,8 @@ class GraphClassifier(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialises every layer."""
-        for conv in self.convs:
-            conv.reset_parameters()
-        self.pool.reset_parameters()
-        for module in self.classifier:
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        for part in (self.convs, self.pool, self.classifier):
+            reset(part)  # each layer that has parameters
 
     def forward(self, data: Batch, return_attention_weights: bool = False
                 ) -> Tensor | tuple[Tensor, Tensor]:

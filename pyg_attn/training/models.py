@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 import torch_geometric.nn as pyg_nn
 from torch import Tensor
+from torch_geometric.nn.inits import reset
 
 from ..nn import AttentionPooling, GATConv, GATv2Conv, KQVConv, TransformerConv
 from ..nn.conv.head_dropout import DROPOUT_SCHEMES, HeadwiseDropoutLinear
@@ -209,8 +210,8 @@ class NodeClassifier(torch.nn.Module):
 
     def reset_parameters(self) -> None:
         """Re-initialises both layers."""
-        self.conv1.reset_parameters()
-        self.conv2.reset_parameters()
+        reset(self.conv1)
+        reset(self.conv2)
 
     def forward(self, x: Tensor, edge_index: Any) -> Tensor:
         """Class scores of every node.
@@ -253,7 +254,8 @@ def per_head_dropout_twin(conv: pyg_nn.GATConv, p: float) -> None:
         raise ValueError("'conv' must have one shared projection and no residual")
     conv.lin = HeadwiseDropoutLinear(conv.lin, conv.heads, p)
 
-    def drop_aggregated(module: torch.nn.Module, inputs: tuple[Any, Any, dict[str, Any]]):
+    def drop_aggregated(module: torch.nn.Module, inputs: tuple[Any, Any, dict[str, Any]]
+                        ) -> tuple[Any, Any, dict[str, Any]] | None:
         if not module.training:
             return None
         edge_index, size, kwargs = inputs

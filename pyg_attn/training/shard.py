@@ -8,6 +8,7 @@ makes every method a no-op.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ class GradientSum:
         Number of processes (the divisor of the mean).
     """
 
-    def __init__(self, params: list[Tensor], flat: Tensor, work: Any, world_size: int) -> None:
+    def __init__(self, params: Sequence[Tensor], flat: Tensor, work: Any,
+                 world_size: int) -> None:
         self.params, self.flat, self.work, self.world_size = params, flat, work, world_size
 
     def finish(self) -> None:
@@ -178,7 +180,7 @@ class Shard:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        flat = torch.cat([p.grad.reshape(-1) for p in params if p.grad is not None])
         return GradientSum(params, flat, dist.all_reduce(flat, async_op=True), self.world_size)
 
     def after_step(self, model: torch.nn.Module) -> None:

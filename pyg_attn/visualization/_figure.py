@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -15,7 +16,7 @@ def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figu
     if ax is not None:
         if not isinstance(ax, Axes):
             raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
-        return ax.figure, ax
+        return cast(Figure, ax.figure), ax  # a SubFigure's Axes: drawn on all the same
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 

@@ -127,8 +127,9 @@ def attention_heatmap(attn: Any, x_labels: Sequence[Any] | None = None,
         high = float(panels.max()) if panels.numel() and float(panels.max()) > low else low + 1.0
     if matrix.dim() == 2:
         side = max(3.0, min(10.0, 0.45 * max(rows, cols) + 2.0))
-        fig, axes = figure_and_axes(ax, figsize or (side + 1.0, side))
-        axes_list = [axes]
+        fig, one = figure_and_axes(ax, figsize or (side + 1.0, side))
+        axes: Any = one
+        axes_list = [one]
     else:
         if ax is not None:
             raise ValueError("ax can hold one matrix; several heads make their own grid")

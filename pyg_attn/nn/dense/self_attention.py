@@ -1,6 +1,8 @@
 r"""Multi-head self-attention with :class:`torch.nn.MultiheadAttention`'s interface."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -154,7 +156,8 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
     def __init__(self, embed_dim: int, num_heads: int = 1, dropout: float = 0.0,
                  bias: bool = True, add_bias_kv: bool = False, add_zero_attn: bool = False,
                  kdim: int | None = None, vdim: int | None = None,
-                 batch_first: bool = False, device=None, dtype=None) -> None:
+                 batch_first: bool = False, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         for name, size in (("embed_dim", embed_dim), ("num_heads", num_heads),
                            ("kdim", kdim or embed_dim), ("vdim", vdim or embed_dim)):
@@ -165,7 +168,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
                              f"({num_heads})")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
-        factory = {"device": device, "dtype": dtype}
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.kdim = kdim if kdim is not None else embed_dim
         self.vdim = vdim if vdim is not None else embed_dim
@@ -188,6 +191,8 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = torch.nn.Linear(embed_dim, embed_dim, bias=bias, **factory)
+        self.bias_k: Parameter | None
+        self.bias_v: Parameter | None
         if add_bias_kv:
             self.bias_k = Parameter(torch.empty(1, 1, embed_dim, **factory))
             self.bias_v = Parameter(torch.empty(1, 1, embed_dim, **factory))
@@ -213,7 +218,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         if self.in_proj_bias is not None:
             torch.nn.init.zeros_(self.in_proj_bias)
             torch.nn.init.zeros_(self.out_proj.bias)
-        if self.bias_k is not None:
+        if self.bias_k is not None and self.bias_v is not None:
             torch.nn.init.xavier_normal_(self.bias_k)
             torch.nn.init.xavier_normal_(self.bias_v)
 
@@ -228,7 +233,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
         biases = (self.in_proj_bias.chunk(3) if self.in_proj_bias is not None
                   else (None, None, None))
         q, k, v = (F.linear(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
-        if self.bias_k is not None:
+        if self.bias_k is not None and self.bias_v is not None:
             k = torch.cat([k, self.bias_k.expand(k.size(0), 1, -1)], dim=1)
             v = torch.cat([v, self.bias_v.expand(v.size(0), 1, -1)], dim=1)
         q, k, v = (t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
@@ -312,10 +317,12 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
             edge_bias = picked if edge_bias is None else edge_bias + picked
         if edge_bias is not None:
             edge_bias = edge_bias.expand(-1, heads)
-        nodes = (t.transpose(1, 2).reshape(-1, heads, self.head_dim) for t in (q, k, v))
+        q_nodes, k_nodes, v_nodes = (t.transpose(1, 2).reshape(-1, heads, self.head_dim)
+                                     for t in (q, k, v))
         result = graph_attention(
-            *nodes, graph, edge_bias=edge_bias, edge_mask=(j <= i) if is_causal else None,
-            dropout=self.dropout, training=self.training, return_attention=need_weights)
+            q_nodes, k_nodes, v_nodes, graph, edge_bias=edge_bias,
+            edge_mask=(j <= i) if is_causal else None, dropout=self.dropout,
+            training=self.training, return_attention=need_weights)
         if not need_weights:
             return result.view(n, length, heads, self.head_dim), None
         out, alpha = result

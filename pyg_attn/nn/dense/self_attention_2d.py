@@ -112,7 +112,7 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
         batch, channels, height, width = x.shape
         q, k, v = (conv(x).flatten(2).transpose(1, 2)  # [B, HW, C'] / [B, HW, C]
                    for conv in (self.query_conv, self.key_conv, self.value_conv))
-        attn = None
+        attn: Tensor | None = None
         if return_attention:
             attn = attention_weights(q, k, scale=1.0)
             mixed = attn @ v
@@ -121,10 +121,12 @@ class SelfAttention2d(LastAttentionGraph, torch.nn.Module):
         else:
             mixed = F.scaled_dot_product_attention(q, k, v, scale=1.0)
         out = self.gamma * mixed.transpose(1, 2).reshape(batch, channels, height, width) + x
-        return (out, attn) if return_attention else out
+        return out if attn is None else (out, attn)
 
     def _node_labels(self) -> list[Hashable] | None:
         """Nodes of :meth:`to_networkx` are ``(row, column)`` positions."""
+        if self._last_size is None:  # no attention remembered yet
+            return None
         height, width = self._last_size
         return [(r, c) for r in range(height) for c in range(width)]
 
