@@ -236,10 +236,7 @@ def print_report(args, results, wall_s):
 
 
 CSV_FIELDS = ("size", "num_nodes", "num_edges", "features", "heads", "layer", "channels", "mode",
-              "provider", "backend", "ms", "ms_min", "timed_repeats", "peak_mb",
-              "peak_mb_region", "prepare_mb", "speedup_vs_pyg", "mem_ratio_vs_pyg",
-              "speedup_vs_best", "mem_vs_best", "mem_method", "check_max_abs_err",
-              "other_cpu_pct", "threads", "device", "error")
+              "provider", *common.RESULT_FIELDS)
 
 
 def main(argv=None) -> int:

@@ -367,11 +367,7 @@ def print_report(args, results, skipped_reference, wall_s):
 
 
 CSV_FIELDS = ("size", "num_nodes", "num_edges", "heads", "score", "channels", "mode", "provider",
-              "backend", "ms", "ms_min", "timed_repeats", "peak_mb", "peak_mb_region",
-              "prepare_mb", "speedup_vs_pyg", "mem_ratio_vs_pyg", "speedup_vs_best",
-              "mem_vs_best", "mem_method", "check_max_abs_err", "other_cpu_pct",
-              "threads", "device",
-              "error")
+              *common.RESULT_FIELDS)
 
 
 def write_plot(path, results, providers):

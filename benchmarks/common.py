@@ -625,6 +625,14 @@ def print_errors(results: list, kind: str) -> None:
                   f"{r['provider']}:\n{r['error']}", file=sys.stderr)
 
 
+#: The CSV columns of a measured row after the ones naming it (size, score or layer, C,
+#: mode, provider): backend, times, memory, ratios, the output check, the machine, error.
+RESULT_FIELDS = ("backend", "ms", "ms_min", "timed_repeats", "peak_mb", "peak_mb_region",
+                 "prepare_mb", "speedup_vs_pyg", "mem_ratio_vs_pyg", "speedup_vs_best",
+                 "mem_vs_best", "mem_method", "check_max_abs_err", "other_cpu_pct", "threads",
+                 "device", "error")
+
+
 def write_csv(path, results, fields) -> None:
     """The rows' ``fields`` as CSV (a failed row keeps its error's last line)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
