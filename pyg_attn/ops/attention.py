@@ -23,7 +23,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from .cpu import load_extension
+from .cpu import extension_available
 from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_index
 from .dropout import draw_seed
 from .library import fused_attention_cpu
@@ -83,7 +83,7 @@ def select_backend(backend: Optional[str], device: torch.device) -> str:
         if backend == "triton":
             raise RuntimeError(f"'backend'='triton' is not available here: {missing}")
     if device.type == "cpu":
-        if load_extension() is not None:
+        if extension_available():
             return "cpu"
         if backend == "cpu":
             raise RuntimeError("'backend'='cpu' was requested but the fused CPU kernel "

@@ -56,6 +56,15 @@ def load_extension() -> ModuleType | None:
     return _state["module"]  # type: ignore[return-value]
 
 
+@torch._dynamo.assume_constant_result
+def extension_available() -> bool:
+    """Whether the compiled extension loads (building it once, as
+    :func:`load_extension`).  Under ``torch.compile`` it is called at trace
+    time and its answer is a constant of the graph, so a caller that only asks
+    whether the fused kernels exist breaks no graph."""
+    return load_extension() is not None
+
+
 def _flag_set(name: str) -> bool:
     """Whether the environment variable ``name`` is set to something other than 0."""
     return os.environ.get(name, "0") not in ("", "0")

@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch_geometric import EdgeIndex
 
+from .cpu import extension_available, load_extension
+
 
 
 def check_edge_index_layout(edge_index: Any, name: str = "edge_index") -> None:
@@ -441,11 +443,11 @@ def build_looped_graph(edge_index: Tensor, num_src: int, num_dst: int,
 def native_graph(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int | None = None
                  ) -> tuple[PreparedGraph, Tensor] | None:
     """The graph of a plain ``[2, E]`` ``edge_index`` by the compiled extension's
-    counting sorts (``csrc/graph_build.h``): ``(graph, kept)``; with ``num_loops``
-    the edge list is GAT's (see :func:`build_looped_graph`) and ``kept`` the input
-    position of each kept edge, else ``kept`` is empty.  ``None`` where the
-    extension does not apply (not on the CPU, not int32/int64 indices, graphs
-    needing int64 edge indices, extension unavailable).
+    counting sorts (:func:`build_graph_arrays`): ``(graph, kept)``; with
+    ``num_loops`` the edge list is GAT's (see :func:`build_looped_graph`) and
+    ``kept`` the input position of each kept edge, else ``kept`` is empty.
+    ``None`` where the extension does not apply (not on the CPU, not int32/int64
+    indices, graphs needing int64 edge indices, extension unavailable).
 
     Raises
     ------
@@ -453,24 +455,59 @@ def native_graph(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int 
         If an index is out of range (the extension checks every index as it
         counts; :func:`validate_edge_index` then names the bad one).
     """
-    from .cpu import load_extension  # the extension module imports nothing of ours
-
     if (edge_index.device.type != "cpu" or edge_index.dtype not in (torch.int32, torch.int64)
             or index_dtype(edge_index.size(1) + (num_loops or 0), num_src, num_dst)
-            != torch.int32):
+            != torch.int32 or not extension_available()):
         return None
-    extension = load_extension()
-    if extension is None:
-        return None
-    arrays = extension.build_graph(edge_index[0], edge_index[1], num_src, num_dst,
-                                   num_loops is not None, num_loops or 0)
-    if not arrays:
-        validate_edge_index(edge_index, num_src, num_dst)
-        raise AssertionError("the graph extension refused an edge_index that validates")
-    rowptr, col, perm, colptr, csc_row, csc_edge, kept = arrays
+    rowptr, col, perm, colptr, csc_row, csc_edge, kept = build_graph_arrays(
+        edge_index[0], edge_index[1], num_src, num_dst, num_loops is not None, num_loops or 0)
     graph = PreparedGraph._trusted(num_src, num_dst, rowptr=rowptr, col=col, perm=perm,
                                    colptr=colptr, csc_row=csc_row, csc_edge=csc_edge)
     return graph, kept
+
+
+def _build_graph_arrays(src: Tensor, dst: Tensor, num_src: int, num_dst: int,
+                        drop_loops: bool, num_loops: int
+                        ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(rowptr, col, perm, colptr, csc_row, csc_edge, kept)`` of the edges
+    ``src[k] -> dst[k]`` (without self-loops when ``drop_loops``) followed by
+    ``num_loops`` loops ``t -> t``, by the extension's two stable counting sorts
+    (``csrc/graph_build.h``; O(E + N), one pass over the indices that also
+    checks their range).  Pointers are int64 ``[N + 1]``, edge arrays int32
+    ``[E']``, ``kept`` int64 ``[E_kept]`` (empty unless ``drop_loops``).
+
+    Raises
+    ------
+    ValueError
+        If an index is outside ``[0, num_src) x [0, num_dst)``.
+    """
+    extension = load_extension()
+    if extension is None:
+        raise RuntimeError("pyg_attn::build_graph needs the compiled extension")
+    arrays = extension.build_graph(src, dst, num_src, num_dst, drop_loops, num_loops)
+    if not arrays:
+        validate_edge_index(torch.stack([src, dst]), num_src, num_dst)
+        raise AssertionError("the graph extension refused an edge_index that validates")
+    return tuple(arrays)  # type: ignore[return-value]
+
+
+#: The counting-sort graph build as a custom op: ``torch.compile`` and
+#: ``torch.export`` trace through it (its fake gives the shapes; only the kept
+#: count of a self-loop removal depends on the data).
+build_graph_arrays = torch.library.custom_op("pyg_attn::build_graph", _build_graph_arrays,
+                                             mutates_args=(), device_types="cpu")
+
+
+@build_graph_arrays.register_fake
+def _(src, dst, num_src, num_dst, drop_loops, num_loops):
+    num_kept = torch.library.get_ctx().new_dynamic_size() if drop_loops else src.size(0)
+    num_edges = num_kept + num_loops
+    edge = dict(dtype=torch.int32, device=src.device)
+    pointer = dict(dtype=torch.long, device=src.device)
+    return (src.new_empty(num_dst + 1, **pointer), src.new_empty(num_edges, **edge),
+            src.new_empty(num_edges, **edge), src.new_empty(num_src + 1, **pointer),
+            src.new_empty(num_edges, **edge), src.new_empty(num_edges, **edge),
+            src.new_empty(num_kept if drop_loops else 0, **pointer))
 
 
 def sorted_graph(edge_index: Tensor, num_src: int, num_dst: int) -> PreparedGraph:

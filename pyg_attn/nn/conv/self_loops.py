@@ -258,22 +258,14 @@ def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Loo
     TypeError, ValueError
         If ``adj`` is of an unsupported type, or holds bad indices.
     """
-    if isinstance(adj, PreparedGraph) and not add_self_loops:
-        # Nothing to build: traceable by torch.compile without a graph break.
-        return LoopedGraph(adj=adj, graph=adj, num_src=adj.num_src, num_dst=adj.num_dst,
-                           num_input_edges=adj.num_edges)
-    return _gat_graph(adj, num_src, num_dst, add_self_loops)
-
-
-@torch.compiler.disable
-def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
-    """:func:`gat_graph` for the inputs that need building (run eagerly)."""
     if isinstance(adj, PreparedGraph):
+        if not add_self_loops:  # nothing to build
+            return LoopedGraph(adj=adj, graph=adj, num_src=adj.num_src, num_dst=adj.num_dst,
+                               num_input_edges=adj.num_edges)
         num_loops = min(adj.num_src, adj.num_dst)
         return _from_index(adj.edge_index, adj.num_src, adj.num_dst, num_loops, False)
     if isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
-        looped = _from_sparse(adj, add_self_loops)
-        return dataclasses.replace(looped, adj=adj) if looped.adj is None else looped
+        return _sparse_gat_graph(adj, add_self_loops)
     if not isinstance(adj, Tensor):
         raise TypeError("'edge_index' must be a LongTensor, an EdgeIndex, a SparseTensor, a "
                         f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
@@ -283,6 +275,14 @@ def _gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Lo
                            num_src=num_src, num_dst=num_dst,
                            num_input_edges=plain.size(1), plain_edge_index=plain)
     return _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
+
+
+@torch.compiler.disable
+def _sparse_gat_graph(adj: Any, add_self_loops: bool) -> LoopedGraph:
+    """:func:`gat_graph` of a sparse adjacency (run eagerly: PyG's sparse
+    conversions are not traceable)."""
+    looped = _from_sparse(adj, add_self_loops)
+    return dataclasses.replace(looped, adj=adj) if looped.adj is None else looped
 
 
 def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue) -> Tensor:

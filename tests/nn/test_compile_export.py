@@ -1,0 +1,133 @@
+"""``torch.compile`` without graph breaks and ``torch.export`` of the drop-in layers.
+
+The graph preparation (the counting-sort CSR/CSC build, self-loops included) and
+the fused kernels are ``torch.library`` custom ops with fake implementations, so
+dynamo traces a layer call end to end.  GAT's self-loop removal keeps a
+data-dependent number of edges: ``torch.export`` handles that size as an unbacked
+symbol, and ``torch.compile`` does once
+``torch._dynamo.config.capture_dynamic_output_shape_ops`` is set (PyG's own
+``GATConv`` breaks there too; its tests compile GAT with ``add_self_loops=False``).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.nn.models import GAT as PygGAT
+
+from pyg_attn.nn import GATConv, GATv2Conv, TransformerConv
+from pyg_attn.nn.replace import replace_layers
+from pyg_attn.ops import select_backend
+
+from ..graphs import random_graph
+
+pytestmark = [
+    pytest.mark.skipif(select_backend(None, torch.device("cpu")) != "cpu",
+                       reason="needs the compiled CPU extension"),
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+]
+
+LAYERS = {
+    "GATConv": lambda loops: GATConv(8, 4, heads=2, add_self_loops=loops),
+    "GATv2Conv": lambda loops: GATv2Conv(8, 4, heads=2, add_self_loops=loops),
+    "TransformerConv": lambda loops: TransformerConv(8, 4, heads=2),
+}
+CASES = [(name, loops) for name in LAYERS for loops in (False, True)
+         if not (name == "TransformerConv" and loops)]
+
+
+def _inputs(num_nodes: int = 20, num_edges: int = 70, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_nodes, 8, generator=gen)
+    edge_index = random_graph(num_nodes, num_nodes, num_edges, seed=seed, self_loops=3,
+                              duplicates=2, isolated=2)
+    return x, edge_index
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name,loops", CASES)
+def test_no_graph_break(name, loops):
+    layer = LAYERS[name](loops)
+    x, edge_index = _inputs()
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=loops):
+        explain = torch._dynamo.explain(layer)(x, edge_index)
+    assert explain.graph_break_count == 0, [str(r.reason)[:200] for r in explain.break_reasons]
+
+
+def test_pyg_gat_model_with_our_layers_has_no_graph_break():
+    """PyG's ``test_compile_graph_breaks`` for ``models.GAT``, our layers swapped in."""
+    model = PygGAT(8, 16, num_layers=2, add_self_loops=False)
+    replace_layers(model)
+    assert any(isinstance(m, GATConv) for m in model.modules())
+    x = torch.randn(3, 8)
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    explain = torch._dynamo.explain(model)(x, edge_index)
+    assert explain.graph_break_count == 0
+
+
+@pytest.mark.parametrize("name,loops", CASES)
+def test_fullgraph_compile_matches_eager_values_and_gradients(name, loops):
+    torch.manual_seed(0)
+    layer = LAYERS[name](loops)
+    x, edge_index = _inputs()
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=loops):
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        xc = x.clone().requires_grad_()
+        out_c = compiled(xc, edge_index)
+    xe = x.clone().requires_grad_()
+    out_e = layer(xe, edge_index)
+    torch.testing.assert_close(out_c, out_e, atol=1e-6, rtol=1e-5)
+    upstream = torch.randn_like(out_e)
+    (out_c * upstream).sum().backward()
+    (out_e * upstream).sum().backward()
+    torch.testing.assert_close(xc.grad, xe.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_dynamic_batches_compile_once():
+    """Mini-batches of varying size (as a NeighborLoader gives) reuse one graph."""
+    layer = LAYERS["TransformerConv"](False)
+    compiled = torch.compile(layer, dynamic=True, fullgraph=True, backend="aot_eager")
+    counts = []
+    with torch._dynamo.config.patch(error_on_recompile=False):
+        for seed, (num_nodes, num_edges) in enumerate([(20, 70), (33, 120), (41, 90), (27, 200)]):
+            x, edge_index = _inputs(num_nodes, num_edges, seed)
+            torch.testing.assert_close(compiled(x, edge_index), layer(x, edge_index),
+                                       atol=1e-6, rtol=1e-5)
+            counts.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    assert counts[-1] == counts[0], counts  # no recompilation after the first batch
+
+
+@pytest.mark.parametrize("name,loops", CASES)
+def test_export_matches_eager(name, loops):
+    layer = LAYERS[name](loops).eval()
+    x, edge_index = _inputs()
+    program = torch.export.export(layer, (x, edge_index))
+    torch.testing.assert_close(program.module()(x, edge_index), layer(x, edge_index),
+                               atol=1e-6, rtol=1e-5)
+    x2, edge_index2 = _inputs(seed=5)  # same shapes, other values
+    torch.testing.assert_close(program.module()(x2, edge_index2), layer(x2, edge_index2),
+                               atol=1e-6, rtol=1e-5)
+
+
+class TwoLayerGAT(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = GATConv(8, 4, heads=2)
+        self.conv2 = GATConv(8, 3, heads=1, concat=False)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        return self.conv2(F.elu(self.conv1(x, edge_index)), edge_index)
+
+
+def test_export_two_layer_model_matches_eager():
+    model = TwoLayerGAT().eval()
+    x, edge_index = _inputs()
+    program = torch.export.export(model, (x, edge_index))
+    torch.testing.assert_close(program.module()(x, edge_index), model(x, edge_index),
+                               atol=1e-6, rtol=1e-5)
