@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch_geometric.nn.conv as pyg_conv
@@ -29,14 +30,14 @@ from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
 __all__ = ["AttentionRecord", "AttentionRecords", "capture_attention"]
 
 #: Layer classes whose attention :func:`capture_attention` records (subclasses too).
-ATTENTION_LAYERS: Tuple[type, ...] = (
+ATTENTION_LAYERS: tuple[type, ...] = (
     GATConv, GATv2Conv, TransformerConv, KQVConv,
     pyg_conv.GATConv, pyg_conv.GATv2Conv, pyg_conv.TransformerConv,
 )
 # Layers that remove existing self-loops and add one per node when `add_self_loops`.
-_LOOPING_LAYERS: Tuple[type, ...] = (GATConv, GATv2Conv, pyg_conv.GATConv, pyg_conv.GATv2Conv)
+_LOOPING_LAYERS: tuple[type, ...] = (GATConv, GATv2Conv, pyg_conv.GATConv, pyg_conv.GATv2Conv)
 # PyG's TransformerConv returns `(out, attention)` for `return_attention_weights=False` too.
-_TUPLE_FOR_FALSE: Tuple[type, ...] = (pyg_conv.TransformerConv,)
+_TUPLE_FOR_FALSE: tuple[type, ...] = (pyg_conv.TransformerConv,)
 
 _MISSING = object()
 
@@ -74,7 +75,7 @@ class AttentionRecord:
         return self.alpha.size(-1)
 
 
-class AttentionRecords(Dict[str, AttentionRecord]):
+class AttentionRecords(dict[str, AttentionRecord]):
     """``{layer name: AttentionRecord}`` filled by :func:`capture_attention`.
 
     A plain :class:`dict` (names as in ``model.named_modules()``) with one extra
@@ -85,11 +86,11 @@ class AttentionRecords(Dict[str, AttentionRecord]):
     def __init__(self) -> None:
         super().__init__()
         #: ``{layer name: number of calls recorded}``.
-        self.calls: Dict[str, int] = {}
+        self.calls: dict[str, int] = {}
 
 
 # ----------------------------------------------------------------------------- helpers
-def _forward_positions(module: torch.nn.Module) -> Optional[Tuple[int, Optional[int]]]:
+def _forward_positions(module: torch.nn.Module) -> tuple[int, int | None] | None:
     """Positional index of ``edge_index`` and ``return_attention_weights`` in the
     layer's ``forward`` (``None`` when the layer cannot return attention)."""
     try:
@@ -127,7 +128,7 @@ def _plain_edges(adj: Any) -> Tensor:
     raise TypeError(f"cannot read edges from {type(adj).__name__}")
 
 
-def _parse_attention(att: Any) -> Tuple[Tensor, Tensor]:
+def _parse_attention(att: Any) -> tuple[Tensor, Tensor]:
     """``(edge_index [2, E'], alpha [E', H])`` of whatever form a layer returned."""
     if isinstance(att, SparseTensor):
         row, col, value = att.coo()
@@ -269,10 +270,10 @@ def capture_attention(model: torch.nn.Module) -> Iterator[AttentionRecords]:
     True
     """
     records = AttentionRecords()
-    handles: List[Any] = []
-    pending: Dict[int, List[Tuple[Any, Any]]] = {}
+    handles: list[Any] = []
+    pending: dict[int, list[tuple[Any, Any]]] = {}
 
-    def make_hooks(name: str, edge_pos: int, ret_pos: Optional[int]):
+    def make_hooks(name: str, edge_pos: int, ret_pos: int | None):
         def pre_hook(module, args, kwargs):
             if len(args) > edge_pos:
                 adj = args[edge_pos]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Dict, Iterable, Tuple, Union
+from collections.abc import Iterable
 
 import torch_geometric.nn.conv as pyg_conv
 from torch.nn import Module
@@ -13,7 +13,7 @@ from . import conv as ours
 __all__ = ["replace_layers"]
 
 #: Names of the layers :func:`replace_layers` can swap (PyG's class -> ours).
-REPLACEABLE: Tuple[str, ...] = ("GATConv", "GATv2Conv", "TransformerConv")
+REPLACEABLE: tuple[str, ...] = ("GATConv", "GATv2Conv", "TransformerConv")
 
 # Hook dictionaries whose hooks would be lost by a swap (refused, see the doc).
 _HOOK_DICTS = (
@@ -32,11 +32,11 @@ def _has_bias(layer: Module) -> bool:
     return getattr(layer, "bias", None) is not None
 
 
-def _constructor_args(layer: Module, target: type) -> Dict[str, object]:
+def _constructor_args(layer: Module, target: type) -> dict[str, object]:
     """The keyword arguments that rebuild ``layer`` as ``target`` (read from its attributes)."""
     name = type(layer).__name__
     accepted = inspect.signature(target.__init__).parameters
-    kwargs: Dict[str, object] = {}
+    kwargs: dict[str, object] = {}
     for pname, param in inspect.signature(type(layer).__init__).parameters.items():
         if pname == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
@@ -109,7 +109,7 @@ def _swap(layer: Module, target: type) -> Module:
 
 
 def replace_layers(model: Module, *,
-                   layers: Union[str, Iterable[str]] = REPLACEABLE) -> Module:
+                   layers: str | Iterable[str] = REPLACEABLE) -> Module:
     """Swaps PyG's attention layers inside ``model`` for those of :mod:`pyg_attn.nn`.
 
     Every :class:`torch_geometric.nn.conv.GATConv`, ``GATv2Conv`` and
@@ -188,7 +188,7 @@ def replace_layers(model: Module, *,
         return _swap(model, mapping[type(model)])
 
     # Build every replacement first, so that an error leaves the model untouched.
-    swapped: Dict[int, Module] = {}
+    swapped: dict[int, Module] = {}
     sites = []
     for parent in model.modules():
         for child_name, child in parent._modules.items():

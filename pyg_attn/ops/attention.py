@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -32,7 +31,7 @@ from .score_kinds import KIND_IDS
 from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")
-GraphInput = Union[Tensor, PreparedGraph]
+GraphInput = Tensor | PreparedGraph
 
 _warned: set[str] = set()
 
@@ -43,7 +42,7 @@ def _warn_once(key: str, message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
-def select_backend(backend: Optional[str], device: torch.device) -> str:
+def select_backend(backend: str | None, device: torch.device) -> str:
     """Picks the backend for tensors on ``device`` (the only place that decides).
 
     ``None`` means: the fused CPU kernel for CPU tensors when it is built, the
@@ -98,7 +97,7 @@ def select_backend(backend: Optional[str], device: torch.device) -> str:
     return "reference"
 
 
-def _triton_missing(device: torch.device) -> Optional[str]:
+def _triton_missing(device: torch.device) -> str | None:
     """Why the Triton kernels cannot run on ``device``, or ``None`` if they can."""
     if not triton_importable():
         return "Triton is not installed (pip install 'pyg-attn[triton]')"
@@ -128,14 +127,14 @@ def _check_shape(name: str, t: Tensor, expected: tuple[int, ...]) -> None:
         raise ValueError(f"'{name}' must have shape {list(expected)}, got {list(t.shape)}")
 
 
-def _check_finite(named: dict[str, Optional[Tensor]]) -> None:
+def _check_finite(named: dict[str, Tensor | None]) -> None:
     for name, t in named.items():
         if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"'{name}' holds NaN or infinite values")
 
 
-def _per_edge(name: str, t: Optional[Tensor], num_edges: int, heads: int,
-              trailing: tuple[int, ...] = ()) -> Optional[Tensor]:
+def _per_edge(name: str, t: Tensor | None, num_edges: int, heads: int,
+              trailing: tuple[int, ...] = ()) -> Tensor | None:
     """Checks a per-edge tensor and broadcasts ``[E]`` to ``[E, H]`` (scores only)."""
     if t is None:
         return None
@@ -147,7 +146,7 @@ def _per_edge(name: str, t: Optional[Tensor], num_edges: int, heads: int,
     return t
 
 
-def _check_mask(edge_mask: Optional[Tensor], num_edges: int) -> Optional[Tensor]:
+def _check_mask(edge_mask: Tensor | None, num_edges: int) -> Tensor | None:
     if edge_mask is None:
         return None
     if not isinstance(edge_mask, Tensor) or edge_mask.dtype != torch.bool:
@@ -169,10 +168,11 @@ def _num_edges(edge_index: GraphInput) -> int:
 
 
 # ----------------------------------------------------------------------------- core
-def run_attention(kind: str, edge_index: GraphInput, num_dst: int, features: dict[str, Optional[Tensor]],
-         edge_mask: Optional[Tensor], *, scale: float, negative_slope: float, dropout: float,
-         training: bool, return_attention: bool, backend: Optional[str]
-         ) -> tuple[Tensor, Optional[Tensor]]:
+def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
+                  features: dict[str, Tensor | None],
+         edge_mask: Tensor | None, *, scale: float, negative_slope: float, dropout: float,
+         training: bool, return_attention: bool, backend: str | None
+         ) -> tuple[Tensor, Tensor | None]:
     """Validates the graph, dispatches, and returns ``(out, alpha or None)``."""
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"'dropout' must be in [0, 1], got {dropout}")
@@ -189,7 +189,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int, features: dic
         or chosen == "triton" else torch.float32
     converted: dict[int, Tensor] = {}  # one conversion per tensor, e.g. edge_key is edge_value
 
-    def convert(t: Optional[Tensor]) -> Optional[Tensor]:
+    def convert(t: Tensor | None) -> Tensor | None:
         if t is None:
             return None
         if id(t) not in converted:
@@ -235,7 +235,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int, features: dic
     return out, (None if alpha is None else alpha.to(result_dtype))
 
 
-def _finish(out: Tensor, alpha: Optional[Tensor], squeeze: bool, return_attention: bool):
+def _finish(out: Tensor, alpha: Tensor | None, squeeze: bool, return_attention: bool):
     if squeeze:
         out = out.squeeze(1)
         alpha = None if alpha is None else alpha.squeeze(1)
@@ -243,11 +243,11 @@ def _finish(out: Tensor, alpha: Optional[Tensor], squeeze: bool, return_attentio
 
 
 def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: GraphInput, *,
-                    scale: Optional[float] = None, edge_bias: Optional[Tensor] = None,
-                    edge_mask: Optional[Tensor] = None, edge_key: Optional[Tensor] = None,
-                    edge_value: Optional[Tensor] = None, dropout: float = 0.0,
-                    training: bool = True, num_nodes: Optional[int] = None,
-                    return_attention: bool = False, backend: Optional[str] = None,
+                    scale: float | None = None, edge_bias: Tensor | None = None,
+                    edge_mask: Tensor | None = None, edge_key: Tensor | None = None,
+                    edge_value: Tensor | None = None, dropout: float = 0.0,
+                    training: bool = True, num_nodes: int | None = None,
+                    return_attention: bool = False, backend: str | None = None,
                     check_inputs: bool = False):
     r"""Scaled dot-product attention along the edges of a graph.
 
@@ -335,7 +335,8 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
         "edge_feat": _per_edge("edge_key", unsq(edge_key), num_edges, heads, (channels,)),
         "edge_value": _per_edge("edge_value", unsq(edge_value), num_edges, heads, (v.size(2),)),
     }
-    out, alpha = run_attention("dot", edge_index, q.size(0), features, _check_mask(edge_mask, num_edges),
+    out, alpha = run_attention("dot", edge_index, q.size(0), features,
+                               _check_mask(edge_mask, num_edges),
                       scale=1.0 / math.sqrt(channels) if scale is None else float(scale),
                       negative_slope=0.0, dropout=dropout, training=training,
                       return_attention=return_attention, backend=backend)
@@ -343,10 +344,10 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
 
 
 def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_index: GraphInput, *,
-                  negative_slope: float = 0.2, edge_logit: Optional[Tensor] = None,
-                  edge_mask: Optional[Tensor] = None, dropout: float = 0.0,
+                  negative_slope: float = 0.2, edge_logit: Tensor | None = None,
+                  edge_mask: Tensor | None = None, dropout: float = 0.0,
                   training: bool = True, return_attention: bool = False,
-                  backend: Optional[str] = None, check_inputs: bool = False):
+                  backend: str | None = None, check_inputs: bool = False):
     r"""GAT's additive attention (Velickovic et al. 2018) along the edges.
 
     .. math::
@@ -393,7 +394,8 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
     heads = value.size(1)
     _check_shape("alpha_src", alpha_src, (value.size(0), heads))
     if alpha_dst.size(1) != heads:
-        raise ValueError(f"'alpha_dst' must have shape [N_dst, {heads}], got {list(alpha_dst.shape)}")
+        raise ValueError(f"'alpha_dst' must have shape [N_dst, {heads}], "
+                         f"got {list(alpha_dst.shape)}")
     if check_inputs:
         _check_finite(dict(alpha_src=alpha_src, alpha_dst=alpha_dst, value=value,
                            edge_logit=edge_logit))
@@ -409,10 +411,10 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
 
 
 def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: GraphInput, *,
-                    negative_slope: float = 0.2, edge_feat: Optional[Tensor] = None,
-                    edge_mask: Optional[Tensor] = None, dropout: float = 0.0,
+                    negative_slope: float = 0.2, edge_feat: Tensor | None = None,
+                    edge_mask: Tensor | None = None, dropout: float = 0.0,
                     training: bool = True, return_attention: bool = False,
-                    backend: Optional[str] = None, check_inputs: bool = False):
+                    backend: str | None = None, check_inputs: bool = False):
     r"""GATv2's attention (Brody et al. 2022) along the edges.
 
     .. math::

@@ -37,7 +37,6 @@ from torch_geometric import EdgeIndex
 from .cpu import extension_available, load_extension
 
 
-
 def check_edge_index_layout(edge_index: Any, name: str = "edge_index") -> None:
     """Checks the type, dtype and shape of ``edge_index`` (reads no data).
 
@@ -50,7 +49,8 @@ def check_edge_index_layout(edge_index: Any, name: str = "edge_index") -> None:
     """
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"'{name}' must be a torch.Tensor, got {type(edge_index).__name__}")
-    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
+    dtype = edge_index.dtype
+    if dtype.is_floating_point or dtype.is_complex or dtype == torch.bool:
         raise TypeError(f"'{name}' must hold integer indices, got dtype {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"'{name}' must have shape [2, E], got {list(edge_index.shape)}")
@@ -143,7 +143,7 @@ class PreparedGraph:
         _check_values(self)
 
     @classmethod
-    def _trusted(cls, num_src: int, num_dst: int, **tensors: Tensor) -> "PreparedGraph":
+    def _trusted(cls, num_src: int, num_dst: int, **tensors: Tensor) -> PreparedGraph:
         """A graph whose fields are consistent by construction (built from a
         validated ``edge_index`` or copied from a validated graph): no checks,
         so no device synchronisation."""
@@ -155,7 +155,7 @@ class PreparedGraph:
 
     @classmethod
     def from_csr(cls, rowptr: Tensor, col: Tensor, num_src: int,
-                 perm: Tensor | None = None) -> "PreparedGraph":
+                 perm: Tensor | None = None) -> PreparedGraph:
         """Validates a destination-sorted CSR and builds its graph (with the CSC).
 
         Parameters
@@ -236,7 +236,7 @@ class PreparedGraph:
     def device(self) -> torch.device:
         return self.rowptr.device
 
-    def to(self, device: torch.device | str) -> "PreparedGraph":
+    def to(self, device: torch.device | str) -> PreparedGraph:
         """Returns a copy on ``device`` (derived data in ``extras`` is rebuilt there)."""
         device = torch.device(device)
         if device == self.device:
@@ -303,7 +303,8 @@ def _check_values(graph: PreparedGraph) -> None:
     position = csr_position[graph.csc_edge.long()]
     slot_src = _owners(graph.colptr)
     if not bool((graph.col.long()[position] == slot_src).all()):
-        raise _invalid("colptr", "and 'csc_edge' do not give each edge the source that 'col' gives it")
+        raise _invalid("colptr",
+                       "and 'csc_edge' do not give each edge the source that 'col' gives it")
     if not bool((_owners(graph.rowptr)[position] == graph.csc_row.long()).all()):
         raise _invalid("csc_row", "does not give each edge the destination that 'rowptr' gives it")
 
@@ -647,7 +648,8 @@ def _unique(edge_index: Tensor, num_src: int) -> Tensor:
     """The distinct edges of ``edge_index``, sorted by (destination, source)."""
     edge_index = plain_edge_index(edge_index)
     key = torch.unique(edge_index[1].long() * max(num_src, 1) + edge_index[0].long())
-    return torch.stack([key % max(num_src, 1), torch.div(key, max(num_src, 1), rounding_mode="floor")])
+    width = max(num_src, 1)
+    return torch.stack([key % width, torch.div(key, width, rounding_mode="floor")])
 
 
 def as_prepared(edge_index: Tensor | PreparedGraph, num_src: int, num_dst: int,

@@ -3,15 +3,13 @@
 ``pyg_attn::fused_attention`` is a custom op with a fake (meta) implementation,
 so ``torch.compile`` traces it without graph breaks, and an autograd formula
 that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
-integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous, of one floating dtype
-(float32 or float64), on the CPU.  The C++ entry points check every structural
+integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous,
+of one floating dtype (float32 or float64), on the CPU.  The C++ entry points check every structural
 precondition themselves (shapes, dtypes, contiguity, the kind, pointer
 monotonicity, index ranges) and raise ``RuntimeError`` naming the argument, so
 a direct call with inconsistent arguments cannot read or write out of bounds.
 """
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -31,9 +29,9 @@ def _extension():
 
 def _fused_forward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
-    edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
-    edge_mask: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
+    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
+    edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
+    edge_mask: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
     need_alpha: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``.
@@ -63,10 +61,10 @@ def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, 
 
 def _fused_backward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
-    edge_score: Optional[Tensor], edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
-    edge_mask: Optional[Tensor], out: Tensor, lse: Tensor, grad_out: Tensor,
-    grad_alpha: Optional[Tensor], scale: float, negative_slope: float, dropout: float, seed: int,
+    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
+    edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
+    edge_mask: Tensor | None, out: Tensor, lse: Tensor, grad_out: Tensor,
+    grad_alpha: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
     needs: list[bool],
 ) -> list[Tensor]:
     """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;

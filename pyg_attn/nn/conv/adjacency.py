@@ -6,13 +6,17 @@ sparse input are taken in its stored (coalesced) order.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import (is_torch_sparse_tensor, to_torch_coo_tensor,
-                                   to_torch_csc_tensor, to_torch_csr_tensor)
+from torch_geometric.utils import (
+    is_torch_sparse_tensor,
+    to_torch_coo_tensor,
+    to_torch_csc_tensor,
+    to_torch_csr_tensor,
+)
 from torch_geometric.utils.sparse import set_sparse_value, to_edge_index
 
 from ...ops import PreparedGraph, prepare
@@ -23,7 +27,7 @@ _SPARSE_BUILDERS = {torch.sparse_coo: to_torch_coo_tensor, torch.sparse_csr: to_
 
 
 def adjacency_to_edge_index(adj: Any, num_src: int, num_dst: int
-                            ) -> Tuple[Union[Tensor, PreparedGraph], int, int]:
+                            ) -> tuple[Tensor | PreparedGraph, int, int]:
     """Returns ``(edge_index, num_src, num_dst)`` for any supported input.
 
     ``edge_index`` tensors and prepared graphs pass through unchanged (a prepared
@@ -99,7 +103,7 @@ def pack_attention(adj: Any, edge_index: Tensor, alpha: Tensor,
     return edge_index, alpha
 
 
-def optional_pair(x: Any) -> Tuple[Tensor, Optional[Tensor]]:
+def optional_pair(x: Any) -> tuple[Tensor, Tensor | None]:
     """Splits ``x`` or ``(x_src, x_dst)`` into its source and destination features."""
     if isinstance(x, (tuple, list)):
         if len(x) != 2:

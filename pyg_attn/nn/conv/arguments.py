@@ -1,7 +1,7 @@
 """Checks of the constructor arguments the attention layers share."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 def _positive_int(value: Any) -> bool:
@@ -9,7 +9,7 @@ def _positive_int(value: Any) -> bool:
 
 
 def check_layer_arguments(out_channels: Any, heads: Any, dropout: Any,
-                          edge_dim: Optional[Any] = None) -> None:
+                          edge_dim: Any | None = None) -> None:
     """Raises ``ValueError`` naming the argument unless ``out_channels`` and
     ``heads`` are positive ints, ``dropout`` is in ``[0, 1]`` and ``edge_dim`` is
     ``None``, a positive int or ``-1`` (inferred lazily, as PyG's ``Linear``)."""

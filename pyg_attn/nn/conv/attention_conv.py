@@ -9,7 +9,7 @@ handling, edge features, ``reset_parameters`` and the attention weights returned
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ def glorot_linear(in_channels: int, out_channels: int, bias: bool = False) -> Li
     return Linear(in_channels, out_channels, bias=bias, weight_initializer="glorot")
 
 
-def split_input(x: Any, name: str = "x") -> Tuple[Tensor, Optional[Tensor]]:
+def split_input(x: Any, name: str = "x") -> tuple[Tensor, Tensor | None]:
     """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst or None)``, checked."""
     if isinstance(x, Tensor):
         x_src, x_dst = x, None
@@ -54,7 +54,7 @@ def split_input(x: Any, name: str = "x") -> Tuple[Tensor, Optional[Tensor]]:
     return x_src, x_dst
 
 
-def check_sizes(given: Optional[Tuple[int, int]], num_src: int, num_dst: Optional[int],
+def check_sizes(given: tuple[int, int] | None, num_src: int, num_dst: int | None,
                 name: str) -> None:
     """Checks node counts against the sizes fixed by the graph (or ``size``)."""
     if given is None:
@@ -64,8 +64,8 @@ def check_sizes(given: Optional[Tuple[int, int]], num_src: int, num_dst: Optiona
                          f"give ({num_src}, {num_dst if num_dst is not None else '?'})")
 
 
-def destination_count(edge_index: Any, num_src: int, num_dst: Optional[int],
-                      size: Optional[Tuple[int, int]] = None) -> int:
+def destination_count(edge_index: Any, num_src: int, num_dst: int | None,
+                      size: tuple[int, int] | None = None) -> int:
     """The number of destination nodes, checked against the node features.
 
     Sparse inputs and prepared graphs bring their sizes; otherwise ``size``, an
@@ -109,8 +109,8 @@ class AttentionConv(MessagePassing):
     ``node_dim=0``, stores the arguments as attributes and adds :attr:`backend`.
     """
 
-    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
-                 heads: int, concat: bool, dropout: float, edge_dim: Optional[int] = None,
+    def __init__(self, in_channels: int | tuple[int, int], out_channels: int,
+                 heads: int, concat: bool, dropout: float, edge_dim: int | None = None,
                  **kwargs: Any) -> None:
         check_layer_arguments(out_channels, heads, dropout, edge_dim)
         super().__init__(node_dim=0, **kwargs)
@@ -121,7 +121,7 @@ class AttentionConv(MessagePassing):
         self.dropout = dropout
         #: Backend of the attention op (``None``: automatic; ``"reference"``
         #: for double backward).  A plain attribute: not in the ``state_dict``.
-        self.backend: Optional[str] = None
+        self.backend: str | None = None
 
     @property
     def _merged_channels(self) -> int:
@@ -148,9 +148,9 @@ class ResidualAttentionConv(AttentionConv):
     """An attention layer whose output is its merged heads, plus an optional
     residual (``residual``) and an optional learnable ``bias``."""
 
-    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
+    def __init__(self, in_channels: int | tuple[int, int], out_channels: int,
                  heads: int, concat: bool, dropout: float, residual: bool,
-                 edge_dim: Optional[int] = None, **kwargs: Any) -> None:
+                 edge_dim: int | None = None, **kwargs: Any) -> None:
         super().__init__(in_channels, out_channels, heads, concat, dropout, edge_dim, **kwargs)
         self.residual = residual
 
@@ -161,7 +161,7 @@ class ResidualAttentionConv(AttentionConv):
         else:
             self.register_parameter("bias", None)
 
-    def _combine(self, out: Tensor, res: Optional[Tensor]) -> Tensor:
+    def _combine(self, out: Tensor, res: Tensor | None) -> Tensor:
         """The layer's output from the attention output ``[N, H, C]``: merged heads
         plus the residual ``res`` and the bias (each where present)."""
         out = self._merge_heads(out)
@@ -183,13 +183,13 @@ class GATBase(ResidualAttentionConv):
     """
 
     #: Attribute names of the node projections, in PyG's reset order.
-    _projection_names: Tuple[str, ...] = ()
+    _projection_names: tuple[str, ...] = ()
     #: Attribute names of the attention vectors, in PyG's reset order.
-    _attention_names: Tuple[str, ...] = ()
+    _attention_names: tuple[str, ...] = ()
 
-    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
+    def __init__(self, in_channels: int | tuple[int, int], out_channels: int,
                  heads: int, concat: bool, negative_slope: float, dropout: float,
-                 add_self_loops: bool, edge_dim: Optional[int], fill_value: FillValue,
+                 add_self_loops: bool, edge_dim: int | None, fill_value: FillValue,
                  residual: bool, **kwargs: Any) -> None:
         super().__init__(in_channels, out_channels, heads, concat, dropout, residual, edge_dim,
                          **kwargs)
@@ -198,7 +198,7 @@ class GATBase(ResidualAttentionConv):
         self.edge_dim = edge_dim
         self.fill_value = fill_value
 
-    def _edge_projection(self) -> Optional[Linear]:
+    def _edge_projection(self) -> Linear | None:
         """``lin_edge``: ``edge_dim -> heads * out_channels``, ``None`` without ``edge_dim``."""
         if self.edge_dim is None:
             return None
@@ -225,7 +225,7 @@ class GATBase(ResidualAttentionConv):
             glorot(getattr(self, name))
         zeros(self.bias)
 
-    def _residual_of(self, x: Any, x_src: Tensor, x_dst: Optional[Tensor]) -> Optional[Tensor]:
+    def _residual_of(self, x: Any, x_src: Tensor, x_dst: Tensor | None) -> Tensor | None:
         """PyG's skip connection: ``res(x)`` for one tensor, ``res(x_dst)`` for a pair
         (none without ``x_dst``)."""
         if self.res is None:
@@ -235,7 +235,7 @@ class GATBase(ResidualAttentionConv):
         return None if x_dst is None else self.res(x_dst)
 
     def _looped_edge_attr(self, looped: LoopedGraph, edge_index: Any,
-                          edge_attr: Optional[Tensor]) -> Optional[Tensor]:
+                          edge_attr: Tensor | None) -> Tensor | None:
         """``[E', D]`` edge features of the looped graph (loops filled with
         ``fill_value``), from ``edge_attr`` or the values of a sparse input;
         ``None`` when there are none."""
@@ -246,9 +246,9 @@ class GATBase(ResidualAttentionConv):
         edge_attr = loop_edge_attr(looped, edge_attr, self.fill_value)
         return edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
 
-    def _attention_output(self, out: Tensor, res: Optional[Tensor], looped: LoopedGraph,
-                          alpha: Optional[Tensor], return_attention_weights: Optional[bool]
-                          ) -> Union[Tensor, Tuple[Tensor, Any]]:
+    def _attention_output(self, out: Tensor, res: Tensor | None, looped: LoopedGraph,
+                          alpha: Tensor | None, return_attention_weights: bool | None
+                          ) -> Tensor | tuple[Tensor, Any]:
         """:meth:`_combine`, with the attention weights ``alpha`` in the form PyG
         returns them for the input type if ``return_attention_weights``."""
         out = self._combine(out, res)

@@ -1,7 +1,7 @@
 """GATConv: a drop-in replacement of PyG's layer running on the fused GAT op."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,8 +11,13 @@ from torch_geometric.typing import OptPairTensor, OptTensor
 from torch_geometric.utils import softmax
 
 from ...ops import gat_attention
-from .attention_conv import (GATBase, destination_count, glorot_linear, message_adjacency,
-                             split_input)
+from .attention_conv import (
+    GATBase,
+    destination_count,
+    glorot_linear,
+    message_adjacency,
+    split_input,
+)
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
 from .message_path import uses_message_path
 from .projection import project
@@ -46,7 +51,7 @@ def fold_attention(weight: Tensor, att: Tensor) -> Tensor:
     return (weight.view(heads, channels, -1) * att.view(heads, channels, 1)).sum(dim=1)
 
 
-def check_input_dropout(in_channels: Union[int, Tuple[int, int]], residual: bool,
+def check_input_dropout(in_channels: int | tuple[int, int], residual: bool,
                         input_dropout: float, dropout_scheme: str) -> None:
     """ValueErrors for GATConv's ``input_dropout`` / ``dropout_scheme`` arguments."""
     if not isinstance(input_dropout, (int, float)) or not 0.0 <= input_dropout <= 1.0:
@@ -199,15 +204,15 @@ class GATConv(GATBase):
 
     def __init__(
         self,
-        in_channels: Union[int, Tuple[int, int]],
+        in_channels: int | tuple[int, int],
         out_channels: int,
         heads: int = 1,
         concat: bool = True,
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         add_self_loops: bool = True,
-        edge_dim: Optional[int] = None,
-        fill_value: Union[float, Tensor, str] = "mean",
+        edge_dim: int | None = None,
+        fill_value: float | Tensor | str = "mean",
         bias: bool = True,
         residual: bool = False,
         input_dropout: float = 0.0,
@@ -243,11 +248,11 @@ class GATConv(GATBase):
 
     def forward(
         self,
-        x: Union[Tensor, OptPairTensor],
+        x: Tensor | OptPairTensor,
         edge_index: Any,
         edge_attr: OptTensor = None,
-        size: Optional[Tuple[int, int]] = None,
-        return_attention_weights: Optional[bool] = None,
+        size: tuple[int, int] | None = None,
+        return_attention_weights: bool | None = None,
     ):
         r"""Runs the forward pass of the module.
 
@@ -293,7 +298,7 @@ class GATConv(GATBase):
         h_src = self._project(lin_src, x_src, per_head)
         if isinstance(x, Tensor):
             h_dst = h_src if lin_dst is lin_src else self._project(lin_dst, x_src, per_head)
-            x_dst_in: Optional[Tensor] = x_src
+            x_dst_in: Tensor | None = x_src
         else:
             h_dst = None if x_dst is None else self._project(lin_dst, x_dst, per_head)
             x_dst_in = x_dst
@@ -350,7 +355,7 @@ class GATConv(GATBase):
         return edge_attr @ fold_attention(weight, self.att_edge).t()
 
     def edge_update(self, alpha_j: Tensor, alpha_i: OptTensor, edge_logit: OptTensor,
-                    index: Tensor, ptr: OptTensor, dim_size: Optional[int]) -> Tensor:
+                    index: Tensor, ptr: OptTensor, dim_size: int | None) -> Tensor:
         # Message path only (explainers, hooks): PyG's computation, without dropout.
         alpha = alpha_j if alpha_i is None else alpha_j + alpha_i
         if index.numel() == 0:

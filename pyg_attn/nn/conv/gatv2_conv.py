@@ -1,7 +1,7 @@
 """GATv2Conv: a drop-in replacement of PyG's layer running on the fused GATv2 op."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -9,8 +9,13 @@ from torch_geometric.typing import OptTensor, PairTensor
 from torch_geometric.utils import softmax
 
 from ...ops import gatv2_attention
-from .attention_conv import (GATBase, destination_count, glorot_linear, message_adjacency,
-                             split_input)
+from .attention_conv import (
+    GATBase,
+    destination_count,
+    glorot_linear,
+    message_adjacency,
+    split_input,
+)
 from .message_path import uses_message_path
 from .projection import project
 from .self_loops import gat_graph
@@ -65,7 +70,8 @@ class GATv2Conv(GATBase):
       exactly as PyG does, materialising ``[E', H, C]`` tensors (only then);
       hooks see ``alpha`` after dropout.
     * **Every input is new**: self-loop handling is built on each call in one
-      O(E + N) pass (no implicit cache, never stale).  Edge features with a ``SparseTensor`` input and
+      O(E + N) pass (no implicit cache, never stale).  Edge features with a
+      ``SparseTensor`` input and
       ``add_self_loops=True`` are supported (PyG raises).  Passing
       ``edge_attr`` to a layer built without ``edge_dim`` raises a
       ``ValueError`` (PyG: an ``AssertionError``); the values of a sparse
@@ -146,15 +152,15 @@ class GATv2Conv(GATBase):
 
     def __init__(
         self,
-        in_channels: Union[int, Tuple[int, int]],
+        in_channels: int | tuple[int, int],
         out_channels: int,
         heads: int = 1,
         concat: bool = True,
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         add_self_loops: bool = True,
-        edge_dim: Optional[int] = None,
-        fill_value: Union[float, Tensor, str] = "mean",
+        edge_dim: int | None = None,
+        fill_value: float | Tensor | str = "mean",
         bias: bool = True,
         share_weights: bool = False,
         residual: bool = False,
@@ -177,10 +183,10 @@ class GATv2Conv(GATBase):
 
     def forward(
         self,
-        x: Union[Tensor, PairTensor],
+        x: Tensor | PairTensor,
         edge_index: Any,
         edge_attr: OptTensor = None,
-        return_attention_weights: Optional[bool] = None,
+        return_attention_weights: bool | None = None,
     ):
         r"""Runs the forward pass of the module.
 
@@ -245,7 +251,7 @@ class GATv2Conv(GATBase):
         return self._attention_output(out, res, looped, alpha, return_attention_weights)
 
     def edge_update(self, x_j: Tensor, x_i: Tensor, edge_feat: OptTensor, index: Tensor,
-                    ptr: OptTensor, dim_size: Optional[int]) -> Tensor:
+                    ptr: OptTensor, dim_size: int | None) -> Tensor:
         # Message path only (explainers, hooks): PyG's computation, without dropout.
         x = x_i + x_j
         if edge_feat is not None:

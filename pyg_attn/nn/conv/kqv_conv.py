@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 from torch import Tensor
 from torch_geometric.nn.inits import zeros
@@ -36,7 +36,8 @@ class KQVConv(ResidualAttentionConv):
     With ``heads=1, scale=1.0, residual=True, bias=False`` this is exactly the
     original formulation.  :math:`\mathcal{N}(i)` is the *set* of in-neighbours:
     a duplicate edge counts once (the deduplicated graph is built per call, or
-    kept with a :class:`~pyg_attn.ops.PreparedGraph` passed as ``edge_index``).  Self-loops are kept as given; none are
+    kept with a :class:`~pyg_attn.ops.PreparedGraph` passed as ``edge_index``).
+    Self-loops are kept as given; none are
     added.  ``layer.backend`` (a plain attribute, not in the ``state_dict``)
     picks the backend of :func:`~pyg_attn.ops.graph_attention` (``None``:
     automatic; ``"reference"`` for double backward).
@@ -73,8 +74,8 @@ class KQVConv(ResidualAttentionConv):
         passed to :class:`~torch_geometric.nn.conv.MessagePassing`.
     """
 
-    def __init__(self, in_channels: Union[int, Tuple[int, int]], out_channels: int,
-                 heads: int = 1, concat: bool = True, scale: Optional[float] = None,
+    def __init__(self, in_channels: int | tuple[int, int], out_channels: int,
+                 heads: int = 1, concat: bool = True, scale: float | None = None,
                  residual: bool = True, bias: bool = True, dropout: float = 0.0,
                  **kwargs: Any) -> None:
         kwargs.setdefault("aggr", "add")
@@ -104,8 +105,8 @@ class KQVConv(ResidualAttentionConv):
             self.lin_skip.reset_parameters()
         zeros(self.bias)
 
-    def forward(self, x: Union[Tensor, Tuple[Tensor, Tensor]], edge_index: Any,
-                return_attention_weights: Optional[bool] = None):
+    def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Any,
+                return_attention_weights: bool | None = None):
         """Runs the update.
 
         Parameters
@@ -144,7 +145,7 @@ class KQVConv(ResidualAttentionConv):
             scale=1.0 / math.sqrt(channels) if self.scale is None else self.scale,
             dropout=self.dropout, training=self.training, return_attention=True,
             backend=self.backend)
-        res: Optional[Tensor] = None
+        res: Tensor | None = None
         if self.residual:
             res = x_dst if self.lin_skip is None else self.lin_skip(x_dst)
         out = self._combine(out, res)

@@ -40,8 +40,6 @@ weight holds an infinity or NaN (``0 * inf``); the double backward
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
@@ -99,7 +97,7 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     return lin(x)
 
 
-def project_rows(lin: torch.nn.Module, x: Tensor, rows: Optional[Tensor]) -> Tensor:
+def project_rows(lin: torch.nn.Module, x: Tensor, rows: Tensor | None) -> Tensor:
     """``lin(x)`` computed on the rows ``rows`` of ``x`` only, zero elsewhere
     (all rows when ``rows`` is ``None``).
 
@@ -134,7 +132,7 @@ class RowSparseGradLinear(torch.autograd.Function):
     ``b [out]`` or ``None``."""
 
     @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return torch.nn.functional.linear(x, weight, bias)
 
     @staticmethod
@@ -162,7 +160,7 @@ class RowSparseGradLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def nonzero_rows(grad: Tensor) -> Optional[Tensor]:
+def nonzero_rows(grad: Tensor) -> Tensor | None:
     """The indices ``[R]`` of the rows of ``grad [N, M]`` that are not all zero, if
     they are at most :data:`SPARSE_GRAD_ROWS` of the rows; else ``None``.
 

@@ -26,7 +26,7 @@ as it is: the explicit way to reuse a graph.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,10 +38,15 @@ from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
 from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
-from ...ops.csr import (PreparedGraph, as_prepared, build_graph, build_looped_graph,
-                        check_edge_index_layout)
+from ...ops.csr import (
+    PreparedGraph,
+    as_prepared,
+    build_graph,
+    build_looped_graph,
+    check_edge_index_layout,
+)
 
-FillValue = Union[float, int, Tensor, str, None]
+FillValue = float | int | Tensor | str | None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -90,11 +95,11 @@ class LoopedGraph:
     num_dst: int
     num_input_edges: int
     num_loops: int = 0
-    kept: Optional[Tensor] = None
-    attr_index: Optional[Tensor] = None
-    plain_edge_index: Optional[Tensor] = None
-    sparse_kept_dst: Optional[Tensor] = None
-    sparse_edge_id: Optional[Tensor] = None
+    kept: Tensor | None = None
+    attr_index: Tensor | None = None
+    plain_edge_index: Tensor | None = None
+    sparse_kept_dst: Tensor | None = None
+    sparse_edge_id: Tensor | None = None
 
     @property
     def num_edges(self) -> int:
@@ -128,7 +133,7 @@ class LoopedGraph:
         return self.kept is None
 
     @property
-    def kept_dst(self) -> Optional[Tensor]:
+    def kept_dst(self) -> Tensor | None:
         """``[E_kept]`` destinations of the kept edges, in input order."""
         if self.kept is None or self.sparse_kept_dst is not None:
             return self.sparse_kept_dst
@@ -331,7 +336,7 @@ def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue
     return full.index_select(0, looped.attr_index)
 
 
-def sparse_edge_values(adj: Any) -> Optional[Tensor]:
+def sparse_edge_values(adj: Any) -> Tensor | None:
     """The values PyG's ``propagate`` takes as ``edge_attr`` for a sparse input.
 
     All values of a ``SparseTensor``; the values of a ``torch.sparse`` tensor
@@ -345,7 +350,7 @@ def sparse_edge_values(adj: Any) -> Optional[Tensor]:
     return None
 
 
-def num_nodes_of(adj: Any) -> Optional[Tuple[int, int]]:
+def num_nodes_of(adj: Any) -> tuple[int, int] | None:
     """``(num_src, num_dst)`` fixed by the graph itself, or ``None`` for plain indices."""
     if isinstance(adj, PreparedGraph):
         return adj.num_src, adj.num_dst

@@ -12,7 +12,6 @@ dense product, which reads it as well and multiplies every entry.
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -25,7 +24,7 @@ __all__ = ["SAMPLE_ROWS", "sparse_extension", "sparse_nonzeros"]
 SAMPLE_ROWS = 64
 
 
-def sparse_extension(x: Tensor, weight: Tensor) -> Optional[ModuleType]:
+def sparse_extension(x: Tensor, weight: Tensor) -> ModuleType | None:
     """The compiled extension where its sparse products apply to ``x @ weight.T``:
     2-D CPU tensors of one floating dtype with contiguous feature columns, eager
     mode; ``None`` elsewhere."""
@@ -37,7 +36,7 @@ def sparse_extension(x: Tensor, weight: Tensor) -> Optional[ModuleType]:
 
 
 def sparse_nonzeros(x: Tensor, max_density: float, extension: ModuleType
-                    ) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+                    ) -> tuple[Tensor, Tensor, Tensor] | None:
     """``(rowptr [N + 1], cols [nnz], values [nnz])`` of ``x [N, F]``'s non-zeros in
     row-major CSR form (``cols`` int64), or ``None`` when more than ``max_density``
     of ``x`` is non-zero (NaN counts as non-zero).

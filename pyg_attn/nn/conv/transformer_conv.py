@@ -1,7 +1,7 @@
 """TransformerConv: a drop-in for PyG's graph transformer layer on the fused ops."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from .projection import project, project_rows
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
 
-def _sparse_values(adj: Any) -> Optional[Tensor]:
+def _sparse_values(adj: Any) -> Tensor | None:
     """The stored values of a sparse adjacency (``None`` if it has none)."""
     if isinstance(adj, SparseTensor):
         return adj.storage.value()
@@ -178,13 +178,13 @@ class TransformerConv(AttentionConv):
 
     def __init__(
         self,
-        in_channels: Union[int, Tuple[int, int]],
+        in_channels: int | tuple[int, int],
         out_channels: int,
         heads: int = 1,
         concat: bool = True,
         beta: bool = False,
         dropout: float = 0.,
-        edge_dim: Optional[int] = None,
+        edge_dim: int | None = None,
         bias: bool = True,
         root_weight: bool = True,
         **kwargs: Any,
@@ -229,10 +229,10 @@ class TransformerConv(AttentionConv):
 
     def forward(
         self,
-        x: Union[Tensor, Tuple[Tensor, Tensor]],
+        x: Tensor | tuple[Tensor, Tensor],
         edge_index: Any,
         edge_attr: OptTensor = None,
-        return_attention_weights: Optional[bool] = None,
+        return_attention_weights: bool | None = None,
     ):
         r"""Runs the forward pass of the module.
 
@@ -302,7 +302,7 @@ class TransformerConv(AttentionConv):
 
     # ------------------------------------------------------------------ fused path
     def _attend(self, x_dst: Tensor, key: Tensor, value: Tensor, edge_index: Any,
-                edge_attr: OptTensor, need_alpha: bool) -> Tuple[Tensor, OptTensor]:
+                edge_attr: OptTensor, need_alpha: bool) -> tuple[Tensor, OptTensor]:
         num_src, num_dst = key.size(0), x_dst.size(0)
         if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
             if (edge_index.size(0), edge_index.size(1)) != (num_dst, num_src):
@@ -310,7 +310,7 @@ class TransformerConv(AttentionConv):
                     f"'edge_index' is a sparse adjacency of size "
                     f"{[edge_index.size(0), edge_index.size(1)]} (destinations x sources), but "
                     f"the inputs have {num_dst} destination and {num_src} source nodes")
-            graph: Union[Tensor, PreparedGraph] = sparse_graph(edge_index)
+            graph: Tensor | PreparedGraph = sparse_graph(edge_index)
             if edge_attr is None:
                 stored = _sparse_values(edge_index)
                 edge_attr = stored if stored is not None and stored.dim() > 1 else None
@@ -365,7 +365,7 @@ class TransformerConv(AttentionConv):
     # ------------------------------------------------------------------ message path
     def message(self, query_i: Tensor, key_j: Tensor, value_j: Tensor,
                 edge_attr: OptTensor, index: Tensor, ptr: OptTensor,
-                size_i: Optional[int]) -> Tensor:
+                size_i: int | None) -> Tensor:
         """PyG's message (used only on the message path, see the class doc)."""
         if self.lin_edge is not None:
             if edge_attr is None:
@@ -388,9 +388,9 @@ class TransformerConv(AttentionConv):
         return out
 
 
-def _attended_rows(graph: Union[Tensor, PreparedGraph], num_src: int, num_dst: int,
-                   backend: Optional[str], device: torch.device
-                   ) -> Tuple[Union[Tensor, PreparedGraph], Optional[Tensor]]:
+def _attended_rows(graph: Tensor | PreparedGraph, num_src: int, num_dst: int,
+                   backend: str | None, device: torch.device
+                   ) -> tuple[Tensor | PreparedGraph, Tensor | None]:
     """The graph (prepared, when a fused kernel will run) and the destinations whose
     queries are needed, when few enough to project alone (see
     :attr:`~pyg_attn.ops.PreparedGraph.attended_rows`); ``None``: all of them.
@@ -417,7 +417,7 @@ def _check_channels(name: str, value: Any) -> None:
         raise ValueError(f"'{name}' must be a positive int, -1, or a pair of them, got {value!r}")
 
 
-def _split_x(x: Any) -> Tuple[Tensor, Tensor]:
+def _split_x(x: Any) -> tuple[Tensor, Tensor]:
     """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst)``, ``x_dst = x_src`` for one
     tensor: :func:`split_input`'s checks, and floating-point features."""
     x_src, x_dst = split_input(x)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
 
 import torch
 import triton
@@ -48,12 +47,32 @@ import triton.language as tl
 from torch import Tensor
 
 from ..csr import PreparedGraph
-from ..library import (eager_function, fused_autograd_formula, outside_compile,
-                       register_fused_autograd)
+from ..library import (
+    eager_function,
+    fused_autograd_formula,
+    outside_compile,
+    register_fused_autograd,
+)
 from ..score_kinds import KIND_IDS
-from .common import (DOT, EDGE, GAT, GATV2, att_vector, block_scores, dropout_factor, edge_block,
-                     leaky, leaky_grad, load_node, load_rows, load_scalars, row_shift,
-                     scored_block, store_node, work_item)
+from .common import (
+    DOT,
+    EDGE,
+    GAT,
+    GATV2,
+    att_vector,
+    block_scores,
+    dropout_factor,
+    edge_block,
+    leaky,
+    leaky_grad,
+    load_node,
+    load_rows,
+    load_scalars,
+    row_shift,
+    scored_block,
+    store_node,
+    work_item,
+)
 from .work import TritonGraph, triton_graph
 
 CHUNK_SIZE = 1024
@@ -321,7 +340,7 @@ def _pow2(n: int) -> int:
 
 
 def launch_config(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: int,
-                  side: str = "dst", block_e: Optional[int] = None) -> dict:
+                  side: str = "dst", block_e: int | None = None) -> dict:
     """Block sizes and warps of the launches over one side's rows.
 
     All heads and channels of a node are in one tile (``BLOCK_H``, ``BLOCK_D``).
@@ -390,12 +409,12 @@ def _launch(kernel, num_programs: int, num_warps: int = 4, **kwargs) -> None:
                                 num_warps=num_warps)
 
 
-def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor],
-            edge_score: Optional[Tensor], edge_feat: Optional[Tensor],
-            edge_value: Optional[Tensor], edge_mask: Optional[Tensor]) -> dict:
+def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
+            edge_score: Tensor | None, edge_feat: Tensor | None,
+            edge_value: Tensor | None, edge_mask: Tensor | None) -> dict:
     """Kernel arguments for the op's inputs: absent ones replaced by a dummy
     pointer (never read: their ``HAS_*`` flag is off), sizes, kind and flags."""
-    def present(t: Optional[Tensor]) -> Tensor:
+    def present(t: Tensor | None) -> Tensor:
         return dst if t is None else t
 
     return dict(dst=dst, src=src, value=value, att=present(att), escore=present(edge_score),
@@ -427,8 +446,8 @@ def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: 
 def _triton_forward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
     csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
-    dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
-    edge_feat: Optional[Tensor], edge_value: Optional[Tensor], edge_mask: Optional[Tensor],
+    dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None, edge_score: Tensor | None,
+    edge_feat: Tensor | None, edge_value: Tensor | None, edge_mask: Tensor | None,
     scale: float, negative_slope: float, dropout: float, seed: int, need_alpha: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``."""
@@ -470,8 +489,8 @@ def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr
             value.new_empty(col.size(0) if need_alpha else 0, heads, dtype=acc_torch))
 
 
-def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: Optional[Tensor],
-           grad_alpha: Optional[Tensor], acc_torch: torch.dtype) -> Tensor:
+def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: Tensor | None,
+           grad_alpha: Tensor | None, acc_torch: torch.dtype) -> Tensor:
     """``delta_i = <dO_i, out_i> + sum_j a_ij dA_ij`` per head, ``[N_dst, H]``."""
     delta = (grad_out.to(acc_torch) * out.to(acc_torch)).sum(-1)
     if alpha is not None and alpha.numel():
@@ -485,9 +504,9 @@ def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: O
 def _triton_backward(
     kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
     csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
-    dst: Tensor, src: Tensor, value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
-    edge_feat: Optional[Tensor], edge_value: Optional[Tensor], edge_mask: Optional[Tensor],
-    out: Tensor, lse: Tensor, grad_out: Tensor, grad_alpha: Optional[Tensor], scale: float,
+    dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None, edge_score: Tensor | None,
+    edge_feat: Tensor | None, edge_value: Tensor | None, edge_mask: Tensor | None,
+    out: Tensor, lse: Tensor, grad_out: Tensor, grad_alpha: Tensor | None, scale: float,
     negative_slope: float, dropout: float, seed: int, needs: list[bool],
 ) -> list[Tensor]:
     """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
@@ -558,11 +577,11 @@ def _graph_tensors(g: TritonGraph) -> tuple[Tensor, ...]:
 
 
 def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Tensor,
-                           value: Tensor, att: Optional[Tensor], edge_score: Optional[Tensor],
-                           edge_feat: Optional[Tensor], edge_value: Optional[Tensor],
-                           edge_mask: Optional[Tensor], scale: float, negative_slope: float,
+                           value: Tensor, att: Tensor | None, edge_score: Tensor | None,
+                           edge_feat: Tensor | None, edge_value: Tensor | None,
+                           edge_mask: Tensor | None, scale: float, negative_slope: float,
                            dropout: float, seed: int, need_alpha: bool,
-                           chunk: Optional[int] = None) -> tuple[Tensor, Tensor, Tensor]:
+                           chunk: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Launches the Triton op on a prepared graph (inputs as the CPU op's:
     contiguous, one floating dtype, one device, indices validated).
 
