@@ -91,13 +91,14 @@ def test_op_sees_every_in_place_edit_of_edge_index(edit):
 def test_sparse_feature_projection_sees_every_in_place_edit_of_x(edit):
     gen = torch.Generator().manual_seed(3)
     lin = torch.nn.Linear(200, 8)
-    x = torch.rand(50, 200, generator=gen) * (torch.rand(50, 200, generator=gen) < 0.02)
-    new = torch.rand(50, 200, generator=gen) * (torch.rand(50, 200, generator=gen) < 0.02)
+    shape = (400, 200)  # large enough for the sparse path (projection.SPARSE_MIN_ELEMENTS)
+    x = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.02)
+    new = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.02)
     project(lin, x)
     EDITS[edit](x, new)
     torch.testing.assert_close(project(lin, x), lin(new), atol=1e-5, rtol=1e-5)
     # A sparse input turned dense in place takes the dense product, with the same result.
-    dense = torch.randn(50, 200, generator=gen)
+    dense = torch.randn(shape, generator=gen)
     EDITS[edit](x, dense)
     torch.testing.assert_close(project(lin, x), lin(dense), atol=1e-5, rtol=1e-5)
 

@@ -45,11 +45,18 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-@torch.compiler.disable
 def load_extension() -> ModuleType | None:
-    """Returns the compiled module, building it once; ``None`` if unavailable."""
+    """Returns the compiled module, building it once; ``None`` if unavailable.
+
+    Once loaded it is a dictionary lookup (a layer call asks several times)."""
     if "module" in _state:
         return _state["module"]  # type: ignore[return-value]
+    return _load_once()
+
+
+@torch.compiler.disable
+def _load_once() -> ModuleType | None:
+    """Builds or imports the extension, once per process (outside ``torch.compile``)."""
     with _lock:
         if "module" not in _state:
             _state["module"] = _build()

@@ -460,7 +460,10 @@ def native_graph(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int 
             or index_dtype(edge_index.size(1) + (num_loops or 0), num_src, num_dst)
             != torch.int32 or not extension_available()):
         return None
-    rowptr, col, perm, colptr, csc_row, csc_edge, kept = build_graph_arrays(
+    # The op under torch.compile; its plain function otherwise (the dispatcher's
+    # per-call work costs more than the build of a small graph).
+    build = build_graph_arrays if torch.compiler.is_compiling() else _build_graph_arrays
+    rowptr, col, perm, colptr, csc_row, csc_edge, kept = build(
         edge_index[0], edge_index[1], num_src, num_dst, num_loops is not None, num_loops or 0)
     graph = PreparedGraph._trusted(num_src, num_dst, rowptr=rowptr, col=col, perm=perm,
                                    colptr=colptr, csc_row=csc_row, csc_edge=csc_edge)

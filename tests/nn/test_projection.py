@@ -24,6 +24,19 @@ def sparse_features(rows: int, cols: int, density: float, dtype=torch.float32, s
     return x
 
 
+@pytest.fixture(autouse=True)
+def _small_inputs_qualify(monkeypatch):
+    """These tests use small matrices: let them take the sparse path."""
+    monkeypatch.setattr(projection, "SPARSE_MIN_ELEMENTS", 0)
+
+
+def test_small_inputs_take_the_dense_product(monkeypatch):
+    monkeypatch.setattr(projection, "SPARSE_MIN_ELEMENTS", 1 << 16)
+    lin = torch.nn.Linear(300, 4)
+    assert not _uses_sparse(lin, sparse_features(50, 300, 0.02))  # 15,000 entries
+    assert _uses_sparse(lin, sparse_features(300, 300, 0.02))  # 90,000 entries
+
+
 def project_counting(lin, x) -> tuple[torch.Tensor, int]:
     """``project(lin, x)`` and how many times it ran the sparse product."""
     calls = []

@@ -5,7 +5,8 @@ Bag-of-words features (Cora: 1,433 columns, 1.3 % non-zero) make the layers'
 first projection ``x W^T`` ``[N, F] x [F, H C]`` the most expensive step of a
 training step, spent multiplying zeros. :func:`project` computes ``lin(x)``
 over the non-zeros of ``x`` instead when ``x`` is a plain dense CPU tensor that
-needs no gradient and is at most :data:`SPARSE_DENSITY` non-zero:
+needs no gradient, has at least :data:`SPARSE_MIN_ELEMENTS` entries and is at most
+:data:`SPARSE_DENSITY` non-zero:
 
 .. math::
     \text{lin}(x)_{n} = \sum_{f : x_{nf} \neq 0} x_{nf} W_{:, f} + b
@@ -50,6 +51,9 @@ from .sparse_features import sparse_extension, sparse_nonzeros
 
 SPARSE_DENSITY = 0.05
 """Largest fraction of non-zeros for which the sparse product is used."""
+SPARSE_MIN_ELEMENTS = 1 << 16
+"""Fewest entries of ``x`` for which its zeros are looked for (below, the dense
+product costs less than the look)."""
 SPARSE_GRAD_ROWS = 0.5
 """Largest fraction of non-zero gradient rows for which only those rows are used."""
 SPARSE_GRAD_MIN_ROWS = 8192
@@ -83,7 +87,8 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
             or not _plain_linear(lin, x, weight)):
         return lin(x)
     bias = getattr(lin, "bias", None)
-    extension = None if x.requires_grad else sparse_extension(x, weight)
+    extension = (None if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
+                 else sparse_extension(x, weight))
     found = None if extension is None else sparse_nonzeros(x, SPARSE_DENSITY, extension)
     if found is not None:
         rowptr, cols, values = found
