@@ -1,10 +1,12 @@
-"""Screenshot of the attention explorer's default view for the docs (docs/_static/explorer.png).
+"""Screenshots of the attention explorer for the docs (docs/_static/explorer*.png).
 
-Trains a short GAT on the shipped Cora (or uses ``--checkpoint``), writes the
-explorer page of one node's 2-hop neighbourhood with ``pyg-attn explain --html``
-and photographs it in headless Chromium::
+``graph``: trains a short GAT on the shipped Cora (or uses ``--checkpoint``), writes the
+explorer page of one node's 2-hop neighbourhood with ``pyg-attn explain --html``.
+``hetero`` and ``transformer``: run ``examples/hetero_explorer.py`` and
+``examples/transformer_explorer.py``.  Each page is photographed in headless Chromium::
 
-    .venv/bin/python docs/make_screenshots.py
+    .venv/bin/python docs/make_screenshots.py               # all three
+    .venv/bin/python docs/make_screenshots.py --pages hetero transformer
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pyg_attn.training.node_classification import (TrainConfig,  # noqa: E402
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars"]
+         "--hide-scrollbars", "--virtual-time-budget=5000"]
 
 
 def screenshot(page: Path, picture: Path, size: str = "1300,830") -> None:
@@ -40,13 +42,38 @@ def screenshot(page: Path, picture: Path, size: str = "1300,830") -> None:
                        check=True, capture_output=True, timeout=120)
 
 
+#: ``{page: (example script, page it writes, screenshot)}`` of the example pages.
+EXAMPLE_PAGES = {
+    "hetero": ("hetero_explorer.py", "hetero_explorer.html", "explorer_hetero.png"),
+    "transformer": ("transformer_explorer.py", "transformer_explorer.html",
+                    "explorer_transformer.png"),
+}
+
+
+def example_screenshot(page: str, work: Path, out: Path) -> Path:
+    """Runs the example writing ``page`` and photographs what it wrote."""
+    script, html, picture = EXAMPLE_PAGES[page]
+    examples = DOCS.parent / "examples"
+    subprocess.run([sys.executable, str(examples / script), "--out", str(work)], check=True,
+                   cwd=examples, capture_output=True, timeout=900)
+    screenshot(work / html, out / picture, size="1200,780")
+    return out / picture
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="output of 'pyg-attn train' (default: train 60 epochs now)")
     parser.add_argument("--node", type=int, default=22, help="centre node (default 22)")
     parser.add_argument("--out", type=Path, default=DOCS / "_static")
+    parser.add_argument("--pages", nargs="+", default=["graph", *EXAMPLE_PAGES],
+                        choices=["graph", *EXAMPLE_PAGES], help="which screenshots (default all)")
     args = parser.parse_args()
+    for page in [p for p in args.pages if p in EXAMPLE_PAGES]:
+        with tempfile.TemporaryDirectory() as work:
+            print(f"wrote {example_screenshot(page, Path(work), args.out)}")
+    if "graph" not in args.pages:
+        return
     with tempfile.TemporaryDirectory() as work:
         checkpoint = args.checkpoint
         if checkpoint is None:
