@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _support import output_dir
 from torch_geometric.data import HeteroData
 from torch_geometric.nn import GATConv, to_hetero
 
@@ -31,7 +32,6 @@ from pyg_attn.analysis import attention_rollout
 from pyg_attn.convert import hetero_attention
 from pyg_attn.nn import capture_attention
 from pyg_attn.visualization import explorer
-from _support import output_dir
 
 TOPICS = 3
 
@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     for e in into[last.weight[into].mean(1).argsort(descending=True)][:3].tolist():
         src, rel, _ = typed.edge_types[int(last.relation[e])]
         kind, index = typed.typed_nodes(last.edge_index[0, e:e + 1])
+        weight, share = float(last.weight[e].mean()), float(last.alpha[e].mean())
         print(f"conv2: ({typed.node_types[int(kind)]}, {int(index)}) -{rel}-> (paper, 0) "
-              f"weight {float(last.weight[e].mean()):.3f} (share {float(last.alpha[e].mean()):.3f})")
+              f"weight {weight:.3f} (share {share:.3f})")
     row = attention_rollout(typed, targets=[typed.node_id("paper", 0)],
                             num_nodes=typed.num_nodes).to_dense()[0]
     kinds, _ = typed.typed_nodes(torch.arange(typed.num_nodes))

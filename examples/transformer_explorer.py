@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _support import output_dir
 
 from pyg_attn.analysis import attention_rollout
 from pyg_attn.convert import token_attention
 from pyg_attn.nn import SelfAttention
 from pyg_attn.visualization import explorer
-from _support import output_dir
 
 SENTENCES = ("the cat sat on the mat because it was tired", "a dog ran in the park")
 PAD = "[pad]"

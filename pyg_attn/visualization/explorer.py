@@ -212,6 +212,7 @@ def explorer(records: Any, data: Any = None, node: Any = None, hops: int = 2,
 
     Examples
     --------
+    >>> import torch
     >>> edge_index = torch.tensor([[1, 2, 0, 3], [0, 0, 1, 2]])
     >>> alpha = torch.tensor([[0.25, 0.5], [0.75, 0.5], [1.0, 1.0], [1.0, 1.0]])
     >>> page = explorer([(edge_index, alpha)], node=0, hops=2)
@@ -228,8 +229,8 @@ def explorer(records: Any, data: Any = None, node: Any = None, hops: int = 2,
     >>> page = explorer((A, A), labels=["the", "cat", "sat"], node=2)
     >>> page.data["tokens"], page.data["centre"]
     (['the', 'cat', 'sat'], 2)
-    >>> page.data["rollout"]["2"][0]  # token 2's largest rollout share: itself
-    [2, 0.5625]
+    >>> page.data["flow"]  # attention flow into the chosen token, largest first
+    {'2': [[2, 0.75], [0, 0.35], [1, 0.3]]}
     """
     hops = check_int("hops", hops, 1)
     max_edges = check_int("max_edges", max_edges, 1)

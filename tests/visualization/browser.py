@@ -6,7 +6,7 @@ is installed, e.g. Debian's ``chromium`` and ``chromium-driver`` packages.
 from __future__ import annotations
 
 import shutil
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 import pytest
 
@@ -20,7 +20,7 @@ WEIGHT_TOL = 5.1e-5
 READY_TIMEOUT_S = 20
 
 
-def find_chromium() -> Tuple[Optional[str], Optional[str]]:
+def find_chromium() -> tuple[str | None, str | None]:
     """``(browser, chromedriver)`` paths, ``None`` where not installed."""
     browser = next(filter(None, map(shutil.which, BROWSERS)), None)
     return browser, shutil.which("chromedriver")
@@ -41,15 +41,15 @@ def select(driver: Any, control: str, text: str) -> None:
     Select(driver.find_element("id", control)).select_by_visible_text(text)
 
 
-def options(driver: Any, control: str) -> List[str]:
+def options(driver: Any, control: str) -> list[str]:
     return [o.text for o in driver.find_elements("css selector", f"#{control} option")]
 
 
-def drawn_edges(driver: Any) -> List[Any]:
+def drawn_edges(driver: Any) -> list[Any]:
     return driver.find_elements("css selector", "#edges g.edge")
 
 
-def hover_text(driver: Any, edge: Any) -> List[str]:
+def hover_text(driver: Any, edge: Any) -> list[str]:
     """The tooltip's lines after the pointer moves onto ``edge``'s arrowhead (the edge is
     first drawn on top, as dense pages cross many edges there)."""
     from selenium.webdriver.common.action_chains import ActionChains
@@ -76,7 +76,7 @@ def set_slider(driver: Any, value: float) -> None:
                           driver.find_element("id", "filter"), value)
 
 
-def skip_without_chromium() -> Tuple[str, str]:
+def skip_without_chromium() -> tuple[str, str]:
     browser, chromedriver = find_chromium()
     if browser is None or chromedriver is None:
         pytest.skip("no headless Chromium found: install chromium and chromedriver (Debian: "

@@ -1,7 +1,8 @@
 """One headless Chromium for every browser test of the explorer pages."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

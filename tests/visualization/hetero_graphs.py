@@ -1,7 +1,7 @@
 """A small synthetic ``HeteroData`` and GAT models on it (``to_hetero``, ``HeteroConv``)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any
 
 import torch
 import torch_geometric.nn as pyg_nn
@@ -47,7 +47,7 @@ class GAT(torch.nn.Module):
 
 
 def to_hetero_records(data: HeteroData, seed: int = 0, heads: int = 2
-                      ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+                      ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``(records, outputs)`` of a ``to_hetero`` GAT (``aggr="sum"``) in evaluation mode."""
     torch.manual_seed(seed)
     model = pyg_nn.to_hetero(GAT(heads=heads), data.metadata(), aggr="sum").eval()
@@ -56,7 +56,7 @@ def to_hetero_records(data: HeteroData, seed: int = 0, heads: int = 2
     return records, out
 
 
-def hetero_conv_records(data: HeteroData, seed: int = 0) -> Dict[str, Any]:
+def hetero_conv_records(data: HeteroData, seed: int = 0) -> dict[str, Any]:
     """The records of one ``HeteroConv`` of GAT layers (2 heads each)."""
     torch.manual_seed(seed)
     conv = pyg_nn.HeteroConv({edge_type: pyg_nn.GATConv((-1, -1), 4, heads=2,

@@ -5,7 +5,7 @@ Chromium (and its chromedriver) is installed (see ``browser.py``).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any
 
 import pytest
 import torch
@@ -16,8 +16,15 @@ from pyg_attn.nn import GATConv
 from pyg_attn.visualization import explorer
 
 from ..graphs import random_graph
-from .browser import (WEIGHT_TOL, drawn_edges, hover_text, open_page, select, set_slider,
-                      shown_weight)
+from .browser import (
+    WEIGHT_TOL,
+    drawn_edges,
+    hover_text,
+    open_page,
+    select,
+    set_slider,
+    shown_weight,
+)
 from .test_explorer import TwoLayers, capture, cora_page
 
 pytestmark = pytest.mark.browser
@@ -27,7 +34,7 @@ MAX_LOAD_MS = 1000.0
 
 
 @pytest.fixture(scope="module")
-def known(tmp_path_factory: Any) -> Dict[str, Any]:
+def known(tmp_path_factory: Any) -> dict[str, Any]:
     """A 14-node graph, our GATConv with 2 then 3 heads, labels and predictions, as a page."""
     edge_index = random_graph(14, 14, 40, seed=81)
     data = Data(x=torch.randn(14, 6), edge_index=edge_index, y=torch.arange(14) % 3)
@@ -41,7 +48,7 @@ def known(tmp_path_factory: Any) -> Dict[str, Any]:
             "logits": logits}
 
 
-def table_rows(driver: Any, table: str) -> List[Tuple[int, str, float]]:
+def table_rows(driver: Any, table: str) -> list[tuple[int, str, float]]:
     """``(node, edge id text, weight)`` of the side panel's ``table``, in its order."""
     rows = driver.find_elements("css selector", f"#{table} tr[data-node]")
     return [(int(row.find_element("css selector", "td.node").text),
@@ -49,8 +56,8 @@ def table_rows(driver: Any, table: str) -> List[Tuple[int, str, float]]:
              float(row.find_element("css selector", "td.weight").text)) for row in rows]
 
 
-def layer_edges(known: Dict[str, Any], layer: int,
-                head: Optional[int]) -> List[Tuple[int, int, int, float]]:
+def layer_edges(known: dict[str, Any], layer: int,
+                head: int | None) -> list[tuple[int, int, int, float]]:
     """``(source, target, edge id, weight)`` of a layer's shown edges from the Python records
     (``head=None``: mean of heads)."""
     nodes = set(known["page"].data["nodes"])
@@ -61,15 +68,15 @@ def layer_edges(known: Dict[str, Any], layer: int,
             if s in nodes and d in nodes]
 
 
-def expected_rows(edges: List[Tuple[int, int, int, float]], node: int, incoming: bool
-                  ) -> List[Tuple[int, str, float]]:
+def expected_rows(edges: list[tuple[int, int, int, float]], node: int, incoming: bool
+                  ) -> list[tuple[int, str, float]]:
     """The strongest (up to 10) incoming or outgoing edges of ``node``, as table rows."""
     rows = [(s if incoming else d, str(e), w) for s, d, e, w in edges
             if (d if incoming else s) == node]
     return sorted(rows, key=lambda r: -r[2])[:10]
 
 
-def assert_same_rows(got: List[Tuple[int, str, float]], want: List[Tuple[int, str, float]]
+def assert_same_rows(got: list[tuple[int, str, float]], want: list[tuple[int, str, float]]
                      ) -> None:
     """Same rows, weights equal to the 4 decimals shown, strongest first."""
     assert sorted(r[:2] for r in got) == sorted(r[:2] for r in want)

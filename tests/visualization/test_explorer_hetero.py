@@ -5,7 +5,7 @@ The page in a browser is driven by ``test_explorer_hetero_browser.py``.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import networkx as nx
 import pytest
@@ -23,13 +23,13 @@ MAX_HETERO_BYTES = 2_000_000
 
 
 @pytest.fixture(scope="module")
-def hetero() -> Tuple[Any, Dict[str, Any], Dict[str, torch.Tensor]]:
+def hetero() -> tuple[Any, dict[str, Any], dict[str, torch.Tensor]]:
     data = hetero_graph()
     records, out = to_hetero_records(data)
     return data, records, out
 
 
-def typed_edges(content: Dict[str, Any], layer: int) -> Dict[Tuple, List[float]]:
+def typed_edges(content: dict[str, Any], layer: int) -> dict[tuple, list[float]]:
     """``{(relation, edge id, (src type, id), (dst type, id)): [H] weights}`` of a page layer."""
     types, kinds, ids = content["types"], content["node_type"], content["nodes"]
     node = [(types[t], v) for t, v in zip(kinds, ids)]
@@ -41,7 +41,7 @@ def typed_edges(content: Dict[str, Any], layer: int) -> Dict[Tuple, List[float]]
                                                  data["rel"]))}
 
 
-def record_edges(records: Dict[str, Any], layer: str, shown: set) -> Dict[Tuple, List[float]]:
+def record_edges(records: dict[str, Any], layer: str, shown: set) -> dict[tuple, list[float]]:
     """The same from the per-relation records, for edges between ``shown`` typed nodes."""
     found = {}
     for name, record in records.items():

@@ -5,7 +5,7 @@ records and the graph in Python.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Set, Tuple
+from typing import Any
 
 import pytest
 import torch
@@ -14,8 +14,7 @@ from pyg_attn.analysis import attention_rollout
 from pyg_attn.convert import hetero_attention
 from pyg_attn.visualization import explorer
 
-from .browser import (WEIGHT_TOL, drawn_edges, hover_text, open_page, options, select,
-                      shown_weight)
+from .browser import WEIGHT_TOL, drawn_edges, hover_text, open_page, options, select, shown_weight
 from .hetero_graphs import hetero_graph, to_hetero_records
 
 pytestmark = pytest.mark.browser
@@ -24,7 +23,7 @@ CENTRE = ("paper", 0)
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: Any) -> Dict[str, Any]:
+def page(tmp_path_factory: Any) -> dict[str, Any]:
     data = hetero_graph()
     records, _ = to_hetero_records(data)
     path = tmp_path_factory.mktemp("hetero") / "hetero.html"
@@ -32,7 +31,7 @@ def page(tmp_path_factory: Any) -> Dict[str, Any]:
     return {"data": data, "records": records, "url": path.as_uri()}
 
 
-def neighbourhood(data: Any, hops: int) -> Set[Tuple[str, int]]:
+def neighbourhood(data: Any, hops: int) -> set[tuple[str, int]]:
     """The typed ``hops``-hop in-neighbourhood of :data:`CENTRE` in ``data``'s edges."""
     found, frontier = {CENTRE}, {CENTRE}
     for _ in range(hops):
@@ -46,7 +45,7 @@ def neighbourhood(data: Any, hops: int) -> Set[Tuple[str, int]]:
     return found
 
 
-def name(node: Tuple[str, int]) -> str:
+def name(node: tuple[str, int]) -> str:
     return f"({node[0]}, {node[1]})"
 
 

@@ -5,7 +5,7 @@ expected values come from the tensors and :mod:`pyg_attn.analysis`.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 import torch
@@ -24,7 +24,7 @@ CENTRE = 5
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: Any) -> Dict[str, Any]:
+def page(tmp_path_factory: Any) -> dict[str, Any]:
     attentions, words = attention_tuple(batch=2), token_words(16)
     path = tmp_path_factory.mktemp("tokens") / "tokens.html"
     explorer(attentions, labels=words, batch=1, node=CENTRE, flow_targets=2, path=path)
@@ -32,7 +32,7 @@ def page(tmp_path_factory: Any) -> Dict[str, Any]:
     return {"stack": stack, "words": words, "url": path.as_uri()}
 
 
-def name(page: Dict[str, Any], k: int) -> str:
+def name(page: dict[str, Any], k: int) -> str:
     return f"{page['words'][k]} ({k})"
 
 

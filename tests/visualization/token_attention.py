@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ WORDS = ("the quick brown fox jumps over the lazy dog while a small bird sings i
 
 
 def attention_tuple(layers: int = 4, heads: int = 4, tokens: int = 16, batch: int = 2,
-                    sharpness: float = 2.0, seed: int = 0) -> Tuple[torch.Tensor, ...]:
+                    sharpness: float = 2.0, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """``layers`` tensors ``[batch, heads, tokens, tokens]``: softmax of random scores
     (``sharpness`` times standard normal), as ``output_attentions=True`` gives them."""
     gen = torch.Generator().manual_seed(seed)
@@ -22,12 +22,12 @@ def attention_tuple(layers: int = 4, heads: int = 4, tokens: int = 16, batch: in
                  for _ in range(layers))
 
 
-def token_words(count: int) -> List[str]:
+def token_words(count: int) -> list[str]:
     """``count`` words of a sentence (repeating it as needed)."""
     return [WORDS[k % len(WORDS)] for k in range(count)]
 
 
-def decoded_weights(layer: Dict[str, Any], size: int, scale: int) -> np.ndarray:
+def decoded_weights(layer: dict[str, Any], size: int, scale: int) -> np.ndarray:
     """A page layer's ``[H, T, T]`` weights, decoded as the page's script does."""
     raw = np.frombuffer(zlib.decompress(base64.b64decode(layer["weights"])), dtype=np.uint8)
     values, k = [], 0
