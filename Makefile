@@ -10,7 +10,7 @@ OUT ?= out
 .PHONY: setup setup-demo setup-extras demo test bench asan clean
 
 # Two set-ups.  The demo's: torch first (pinned), then the package in editable
-# mode with its runtime dependencies (and ninja, which the kernel build needs),
+# mode with its runtime dependencies (ninja, which the kernel build needs, among them),
 # then the fused CPU kernel compiled ahead of time.  The full one (tests,
 # benchmarks) adds the dev/triton extras and the scatter extras.
 setup-demo: $(VENV)/.demo-setup-done
@@ -20,7 +20,7 @@ $(VENV)/.demo-setup-done: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip setuptools wheel
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) --no-build-isolation -e . ninja
+	$(PIP_INSTALL) --no-build-isolation -e .
 	$(PY) -m pyg_attn build-ext || echo "warning: using the reference backend"
 	touch $@
 
