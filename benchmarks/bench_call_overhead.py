@@ -72,9 +72,11 @@ def markdown(rows: list[dict], env: dict, command: str) -> str:
     lines = ["# Fixed cost of one layer call: pyg_attn vs PyG (CPU)", "",
              "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
              f"| command | `{command}` |", "",
-             f"A {NUM_NODES}-node, {NUM_EDGES}-edge graph (a new `edge_index` tensor per call), "
-             f"{IN_CHANNELS} -> 2 heads x 4; median microseconds per call; speed-up = PyG / ours.",
-             "", "| layer | mode | ours us | PyG us | speed-up |", "| --- | --- | --- | --- | --- |"]
+             f"A {NUM_NODES}-node, {NUM_EDGES}-edge graph (a new `edge_index` tensor per "
+             f"call), {IN_CHANNELS} -> 2 heads x 4; median microseconds per call; "
+             "speed-up = PyG / ours.",
+             "", "| layer | mode | ours us | PyG us | speed-up |",
+             "| --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['layer']} | {r['mode']} | {r['ours_us']:.0f} | {r['pyg_us']:.0f} | "
                      f"{r['speedup']:.2f}x |")
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
            "load average": common.load_average()}
     rows = [measure(layer, mode, args.calls) for layer in args.layers
             for mode in ("eval", "train")]
-    text = markdown(rows, env, ("python benchmarks/bench_call_overhead.py " + " ".join(argv)).strip())
+    command = ("python benchmarks/bench_call_overhead.py " + " ".join(argv)).strip()
+    text = markdown(rows, env, command)
     print(text)
     if args.out:
         out = Path(args.out).with_suffix(".md")

@@ -6,7 +6,19 @@ global mean pooling for graph classification) and built twice, with the layer
 class taken from ``torch_geometric.nn`` and from ``pyg_attn.nn`` (the only
 difference), with the same weights. Both see the same batches; their steps
 (forward, cross-entropy, backward, Adam step) alternate, and the median of the
-timed steps after a warm-up is reported. Attention dropout is 0 on both sides.
+timed steps after a warm-up is reported. Attention dropout is 0 on both sides,
+except in the ``-dropout`` recipes, where both sides drop the input of every
+layer and the attention weights with p = 0.6 (PyG's ``examples/gat.py``).
+
+A third model, the **floor**, replaces every attention layer by its linear
+projections alone (GATConv: ``lin``; GATv2Conv: ``lin_l``, ``lin_r``;
+TransformerConv: query, key, value and skip; summed to the layer's output
+shape): the same parameters and dense products without any message passing, so
+no layer can take a cheaper step.  It runs in the same alternation, and the table
+gives ours / floor and PyG / floor.  ``--compile`` adds our model under
+``torch.compile(dynamic=True)`` to the alternation (compiled / eager ratio; with
+dynamo's ``capture_dynamic_output_shape_ops`` and ``capture_scalar_outputs`` set, so
+that GAT's self-loops and the dropout seed stay in the graph).
 
 Workloads:
 
@@ -21,6 +33,12 @@ Workloads:
 ``cora``
     the full Cora graph (2,708 nodes, 1,433 features, 1.3 % non-zero), the same
     ``edge_index`` every step.
+``cora-dropout``
+    the GAT recipe of PyG's ``examples/gat.py`` on Cora: row-normalised features,
+    input dropout 0.6 before every layer (a new ``x`` every step) and attention
+    dropout 0.6.
+``neighbor-dropout``
+    the ``neighbor`` batches with the same input and attention dropout.
 ``50k`` / ``arxiv`` (``-cached`` / ``-uncached``)
     power-law graphs of 50k nodes / 500k edges (F=64) and 169,343 / 1,166,243
     (F=128), full batch; ``-uncached`` hands the layers a fresh ``edge_index``
@@ -58,8 +76,12 @@ if str(HERE) not in sys.path:
 
 import common  # noqa: E402  (also puts the repository root on sys.path)
 
-WORKLOADS = ("neighbor", "molecules", "cora", "50k-uncached", "50k-cached", "arxiv-uncached",
-             "arxiv-cached")
+WORKLOADS = ("neighbor", "neighbor-dropout", "molecules", "cora", "cora-dropout",
+             "50k-uncached", "50k-cached", "arxiv-uncached", "arxiv-cached")
+RECIPE_DROPOUT = 0.6
+#: The linear projections of each layer, for the floor model.
+FLOOR_PROJECTIONS = {"GATConv": ("lin",), "GATv2Conv": ("lin_l", "lin_r"),
+                     "TransformerConv": ("lin_query", "lin_key", "lin_value", "lin_skip")}
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
 HEADS, HIDDEN, NUM_CLASSES = 8, 8, 10
 CHECK_TOL = 1e-4
@@ -67,26 +89,49 @@ FULL_GRAPHS = {"50k": (50_000, 500_000, 64), "arxiv": (169_343, 1_166_243, 128)}
 
 
 # ============================================================================ model
+def floor_conv(layer: str):
+    """The floor stand-in of ``layer``: a module with the layer's projections
+    (same names, shapes and biases) whose output is their sum, ``[N, H * C]``."""
+    import torch
+
+    class Projections(torch.nn.Module):
+        def __init__(self, in_channels: int, out_channels: int, heads: int, dropout: float):
+            super().__init__()
+            width = heads * out_channels
+            for name in FLOOR_PROJECTIONS[layer]:
+                bias = not (layer == "GATConv")  # GATConv's lin has no bias, the layer has one
+                setattr(self, name, torch.nn.Linear(in_channels, width, bias=bias))
+            self.bias = torch.nn.Parameter(torch.zeros(width)) if layer == "GATConv" else None
+
+        def forward(self, x, edge_index):
+            out = sum(getattr(self, name)(x) for name in FLOOR_PROJECTIONS[layer])
+            return out if self.bias is None else out + self.bias
+
+    return Projections
+
+
 def make_net(conv_cls, in_channels: int, num_classes: int, num_layers: int,
-             graph_level: bool):
+             graph_level: bool, dropout: float = 0.0):
     import torch
     import torch.nn.functional as F
     from torch_geometric.nn import global_mean_pool
 
     class Net(torch.nn.Module):
         """``num_layers`` attention layers (H x C = 8 x 8, concatenated), ELU
-        between them, optional global mean pooling, then a linear head."""
+        between them, optional global mean pooling, then a linear head; with
+        ``dropout``, each layer's input and its attention weights are dropped."""
 
         def __init__(self):
             super().__init__()
             width = HEADS * HIDDEN
             self.convs = torch.nn.ModuleList(
-                conv_cls(in_channels if i == 0 else width, HIDDEN, heads=HEADS, dropout=0.0)
+                conv_cls(in_channels if i == 0 else width, HIDDEN, heads=HEADS, dropout=dropout)
                 for i in range(num_layers))
             self.head = torch.nn.Linear(width, num_classes)
 
         def forward(self, x, edge_index, batch=None):
             for conv in self.convs:
+                x = F.dropout(x, p=dropout, training=self.training)
                 x = F.elu(conv(x, edge_index))
             if graph_level:
                 x = global_mean_pool(x, batch)
@@ -112,6 +157,7 @@ class Workload:
     num_layers: int
     graph_level: bool
     batches: Callable[[int], Iterator[Batch]]  # n -> n batches, each a new graph if it says so
+    dropout: float = 0.0  # input and attention dropout of every layer
 
 
 def power_law_data(num_nodes: int, num_edges: int, features: int, seed: int):
@@ -144,6 +190,18 @@ def neighbor_workload(quick: bool) -> Workload:
                     return
 
     return Workload("neighbor", 128, 2, False, batches)
+
+
+def dropout_workload(name: str, quick: bool) -> Workload:
+    """``cora-dropout`` / ``neighbor-dropout``: the base workload with the recipe's
+    input and attention dropout (Cora with row-normalised features, as
+    ``examples/gat.py`` loads it)."""
+    import dataclasses
+
+    base = name.removesuffix("-dropout")
+    workload = neighbor_workload(quick) if base == "neighbor" else cora_workload(
+        quick, normalize=True)
+    return dataclasses.replace(workload, name=name, dropout=RECIPE_DROPOUT)
 
 
 def molecule(num_nodes: int, gen, features: int):
@@ -184,10 +242,12 @@ def molecules_workload(quick: bool) -> Workload:
     return Workload("molecules", 16, 3, True, batches)
 
 
-def cora_workload(quick: bool) -> Workload:
+def cora_workload(quick: bool, normalize: bool = False) -> Workload:
+    import torch_geometric.transforms as T
+
     from pyg_attn.datasets import load_dataset
 
-    data = load_dataset("Cora")[0]
+    data = load_dataset("Cora", transform=T.NormalizeFeatures() if normalize else None)[0]
 
     def batches(n: int) -> Iterator[Batch]:
         for _ in range(n):
@@ -218,6 +278,8 @@ def build_workload(name: str, quick: bool) -> Workload:
         return molecules_workload(quick)
     if name == "cora":
         return cora_workload(quick)
+    if name.endswith("-dropout"):
+        return dropout_workload(name, quick)
     return full_graph_workload(name, quick)
 
 
@@ -230,20 +292,35 @@ def neighbor_sampling_available() -> bool:
 
 
 # ============================================================================ steps
-def build_models(layer: str, workload: Workload, seed: int = 0):
-    """``{"pyg": model, "pyg_attn": model}`` with the same weights."""
+def build_models(layer: str, workload: Workload, seed: int = 0, floor: bool = False,
+                 compiled: bool = False):
+    """``{"pyg": model, "pyg_attn": model}`` with the same weights, plus the
+    ``"floor"`` model (:func:`floor_conv`) and our model under ``torch.compile``
+    (``"compiled"``, sharing the eager model's weights' values) when asked for."""
     import torch
     import torch_geometric.nn as pyg_nn
 
     import pyg_attn.nn as our_nn
 
+    classes = {"pyg": getattr(pyg_nn, layer), "pyg_attn": getattr(our_nn, layer)}
+    if floor:
+        classes["floor"] = floor_conv(layer)
+    if compiled:
+        classes["compiled"] = getattr(our_nn, layer)
     models = {}
-    for provider, module in (("pyg", pyg_nn), ("pyg_attn", our_nn)):
+    for provider, conv_cls in classes.items():
         torch.manual_seed(seed)
-        models[provider] = make_net(getattr(module, layer), workload.in_channels, NUM_CLASSES
+        models[provider] = make_net(conv_cls, workload.in_channels, NUM_CLASSES
                                     if not workload.graph_level else 2, workload.num_layers,
-                                    workload.graph_level)
+                                    workload.graph_level, workload.dropout)
     models["pyg_attn"].load_state_dict(models["pyg"].state_dict())
+    if compiled:
+        # GAT's self-loop removal keeps a data-dependent number of edges and attention
+        # dropout draws its seed with .item(): both stay in the graph with these set.
+        torch._dynamo.config.capture_dynamic_output_shape_ops = True
+        torch._dynamo.config.capture_scalar_outputs = True
+        models["compiled"].load_state_dict(models["pyg"].state_dict())
+        models["compiled"] = torch.compile(models["compiled"], dynamic=True)
     return models
 
 
@@ -270,14 +347,16 @@ def make_step(model):
 
 
 def check(models: dict, b: Batch) -> float:
-    """Max abs difference of the two models' eval-mode outputs on ``b``."""
+    """Max abs difference of the eval-mode outputs on ``b`` of our models (eager
+    and compiled) from PyG's."""
     import torch
 
+    compared = [p for p in models if p != "floor"]
     with torch.no_grad():
-        outs = [m.eval()(b.x, b.edge_index, b.batch) for m in models.values()]
+        outs = {p: models[p].eval()(b.x, b.edge_index, b.batch) for p in compared}
     for m in models.values():
         m.train()
-    return float((outs[0] - outs[1]).abs().max())
+    return max(float((outs[p] - outs["pyg"]).abs().max()) for p in compared if p != "pyg")
 
 
 def time_steps(models: dict, workload: Workload, warmup: int, steps: int) -> dict:
@@ -370,15 +449,19 @@ def markdown(rows: list, env: dict, command: str) -> str:
              "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
              f"| command | `{command}` |", "",
              "ms = median step time (forward, loss, backward, Adam step); peak = extra resident "
-             "MiB of a step; speed-up = PyG ms / ours ms; memory = ours peak / PyG peak.", "",
-             "| workload | layer | ours ms | PyG ms | speed-up | ours peak MiB | PyG peak MiB | "
-             "memory | max abs err | steps |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "MiB of a step; speed-up = PyG ms / ours ms; memory = ours peak / PyG peak; "
+             "floor = the same model with each attention layer replaced by its linear "
+             "projections alone; compiled = ours under torch.compile(dynamic=True) / ours "
+             "eager.", "",
+             "| workload | layer | ours ms | PyG ms | speed-up | ours / floor | PyG / floor | "
+             "compiled / eager | ours peak MiB | PyG peak MiB | memory | max abs err | steps |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         def f(v, d=2):
             return "-" if v is None else f"{v:.{d}f}"
         lines.append(f"| {r['workload']} | {r['layer']} | {f(r['ours_ms'])} | {f(r['pyg_ms'])} | "
-                     f"{f(r['speedup'])}x | {f(r['ours_peak_mb'], 1)} | {f(r['pyg_peak_mb'], 1)} | "
+                     f"{f(r['speedup'])}x | {f(r['ours_floor'])} | {f(r['pyg_floor'])} | "
+                     f"{f(r['compiled_eager'])} | {f(r['ours_peak_mb'], 1)} | {f(r['pyg_peak_mb'], 1)} | "
                      f"{f(r['memory_ratio'])} | {r['max_abs_err']:.1e} | {r['steps']} |")
     return "\n".join(lines) + "\n"
 
@@ -396,14 +479,18 @@ def run(args) -> int:
             continue
         workload = build_workload(name, args.quick)
         for layer in args.layers:
-            models = build_models(layer, workload)
+            models = build_models(layer, workload, floor=True, compiled=args.compile)
             err = check(models, next(workload.batches(1)))
             ok = err <= CHECK_TOL
             failed |= not ok
             times = time_steps(models, workload, args.warmup, args.steps)
-            ours, pyg = (statistics.median(times[p]) for p in ("pyg_attn", "pyg"))
+            ours, pyg, floor = (statistics.median(times[p]) for p in ("pyg_attn", "pyg", "floor"))
+            compiled = statistics.median(times["compiled"]) if args.compile else None
             row = {"workload": name, "layer": layer, "ours_ms": ours, "pyg_ms": pyg,
-                   "speedup": pyg / ours, "max_abs_err": err, "check_ok": ok,
+                   "speedup": pyg / ours, "floor_ms": floor, "ours_floor": ours / floor,
+                   "pyg_floor": pyg / floor, "compiled_ms": compiled,
+                   "compiled_eager": None if compiled is None else compiled / ours,
+                   "max_abs_err": err, "check_ok": ok,
                    "steps": args.steps, "ours_peak_mb": None, "pyg_peak_mb": None,
                    "memory_ratio": None}
             if args.memory:
@@ -443,6 +530,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the peak-memory runs (each a fresh interpreter)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time our model under torch.compile(dynamic=True)")
     p.add_argument("--quick", action="store_true",
                    help="small graphs, 3 timed steps: a smoke test")
     p.add_argument("--out", metavar="PATH",

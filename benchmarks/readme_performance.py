@@ -64,15 +64,29 @@ def workloads_block() -> list[str]:
              f"`pyg_attn.nn` layers, same weights and batches, median of "
              f"{env['steps']} alternating steps; {env['cpu']}, {env['threads']} threads, "
              f"torch {env['torch']}, PyG {env['torch_geometric']}, commit {env['commit']}). "
-             "Speed-up = PyG ms / ours ms per step; memory = our peak extra memory / PyG's:", "",
-             "| workload | " + " | ".join(LAYERS) + " | memory |",
-             "| --- | " + " | ".join("---" for _ in LAYERS) + " | --- |"]
+             "Speed-up = PyG ms / ours ms per step; memory = our peak extra memory / PyG's; "
+             "/ floor = step time over that of the same model with each attention layer "
+             "replaced by its linear projections alone (ours, PyG), per layer in the order "
+             "of the columns:", "",
+             "| workload | " + " | ".join(LAYERS) + " | memory | ours / floor | PyG / floor |",
+             "| --- | " + " | ".join("---" for _ in LAYERS) + " | --- | --- | --- |"]
     for workload in dict.fromkeys(r["workload"] for r in rows):
         cells = {r["layer"]: r for r in rows if r["workload"] == workload}
         speed = [f"{_num(cells[l]['speedup']):.2f}x" if l in cells else "-" for l in LAYERS]
         memory = _span([_num(r["memory_ratio"]) for r in cells.values()], "{:.2f}")
-        lines.append(f"| {workload} | " + " | ".join(speed) + f" | {memory} |")
+        lines.append(f"| {workload} | " + " | ".join(speed) + f" | {memory} | "
+                     f"{_per_layer(cells, 'ours_floor')} | {_per_layer(cells, 'pyg_floor')} |")
+    compiled = [_num(r.get("compiled_eager")) for r in rows]
+    if any(c is not None for c in compiled):
+        lines += ["", "Our model under `torch.compile(dynamic=True)` against eager, step time "
+                  f"ratio compiled / eager over these cells: {_span(compiled, '{:.2f}')}."]
     return lines + [""]
+
+
+def _per_layer(cells: dict, field: str) -> str:
+    """``field`` of each layer's row, in :data:`LAYERS` order, as ``a / b / c``."""
+    values = [_num(cells[layer].get(field)) for layer in LAYERS if layer in cells]
+    return " / ".join("-" if v is None else f"{v:.2f}" for v in values)
 
 
 def _report_facts(name: str) -> dict:

@@ -30,9 +30,10 @@ def test_quick_run_passes_its_correctness_checks(tmp_path):
     checks = [line for line in proc.stdout.splitlines() if line.startswith("check ")]
     assert checks and all(": ok" in line for line in checks), proc.stdout[-4000:]
     table = out.with_suffix(".md").read_text()
-    for workload in ("molecules", "cora", "50k-uncached", "arxiv-cached"):
+    for workload in ("molecules", "cora", "cora-dropout", "50k-uncached", "arxiv-cached"):
         for layer in ("GATConv", "GATv2Conv", "TransformerConv"):
             assert f"| {workload} | {layer} |" in table
+    assert "ours / floor" in table and "compiled / eager" in table
     assert "| cpu |" in table and "| commit |" in table
     assert out.with_suffix(".csv").exists()
 
