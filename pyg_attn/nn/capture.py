@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
 __all__ = ["AttentionRecord", "AttentionRecords", "capture_attention"]
 
 #: Layer classes whose attention :func:`capture_attention` records (subclasses too).
-ATTENTION_LAYERS: tuple[type, ...] = (
+ATTENTION_LAYERS: tuple[type[torch.nn.Module], ...] = (
     GATConv, GATv2Conv, TransformerConv, KQVConv,
     pyg_conv.GATConv, pyg_conv.GATv2Conv, pyg_conv.TransformerConv,
 )
@@ -273,8 +273,10 @@ def capture_attention(model: torch.nn.Module) -> Iterator[AttentionRecords]:
     handles: list[Any] = []
     pending: dict[int, list[tuple[Any, Any]]] = {}
 
-    def make_hooks(name: str, edge_pos: int, ret_pos: int | None):
-        def pre_hook(module, args, kwargs):
+    def make_hooks(name: str, edge_pos: int, ret_pos: int | None
+                   ) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        def pre_hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
             if len(args) > edge_pos:
                 adj = args[edge_pos]
             else:
@@ -289,7 +291,8 @@ def capture_attention(model: torch.nn.Module) -> Iterator[AttentionRecords]:
             pending.setdefault(id(module), []).append((adj, requested))
             return args, kwargs
 
-        def hook(module, args, kwargs, output):
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 output: Any) -> Any:
             stack = pending.get(id(module))
             if not stack:  # not started inside this block
                 return None

@@ -32,7 +32,7 @@ def _has_bias(layer: Module) -> bool:
     return getattr(layer, "bias", None) is not None
 
 
-def _constructor_args(layer: Module, target: type) -> dict[str, object]:
+def _constructor_args(layer: Module, target: type[Module]) -> dict[str, object]:
     """The keyword arguments that rebuild ``layer`` as ``target`` (read from its attributes)."""
     name = type(layer).__name__
     accepted = inspect.signature(target.__init__).parameters
@@ -68,7 +68,7 @@ def _layout(module: Module) -> list:
             for k, v in module.state_dict(keep_vars=True).items()]
 
 
-def _swap(layer: Module, target: type) -> Module:
+def _swap(layer: Module, target: type[Module]) -> Module:
     """``layer`` rebuilt as ``target``, holding the very same parameter objects."""
     name = type(layer).__name__
     for hooks in _HOOK_DICTS:

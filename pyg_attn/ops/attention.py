@@ -32,6 +32,8 @@ from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")
 GraphInput = Tensor | PreparedGraph
+#: What the attention ops return: ``out``, or ``(out, alpha)`` with ``return_attention=True``.
+AttentionOutput = Tensor | tuple[Tensor, Tensor]
 
 _warned: set[str] = set()
 
@@ -90,10 +92,10 @@ def select_backend(backend: str | None, device: torch.device) -> str:
         return "reference"
     if backend == "cpu":
         raise ValueError(f"'backend'='cpu' needs CPU tensors, got device {device}")
+    reason = _triton_missing(device) if device.type == "cuda" else None
     _warn_once(f"fallback-{device.type}",
                f"pyg_attn: no fused kernel for device '{device.type}'"
-               f"{' (' + _triton_missing(device) + ')' if device.type == 'cuda' else ''}; "
-               "using the reference backend")
+               f"{'' if reason is None else f' ({reason})'}; using the reference backend")
     return "reference"
 
 
@@ -197,9 +199,13 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
         return converted[id(t)]
 
     cast = {k: convert(v) for k, v in features.items()}
-    num_src = cast["src"].size(0)
+    dst, src, value = cast["dst"], cast["src"], cast["value"]
+    assert dst is not None and src is not None and value is not None, \
+        "every caller passes the dst, src and value features"
+    num_src = src.size(0)
     p = float(dropout) if training else 0.0
     seed = draw_seed() if p > 0.0 else 0
+    alpha: Tensor | None
     if chosen == "reference":
         if isinstance(edge_index, PreparedGraph):
             as_prepared(edge_index, num_src, num_dst)
@@ -208,7 +214,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
             validate_edge_index(edge_index, num_src, num_dst)
             index = plain_edge_index(edge_index).long()
         out, alpha = reference_attention(
-            kind, index, num_dst, cast["dst"], cast["src"], cast["value"], att=cast["att"],
+            kind, index, num_dst, dst, src, value, att=cast["att"],
             edge_score=cast["edge_score"], edge_feat=cast["edge_feat"],
             edge_value=cast["edge_value"], edge_mask=edge_mask, scale=scale,
             negative_slope=negative_slope, dropout=p, seed=seed)
@@ -218,7 +224,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
 
         graph = as_prepared(edge_index, num_src, num_dst)
         out, _stats, alpha = fused_attention_triton(
-            KIND_IDS[kind], graph, cast["dst"], cast["src"], cast["value"], cast["att"],
+            KIND_IDS[kind], graph, dst, src, value, cast["att"],
             cast["edge_score"], cast["edge_feat"], cast["edge_value"],
             None if edge_mask is None else edge_mask.contiguous(), scale, negative_slope, p,
             seed, return_attention)
@@ -226,7 +232,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
         graph = as_prepared(edge_index, num_src, num_dst)
         out, _lse, alpha = fused_attention_cpu(
             KIND_IDS[kind], graph.rowptr, graph.col, graph.perm, graph.colptr, graph.csc_row,
-            graph.csc_edge, cast["dst"], cast["src"], cast["value"], cast["att"],
+            graph.csc_edge, dst, src, value, cast["att"],
             cast["edge_score"], cast["edge_feat"], cast["edge_value"],
             None if edge_mask is None else edge_mask.contiguous(), float(scale),
             float(negative_slope), p, seed, bool(return_attention))
@@ -235,11 +241,15 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
     return out, (None if alpha is None else alpha.to(result_dtype))
 
 
-def _finish(out: Tensor, alpha: Tensor | None, squeeze: bool, return_attention: bool):
+def _finish(out: Tensor, alpha: Tensor | None, squeeze: bool, return_attention: bool
+            ) -> AttentionOutput:
     if squeeze:
         out = out.squeeze(1)
         alpha = None if alpha is None else alpha.squeeze(1)
-    return (out, alpha) if return_attention else out
+    if not return_attention:
+        return out
+    assert alpha is not None, "run_attention returns alpha when return_attention is set"
+    return out, alpha
 
 
 def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: GraphInput, *,
@@ -248,7 +258,7 @@ def graph_attention(query: Tensor, key: Tensor, value: Tensor, edge_index: Graph
                     edge_value: Tensor | None = None, dropout: float = 0.0,
                     training: bool = True, num_nodes: int | None = None,
                     return_attention: bool = False, backend: str | None = None,
-                    check_inputs: bool = False):
+                    check_inputs: bool = False) -> AttentionOutput:
     r"""Scaled dot-product attention along the edges of a graph.
 
     For every edge :math:`j \to i` (``edge_index[:, e] = (j, i)``) and head ``h``:
@@ -347,7 +357,8 @@ def gat_attention(alpha_src: Tensor, alpha_dst: Tensor, value: Tensor, edge_inde
                   negative_slope: float = 0.2, edge_logit: Tensor | None = None,
                   edge_mask: Tensor | None = None, dropout: float = 0.0,
                   training: bool = True, return_attention: bool = False,
-                  backend: str | None = None, check_inputs: bool = False):
+                  backend: str | None = None, check_inputs: bool = False
+                  ) -> AttentionOutput:
     r"""GAT's additive attention (Velickovic et al. 2018) along the edges.
 
     .. math::
@@ -414,7 +425,8 @@ def gatv2_attention(x_src: Tensor, x_dst: Tensor, att: Tensor, edge_index: Graph
                     negative_slope: float = 0.2, edge_feat: Tensor | None = None,
                     edge_mask: Tensor | None = None, dropout: float = 0.0,
                     training: bool = True, return_attention: bool = False,
-                    backend: str | None = None, check_inputs: bool = False):
+                    backend: str | None = None, check_inputs: bool = False
+                    ) -> AttentionOutput:
     r"""GATv2's attention (Brody et al. 2022) along the edges.
 
     .. math::

@@ -492,7 +492,7 @@ def _build_graph_arrays(src: Tensor, dst: Tensor, num_src: int, num_dst: int,
     if not arrays:
         validate_edge_index(torch.stack([src, dst]), num_src, num_dst)
         raise AssertionError("the graph extension refused an edge_index that validates")
-    return tuple(arrays)  # type: ignore[return-value]
+    return tuple(arrays)
 
 
 #: The counting-sort graph build as a custom op: ``torch.compile`` and
@@ -503,11 +503,12 @@ build_graph_arrays = torch.library.custom_op("pyg_attn::build_graph", _build_gra
 
 
 @build_graph_arrays.register_fake
-def _(src, dst, num_src, num_dst, drop_loops, num_loops):
+def _(src: Tensor, dst: Tensor, num_src: int, num_dst: int, drop_loops: bool, num_loops: int
+      ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     num_kept = torch.library.get_ctx().new_dynamic_size() if drop_loops else src.size(0)
     num_edges = num_kept + num_loops
-    edge = dict(dtype=torch.int32, device=src.device)
-    pointer = dict(dtype=torch.long, device=src.device)
+    edge: dict[str, Any] = dict(dtype=torch.int32, device=src.device)
+    pointer: dict[str, Any] = dict(dtype=torch.long, device=src.device)
     return (src.new_empty(num_dst + 1, **pointer), src.new_empty(num_edges, **edge),
             src.new_empty(num_edges, **edge), src.new_empty(num_src + 1, **pointer),
             src.new_empty(num_edges, **edge), src.new_empty(num_edges, **edge),

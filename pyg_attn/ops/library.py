@@ -11,6 +11,10 @@ a direct call with inconsistent arguments cannot read or write out of bounds.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -19,8 +23,14 @@ from .cpu import load_extension
 _GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
 _FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
 
+# The autograd formula of a custom op: ``setup_context(ctx, inputs, output)`` and
+# ``backward(ctx, *grad_outputs) -> grad_inputs``.  ``ctx`` is typed ``Any``: the
+# formulas keep their own attributes on it, which ``FunctionCtx`` does not declare.
+SetupContext = Callable[[Any, Any, Any], None]
+Backward = Callable[..., tuple[Tensor | None, ...]]
 
-def _extension():
+
+def _extension() -> ModuleType:
     ext = load_extension()
     if ext is None:
         raise RuntimeError("pyg_attn's fused CPU kernel is not available; use backend='reference'")
@@ -51,8 +61,11 @@ fused_attention = torch.library.custom_op("pyg_attn::fused_attention", _fused_fo
 
 
 @fused_attention.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
-      edge_feat, edge_value, edge_mask, scale, negative_slope, dropout, seed, need_alpha):
+def _(kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
+      csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
+      edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
+      edge_mask: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
+      need_alpha: bool) -> tuple[Tensor, Tensor, Tensor]:
     n_dst = rowptr.size(0) - 1
     heads, dim_v = value.size(1), value.size(2)
     return (value.new_empty(n_dst, heads, dim_v), value.new_empty(n_dst, heads, 2),
@@ -80,15 +93,19 @@ fused_attention_backward = torch.library.custom_op(
 
 
 @fused_attention_backward.register_fake
-def _(kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
-      edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
-      dropout, seed, needs):
+def _(kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
+      csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
+      edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
+      edge_mask: Tensor | None, out: Tensor, lse: Tensor, grad_out: Tensor,
+      grad_alpha: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
+      needs: list[bool]) -> list[Tensor]:
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)
     return [t.new_empty(t.shape) if (flag and t is not None) else value.new_empty(0)
             for t, flag in zip(like, needs)]
 
 
-def fused_autograd_formula(backward_op, num_graph: int):
+def fused_autograd_formula(backward_op: Callable[..., list[Tensor]], num_graph: int
+                           ) -> tuple[SetupContext, Backward]:
     """``(setup_context, backward)`` of a fused attention op.
 
     Shared by the CPU op and the Triton op (:mod:`pyg_attn.ops.triton`), and by
@@ -100,7 +117,8 @@ def fused_autograd_formula(backward_op, num_graph: int):
     """
     first_feature = 1 + num_graph
 
-    def setup_context(ctx, inputs, output):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...],
+                      output: tuple[Tensor, Tensor, Tensor]) -> None:
         (kind, *graph), rest = inputs[:first_feature], inputs[first_feature:]
         features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
         out, lse, _alpha = output
@@ -109,7 +127,8 @@ def fused_autograd_formula(backward_op, num_graph: int):
         ctx.params = (kind, scale, slope, dropout, seed)
         ctx.present = tuple(t is not None for t in features)
 
-    def backward(ctx, grad_out, _grad_lse, grad_alpha):
+    def backward(ctx: Any, grad_out: Tensor | None, _grad_lse: Tensor | None,
+                 grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
         if torch.is_grad_enabled():
             raise RuntimeError(
                 "pyg_attn: the fused kernels have no double backward (create_graph=True); "
@@ -135,7 +154,8 @@ def fused_autograd_formula(backward_op, num_graph: int):
     return setup_context, backward
 
 
-def register_fused_autograd(op_name: str, backward_op, num_graph: int) -> None:
+def register_fused_autograd(op_name: str, backward_op: Callable[..., list[Tensor]],
+                            num_graph: int) -> None:
     """Registers :func:`fused_autograd_formula` as the autograd of the op ``op_name``."""
     setup_context, backward = fused_autograd_formula(backward_op, num_graph)
     torch.library.register_autograd(op_name, backward, setup_context=setup_context)
@@ -150,16 +170,17 @@ class PositionalFunction(torch.autograd.Function):
     path."""
 
     @classmethod
-    def apply(cls, *args):
+    def apply(cls, *args: Any) -> Any:
         if torch._C._are_functorch_transforms_active():
             return super().apply(*args)
         # What Function.apply does once the defaults are bound (there are none).
         args = torch._functorch.utils.unwrap_dead_wrappers(args)
-        return super(torch.autograd.Function, cls).apply(*args)
+        # The C base's apply (torch._C._FunctionBase) is missing from torch's stubs.
+        return super(torch.autograd.Function, cls).apply(*args)  # type: ignore[misc]
 
 
-def eager_function(name: str, doc: str, forward, setup_context, backward
-                   ) -> type[torch.autograd.Function]:
+def eager_function(name: str, doc: str, forward: Callable[..., Any], setup_context: SetupContext,
+                   backward: Backward) -> type[torch.autograd.Function]:
     """A :class:`PositionalFunction` that runs ``forward(*inputs)`` with the
     autograd formula ``(setup_context, backward)`` of a custom op, but without the
     dispatcher's per-call argument handling (a molecule batch or a sampled
@@ -176,7 +197,8 @@ def eager_function(name: str, doc: str, forward, setup_context, backward
         "setup_context": staticmethod(setup_context), "backward": staticmethod(backward)})
 
 
-def outside_compile(function: type[torch.autograd.Function], op, *args):
+def outside_compile(function: type[torch.autograd.Function], op: Callable[..., Any],
+                    *args: Any) -> Any:
     """``op(*args)`` under ``torch.compile`` (traceable), ``function.apply(*args)``
     otherwise (the same kernels and formula, less per-call overhead)."""
     if torch.compiler.is_compiling():
@@ -192,7 +214,7 @@ EagerFusedAttention = eager_function(
     *fused_autograd_formula(_fused_backward, len(_GRAPH)))
 
 
-def fused_attention_cpu(*args) -> tuple[Tensor, Tensor, Tensor]:
+def fused_attention_cpu(*args: Any) -> tuple[Tensor, Tensor, Tensor]:
     """``pyg_attn::fused_attention(*args)``, through :class:`EagerFusedAttention`
     when not compiling (same results, less per-call overhead)."""
     return outside_compile(EagerFusedAttention, fused_attention, *args)
@@ -220,28 +242,29 @@ segment_softmax_backward = torch.library.custom_op(
 
 
 @segment_softmax.register_fake
-def _(src, index, num_groups):
+def _(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
     return torch.empty_like(src)
 
 
 @segment_softmax_backward.register_fake
-def _(out, grad, index, num_groups):
+def _(out: Tensor, grad: Tensor, index: Tensor, num_groups: int) -> Tensor:
     return torch.empty_like(out)
 
 
-def _segment_setup_context(ctx, inputs, output):
+def _segment_setup_context(ctx: Any, inputs: tuple[Tensor, Tensor, int], output: Tensor) -> None:
     _src, index, num_groups = inputs
     ctx.save_for_backward(output, index)
     ctx.num_groups = num_groups
 
 
-def segment_softmax_formula(backward_op):
+def segment_softmax_formula(backward_op: Callable[[Tensor, Tensor, Tensor, int], Tensor]
+                            ) -> Backward:
     """The ``backward`` of a segment softmax whose kernel gradient is ``backward_op``.
 
     Under ``create_graph=True`` the same formula runs as differentiable torch ops
     on the saved (graph-connected) output, so higher-order gradients are exact.
     """
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         out, index = ctx.saved_tensors
         if torch.is_grad_enabled():
             weighted = out * grad

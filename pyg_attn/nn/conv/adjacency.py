@@ -128,4 +128,5 @@ def sparse_graph(adj: Any) -> PreparedGraph:
         raise ValueError("'edge_index' is an uncoalesced torch.sparse_coo tensor; call "
                          ".coalesce() first (its duplicate entries are ambiguous)")
     index, num_src, num_dst = adjacency_to_edge_index(adj, adj.size(1), adj.size(0))
+    assert isinstance(index, Tensor), "a sparse adjacency becomes an edge_index tensor"
     return prepare(index, (num_src, num_dst))

@@ -253,5 +253,6 @@ class GATBase(ResidualAttentionConv):
         returns them for the input type if ``return_attention_weights``."""
         out = self._combine(out, res)
         if return_attention_weights:
+            assert alpha is not None, "the layers compute alpha when it is returned"
             return out, pack_attention(looped.adjacency, looped.returned_edge_index, alpha)
         return out

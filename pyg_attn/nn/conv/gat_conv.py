@@ -1,7 +1,7 @@
 """GATConv: a drop-in replacement of PyG's layer running on the fused GAT op."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -253,7 +253,7 @@ class GATConv(GATBase):
         edge_attr: OptTensor = None,
         size: tuple[int, int] | None = None,
         return_attention_weights: bool | None = None,
-    ):
+    ) -> Tensor | tuple[Tensor, Any]:
         r"""Runs the forward pass of the module.
 
         Parameters
@@ -296,6 +296,7 @@ class GATConv(GATBase):
         lin_dst = self.lin if self.lin is not None else self.lin_dst
         assert lin_src is not None and lin_dst is not None
         h_src = self._project(lin_src, x_src, per_head)
+        h_dst: Tensor | None
         if isinstance(x, Tensor):
             h_dst = h_src if lin_dst is lin_src else self._project(lin_dst, x_src, per_head)
             x_dst_in: Tensor | None = x_src
@@ -340,7 +341,9 @@ class GATConv(GATBase):
         """``lin(x)`` as ``[N, H, C]``; with ``per_head``, each head through its own
         input dropout mask (:func:`~pyg_attn.nn.conv.head_dropout.headwise_dropout_projection`)."""
         if per_head:
-            return headwise_dropout_projection(x, lin.weight, self.heads, self.input_dropout)
+            # torch's stubs type an undeclared Module attribute as Tensor | Module.
+            weight = cast(Tensor, lin.weight)
+            return headwise_dropout_projection(x, weight, self.heads, self.input_dropout)
         return project(lin, x).view(-1, self.heads, self.out_channels)
 
     def _edge_logit(self, edge_attr: Tensor) -> Tensor:

@@ -187,7 +187,7 @@ class GATv2Conv(GATBase):
         edge_index: Any,
         edge_attr: OptTensor = None,
         return_attention_weights: bool | None = None,
-    ):
+    ) -> Tensor | tuple[Tensor, Any]:
         r"""Runs the forward pass of the module.
 
         Parameters
@@ -234,7 +234,8 @@ class GATv2Conv(GATBase):
                              "(construct it with 'edge_dim')")
         edge_attr = None if self.lin_edge is None else \
             self._looped_edge_attr(looped, edge_index, edge_attr)
-        edge_feat = None if edge_attr is None else self.lin_edge(edge_attr).view(-1, H, C)
+        edge_feat = None if edge_attr is None or self.lin_edge is None else \
+            self.lin_edge(edge_attr).view(-1, H, C)
 
         if uses_message_path(self):  # also for flow='target_to_source'
             adj = message_adjacency(looped)

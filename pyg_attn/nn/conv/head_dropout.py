@@ -36,7 +36,9 @@ mask (``torch.rand(nnz, H) >= p``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -119,14 +121,14 @@ class SparseHeadwiseProjection(torch.autograd.Function):
         return extension.headwise_forward(rowptr, cols, values, keep, wt, scale)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
         weight, rowptr, cols, values, keep, scale, extension = inputs
         ctx.save_for_backward(rowptr, cols, values, keep)
         ctx.scale, ctx.extension, ctx.weight_shape = scale, extension, weight.shape
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out: Tensor):
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         rowptr, cols, values, keep = ctx.saved_tensors
         gwt = ctx.extension.headwise_weight_grad(rowptr, cols, values, keep,
                                                  grad_out.contiguous(), ctx.scale,
@@ -162,13 +164,15 @@ class HeadwiseDropoutLinear(torch.nn.Module):
         super().__init__()
         if getattr(linear, "bias", None) is not None:
             raise ValueError("'linear' must have no bias")
-        if linear.weight.size(0) % heads != 0:
+        # torch's stubs type an undeclared Module attribute as Tensor | Module.
+        weight = cast(Tensor, linear.weight)
+        if weight.size(0) % heads != 0:
             raise ValueError(f"'heads' ({heads}) must divide the output size "
-                             f"{linear.weight.size(0)} of 'linear'")
+                             f"{weight.size(0)} of 'linear'")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"'p' must be in [0, 1], got {p}")
-        self.linear_reset = linear.reset_parameters
-        self.weight = linear.weight
+        self.linear_reset = cast(Callable[[], None], linear.reset_parameters)
+        self.weight = weight
         self.heads = heads
         self.p = p
 

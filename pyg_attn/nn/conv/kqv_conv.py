@@ -106,7 +106,7 @@ class KQVConv(ResidualAttentionConv):
         zeros(self.bias)
 
     def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Any,
-                return_attention_weights: bool | None = None):
+                return_attention_weights: bool | None = None) -> Tensor | tuple[Tensor, Any]:
         """Runs the update.
 
         Parameters

@@ -233,7 +233,7 @@ class TransformerConv(AttentionConv):
         edge_index: Any,
         edge_attr: OptTensor = None,
         return_attention_weights: bool | None = None,
-    ):
+    ) -> Tensor | tuple[Tensor, Any]:
         r"""Runs the forward pass of the module.
 
         Parameters
@@ -358,9 +358,9 @@ class TransformerConv(AttentionConv):
             query, key, value, graph, edge_key=edge_key, edge_value=edge_value,
             dropout=self.dropout, training=self.training, return_attention=need_alpha,
             backend=self.backend)
-        if need_alpha:
-            return result
-        return result, None
+        if isinstance(result, Tensor):  # need_alpha is false: the output alone
+            return result, None
+        return result
 
     # ------------------------------------------------------------------ message path
     def message(self, query_i: Tensor, key_j: Tensor, value_j: Tensor,

@@ -323,7 +323,7 @@ class SelfAttention(LastAttentionGraph, torch.nn.Module):
             q_nodes, k_nodes, v_nodes, graph, edge_bias=edge_bias,
             edge_mask=(j <= i) if is_causal else None, dropout=self.dropout,
             training=self.training, return_attention=need_weights)
-        if not need_weights:
+        if isinstance(result, Tensor):  # need_weights is false: the output alone
             return result.view(n, length, heads, self.head_dim), None
         out, alpha = result
         dense = alpha.new_zeros(n, length, keys, heads)

@@ -494,6 +494,7 @@ def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: T
     """``delta_i = <dO_i, out_i> + sum_j a_ij dA_ij`` per head, ``[N_dst, H]``."""
     delta = (grad_out.to(acc_torch) * out.to(acc_torch)).sum(-1)
     if alpha is not None and alpha.numel():
+        assert grad_alpha is not None, "alpha is only computed for a grad_alpha"
         rows = torch.repeat_interleave(torch.arange(rowptr.numel() - 1, device=rowptr.device),
                                        rowptr.diff())
         edges = perm.long()
@@ -516,8 +517,8 @@ def _triton_backward(
     params = _params(scale, negative_slope, dropout, value)
     like = (dst, src, value, att, edge_score, edge_feat, edge_value)
     need = [bool(flag) and t is not None for flag, t in zip(needs, like)]
-    grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device) if flag else None
-             for t, flag in zip(like, need)]
+    grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device)
+             if flag and t is not None else None for t, flag in zip(like, need)]
     alpha = None if grad_alpha is None else _alpha(col, perm, dst_items, lse, inputs, **params)
     delta = _delta(rowptr, perm, out, grad_out, alpha, grad_alpha, acc_torch)
     heads, num_edges = value.size(1), col.numel()
@@ -540,9 +541,11 @@ def _triton_backward(
                 NEED_SRC=need[1], NEED_VALUE=need[2], **_items(src_items, num_edges, inputs, "src"),
                 **inputs, **params)
     if need[3]:
+        assert att is not None, "need[3] holds only for a given att"
         grads[3] = att_parts.sum(0).view(att.shape)
-    return [grad.to(t.dtype) if flag else value.new_empty(0)
-            for grad, t, flag in zip(grads, like, need)]
+    # grads[k] is None exactly where need[k] is false (always so for an absent t).
+    return [value.new_empty(0) if grad is None or t is None else grad.to(t.dtype)
+            for grad, t in zip(grads, like)]
 
 
 triton_fused_attention_backward = torch.library.custom_op(
