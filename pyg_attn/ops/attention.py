@@ -189,14 +189,18 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
     chosen = select_backend(backend, device)
     compute_dtype = result_dtype if result_dtype in (torch.float32, torch.float64) \
         or chosen == "triton" else torch.float32
-    converted: dict[int, Tensor] = {}  # one conversion per tensor, e.g. edge_key is edge_value
+    # One conversion per tensor (e.g. edge_key is edge_value), found by identity
+    # without id(): torch.compile would guard on the object ids and recompile per call.
+    converted: list[tuple[Tensor, Tensor]] = []
 
     def convert(t: Tensor | None) -> Tensor | None:
         if t is None:
             return None
-        if id(t) not in converted:
-            converted[id(t)] = t.to(compute_dtype).contiguous()
-        return converted[id(t)]
+        for original, done in converted:
+            if original is t:
+                return done
+        converted.append((t, t.to(compute_dtype).contiguous()))
+        return converted[-1][1]
 
     cast = {k: convert(v) for k, v in features.items()}
     dst, src, value = cast["dst"], cast["src"], cast["value"]
