@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pyg_attn.ops import csr
+from pyg_attn.ops import graph, graph_build
 from pyg_attn.ops.cpu import load_extension
 
 from .graphs import random_graph
@@ -36,7 +36,7 @@ GRAPHS = {
 }
 
 
-def assert_same_graph(ours: csr.PreparedGraph, reference: csr.PreparedGraph) -> None:
+def assert_same_graph(ours: graph.PreparedGraph, reference: graph.PreparedGraph) -> None:
     assert (ours.num_src, ours.num_dst) == (reference.num_src, reference.num_dst)
     for name in FIELDS:
         mine, theirs = getattr(ours, name), getattr(reference, name)
@@ -50,9 +50,9 @@ def test_native_graph_equals_the_sorted_one(name, dtype):
     edge_index, num_src, num_dst = GRAPHS[name]
     for order, edges in orders(edge_index, num_src).items():
         edges = edges.to(dtype)
-        native, kept = csr.native_graph(edges, num_src, num_dst)
+        native, kept = graph_build.native_graph(edges, num_src, num_dst)
         assert kept.numel() == 0, order
-        assert_same_graph(native, csr.sorted_graph(edges, num_src, num_dst))
+        assert_same_graph(native, graph_build.sorted_graph(edges, num_src, num_dst))
         assert torch.equal(native.edge_index, edges.long()), order
 
 
@@ -61,10 +61,10 @@ def test_native_looped_graph_equals_the_reference(name, monkeypatch):
     edge_index, num_src, num_dst = GRAPHS[name]
     num_loops = min(num_src, num_dst)
     for order, edges in orders(edge_index, num_src).items():
-        native, kept = csr.build_looped_graph(edges, num_src, num_dst, num_loops)
+        native, kept = graph_build.build_looped_graph(edges, num_src, num_dst, num_loops)
         with monkeypatch.context() as patch:
-            patch.setattr(csr, "native_graph", lambda *args: None)
-            reference, reference_kept = csr.build_looped_graph(edges, num_src, num_dst,
+            patch.setattr(graph_build, "native_graph", lambda *args: None)
+            reference, reference_kept = graph_build.build_looped_graph(edges, num_src, num_dst,
                                                                num_loops)
         assert_same_graph(native, reference)
         assert kept.dtype == torch.long and torch.equal(kept, reference_kept), order
@@ -75,8 +75,8 @@ def test_native_looped_graph_equals_the_reference(name, monkeypatch):
 def test_strided_rows_are_read_in_place():
     edge_index, num_src, num_dst = GRAPHS["pathologies"]
     transposed = edge_index.t().contiguous().t()  # rows with stride 2
-    native, _ = csr.native_graph(transposed, num_src, num_dst)
-    assert_same_graph(native, csr.sorted_graph(edge_index, num_src, num_dst))
+    native, _ = graph_build.native_graph(transposed, num_src, num_dst)
+    assert_same_graph(native, graph_build.sorted_graph(edge_index, num_src, num_dst))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -85,14 +85,14 @@ def test_strided_rows_are_read_in_place():
 @pytest.mark.parametrize("loops", [None, 3])
 def test_out_of_range_index_is_named(bad, message, loops):
     with pytest.raises(ValueError, match=message):
-        csr.native_graph(torch.tensor(bad), 4, 4, loops)
+        graph_build.native_graph(torch.tensor(bad), 4, 4, loops)
 
 
 @pytest.mark.parametrize("dtype", [torch.int16, torch.uint8])
 def test_other_index_dtypes_take_the_sorted_path(dtype):
     edges = torch.tensor([[0, 1], [1, 0]], dtype=dtype)
-    assert csr.native_graph(edges, 2, 2) is None
-    graph = csr.build_graph(edges, 2, 2)
+    assert graph_build.native_graph(edges, 2, 2) is None
+    graph = graph_build.build_graph(edges, 2, 2)
     assert graph.edge_index.tolist() == [[0, 1], [1, 0]] and graph.col.tolist() == [1, 0]
 
 

@@ -383,7 +383,7 @@ def test_torch_compile_traces_the_op():
 def test_pyg_edge_index_input_reuses_its_csr(sort_by):
     from torch_geometric import EdgeIndex
 
-    from pyg_attn.ops.csr import as_prepared
+    from pyg_attn.ops.graph_build import as_prepared
 
     edge_index = random_graph(30, 20, 120, seed=15, duplicates=4, isolated=3)
     wrapped = EdgeIndex(edge_index, sparse_size=(30, 20))

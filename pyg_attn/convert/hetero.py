@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .checks import as_edge_attention, unpack_attention
-from .networkx import DTYPE_KEY, HEADS_KEY, _weight_attrs
+from .networkx import DTYPE_KEY, HEADS_KEY, weight_attributes
 
 __all__ = ["HeteroAttention", "TypedRecord", "hetero_attention", "hetero_to_networkx",
            "relation_key"]
@@ -309,7 +309,7 @@ def hetero_to_networkx(data: Any, records: Any = None,
     kind, index = kind.view(2, -1).tolist(), index.view(2, -1).tolist()
     G.graph.update({HEADS_KEY: record.num_heads, DTYPE_KEY: "float64"})
     shares = record.alpha.mean(1).tolist()
-    for e, attrs in enumerate(_weight_attrs(record.weight)):
+    for e, attrs in enumerate(weight_attributes(record.weight)):
         edge_type = typed.edge_types[int(record.relation[e])]
         edge_id = int(record.edge_id[e])
         G.add_edge((typed.node_types[kind[0][e]], index[0][e]),

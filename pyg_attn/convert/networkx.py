@@ -41,7 +41,7 @@ def _check_labels(labels: Sequence[Hashable] | None, n: int) -> list[Hashable]:
     return labels
 
 
-def _weight_attrs(alpha: Tensor) -> list[dict[str, float]]:
+def weight_attributes(alpha: Tensor) -> list[dict[str, float]]:
     """Per edge: ``{"weight": ...}`` or per-head ``weight_h{h}`` and their mean."""
     if alpha.dim() == 1:
         return [{"weight": w} for w in alpha.tolist()]
@@ -105,7 +105,7 @@ def dense_to_digraph(attn: Any, labels: Sequence[Hashable] | None = None,
     G = nx.DiGraph(**{HEADS_KEY: heads, DTYPE_KEY: _dtype_name(attn)})
     G.add_nodes_from(names)
     G.add_edges_from((names[j], names[i], attrs) for j, i, attrs in
-                     zip(src.tolist(), dst.tolist(), _weight_attrs(alpha)))
+                     zip(src.tolist(), dst.tolist(), weight_attributes(alpha)))
     return G
 
 
@@ -262,7 +262,7 @@ def attention_to_networkx(edge_index: Any, alpha: Any = None, num_nodes: int | N
         heads, dtype = None, None
     else:
         edge_index, alpha, n = as_edge_attention(edge_index, alpha, num_nodes)
-        attrs = _weight_attrs(alpha)
+        attrs = weight_attributes(alpha)
         heads = alpha.size(1) if alpha.dim() == 2 else None
         dtype = _dtype_name(alpha)
     num_edges = edge_index.size(1)

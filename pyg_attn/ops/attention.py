@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 
 from .cpu import extension_available
-from .csr import PreparedGraph, as_prepared, plain_edge_index, validate_edge_index
 from .dropout import draw_seed
+from .graph import PreparedGraph, plain_edge_index, validate_edge_index
+from .graph_build import as_prepared
 from .library import fused_attention_cpu
 from .reference import reference_attention
 from .score_kinds import KIND_IDS

@@ -10,7 +10,7 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 
 from ...ops import graph_attention
-from ...ops.csr import as_prepared
+from ...ops.graph_build import as_prepared
 from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention, sparse_graph
 from .attention_conv import ResidualAttentionConv, glorot_linear
 

@@ -38,13 +38,8 @@ from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
 from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
-from ...ops.csr import (
-    PreparedGraph,
-    as_prepared,
-    build_graph,
-    build_looped_graph,
-    check_edge_index_layout,
-)
+from ...ops.graph import PreparedGraph, check_edge_index_layout
+from ...ops.graph_build import as_prepared, build_graph, build_looped_graph
 
 FillValue = float | int | Tensor | str | None
 

@@ -11,7 +11,7 @@ from torch_geometric.typing import OptTensor, SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor, softmax
 
 from ...ops import PreparedGraph, graph_attention, select_backend
-from ...ops.csr import as_prepared
+from ...ops.graph_build import as_prepared
 from .adjacency import sparse_graph
 from .attention_conv import AttentionConv, split_input
 from .message_path import uses_message_path

@@ -1,4 +1,4 @@
-// The CSR and CSC of a new edge list in O(E + N) (pyg_attn.ops.csr.build_graph),
+// The CSR and CSC of a new edge list in O(E + N) (pyg_attn.ops.graph_build),
 // with GAT's self-loop handling folded in.
 //
 // The edge list is the input's edges j -> i (src[k] = j, dst[k] = i), without its

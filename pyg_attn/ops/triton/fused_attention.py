@@ -46,7 +46,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..csr import PreparedGraph
+from ..graph import PreparedGraph
 from ..library import (
     eager_function,
     fused_autograd_formula,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..csr import PreparedGraph
+from ..graph import PreparedGraph
 
 INT32_MAX = 2**31 - 1
 
@@ -110,7 +110,7 @@ class TritonGraph:
     """The int32 views of a :class:`PreparedGraph` that the kernels read.
 
     ``col``/``perm`` (destination CSR), ``csc_row``/``csc_edge``/``csc_slot``
-    (source CSC, see :mod:`pyg_attn.ops.csr`), ``rowptr`` (int64, for
+    (source CSC, see :mod:`pyg_attn.ops.graph`), ``rowptr`` (int64, for
     ``torch.segment_reduce``) and the work items of both sides.
     """
 

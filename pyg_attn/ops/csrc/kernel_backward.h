@@ -1,0 +1,337 @@
+// The backward pass: a destination (CSR) pass and a source (CSC) pass, no atomics;
+// GAT's three-pass variant.
+// Included by fused_attention_kernels.h only (once per instruction set, each time
+// in its own namespace; no include guard).
+
+struct Grads {
+  at::Tensor dst, src, value, att, edge_score, edge_feat, edge_value;
+};
+
+template <typename T>
+T* data_or_null(const at::Tensor& t) { return t.defined() && t.numel() > 0 ? t.data_ptr<T>() : nullptr; }
+
+// Marks, in the log-sum slot of head 0 of a row's record, a destination whose
+// output gradient is all zero (and no gradient of the returned attention is
+// given): then every gradient its edges carry is exactly zero (w * 0 for the
+// values, a * (0 - 0) for the scores), so both backward passes skip its edges.
+// A real log-sum is >= 0 (the row maximum is one of its terms), 0 for an empty
+// head, or NaN, never -inf.  In a NeighborLoader step only the seed rows carry a
+// loss, so most rows of the last layer are skipped.
+template <typename T>
+constexpr T kSkippedRow = -std::numeric_limits<T>::infinity();
+
+// Whether the n values at x are all zero (+0 or -0).
+template <typename T>
+inline bool all_zero(const T* x, int64_t n) {
+  for (int64_t k = 0; k < n; ++k)
+    if (x[k] != T(0)) return false;
+  return true;
+}
+
+// Starts row i's record [shift, log_sum, delta] x H for the backward passes,
+// with delta_i = <dO_i, out_i> per head (a caller with a gradient of the
+// returned attention adds its edges' terms).  Returns false, with the row marked
+// (kSkippedRow), when dO_i is all zero and there is no such gradient.
+template <typename T, int FV>
+inline bool start_row_record(const Graph<T>& g, int64_t i, const T* out, const T* stats,
+                             const T* gout, bool has_galpha, T* record) {
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const T* go = gout + i * H * Cv;
+  if (!has_galpha && all_zero(go, H * Cv)) {
+    record[H] = kSkippedRow<T>;
+    return false;
+  }
+  heads_dot<FV>(go, out + i * H * Cv, static_cast<const T*>(nullptr), H, Cv, record + 2 * H);
+  row_shift(stats + i * H * 2, H, record, record + H);
+  return true;
+}
+
+// Per head of one edge j -> i with attention a[h]: the dropped weight
+// w = a * drop and the score gradient ds = a * (dL/da - delta_i), where
+// dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
+// attention) and delta_i = sum_j a_ij dL/da_ij (precomputed per row).
+template <typename T, int FV>
+inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* a, const T* go,
+                       const T* delta, const T* galpha, T* w, T* ds) {
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  // <dO_i, v_j + edge_value_e> per head, into ds; computed even for dropped
+  // edges: skipping them would be a mispredicted branch.
+  heads_dot<FV>(go, g.value + j * H * Cv, g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
+  for (int64_t h = 0; h < H; ++h) {
+    const T dfac = g.drop_factor(e, h);
+    T grad_a = dfac * ds[h];
+    if (galpha) grad_a += galpha[e * H + h];
+    w[h] = a[h] * dfac;
+    ds[h] = a[h] * (grad_a - delta[h]);
+  }
+}
+
+// Destination pass.  Per row i: attention recomputed from the row statistics,
+// delta_i, and per edge the destination-side and per-edge gradients.  The row's
+// softmax shift, log-sum and delta go to one record [3, H] per row, so that the
+// source pass, which visits rows at random, reads them from one place.
+template <int KIND, typename T, int FD, int FV>
+void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
+                   const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
+                   T* g_efeat, T* g_evalue, T* g_att) {
+  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
+  std::vector<T> w(H), ds(H), buf;
+  // The destination's gradient is summed here and stored once per row: summing
+  // into g_dst directly chains every edge on a store-to-load round trip.
+  std::vector<T> dst_grad(static_cast<size_t>(H * D));
+  const int64_t limit = g.rowptr[end];
+  for (int64_t i = begin; i < end; ++i) {
+    std::fill(dst_grad.begin(), dst_grad.end(), T(0));
+    const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
+    const T* go = gout + i * H * Cv;
+    // The row's record for the source pass: [shift, log_sum, delta] x H.
+    T* record = row_records + i * 3 * H;
+    T* delta = record + 2 * H;
+    if (!start_row_record<T, FV>(g, i, out, stats, gout, galpha != nullptr, record)) {
+      // Every gradient this row's edges carry is zero (see kSkippedRow).
+      if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
+      continue;
+    }
+    buf.resize(static_cast<size_t>(deg * H));
+    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
+    for (int64_t k = 0; k < deg; ++k) {
+      T* a = buf.data() + k * H;
+      attention_from_scores(a, record, H);
+      if (galpha) {
+        const T* ga = galpha + g.perm[start + k] * H;
+        for (int64_t h = 0; h < H; ++h) delta[h] += a[h] * ga[h];
+      }
+    }
+    for (int64_t k = 0; k < deg; ++k) {
+      const int64_t p = start + k, e = g.perm[p], j = g.col[p];
+      if (p + kPrefetchDistance < limit)
+        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
+      if (g.masked(e)) continue;  // per-edge gradients stay zero
+      edge_grads<T, FV>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
+      for (int64_t h = 0; h < H; ++h) {
+        const T* goh = go + h * Cv;
+        if (g_evalue) {
+          T* gev = g_evalue + (e * H + h) * Cv;
+          PYG_ATTN_SIMD
+          for (int64_t c = 0; c < Cv; ++c) gev[c] = w[h] * goh[c];
+        }
+        if (KIND == DOT) {
+          const T sds = g.scale * ds[h];
+          const T* q = g.dst + (i * H + h) * D;
+          const T* k = g.src + (j * H + h) * D;
+          const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          T* gq = dst_grad.data() + h * D;
+          if (ek) {
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) gq[d] += sds * (k[d] + ek[d]);
+          } else {
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) gq[d] += sds * k[d];
+          }
+          if (g_efeat) {
+            T* gek = g_efeat + (e * H + h) * D;
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) gek[d] = sds * q[d];
+          }
+          if (g_escore) g_escore[e * H + h] = ds[h];
+        } else if (KIND == GAT) {
+          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
+          dst_grad[h] += gz;
+          if (g_escore) g_escore[e * H + h] = gz;
+        } else if (KIND == GATV2) {
+          const T* xs = g.src + (j * H + h) * D;
+          const T* xd = g.dst + (i * H + h) * D;
+          const T* at = g.att + h * D;
+          const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          T* gxd = dst_grad.data() + h * D;
+          T* gef = g_efeat ? g_efeat + (e * H + h) * D : nullptr;
+          T* gat = g_att ? g_att + h * D : nullptr;
+          const T dsh = ds[h], slope = g.slope;  // locals: g.slope could alias the stores
+          if (!ef && !gef && gat) {  // the common case, without per-element branches
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) {
+              const T z = xs[d] + xd[d];
+              gxd[d] += dsh * at[d] * leaky_grad(z, slope);
+              gat[d] += dsh * leaky(z, slope);
+            }
+          } else {
+            PYG_ATTN_SIMD
+            for (int64_t d = 0; d < D; ++d) {
+              const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+              const T gz = dsh * at[d] * leaky_grad(z, slope);
+              gxd[d] += gz;
+              if (gef) gef[d] = gz;
+              if (gat) gat[d] += dsh * leaky(z, slope);
+            }
+          }
+        } else {
+          if (g_escore) g_escore[e * H + h] = ds[h];
+        }
+      }
+    }
+    if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
+  }
+}
+
+// Source pass over the source-sorted CSR: value and source-side gradients.
+// Every edge's attention is recomputed here from its destination's statistics
+// (as in the forward), so nothing of size E is stored between the passes
+// (except, with `g_logit`, GAT's logit gradients: see gat_backward).
+template <int KIND, typename T, int FD, int FV>
+void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
+                   const index_t* csc_row, const index_t* csc_edge, const T* row_records,
+                   const T* gout, const T* galpha, T* g_src, T* g_value, T* g_logit) {
+  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
+  // Destination-side data read per edge: a GAT score scalar or a feature row.
+  const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
+  std::vector<T> a(H), w(H), ds(H);
+  // Per-source sums kept local and stored once per source (see backward_rows).
+  std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
+  const int64_t limit = colptr[end];
+  for (int64_t j = begin; j < end; ++j) {
+    std::fill(value_grad.begin(), value_grad.end(), T(0));
+    std::fill(src_grad.begin(), src_grad.end(), T(0));
+    for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
+      const int64_t i = csc_row[q], e = csc_edge[q];
+      if (q + kPrefetchDistance < limit) {
+        const int64_t ahead = csc_row[q + kPrefetchDistance];
+        prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
+        prefetch_row(row_records + ahead * 3 * H, 3 * H * sizeof(T));
+        if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
+      }
+      const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
+      if (g.masked(e) || record[H] == kSkippedRow<T>) {
+        if (g_logit) std::fill(g_logit + e * H, g_logit + (e + 1) * H, T(0));
+        continue;
+      }
+      g.template scores<KIND, FD>(i, j, e, a.data());
+      attention_from_scores(a.data(), record, H);
+      const T* go = gout + i * H * Cv;
+      edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w.data(), ds.data());
+      for (int64_t h = 0; h < H; ++h) {
+        if (g_value) {
+          const T* goh = go + h * Cv;
+          T* gv = value_grad.data() + h * Cv;
+          const T wh = w[h];
+          PYG_ATTN_SIMD
+          for (int64_t c = 0; c < Cv; ++c) gv[c] += wh * goh[c];
+        }
+        if (KIND == GAT && (g_src || g_logit)) {
+          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
+          src_grad[h] += gz;
+          if (g_logit) g_logit[e * H + h] = gz;
+        }
+        if (!g_src) continue;
+        if (KIND == DOT) {
+          const T sds = g.scale * ds[h];
+          const T* qh = g.dst + (i * H + h) * D;
+          T* gk = src_grad.data() + h * D;
+          PYG_ATTN_SIMD
+          for (int64_t d = 0; d < D; ++d) gk[d] += sds * qh[d];
+        } else if (KIND == GATV2) {
+          const T* xs = g.src + (j * H + h) * D;
+          const T* xd = g.dst + (i * H + h) * D;
+          const T* at = g.att + h * D;
+          const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
+          T* gxs = src_grad.data() + h * D;
+          const T dsh = ds[h], slope = g.slope;  // locals: g.slope could alias the stores
+          PYG_ATTN_SIMD
+          for (int64_t d = 0; d < D; ++d) {
+            const T z = xs[d] + xd[d] + (ef ? ef[d] : T(0));
+            gxs[d] += dsh * at[d] * leaky_grad(z, slope);
+          }
+        }
+      }
+    }
+    if (g_value) std::copy(value_grad.begin(), value_grad.end(), g_value + j * H * Cv);
+    if (g_src && KIND != EDGE) std::copy(src_grad.begin(), src_grad.end(), g_src + j * H * D);
+  }
+}
+
+// GAT's destination gradient: g_dst[i, h] = sum over the edges p of row i of
+// g_logit[perm[p], h], summed in the row's order (as backward_rows would), locally
+// and stored once per row (see backward_rows).
+template <typename T>
+void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
+                   const T* g_logit, T* g_dst) {
+  const int64_t H = g.heads;
+  std::vector<T> dst_grad(static_cast<size_t>(H));
+  for (int64_t i = begin; i < end; ++i) {
+    std::fill(dst_grad.begin(), dst_grad.end(), T(0));
+    if (row_records[i * 3 * H + H] != kSkippedRow<T>) {
+      for (int64_t p = g.rowptr[i]; p < g.rowptr[i + 1]; ++p) {
+        const T* z = g_logit + g.perm[p] * H;
+        for (int64_t h = 0; h < H; ++h) dst_grad[h] += z[h];
+      }
+    }
+    std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H);
+  }
+}
+
+// GAT's backward without a gradient of the returned attention, in three passes
+// that gather one feature row per edge instead of two: its per-row deltas need
+// no edge (delta_i = <dO_i, out_i>), so the destination pass shrinks to the
+// row records; the source pass computes each edge's logit gradient once and
+// stores it ([E, H]: the edge-score gradient itself when that is asked for);
+// the destination gradient is then a segment sum of those.
+template <typename T, int FD, int FV>
+void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
+                  const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
+                  const T* out, const T* stats, const T* gout, T* row_records, Grads& grads) {
+  for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      start_row_record<T, FV>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
+  });
+  T* g_dst = data_or_null<T>(grads.dst);
+  T* g_logit = data_or_null<T>(grads.edge_score);
+  at::Tensor logit_buffer;
+  if (g_dst && !g_logit) {
+    logit_buffer = fresh({g.num_edges, g.heads}, grads.dst.options(), false);
+    g_logit = logit_buffer.data_ptr<T>();
+  }
+  const auto col_bounds = balanced_chunks(colptr, g.n_src);
+  for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
+    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, gout, nullptr,
+                                  data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
+  });
+  if (g_dst)
+    for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
+      gat_dst_grads(g, b, e, row_records, g_logit, g_dst);
+    });
+}
+
+template <int KIND, typename T, int FD, int FV>
+void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
+                   const index_t* csc_edge, const T* out, const T* stats, const T* gout,
+                   const T* galpha, Grads& grads) {
+  const int64_t H = g.heads;
+  auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  at::Tensor row_records = fresh({g.n_dst, 3, H}, opts, false);
+  const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
+  if constexpr (KIND == GAT) {
+    if (!galpha) {
+      gat_backward<T, FD, FV>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
+                              row_records.data_ptr<T>(), grads);
+      return;
+    }
+  }
+  const int64_t chunks = static_cast<int64_t>(row_bounds.size()) - 1;
+  T* g_att_total = data_or_null<T>(grads.att);
+  at::Tensor att_partial;
+  if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
+  for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
+    backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
+                                   data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
+                                   data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
+                                   g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
+  });
+  if (g_att_total) grads.att.copy_(att_partial.sum(0).view_as(grads.att));
+  T* g_src = data_or_null<T>(grads.src);
+  T* g_value = data_or_null<T>(grads.value);
+  if (!g_src && !g_value) return;
+  const auto col_bounds = balanced_chunks(colptr, g.n_src);
+  for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
+    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
+                                   gout, galpha, g_src, g_value, nullptr);
+  });
+}

@@ -1,0 +1,105 @@
+// Score kind and per-head sizes as compile-time constants, and the forward()/
+// backward() entry points on checked arguments.
+// Included by fused_attention_kernels.h only (once per instruction set, each time
+// in its own namespace; no include guard).
+
+template <int V>
+using Fixed = std::integral_constant<int, V>;
+
+// Calls f(kind, FD, FV) with the per-head sizes as compile-time constants (0 =
+// known only at run time) in the common float cases (GAT's per-node scores have
+// FD = 1, the other kinds FD = FV): fixed sizes let the compiler unroll and
+// vectorise the per-head loops, which dominate at small C.
+template <int KIND, typename T, typename F>
+void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv) {
+  auto kind = std::integral_constant<int, KIND>();
+  if constexpr (std::is_same<T, float>::value && KIND != EDGE) {
+    constexpr int kFd = KIND == GAT ? 1 : 0;  // 0: FD = FV
+    if (fd == (kFd ? kFd : fv)) {
+      switch (fv) {
+#define PYG_ATTN_FIXED_CASE(C) \
+        case C: f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>()); return;
+        PYG_ATTN_FIXED_CASE(8)
+        PYG_ATTN_FIXED_CASE(16)
+        PYG_ATTN_FIXED_CASE(32)
+        PYG_ATTN_FIXED_CASE(64)
+#undef PYG_ATTN_FIXED_CASE
+        default: break;
+      }
+    }
+  }
+  f(kind, Fixed<0>(), Fixed<0>());
+}
+
+template <typename T, typename F>
+void dispatch_kind(int64_t kind, const Graph<T>& g, const F& f) {
+  switch (kind) {
+    case DOT: dispatch_fixed_dims<DOT, T>(f, g.dim, g.dim_v); break;
+    case GAT: dispatch_fixed_dims<GAT, T>(f, g.dim, g.dim_v); break;
+    case GATV2: dispatch_fixed_dims<GATV2, T>(f, g.dim, g.dim_v); break;
+    case EDGE: dispatch_fixed_dims<EDGE, T>(f, g.dim, g.dim_v); break;
+    default: TORCH_CHECK(false, "unknown score kind ", kind);
+  }
+}
+
+// The forward on checked arguments: (out, row statistics, alpha or empty).
+std::vector<at::Tensor> forward(
+    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
+    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
+    const c10::optional<at::Tensor>& edge_mask, double scale, double slope, double p_drop,
+    int64_t seed, bool need_alpha) {
+  const int64_t n_dst = rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
+  at::Tensor out = fresh({n_dst, H, Cv}, value.options(), false);
+  at::Tensor lse = fresh({n_dst, H, 2}, value.options(), false);
+  at::Tensor alpha = fresh({need_alpha ? col.size(0) : 0, H}, value.options(), true);
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
+    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
+                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
+    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+      forward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
+                                                 need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
+    });
+  });
+  return {out, lse, alpha};
+}
+
+at::Tensor grad_buffer(bool needed, const at::Tensor& like, bool zero) {
+  if (!needed) return at::empty({0}, like.options());
+  return fresh(like.sizes(), like.options(), zero);
+}
+
+// The backward on checked arguments: the gradients (empty where not needed).
+std::vector<at::Tensor> backward(
+    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
+    const at::Tensor& colptr, const at::Tensor& csc_row, const at::Tensor& csc_edge,
+    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
+    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
+    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
+    const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
+    const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha, double scale,
+    double slope, double p_drop, int64_t seed, const std::vector<bool>& needs) {
+  Grads grads;
+  // Node gradients are stored whole, once per node, by the two passes: no zeroing.
+  grads.dst = grad_buffer(needs[0], dst, false);
+  grads.src = grad_buffer(needs[1], src, kind == EDGE);
+  grads.value = grad_buffer(needs[2], value, false);
+  grads.att = grad_buffer(needs[3] && att.has_value(), att.has_value() ? *att : value, true);
+  // Per-edge gradients are written for every edge (masked edges get zeros).
+  grads.edge_score = grad_buffer(needs[4] && edge_score.has_value(), edge_score.has_value() ? *edge_score : value, true);
+  grads.edge_feat = grad_buffer(needs[5] && edge_feat.has_value(), edge_feat.has_value() ? *edge_feat : value, true);
+  grads.edge_value = grad_buffer(needs[6] && edge_value.has_value(), edge_value.has_value() ? *edge_value : value, true);
+  AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_backward", [&] {
+    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
+                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
+    const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
+    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+      backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(
+          g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<index_t>(), csc_edge.data_ptr<index_t>(),
+          out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          grads);
+    });
+  });
+  return {grads.dst, grads.src, grads.value, grads.att, grads.edge_score, grads.edge_feat, grads.edge_value};
+}

@@ -1,0 +1,112 @@
+// The forward pass: per destination row, its scores, softmax statistics and the
+// weighted sum of values (out, row statistics, optional alpha).
+// Included by fused_attention_kernels.h only (once per instruction set, each time
+// in its own namespace; no include guard).
+
+// Row statistics as (max, log-sum); heads without any edge get (-inf, -inf).
+// `shift`/`log_sum` are what to subtract from a score: 0 for such heads, so that
+// their (-inf) scores still give exp(-inf) = 0 rather than NaN.
+template <typename T>
+inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
+  for (int64_t h = 0; h < H; ++h) {
+    const bool empty = stats[2 * h] == -std::numeric_limits<T>::infinity();
+    shift[h] = empty ? T(0) : stats[2 * h];
+    log_sum[h] = empty ? T(0) : stats[2 * h + 1];
+  }
+}
+
+// a[h] = exp((s[h] - shift_h) - log_sum_h) in place: one edge's attention from its
+// scores and its row's record, which starts with [shift, log_sum] x H (row_shift).
+template <typename T>
+inline void attention_from_scores(T* a, const T* record, int64_t H) {
+  for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
+  exp_lanes(a, a, H);
+}
+
+// Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
+template <int KIND, typename T, int FD>
+inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
+  const int64_t H = g.heads, end = g.rowptr[i + 1], D = FD > 0 ? FD : g.dim;
+  // Rows of source features read at random (value rows are prefetched by the callers),
+  // prefetched up to `limit` (the chunk's last edge), across rows: most rows are short.
+  const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
+  for (int64_t p = g.rowptr[i]; p < end; ++p, buf += H) {
+    if (src_row && p + kPrefetchDistance < limit)
+      prefetch_row(g.src + g.col[p + kPrefetchDistance] * src_row, src_row * sizeof(T));
+    const int64_t e = g.perm[p];
+    if (g.masked(e)) {
+      std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
+      continue;
+    }
+    g.template scores<KIND, FD>(i, g.col[p], e, buf);
+  }
+}
+
+// Two passes per row over a row-local score buffer: scores and their maximum,
+// then exp (vectorised across heads), the sum, and the weighted values.
+template <int KIND, typename T, int FD, int FV>
+void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
+  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  std::vector<T> m(H), l(H), buf;
+  const int64_t limit = g.rowptr[end];
+  for (int64_t i = begin; i < end; ++i) {
+    const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
+    T* o = out + i * H * Cv;
+    std::fill(o, o + H * Cv, T(0));
+    std::fill(m.begin(), m.end(), neg_inf);
+    std::fill(l.begin(), l.end(), T(0));
+    buf.resize(static_cast<size_t>(deg * H));
+    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
+    for (int64_t k = 0; k < deg * H; k += H)
+      for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
+    for (int64_t k = 0; k < deg; ++k) {
+      T* w = buf.data() + k * H;
+      for (int64_t h = 0; h < H; ++h) w[h] -= (m[h] == neg_inf ? T(0) : m[h]);
+      exp_lanes(w, w, H);
+      const int64_t p = start + k, e = g.perm[p];
+      if (p + kPrefetchDistance < limit)
+        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
+      if (g.masked(e)) continue;
+      const T* v = g.value + g.col[p] * H * Cv;
+      const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
+      for (int64_t h = 0; h < H; ++h) {
+        l[h] += w[h];
+        const T wd = w[h] * g.drop_factor(e, h);
+        T* oh = o + h * Cv;
+        const T* vh = v + h * Cv;
+        if (ev) {
+          const T* evh = ev + h * Cv;
+          PYG_ATTN_SIMD
+          for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * (vh[c] + evh[c]);
+        } else {
+          PYG_ATTN_SIMD
+          for (int64_t c = 0; c < Cv; ++c) oh[c] += wd * vh[c];
+        }
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      T* st = stats + (i * H + h) * 2;
+      if (l[h] > T(0)) {
+        const T inv = T(1) / l[h];
+        PYG_ATTN_SIMD
+        for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
+        st[0] = m[h];
+        st[1] = std::log(l[h]);
+      } else {
+        st[0] = st[1] = neg_inf;
+      }
+    }
+    if (!alpha) continue;
+    for (int64_t k = 0; k < deg; ++k) {
+      const int64_t e = g.perm[start + k];
+      for (int64_t h = 0; h < H; ++h) alpha[e * H + h] = l[h] > T(0) ? buf[k * H + h] / l[h] : T(0);
+    }
+  }
+}
+
+template <int KIND, typename T, int FD, int FV>
+void forward_impl(const Graph<T>& g, T* out, T* stats, T* alpha) {
+  const auto bounds = balanced_chunks(g.rowptr, g.n_dst);
+  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T, FD, FV>(g, b, e, out, stats, alpha); });
+}

@@ -1,0 +1,143 @@
+// The checked arguments of one fused call as raw pointers (Graph), its scores, and
+// the split of rows into balanced parallel chunks.
+// Included by fused_attention_kernels.h only (once per instruction set, each time
+// in its own namespace; no include guard).
+
+template <typename T>
+struct Graph {
+  int64_t n_dst, n_src, num_edges, heads, dim, dim_v;
+  const int64_t* rowptr;
+  const index_t* col;
+  const index_t* perm;
+  const T* dst;      // [n_dst, H, dim]
+  const T* src;      // [n_src, H, dim]
+  const T* value;    // [n_src, H, dim_v]
+  const T* att;      // [H, dim] or null
+  const T* escore;   // [E, H] or null (caller's edge order)
+  const T* efeat;    // [E, H, dim] or null
+  const T* evalue;   // [E, H, dim_v] or null
+  const bool* emask; // [E] or null
+  T scale, slope;
+  double p_drop;
+  T keep_scale;
+  uint32_t seed;
+
+  // Dropout factor of edge e, head h: 1, 1 / (1 - p) or 0.
+  inline T drop_factor(int64_t e, int64_t h) const {
+    if (p_drop <= 0.0) return T(1);
+    return dropout_keep(seed, e * heads + h, p_drop) ? keep_scale : T(0);
+  }
+
+  // GAT's score before the leaky ReLU.
+  inline T gat_logit(int64_t i, int64_t j, int64_t e, int64_t h) const {
+    const T z = src[j * heads + h] + dst[i * heads + h];
+    return escore ? z + escore[e * heads + h] : z;
+  }
+
+  template <int KIND, int FD>
+  inline T score(int64_t i, int64_t j, int64_t e, int64_t h) const {
+    const int64_t dim = FD > 0 ? FD : this->dim;
+    static_assert(KIND != DOT, "dot scores come from scores(), all heads at once");
+    if (KIND == GAT) {
+      return leaky(gat_logit(i, j, e, h), slope);
+    } else if (KIND == GATV2) {
+      const T* xs = src + (j * heads + h) * dim;
+      const T* xd = dst + (i * heads + h) * dim;
+      const T* a = att + h * dim;
+      const T* ef = efeat ? efeat + (e * heads + h) * dim : nullptr;
+      const T slope_ = slope;
+      T acc = 0;
+      if (ef) {
+        PYG_ATTN_SIMD_SUM(acc)
+        for (int64_t d = 0; d < dim; ++d) {
+          const T z = xs[d] + xd[d] + ef[d];
+          acc += a[d] * leaky(z, slope_);
+        }
+      } else {
+        PYG_ATTN_SIMD_SUM(acc)
+        for (int64_t d = 0; d < dim; ++d) {
+          const T z = xs[d] + xd[d];
+          acc += a[d] * leaky(z, slope_);
+        }
+      }
+      return acc;
+    } else {
+      return escore[e * heads + h];
+    }
+  }
+
+  // s[h] for every head of edge j -> i (e = its caller's id).
+  template <int KIND, int FD>
+  inline void scores(int64_t i, int64_t j, int64_t e, T* s) const {
+    if constexpr (KIND == DOT) {
+      const int64_t row = heads * (FD > 0 ? FD : dim);
+      heads_dot<FD>(dst + i * row, src + j * row, efeat ? efeat + e * row : nullptr, heads, dim, s);
+      for (int64_t h = 0; h < heads; ++h) s[h] *= scale;
+      if (escore)
+        for (int64_t h = 0; h < heads; ++h) s[h] += escore[e * heads + h];
+    } else {
+      for (int64_t h = 0; h < heads; ++h) s[h] = score<KIND, FD>(i, j, e, h);
+    }
+  }
+
+  inline bool masked(int64_t e) const { return emask && !emask[e]; }
+};
+
+// Row boundaries of `chunks` contiguous row ranges with about equal rows + edges.
+std::vector<int64_t> balanced_chunks(const int64_t* ptr, int64_t n) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(n, kMaxChunks));
+  std::vector<int64_t> bounds(chunks + 1, n);
+  bounds[0] = 0;
+  const double total = static_cast<double>(ptr[n] + n);
+  int64_t k = 1;
+  for (int64_t r = 0; r < n && k < chunks; ++r) {
+    while (k < chunks && static_cast<double>(ptr[r] + r) >= total * k / chunks) bounds[k++] = r;
+  }
+  return bounds;
+}
+
+template <typename F>
+void for_each_chunk(const std::vector<int64_t>& bounds, const F& body) {
+  const int64_t chunks = static_cast<int64_t>(bounds.size()) - 1;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) body(c, bounds[c], bounds[c + 1]);
+  });
+}
+
+template <typename T>
+Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& col,
+                    const at::Tensor& perm, const at::Tensor& dst, const at::Tensor& src,
+                    const at::Tensor& value, const c10::optional<at::Tensor>& att,
+                    const c10::optional<at::Tensor>& edge_score,
+                    const c10::optional<at::Tensor>& edge_feat,
+                    const c10::optional<at::Tensor>& edge_value,
+                    const c10::optional<at::Tensor>& edge_mask, double scale, double slope,
+                    double p_drop, int64_t seed) {
+  Graph<T> g;
+  g.n_dst = rowptr.size(0) - 1;
+  g.n_src = src.size(0);
+  g.num_edges = col.size(0);
+  g.heads = value.size(1);
+  g.dim = dst.size(2);
+  g.dim_v = value.size(2);
+  g.rowptr = rowptr.data_ptr<int64_t>();
+  g.col = col.data_ptr<index_t>();
+  g.perm = perm.data_ptr<index_t>();
+  g.dst = dst.data_ptr<T>();
+  g.src = src.data_ptr<T>();
+  g.value = value.data_ptr<T>();
+  g.att = ptr_or_null<T>(att);
+  g.escore = ptr_or_null<T>(edge_score);
+  g.efeat = ptr_or_null<T>(edge_feat);
+  g.evalue = ptr_or_null<T>(edge_value);
+  g.emask = ptr_or_null<bool>(edge_mask);
+  g.scale = static_cast<T>(scale);
+  g.slope = static_cast<T>(slope);
+  g.p_drop = p_drop;
+  g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
+  g.seed = static_cast<uint32_t>(seed);
+  TORCH_CHECK(kind != GATV2 || g.att != nullptr, "fused_attention: kind gatv2 needs 'att'");
+  TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0,
+              "fused_attention: kind edge needs 'edge_score'");
+  return g;
+}

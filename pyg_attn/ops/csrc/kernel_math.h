@@ -1,0 +1,159 @@
+// Scalar and SIMD math of the fused kernels: the dropout stream, LeakyReLU, exp
+// across heads, fresh buffers, prefetching and the per-head dot products.
+// Included by fused_attention_kernels.h only (once per instruction set, each time
+// in its own namespace; no include guard).
+
+constexpr int64_t kMaxChunks = 256;
+
+// Counter-based dropout stream; pyg_attn/ops/dropout.py computes the same bits.
+inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x21f0aaadU;
+  x ^= x >> 15;
+  x *= 0x735a2d97U;
+  x ^= x >> 15;
+  return x;
+}
+
+inline bool dropout_keep(uint32_t seed, int64_t counter, double p) {
+  const uint64_t c = static_cast<uint64_t>(counter);
+  const uint32_t x = mix32(mix32(static_cast<uint32_t>(c >> 32) ^ seed) ^
+                           static_cast<uint32_t>(c & 0xffffffffu));
+  return static_cast<double>(x >> 8) * (1.0 / 16777216.0) >= p;
+}
+
+// Branch-free on purpose: the sign of z is a coin flip, so a branch mispredicts
+// half the time (it made GATv2's score loop several times slower).
+template <typename T>
+inline T leaky(T z, T slope) { return std::max(z, T(0)) + slope * std::min(z, T(0)); }
+
+template <typename T>
+inline T leaky_grad(T z, T slope) { return slope + (T(1) - slope) * static_cast<T>(z > T(0)); }
+
+// y[k] = exp(x[k]) for k < n, with exp(-inf) = 0 exactly and NaN kept.  The float
+// version is branch-free (Cody-Waite reduction and the Cephes degree-6 polynomial,
+// about 1 ulp) so the compiler vectorises it across heads; double uses std::exp.
+inline void exp_lanes(const float* x, float* y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) {
+    const float in = x[k];
+    const float v = std::min(std::max(in, -87.0f), 88.0f);
+    const float fn = std::floor(v * 1.44269504088896341f + 0.5f);
+    float r = v - fn * 0.693359375f;
+    r = r + fn * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(fn) + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    y[k] = in != in ? in : (in < -87.0f ? 0.0f : p * scale);
+  }
+}
+
+inline void exp_lanes(const double* x, double* y, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) y[k] = std::exp(x[k]);
+}
+
+// An output or scratch buffer of node or edge size, zero-filled when `zero`.
+// These are fresh mmap'ed memory on every call, and with 4 KiB pages the first
+// touch of each page (a fault and a page clear) cost about as much as the
+// kernel's own work; transparent huge pages, asked for before the first touch,
+// cut the number of faults 512-fold.  The advice is a no-op where unsupported.
+at::Tensor fresh(at::IntArrayRef shape, const at::TensorOptions& opts, bool zero) {
+  at::Tensor t = at::empty(shape, opts);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#endif
+  if (zero) t.zero_();
+  return t;
+}
+
+// Prefetches the `bytes` following `ptr` (rows of features read at random).
+inline void prefetch_row(const void* ptr, int64_t bytes) {
+  const char* c = static_cast<const char*>(ptr);
+  for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
+constexpr int64_t kPrefetchDistance = 8;  // edges ahead
+
+template <typename T>
+const T* ptr_or_null(const c10::optional<at::Tensor>& t) {
+  return (t.has_value() && t->defined()) ? t->data_ptr<T>() : nullptr;
+}
+
+// <a, b + shift> over n elements (shift may be null), vectorised with a fixed
+// association; the branch on `shift` is taken once, outside the loop.
+template <typename T>
+inline T dot_shifted(const T* a, const T* b, const T* shift, int64_t n) {
+  T acc = 0;
+  if (shift) {
+    PYG_ATTN_SIMD_SUM(acc)
+    for (int64_t d = 0; d < n; ++d) acc += a[d] * (b[d] + shift[d]);
+  } else {
+    PYG_ATTN_SIMD_SUM(acc)
+    for (int64_t d = 0; d < n; ++d) acc += a[d] * b[d];
+  }
+  return acc;
+}
+
+// out[h] = <a_h, b_h + shift_h> for the H heads of a row of C channels each
+// (shift may be null).  With AVX2 and C a multiple of 8, eight heads at a time:
+// per head an 8-lane product (summed over the row's 8-lane blocks), then the
+// eight horizontal sums in one hadd tree, instead of eight separate reductions.
+template <int C, typename T>
+inline void heads_dot(const T* a, const T* b, const T* shift, int64_t H, int64_t dim, T* out) {
+  const int64_t n = C > 0 ? C : dim;
+  for (int64_t h = 0; h < H; ++h)
+    out[h] = dot_shifted(a + h * n, b + h * n, shift ? shift + h * n : nullptr, n);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// [sum(p0), ..., sum(p7)] of eight 8-lane vectors.
+inline __m256 sum_lanes_8x8(const __m256* p) {
+  const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
+  const __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(p[4], p[5]), _mm256_hadd_ps(p[6], p[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+template <int C>
+inline void heads_dot_avx2(const float* a, const float* b, const float* shift, int64_t H, float* out) {
+  int64_t h = 0;
+  for (; h + 8 <= H; h += 8) {
+    __m256 p[8];
+    for (int k = 0; k < 8; ++k) {
+      const float* ah = a + (h + k) * C;
+      const float* bh = b + (h + k) * C;
+      const float* sh = shift ? shift + (h + k) * C : nullptr;
+      __m256 acc = _mm256_setzero_ps();
+      for (int c = 0; c < C; c += 8) {
+        __m256 bv = _mm256_loadu_ps(bh + c);
+        if (sh) bv = _mm256_add_ps(bv, _mm256_loadu_ps(sh + c));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(ah + c), bv, acc);
+      }
+      p[k] = acc;
+    }
+    _mm256_storeu_ps(out + h, sum_lanes_8x8(p));
+  }
+  for (; h < H; ++h) out[h] = dot_shifted(a + h * C, b + h * C, shift ? shift + h * C : nullptr, int64_t(C));
+}
+
+#define PYG_ATTN_HEADS_DOT_AVX2(C)                                                          \
+  template <>                                                                               \
+  inline void heads_dot<C, float>(const float* a, const float* b, const float* shift,       \
+                                  int64_t H, int64_t, float* out) {                         \
+    heads_dot_avx2<C>(a, b, shift, H, out);                                                 \
+  }
+PYG_ATTN_HEADS_DOT_AVX2(8)
+PYG_ATTN_HEADS_DOT_AVX2(16)
+PYG_ATTN_HEADS_DOT_AVX2(32)
+PYG_ATTN_HEADS_DOT_AVX2(64)
+#undef PYG_ATTN_HEADS_DOT_AVX2
+#endif
