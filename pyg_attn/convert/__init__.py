@@ -31,13 +31,14 @@ from .dense import dense_to_edge_index, edge_index_to_dense, from_pyg_dense_adj
 from .hetero import HeteroAttention, TypedRecord, hetero_attention, hetero_to_networkx
 from .networkx import (as_attention_graph, attention_to_networkx, dense_to_digraph,
                        digraph_to_dense, from_networkx, to_networkx)
-from .tokens import TokenAttention, TokenRecord, token_attention, token_stack
+from .records import AttentionRecord
+from .tokens import TokenAttention, token_attention, token_stack
 
 __all__ = [
     "ROW_SUM_TOL",
+    "AttentionRecord",
     "HeteroAttention",
     "TokenAttention",
-    "TokenRecord",
     "TypedRecord",
     "as_attention_graph",
     "as_dense_attention",

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .checks import as_edge_attention, unpack_attention
 from .networkx import DTYPE_KEY, HEADS_KEY, weight_attributes
+from .records import AttentionRecord
 
 __all__ = ["HeteroAttention", "TypedRecord", "hetero_attention", "hetero_to_networkx",
            "relation_key"]
@@ -44,7 +45,7 @@ EdgeType = Tuple[str, str, str]
 
 
 @dataclass(frozen=True)
-class TypedRecord:
+class TypedRecord(AttentionRecord):
     """One layer of a heterogeneous model on the typed graph (global node ids).
 
     Attributes
@@ -63,16 +64,8 @@ class TypedRecord:
         ``[E, H]`` the relation's own attention :math:`a^r_{ij}`, as recorded.
     """
 
-    edge_index: Tensor
-    alpha: Tensor
-    edge_id: Tensor
     relation: Tensor
     weight: Tensor
-
-    @property
-    def num_heads(self) -> int:
-        """Number of heads ``H``."""
-        return self.alpha.size(-1)
 
 
 class HeteroAttention(Dict[str, TypedRecord]):

@@ -12,7 +12,6 @@ takes, with the token labels beside them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -21,36 +20,10 @@ from torch import Tensor
 
 from .checks import as_float_tensor, check_row_sums, check_weights
 from .dense import dense_to_edge_index
+from .records import AttentionRecord
 
-__all__ = ["TokenAttention", "TokenRecord", "TokenStack", "is_token_attention",
+__all__ = ["TokenAttention", "TokenStack", "is_token_attention",
            "token_attention", "token_labels", "token_stack"]
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """One layer's attention over tokens, as a record.
-
-    Attributes
-    ----------
-    edge_index : Tensor
-        ``[2, E]`` edges ``j -> i`` (row 0 = key ``j``, row 1 = query ``i``) between the
-        kept tokens, numbered ``0 .. T'-1`` in reading order; pairs with weight 0 in
-        every head are left out.
-    alpha : Tensor
-        ``[E, H]`` weights ``A[h, i, j]`` (float64).
-    edge_id : Tensor
-        ``[E]`` position ``i * T + j`` of each weight in the layer's ``[T, T]`` matrix
-        (original positions, padding included).
-    """
-
-    edge_index: Tensor
-    alpha: Tensor
-    edge_id: Tensor
-
-    @property
-    def num_heads(self) -> int:
-        """Number of heads ``H``."""
-        return self.alpha.size(-1)
 
 
 class TokenStack(NamedTuple):
@@ -66,8 +39,8 @@ class TokenStack(NamedTuple):
     length: int
 
 
-class TokenAttention(Dict[str, TokenRecord]):
-    """``{layer name: TokenRecord}``, first layer first, with the tokens they are over.
+class TokenAttention(Dict[str, AttentionRecord]):
+    """``{layer name: AttentionRecord}``, first layer first, with the tokens they are over.
 
     Attributes
     ----------
@@ -77,7 +50,7 @@ class TokenAttention(Dict[str, TokenRecord]):
         Their positions in the input (padding removed).
     """
 
-    def __init__(self, records: Dict[str, TokenRecord], labels: List[str],
+    def __init__(self, records: Dict[str, AttentionRecord], labels: List[str],
                  positions: List[int]) -> None:
         super().__init__(records)
         self.labels = labels
@@ -242,7 +215,7 @@ def token_attention(attentions: Any, labels: Optional[Sequence[str]] = None,
                     batch: Optional[int] = None, attention_mask: Any = None) -> TokenAttention:
     """Transformer attention as records with token labels, for the analysis functions.
 
-    Each layer becomes a :class:`TokenRecord`: the complete graph over the kept tokens
+    Each layer becomes a :class:`AttentionRecord`: the complete graph over the kept tokens
     (edge ``j -> i`` with ``alpha[e, h] = A[h, i, j]``, pairs with weight 0 in every
     head left out), so :func:`~pyg_attn.analysis.attention_rollout`,
     :func:`~pyg_attn.analysis.attention_flow`, the centralities and
@@ -264,7 +237,7 @@ def token_attention(attentions: Any, labels: Optional[Sequence[str]] = None,
     Returns
     -------
     TokenAttention
-        ``{layer name: TokenRecord}`` with ``.labels``, ``.positions``, ``.num_nodes``.
+        ``{layer name: AttentionRecord}`` with ``.labels``, ``.positions``, ``.num_nodes``.
 
     Raises
     ------
@@ -287,5 +260,5 @@ def token_attention(attentions: Any, labels: Optional[Sequence[str]] = None,
     for name, layer in zip(stack.names, stack.weights):
         edge_index, alpha = dense_to_edge_index(layer)  # alpha [E, H]
         original = stack.positions[edge_index]
-        records[name] = TokenRecord(edge_index, alpha, original[1] * stack.length + original[0])
+        records[name] = AttentionRecord(edge_index, alpha, original[1] * stack.length + original[0])
     return TokenAttention(records, tokens, stack.positions.tolist())

@@ -11,7 +11,6 @@ models transformed by :func:`torch_geometric.nn.to_hetero`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import is_torch_sparse_tensor
 from torch_geometric.utils.sparse import to_edge_index
 
+from ..convert.records import AttentionRecord
 from ..ops import PreparedGraph
 from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
 
@@ -40,39 +40,6 @@ _LOOPING_LAYERS: tuple[type, ...] = (GATConv, GATv2Conv, pyg_conv.GATConv, pyg_c
 _TUPLE_FOR_FALSE: tuple[type, ...] = (pyg_conv.TransformerConv,)
 
 _MISSING = object()
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionRecord:
-    """The attention weights of one layer call.
-
-    Attributes
-    ----------
-    edge_index : torch.Tensor
-        ``[2, E']`` edges the weights belong to (row 0 = source, row 1 = destination), after
-        the layer's self-loop handling, in the order the layer returned them (for sparse
-        inputs: the stored order of the returned adjacency).  A plain tensor.
-    alpha : torch.Tensor
-        ``[E', H]`` attention weights, detached.  Weights of :mod:`pyg_attn.nn` layers and
-        of PyG's ``TransformerConv`` are before dropout; PyG's ``GATConv`` / ``GATv2Conv``
-        apply dropout inside, so in training mode with ``dropout > 0`` theirs are after it.
-    edge_id : torch.Tensor
-        ``[E']`` position of each edge in the ``edge_index`` the caller passed to the layer
-        (``-1`` for a self-loop the layer added); for ``SparseTensor`` / ``torch.sparse``
-        inputs the position in their stored (coalesced) order, for a
-        :class:`~pyg_attn.ops.PreparedGraph` in its ``edge_index``.  Where a layer merges
-        duplicate edges (:class:`~pyg_attn.nn.KQVConv`), the first input edge with that
-        ``(source, destination)``.
-    """
-
-    edge_index: Tensor
-    alpha: Tensor
-    edge_id: Tensor
-
-    @property
-    def num_heads(self) -> int:
-        """Number of attention heads ``H``."""
-        return self.alpha.size(-1)
 
 
 class AttentionRecords(dict[str, AttentionRecord]):
