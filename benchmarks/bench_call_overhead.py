@@ -69,17 +69,6 @@ def measure(layer: str, mode: str, calls: int) -> dict:
             "speedup": pyg_us / ours_us}
 
 
-def _cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo``), else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def markdown(rows: list[dict], env: dict, command: str) -> str:
     lines = ["# Fixed cost of one layer call: pyg_attn vs PyG (CPU)", "",
              "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
@@ -109,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     common.resolve_vml_dispatch()
-    env = {"cpu": _cpu_name(), "python": platform.python_version(), **common.versions(),
+    env = {"cpu": common.cpu_name(), "python": platform.python_version(), **common.versions(),
            "threads": args.threads, "commit": common.git_state(),
            "load average": common.load_average()}
     rows = [measure(layer, mode, args.calls) for layer in args.layers

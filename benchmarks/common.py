@@ -273,6 +273,19 @@ def timed_region(fn, mode, inputs, grad_out, spec: dict, device, sync) -> dict:
 
 
 # ============================================================================ machine
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo``), else what ``platform`` says, else ``unknown``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def versions() -> dict:
     """Versions of torch, torch_geometric and torch_scatter (``None``: not installed)."""
     import torch
