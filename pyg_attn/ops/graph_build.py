@@ -274,8 +274,8 @@ def _sizes(edge_index: Any, num_nodes: int | tuple[int, int] | None) -> tuple[in
 def _unique(edge_index: Tensor, num_src: int) -> Tensor:
     """The distinct edges of ``edge_index``, sorted by (destination, source)."""
     edge_index = plain_edge_index(edge_index)
-    key = torch.unique(edge_index[1].long() * max(num_src, 1) + edge_index[0].long())
     width = max(num_src, 1)
+    key = torch.unique(edge_index[1].long() * width + edge_index[0].long())
     return torch.stack([key % width, torch.div(key, width, rounding_mode="floor")])
 
 
