@@ -18,14 +18,11 @@ from typing import Any
 import torch
 import torch_geometric.nn.conv as pyg_conv
 from torch import Tensor
-from torch_geometric import EdgeIndex
 from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor
-from torch_geometric.utils.sparse import to_edge_index
 
 from ..convert.records import AttentionRecord
-from ..ops import PreparedGraph
 from .conv import GATConv, GATv2Conv, KQVConv, TransformerConv
+from .conv.edges import edge_ids, plain_edges
 
 __all__ = ["AttentionRecord", "AttentionRecords", "capture_attention"]
 
@@ -75,88 +72,23 @@ def _forward_positions(module: torch.nn.Module) -> tuple[int, int | None] | None
     return edge_pos, ret_pos
 
 
-def _plain_edges(adj: Any) -> Tensor:
-    """``[2, E]`` (source, destination) edges of an input, in its stored order."""
-    if isinstance(adj, SparseTensor):
-        row, col, _ = adj.coo()
-        return torch.stack([col, row])
-    if isinstance(adj, PreparedGraph):
-        return adj.edge_index
-    if isinstance(adj, Tensor) and is_torch_sparse_tensor(adj):
-        if adj.layout == torch.sparse_coo:
-            indices = adj._indices()  # stored order; no side effect on the input
-            return torch.stack([indices[1], indices[0]])
-        (row, col), _ = to_edge_index(adj)
-        return torch.stack([col, row])
-    if isinstance(adj, EdgeIndex):
-        return adj.as_tensor()
-    if isinstance(adj, Tensor):
-        return adj
-    raise TypeError(f"cannot read edges from {type(adj).__name__}")
+def _adds_loops(module: torch.nn.Module) -> bool:
+    """Whether ``module`` drops the input's self-loops and appends one per node."""
+    return isinstance(module, _LOOPING_LAYERS) and bool(module.add_self_loops)
 
 
 def _parse_attention(att: Any) -> tuple[Tensor, Tensor]:
     """``(edge_index [2, E'], alpha [E', H])`` of whatever form a layer returned."""
     if isinstance(att, SparseTensor):
-        row, col, value = att.coo()
-        assert value is not None
-        edge_index, alpha = torch.stack([col, row]), value
+        alpha = att.storage.value()
+        assert alpha is not None
+        edge_index = plain_edges(att)
     else:
         first, alpha = att
-        if isinstance(first, SparseTensor) or (isinstance(first, Tensor)
-                                                and is_torch_sparse_tensor(first)):
-            if isinstance(first, Tensor) and first.layout == torch.sparse_coo:
-                indices = first._indices()
-                edge_index = torch.stack([indices[1], indices[0]])
-            else:
-                edge_index = _plain_edges(first)
-        else:
-            edge_index = _plain_edges(first)
+        edge_index = plain_edges(first)
     if alpha.dim() == 1:
         alpha = alpha.unsqueeze(-1)
     return edge_index.long(), alpha.detach()
-
-
-def _match_edges(inp: Tensor, out: Tensor) -> Tensor:
-    """Position of the first input edge with each output edge's (src, dst); -1 if none."""
-    if out.size(1) == 0:
-        return torch.empty(0, dtype=torch.long, device=out.device)
-    if inp.size(1) == 0:
-        return torch.full((out.size(1),), -1, dtype=torch.long, device=out.device)
-    width = int(torch.maximum(inp.max(), out.max())) + 1
-    keys_in = inp[0] * width + inp[1]
-    keys_out = out[0] * width + out[1]
-    sorted_in, perm = torch.sort(keys_in, stable=True)
-    pos = torch.searchsorted(sorted_in, keys_out).clamp_max(keys_in.numel() - 1)
-    found = sorted_in[pos] == keys_out
-    return torch.where(found, perm[pos], torch.full_like(pos, -1))
-
-
-def compute_edge_id(module: torch.nn.Module, adj: Any, edge_index: Tensor) -> Tensor:
-    """``[E']`` position in the input ``adj`` of each edge of ``edge_index``.
-
-    Layers of the GAT family with ``add_self_loops`` drop the input's
-    self-loops and append their own (``-1``); for ``[2, E]`` inputs PyG's order
-    (kept edges in input order, then the loops) is recognised directly, so
-    duplicate edges map to themselves.  Otherwise edges are matched by
-    ``(source, destination)`` (the first input edge with it).
-    """
-    inp = _plain_edges(adj).to(edge_index.device).long()
-    num_out = edge_index.size(1)
-    adds_loops = isinstance(module, _LOOPING_LAYERS) and bool(module.add_self_loops)
-    if not adds_loops and inp.shape == edge_index.shape and torch.equal(inp, edge_index):
-        return torch.arange(num_out, device=edge_index.device)
-    is_loop = edge_index[0] == edge_index[1]
-    if adds_loops:
-        kept = (inp[0] != inp[1]).nonzero().view(-1)
-        n = kept.numel()
-        if (num_out >= n and torch.equal(edge_index[:, :n], inp[:, kept])
-                and bool(is_loop[n:].all())):
-            return torch.cat([kept, kept.new_full((num_out - n,), -1)])
-    edge_id = _match_edges(inp, edge_index)
-    if adds_loops:
-        edge_id = edge_id.masked_fill(is_loop, -1)
-    return edge_id
 
 
 # ----------------------------------------------------------------------------- capture
@@ -269,7 +201,8 @@ def capture_attention(model: torch.nn.Module) -> Iterator[AttentionRecords]:
             out, att = output
             with torch.no_grad():
                 edge_index, alpha = _parse_attention(att)
-                edge_id = (compute_edge_id(module, adj, edge_index) if adj is not _MISSING
+                edge_id = (edge_ids(adj, edge_index, _adds_loops(module))
+                           if adj is not _MISSING
                            else torch.full((edge_index.size(1),), -1, dtype=torch.long,
                                            device=edge_index.device))
             records[name] = AttentionRecord(edge_index=edge_index, alpha=alpha,

@@ -9,21 +9,17 @@ from torch.nn import Module
 from torch.nn.parameter import UninitializedParameter
 
 from . import conv as ours
+from .conv.message_path import MESSAGE_PASSING_HOOK_DICTS
 
 __all__ = ["replace_layers"]
 
 #: Names of the layers :func:`replace_layers` can swap (PyG's class -> ours).
 REPLACEABLE: tuple[str, ...] = ("GATConv", "GATv2Conv", "TransformerConv")
 
-# Hook dictionaries whose hooks would be lost by a swap (refused, see the doc).
-_HOOK_DICTS = (
-    "_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks",
-    "_propagate_forward_pre_hooks", "_propagate_forward_hooks",
-    "_message_forward_pre_hooks", "_message_forward_hooks",
-    "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
-    "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks",
-    "_edge_update_forward_pre_hooks", "_edge_update_forward_hooks",
-)
+# Hook dictionaries whose hooks would be lost by a swap (refused, see the doc):
+# torch.nn.Module's forward/backward ones and PyG's MessagePassing ones.
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks",
+               *MESSAGE_PASSING_HOOK_DICTS)
 
 
 def _has_bias(layer: Module) -> bool:

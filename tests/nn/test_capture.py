@@ -16,7 +16,7 @@ from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_te
 import pyg_attn.nn as ours
 import pyg_attn.nn.capture as capture_module
 from pyg_attn.nn import AttentionRecord, capture_attention, replace_layers
-from pyg_attn.nn.capture import _plain_edges
+from pyg_attn.nn.conv.edges import plain_edges
 
 from ..graphs import random_graph
 
@@ -32,7 +32,7 @@ def check_record(record: AttentionRecord, adj, adds_loops: bool, num_nodes: int 
     assert record.alpha.shape[0] == num_edges and record.alpha.dim() == 2
     assert record.edge_id.shape == (num_edges,) and record.edge_id.dtype == torch.long
     assert not record.alpha.requires_grad
-    given = _plain_edges(adj)
+    given = plain_edges(adj)
     found = record.edge_id >= 0
     assert torch.equal(given[:, record.edge_id[found]], record.edge_index[:, found])
     missing = record.edge_index[:, ~found]
@@ -280,7 +280,7 @@ def test_sparse_inputs(data, name, kind):
         expected = torch.stack([lookup[k] for k in keys(a.edge_index)])
         torch.testing.assert_close(a.alpha, expected, atol=1e-5, rtol=1e-5)
         # sparse inputs: positions in the stored order
-        stored = _plain_edges(adj)
+        stored = plain_edges(adj)
         found = a.edge_id >= 0
         assert torch.equal(stored[:, a.edge_id[found]], a.edge_index[:, found])
 

@@ -12,6 +12,7 @@ from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_tensor
 
 from pyg_attn.nn.conv import self_loops
+from pyg_attn.nn.conv.edges import edge_ids
 from pyg_attn.nn.conv.gat_conv import GATConv
 
 from ..graphs import random_graph
@@ -57,10 +58,11 @@ def test_bipartite_size_and_source_only_inputs_match_pyg(dtype):
 
 
 def test_looped_graph_edge_ids():
-    """Every returned weight maps back to its edge in the caller's input (-1: added loop)."""
+    """Every edge of the looped graph maps back to its edge in the caller's input
+    (-1: added loop): edge_ids recognises gat_graph's order for every input form."""
     edge_index = random_graph(12, 12, 40, seed=21, self_loops=4, duplicates=3)
     looped = self_loops.gat_graph(edge_index, 12, 12, True)
-    ids = looped.edge_ids()
+    ids = edge_ids(edge_index, looped.edge_index, True)
     kept = ids >= 0
     assert torch.equal(looped.edge_index[:, kept], edge_index[:, ids[kept]])
     assert torch.equal(looped.edge_index[0, ~kept], torch.arange(12))
@@ -74,7 +76,7 @@ def test_looped_graph_edge_ids():
     for adj in forms:
         stored = self_loops.gat_graph(adj, 12, 12, False).edge_index  # stored order
         looped = self_loops.gat_graph(adj, 12, 12, True)
-        ids = looped.edge_ids()
+        ids = edge_ids(adj, looped.edge_index, True)
         kept = ids >= 0
         assert torch.equal(looped.edge_index[:, kept], stored[:, ids[kept]])
         assert bool((looped.edge_index[0, ~kept] == looped.edge_index[1, ~kept]).all())

@@ -242,3 +242,20 @@ def test_attention_explainer_same_mask(data, v2):
         masks.append(explanation.edge_mask)
     assert masks[0].shape == (edge_index.size(1),) and bool((masks[0] > 0).any())
     torch.testing.assert_close(masks[1], masks[0], atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- hook list
+def test_hook_list_mirrors_message_passing():
+    """The one list of PyG's hook dictionaries is exactly those MessagePassing adds
+    to a Module, and replace_layers refuses a hook in any of them."""
+    from torch_geometric.nn.conv import MessagePassing
+
+    from pyg_attn.nn.conv.message_path import MESSAGE_PASSING_HOOK_DICTS
+
+    added = set(vars(MessagePassing())) - set(vars(torch.nn.Module()))
+    assert set(MESSAGE_PASSING_HOOK_DICTS) == {name for name in added if name.endswith("_hooks")}
+    for name in MESSAGE_PASSING_HOOK_DICTS:
+        layer = pyg_nn.GATConv(4, 2)
+        getattr(layer, name)[0] = lambda *args: None
+        with pytest.raises(ValueError, match=name):
+            replace_layers(layer)

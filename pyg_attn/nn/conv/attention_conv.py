@@ -19,9 +19,9 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import glorot, zeros
 
 from ...ops import PreparedGraph
-from .adjacency import pack_attention
 from .arguments import check_layer_arguments
-from .self_loops import FillValue, LoopedGraph, loop_edge_attr, num_nodes_of, sparse_edge_values
+from .edges import num_nodes_of, pack_attention, sparse_edge_values
+from .self_loops import FillValue, LoopedGraph, loop_edge_attr
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports the modules of a layer's
 # base classes for the type names of ``propagate_type``.
@@ -31,27 +31,6 @@ def glorot_linear(in_channels: int, out_channels: int, bias: bool = False) -> Li
     """A PyG :class:`~torch_geometric.nn.dense.linear.Linear` with a glorot-initialised
     weight (lazy for ``in_channels=-1``), bias-free by default."""
     return Linear(in_channels, out_channels, bias=bias, weight_initializer="glorot")
-
-
-def split_input(x: Any, name: str = "x") -> tuple[Tensor, Tensor | None]:
-    """``x`` or ``(x_src, x_dst)`` -> ``(x_src, x_dst or None)``, checked."""
-    if isinstance(x, Tensor):
-        x_src, x_dst = x, None
-    elif isinstance(x, (tuple, list)) and len(x) == 2:
-        x_src, x_dst = x
-    else:
-        raise TypeError(f"'{name}' must be a tensor or a pair (x_src, x_dst), got "
-                        f"{type(x).__name__}")
-    for part, value in (("source", x_src), ("destination", x_dst)):
-        if value is None and part == "destination":
-            continue
-        if not isinstance(value, Tensor):
-            raise TypeError(f"'{name}' ({part} features) must be a torch.Tensor, got "
-                            f"{type(value).__name__}")
-        if value.dim() != 2:
-            raise ValueError(f"'{name}' ({part} features) must be 2-dimensional [N, F] "
-                             f"(static graphs are not supported), got shape {list(value.shape)}")
-    return x_src, x_dst
 
 
 def check_sizes(given: tuple[int, int] | None, num_src: int, num_dst: int | None,

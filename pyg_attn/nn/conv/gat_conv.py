@@ -16,8 +16,8 @@ from .attention_conv import (
     destination_count,
     glorot_linear,
     message_adjacency,
-    split_input,
 )
+from .edges import split_input
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
 from .message_path import uses_message_path
 from .projection import project

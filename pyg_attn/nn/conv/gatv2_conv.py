@@ -14,8 +14,8 @@ from .attention_conv import (
     destination_count,
     glorot_linear,
     message_adjacency,
-    split_input,
 )
+from .edges import split_input
 from .message_path import uses_message_path
 from .projection import project
 from .self_loops import gat_graph

@@ -6,13 +6,18 @@ from typing import Any
 
 from torch import Tensor
 from torch_geometric.nn.inits import zeros
-from torch_geometric.typing import SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor
 
-from ...ops import graph_attention
+from ...ops import PreparedGraph, graph_attention
 from ...ops.graph_build import as_prepared
-from .adjacency import adjacency_to_edge_index, optional_pair, pack_attention, sparse_graph
 from .attention_conv import ResidualAttentionConv, glorot_linear
+from .edges import (
+    check_adjacency,
+    is_sparse_adjacency,
+    num_nodes_of,
+    pack_attention,
+    sparse_graph,
+    split_input,
+)
 
 
 class KQVConv(ResidualAttentionConv):
@@ -127,15 +132,17 @@ class KQVConv(ResidualAttentionConv):
             ``out`` ``[N_dst, H * C]`` (``[N_dst, C]`` with ``concat=False``), or
             ``(out, attention)``.
         """
-        x_src, x_dst = optional_pair(x)
+        x_src, x_dst = split_input(x)
         x_dst = x_src if x_dst is None else x_dst
         heads, channels = self.heads, self.out_channels
-        if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
+        given: Tensor | PreparedGraph
+        if is_sparse_adjacency(edge_index):
             given = sparse_graph(edge_index)
-            num_src, num_dst = given.num_src, given.num_dst
         else:
-            given, num_src, num_dst = adjacency_to_edge_index(edge_index, x_src.size(0),
-                                                              x_dst.size(0))
+            check_adjacency(edge_index)
+            given = edge_index
+        sizes = num_nodes_of(given)
+        num_src, num_dst = sizes if sizes is not None else (x_src.size(0), x_dst.size(0))
         graph = as_prepared(given, num_src, num_dst, unique=True)
         query = self.lin_query(x_dst).view(-1, heads, channels)
         key = self.lin_key(x_src).view(-1, heads, channels)

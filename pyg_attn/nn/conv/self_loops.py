@@ -14,8 +14,9 @@ and so the order of the attention weights they return, depends on the input:
 :func:`gat_graph` reproduces exactly that and returns a :class:`LoopedGraph`
 holding the adjacency in the caller's format (what PyG propagates over and
 returns attention with), the ``[2, E']`` edge list in attention order, its
-:class:`~pyg_attn.ops.PreparedGraph`, and for every edge its position in the
-caller's input (:meth:`LoopedGraph.edge_ids`, ``-1`` for a loop added by the layer).
+:class:`~pyg_attn.ops.PreparedGraph`, and where each edge's features come from
+(:func:`loop_edge_attr`).  Which input edge each returned weight belongs to is
+worked out from the edges alone by :func:`~pyg_attn.nn.conv.edges.edge_ids`.
 
 Every input is treated as new: the graph is built on each call (for ``[2, E]``
 tensors on the CPU by one O(E + N) counting-sort pass of the compiled extension,
@@ -38,8 +39,9 @@ from torch_geometric.utils import remove_self_loops as pyg_remove_self_loops
 from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
-from ...ops.graph import PreparedGraph, check_edge_index_layout
+from ...ops.graph import PreparedGraph, check_edge_index_layout, plain_edge_index
 from ...ops.graph_build import as_prepared, build_graph, build_looped_graph
+from .edges import check_adjacency, is_sparse_adjacency, match_edges
 
 FillValue = float | int | Tensor | str | None
 
@@ -74,14 +76,10 @@ class LoopedGraph:
     sparse_kept_dst : Tensor or None
         Sparse inputs: ``[E_kept]`` destinations of the kept edges (see
         :attr:`kept_dst`).
-    sparse_edge_id : Tensor or None
-        Sparse inputs: ``[E']`` position of each edge in the input's stored
-        order, ``-1`` for a loop (see :meth:`edge_ids`).
 
     Only what cannot be derived is stored (the cache may hold big graphs):
     the edge list of a plain tensor input (1 GB at ogbn-products size) is rebuilt
-    from the CSR when asked for, and :attr:`kept_dst` and :meth:`edge_ids` are
-    computed when asked for.
+    from the CSR when asked for, and :attr:`kept_dst` is computed when asked for.
     """
 
     adj: Any
@@ -94,7 +92,6 @@ class LoopedGraph:
     attr_index: Tensor | None = None
     plain_edge_index: Tensor | None = None
     sparse_kept_dst: Tensor | None = None
-    sparse_edge_id: Tensor | None = None
 
     @property
     def num_edges(self) -> int:
@@ -134,36 +131,12 @@ class LoopedGraph:
             return self.sparse_kept_dst
         return self.edge_index[1, : self.kept.numel()]  # index inputs: kept edges first
 
-    def edge_ids(self) -> Tensor:
-        """``[E']`` position of each edge in the input (``-1`` for an added loop;
-        for sparse inputs, the position in their stored order)."""
-        if self.sparse_edge_id is not None:
-            return self.sparse_edge_id
-        if self.kept is None:
-            return torch.arange(self.num_edges, device=self.graph.device)
-        return torch.cat([self.kept, self.kept.new_full((self.num_loops,), -1)])
-
-
-# ----------------------------------------------------------------------------- helpers
-def _plain(edge_index: Tensor) -> Tensor:
-    """A plain ``torch.Tensor`` view of an ``EdgeIndex`` (other tensors unchanged)."""
-    if isinstance(edge_index, EdgeIndex):
-        return edge_index.as_tensor()
-    return edge_index
-
-
-def _match(keys_in: Tensor, keys_out: Tensor) -> Tensor:
-    """Position in ``keys_in`` of every entry of ``keys_out`` (all present)."""
-    sorted_in, perm = torch.sort(keys_in, stable=True)
-    pos = torch.searchsorted(sorted_in, keys_out).clamp_max(max(keys_in.numel() - 1, 0))
-    return perm[pos]
-
 
 # ----------------------------------------------------------------------------- builders
 def _from_index(edge_index: Tensor, num_src: int, num_dst: int, num_loops: int,
                 keep_type: bool) -> LoopedGraph:
     """Tensor / EdgeIndex input: kept edges in order, then the loops."""
-    plain = _plain(edge_index)
+    plain = plain_edge_index(edge_index)
     check_edge_index_layout(plain)
     graph, kept = build_looped_graph(plain, num_src, num_dst, num_loops)
     adj = None  # the edge list itself, rebuilt from the CSR when asked for
@@ -180,16 +153,16 @@ def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
     """``SparseTensor`` / ``torch.sparse`` input (row = destination)."""
     num_dst, num_src = int(adj.size(0)), int(adj.size(1))
     (row, col), values = to_edge_index(adj)
+    given = torch.stack([col, row])
     structure = None  # `None`: the input itself
     if not isinstance(adj, SparseTensor) and values.dim() > 1:
         # A hybrid tensor (edge features as values): keep only its 2-D structure,
         # so that the attention can be returned in it (PyG fails there).
         structure = _structure(adj, row.numel())
     if not add_loops:
-        edge_index = torch.stack([col, row])
-        return LoopedGraph(adj=structure, graph=build_graph(edge_index, num_src, num_dst),
+        return LoopedGraph(adj=structure, graph=build_graph(given, num_src, num_dst),
                            num_src=num_src, num_dst=num_dst, num_input_edges=row.numel(),
-                           plain_edge_index=edge_index)
+                           plain_edge_index=given)
     num_loops = min(num_src, num_dst)
     if isinstance(adj, SparseTensor):
         # PyG: torch_sparse.set_diag(adj).  Values play no part in the structure
@@ -201,24 +174,15 @@ def _from_sparse(adj: Any, add_loops: bool) -> LoopedGraph:
         looped_adj, _ = pyg_add_self_loops(looped_adj)
     (out_row, out_col), _ = to_edge_index(looped_adj)
     edge_index = torch.stack([out_col, out_row])
-    mask = row != col
-    kept = mask.nonzero().view(-1)
-    is_loop = out_row == out_col
-    width = max(num_src, 1)
-    kept_keys = row[kept] * width + col[kept]
-    out_keys = out_row * width + out_col
-    edge_id = torch.full_like(out_row, -1)
+    kept = (row != col).nonzero().view(-1)
     attr_index = out_row.clone() + kept.numel()  # loops: num_kept + node
-    not_loop = (~is_loop).nonzero().view(-1)
-    if not_loop.numel():
-        position = _match(kept_keys, out_keys[not_loop])  # index into the kept list
-        attr_index[not_loop] = position
-        edge_id[not_loop] = kept[position]
+    not_loop = (out_row != out_col).nonzero().view(-1)
+    # Every edge that is not a loop is a kept one: its index into the kept list.
+    attr_index[not_loop] = match_edges(given[:, kept], edge_index[:, not_loop])
     return LoopedGraph(
         adj=looped_adj, graph=build_graph(edge_index, num_src, num_dst), num_src=num_src,
         num_dst=num_dst, num_input_edges=row.numel(), num_loops=num_loops, kept=kept,
-        attr_index=attr_index, plain_edge_index=edge_index, sparse_kept_dst=row[kept],
-        sparse_edge_id=edge_id)
+        attr_index=attr_index, plain_edge_index=edge_index, sparse_kept_dst=row[kept])
 
 
 def _structure(adj: Tensor, nnz: int) -> Tensor:
@@ -264,13 +228,11 @@ def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Loo
                                num_input_edges=adj.num_edges)
         num_loops = min(adj.num_src, adj.num_dst)
         return _from_index(adj.edge_index, adj.num_src, adj.num_dst, num_loops, False)
-    if isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
+    if is_sparse_adjacency(adj):
         return _sparse_gat_graph(adj, add_self_loops)
-    if not isinstance(adj, Tensor):
-        raise TypeError("'edge_index' must be a LongTensor, an EdgeIndex, a SparseTensor, a "
-                        f"torch.sparse tensor or a PreparedGraph, got {type(adj).__name__}")
+    check_adjacency(adj)  # a tensor from here on
     if not add_self_loops:
-        plain = _plain(adj)
+        plain = plain_edge_index(adj)
         return LoopedGraph(adj=adj, graph=as_prepared(adj, num_src, num_dst),
                            num_src=num_src, num_dst=num_dst,
                            num_input_edges=plain.size(1), plain_edge_index=plain)
@@ -329,26 +291,3 @@ def loop_edge_attr(looped: LoopedGraph, edge_attr: Tensor, fill_value: FillValue
     if looped.attr_index is None:
         return full
     return full.index_select(0, looped.attr_index)
-
-
-def sparse_edge_values(adj: Any) -> Tensor | None:
-    """The values PyG's ``propagate`` takes as ``edge_attr`` for a sparse input.
-
-    All values of a ``SparseTensor``; the values of a ``torch.sparse`` tensor
-    only when they are multi-dimensional (a hybrid tensor); ``None`` otherwise.
-    """
-    if isinstance(adj, SparseTensor):
-        return adj.storage.value()
-    if isinstance(adj, Tensor) and is_torch_sparse_tensor(adj):
-        _, values = to_edge_index(adj)
-        return values if values.dim() > 1 else None
-    return None
-
-
-def num_nodes_of(adj: Any) -> tuple[int, int] | None:
-    """``(num_src, num_dst)`` fixed by the graph itself, or ``None`` for plain indices."""
-    if isinstance(adj, PreparedGraph):
-        return adj.num_src, adj.num_dst
-    if isinstance(adj, SparseTensor) or (isinstance(adj, Tensor) and is_torch_sparse_tensor(adj)):
-        return int(adj.size(1)), int(adj.size(0))
-    return None

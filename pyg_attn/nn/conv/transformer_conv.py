@@ -8,24 +8,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.typing import OptTensor, SparseTensor
-from torch_geometric.utils import is_torch_sparse_tensor, softmax
+from torch_geometric.utils import softmax
 
 from ...ops import PreparedGraph, graph_attention, select_backend
 from ...ops.graph_build import as_prepared
-from .adjacency import sparse_graph
-from .attention_conv import AttentionConv, split_input
+from .attention_conv import AttentionConv
+from .edges import (
+    check_adjacency,
+    is_sparse_adjacency,
+    sparse_edge_values,
+    sparse_graph,
+    split_input,
+)
 from .message_path import uses_message_path
 from .projection import project, project_rows
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
-
-def _sparse_values(adj: Any) -> Tensor | None:
-    """The stored values of a sparse adjacency (``None`` if it has none)."""
-    if isinstance(adj, SparseTensor):
-        return adj.storage.value()
-    return adj.values()
-
 
 class TransformerConv(AttentionConv):
     r"""The graph transformer operator from the `"Masked Label Prediction:
@@ -274,7 +273,7 @@ class TransformerConv(AttentionConv):
         if uses_message_path(self):
             query = project(self.lin_query, x_dst).view(-1, H, C)
             index = edge_index.edge_index if isinstance(edge_index, PreparedGraph) else edge_index
-            _check_adjacency(index)
+            check_adjacency(index)
             out = self.propagate(index, query=query, key=key, value=value, edge_attr=edge_attr)
             alpha = self._alpha
             self._alpha = None
@@ -304,7 +303,7 @@ class TransformerConv(AttentionConv):
     def _attend(self, x_dst: Tensor, key: Tensor, value: Tensor, edge_index: Any,
                 edge_attr: OptTensor, need_alpha: bool) -> tuple[Tensor, OptTensor]:
         num_src, num_dst = key.size(0), x_dst.size(0)
-        if isinstance(edge_index, SparseTensor) or is_torch_sparse_tensor(edge_index):
+        if is_sparse_adjacency(edge_index):
             if (edge_index.size(0), edge_index.size(1)) != (num_dst, num_src):
                 raise ValueError(
                     f"'edge_index' is a sparse adjacency of size "
@@ -312,14 +311,11 @@ class TransformerConv(AttentionConv):
                     f"the inputs have {num_dst} destination and {num_src} source nodes")
             graph: Tensor | PreparedGraph = sparse_graph(edge_index)
             if edge_attr is None:
-                stored = _sparse_values(edge_index)
+                stored = sparse_edge_values(edge_index)
                 edge_attr = stored if stored is not None and stored.dim() > 1 else None
-        elif isinstance(edge_index, (Tensor, PreparedGraph)):  # EdgeIndex: its CSR is reused
-            graph = edge_index
         else:
-            raise TypeError("'edge_index' must be a LongTensor [2, E], an EdgeIndex, a "
-                            "SparseTensor, a torch.sparse COO/CSR tensor or a PreparedGraph, "
-                            f"got {type(edge_index).__name__}")
+            check_adjacency(edge_index)
+            graph = edge_index  # an EdgeIndex's CSR is reused
         if isinstance(graph, PreparedGraph):
             num_edges = graph.num_edges
         else:
@@ -436,10 +432,3 @@ def _check_edge_attr(edge_attr: Any, num_edges: int, min_dim: int = 2) -> None:
     if edge_attr.dim() < min_dim or edge_attr.size(0) != num_edges:
         raise ValueError(f"'edge_attr' must have one row per edge ({num_edges}), got shape "
                          f"{list(edge_attr.shape)}")
-
-
-def _check_adjacency(edge_index: Any) -> None:
-    if not isinstance(edge_index, (Tensor, SparseTensor)):
-        raise TypeError("'edge_index' must be a LongTensor [2, E], an EdgeIndex, a "
-                        "SparseTensor, a torch.sparse COO/CSR tensor or a PreparedGraph, "
-                        f"got {type(edge_index).__name__}")
