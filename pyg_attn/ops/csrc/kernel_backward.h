@@ -51,18 +51,27 @@ inline bool start_row_record(const Graph<T>& g, int64_t i, const T* out, const T
 // dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
 // attention) and delta_i = sum_j a_ij dL/da_ij (precomputed per row).
 template <typename T, int FV>
-inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* a, const T* go,
-                       const T* delta, const T* galpha, T* w, T* ds) {
+inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restrict a,
+                       const T* go, const T* __restrict delta, const T* galpha,
+                       T* __restrict w, T* __restrict ds) {
   const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
   // <dO_i, v_j + edge_value_e> per head, into ds; computed even for dropped
   // edges: skipping them would be a mispredicted branch.
   heads_dot<FV>(go, g.value + j * H * Cv, g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
-  for (int64_t h = 0; h < H; ++h) {
-    const T dfac = g.drop_factor(e, h);
-    T grad_a = dfac * ds[h];
-    if (galpha) grad_a += galpha[e * H + h];
-    w[h] = a[h] * dfac;
-    ds[h] = a[h] * (grad_a - delta[h]);
+  g.drop_factors(e, w);  // w holds the dropout factors until its last line
+  if (galpha) {
+    const T* __restrict ga = galpha + e * H;
+    PYG_ATTN_SIMD
+    for (int64_t h = 0; h < H; ++h) {
+      ds[h] = a[h] * ((w[h] * ds[h] + ga[h]) - delta[h]);
+      w[h] *= a[h];
+    }
+  } else {
+    PYG_ATTN_SIMD
+    for (int64_t h = 0; h < H; ++h) {
+      ds[h] = a[h] * (w[h] * ds[h] - delta[h]);
+      w[h] *= a[h];
+    }
   }
 }
 
@@ -75,7 +84,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
                    const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
-  std::vector<T> w(H), ds(H), buf;
+  std::vector<T> w(H), ds(H), gz(H), buf;
   // The destination's gradient is summed here and stored once per row: summing
   // into g_dst directly chains every edge on a store-to-load round trip.
   std::vector<T> dst_grad(static_cast<size_t>(H * D));
@@ -108,6 +117,11 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       if (g.masked(e)) continue;  // per-edge gradients stay zero
       edge_grads<T, FV>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
+      if constexpr (KIND == GAT) {
+        g.gat_logit_grads(i, j, e, ds.data(), gz.data());
+        for (int64_t h = 0; h < H; ++h) dst_grad[h] += gz[h];
+        if (g_escore) std::copy(gz.begin(), gz.end(), g_escore + e * H);
+      }
       for (int64_t h = 0; h < H; ++h) {
         const T* goh = go + h * Cv;
         if (g_evalue) {
@@ -134,10 +148,6 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
             for (int64_t d = 0; d < D; ++d) gek[d] = sds * q[d];
           }
           if (g_escore) g_escore[e * H + h] = ds[h];
-        } else if (KIND == GAT) {
-          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
-          dst_grad[h] += gz;
-          if (g_escore) g_escore[e * H + h] = gz;
         } else if (KIND == GATV2) {
           const T* xs = g.src + (j * H + h) * D;
           const T* xd = g.dst + (i * H + h) * D;
@@ -164,7 +174,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
               if (gat) gat[d] += dsh * leaky(z, slope);
             }
           }
-        } else {
+        } else if (KIND == EDGE) {
           if (g_escore) g_escore[e * H + h] = ds[h];
         }
       }
@@ -184,7 +194,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
-  std::vector<T> a(H), w(H), ds(H);
+  std::vector<T> a(H), w(H), ds(H), gz(H);
   // Per-source sums kept local and stored once per source (see backward_rows).
   std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
   const int64_t limit = colptr[end];
@@ -208,6 +218,13 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       attention_from_scores(a.data(), record, H);
       const T* go = gout + i * H * Cv;
       edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w.data(), ds.data());
+      if constexpr (KIND == GAT) {
+        if (g_src || g_logit) {
+          g.gat_logit_grads(i, j, e, ds.data(), gz.data());
+          for (int64_t h = 0; h < H; ++h) src_grad[h] += gz[h];
+          if (g_logit) std::copy(gz.begin(), gz.end(), g_logit + e * H);
+        }
+      }
       for (int64_t h = 0; h < H; ++h) {
         if (g_value) {
           const T* goh = go + h * Cv;
@@ -215,11 +232,6 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           const T wh = w[h];
           PYG_ATTN_SIMD
           for (int64_t c = 0; c < Cv; ++c) gv[c] += wh * goh[c];
-        }
-        if (KIND == GAT && (g_src || g_logit)) {
-          const T gz = ds[h] * leaky_grad(g.gat_logit(i, j, e, h), g.slope);
-          src_grad[h] += gz;
-          if (g_logit) g_logit[e * H + h] = gz;
         }
         if (!g_src) continue;
         if (KIND == DOT) {

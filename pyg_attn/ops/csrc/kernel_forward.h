@@ -48,7 +48,7 @@ template <int KIND, typename T, int FD, int FV>
 void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
   const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  std::vector<T> m(H), l(H), buf;
+  std::vector<T> m(H), l(H), drop(H), buf;
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
@@ -70,9 +70,10 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       if (g.masked(e)) continue;
       const T* v = g.value + g.col[p] * H * Cv;
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
+      g.drop_factors(e, drop.data());
       for (int64_t h = 0; h < H; ++h) {
         l[h] += w[h];
-        const T wd = w[h] * g.drop_factor(e, h);
+        const T wd = w[h] * drop[h];
         T* oh = o + h * Cv;
         const T* vh = v + h * Cv;
         if (ev) {

@@ -20,27 +20,51 @@ struct Graph {
   T scale, slope;
   double p_drop;
   T keep_scale;
+  uint32_t keep;  // keep_threshold(p_drop)
   uint32_t seed;
 
-  // Dropout factor of edge e, head h: 1, 1 / (1 - p) or 0.
-  inline T drop_factor(int64_t e, int64_t h) const {
-    if (p_drop <= 0.0) return T(1);
-    return dropout_keep(seed, e * heads + h, p_drop) ? keep_scale : T(0);
+  // Dropout factors of edge e's heads into f[0, H): 1, 1 / (1 - p) or 0.  One
+  // branch per edge, then a loop the compiler vectorises across heads.
+  inline void drop_factors(int64_t e, T* __restrict f) const {
+    if (p_drop <= 0.0) {
+      std::fill(f, f + heads, T(1));
+      return;
+    }
+    const int64_t base = e * heads;
+    const uint32_t threshold = keep;
+    const T kept = keep_scale;
+    for (int64_t h = 0; h < heads; ++h)
+      f[h] = dropout_bits(seed, base + h) >= threshold ? kept : T(0);
   }
 
-  // GAT's score before the leaky ReLU.
-  inline T gat_logit(int64_t i, int64_t j, int64_t e, int64_t h) const {
-    const T z = src[j * heads + h] + dst[i * heads + h];
-    return escore ? z + escore[e * heads + h] : z;
+  // GAT's scores before the leaky ReLU, z[h] = src_j + dst_i (+ edge_score_e), all heads.
+  inline void gat_logits(int64_t i, int64_t j, int64_t e, T* __restrict z) const {
+    const T* __restrict sj = src + j * heads;
+    const T* __restrict di = dst + i * heads;
+    if (escore) {
+      const T* __restrict es = escore + e * heads;
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < heads; ++h) z[h] = sj[h] + di[h] + es[h];
+    } else {
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < heads; ++h) z[h] = sj[h] + di[h];
+    }
+  }
+
+  // GAT's logit gradients gz[h] = ds[h] * leaky'(z[h]) of edge j -> i.
+  inline void gat_logit_grads(int64_t i, int64_t j, int64_t e, const T* __restrict ds,
+                              T* __restrict gz) const {
+    gat_logits(i, j, e, gz);
+    const T sl = slope;
+    PYG_ATTN_SIMD
+    for (int64_t h = 0; h < heads; ++h) gz[h] = ds[h] * leaky_grad(gz[h], sl);
   }
 
   template <int KIND, int FD>
   inline T score(int64_t i, int64_t j, int64_t e, int64_t h) const {
     const int64_t dim = FD > 0 ? FD : this->dim;
-    static_assert(KIND != DOT, "dot scores come from scores(), all heads at once");
-    if (KIND == GAT) {
-      return leaky(gat_logit(i, j, e, h), slope);
-    } else if (KIND == GATV2) {
+    static_assert(KIND != DOT && KIND != GAT, "dot and gat scores come from scores()");
+    if (KIND == GATV2) {
       const T* xs = src + (j * heads + h) * dim;
       const T* xd = dst + (i * heads + h) * dim;
       const T* a = att + h * dim;
@@ -75,6 +99,11 @@ struct Graph {
       for (int64_t h = 0; h < heads; ++h) s[h] *= scale;
       if (escore)
         for (int64_t h = 0; h < heads; ++h) s[h] += escore[e * heads + h];
+    } else if constexpr (KIND == GAT) {
+      gat_logits(i, j, e, s);
+      const T sl = slope;
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < heads; ++h) s[h] = leaky(s[h], sl);
     } else {
       for (int64_t h = 0; h < heads; ++h) s[h] = score<KIND, FD>(i, j, e, h);
     }
@@ -135,6 +164,7 @@ Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& co
   g.slope = static_cast<T>(slope);
   g.p_drop = p_drop;
   g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
+  g.keep = keep_threshold(p_drop);
   g.seed = static_cast<uint32_t>(seed);
   TORCH_CHECK(kind != GATV2 || g.att != nullptr, "fused_attention: kind gatv2 needs 'att'");
   TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0,

@@ -15,12 +15,16 @@ inline uint32_t mix32(uint32_t x) {
   return x;
 }
 
-inline bool dropout_keep(uint32_t seed, int64_t counter, double p) {
+// The 24 random bits of the dropout stream at `counter`: the edge-head is kept iff
+// they reach ceil(p * 2^24) (keep_threshold), i.e. iff bits / 2^24 >= p.
+inline uint32_t dropout_bits(uint32_t seed, int64_t counter) {
   const uint64_t c = static_cast<uint64_t>(counter);
-  const uint32_t x = mix32(mix32(static_cast<uint32_t>(c >> 32) ^ seed) ^
-                           static_cast<uint32_t>(c & 0xffffffffu));
-  return static_cast<double>(x >> 8) * (1.0 / 16777216.0) >= p;
+  return mix32(mix32(static_cast<uint32_t>(c >> 32) ^ seed) ^
+               static_cast<uint32_t>(c & 0xffffffffu)) >> 8;
 }
+
+// ceil(p * 2^24) for p in [0, 1]: exact, as p * 2^24 is.
+inline uint32_t keep_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
 
 // Branch-free on purpose: the sign of z is a coin flip, so a branch mispredicts
 // half the time (it made GATv2's score loop several times slower).
