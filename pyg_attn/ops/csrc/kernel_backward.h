@@ -78,11 +78,14 @@ inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restr
 // Destination pass.  Per row i: attention recomputed from the row statistics,
 // delta_i, and per edge the destination-side and per-edge gradients.  The row's
 // softmax shift, log-sum and delta go to one record [3, H] per row, so that the
-// source pass, which visits rows at random, reads them from one place.
+// source pass, which visits rows at random, reads them from one place.  With
+// `edge_terms` ([E, 2, H] by edge id), each edge's dropped weight w and score
+// gradient ds are stored there for the source pass, which then neither recomputes
+// the edge's scores and attention nor its <dO_i, v_j>.
 template <int KIND, typename T, int FD, int FV>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
                    const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
-                   T* g_efeat, T* g_evalue, T* g_att) {
+                   T* g_efeat, T* g_evalue, T* g_att, T* edge_terms) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   std::vector<T> w(H), ds(H), gz(H), buf;
   // The destination's gradient is summed here and stored once per row: summing
@@ -117,6 +120,10 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       if (g.masked(e)) continue;  // per-edge gradients stay zero
       edge_grads<T, FV>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
+      if (edge_terms) {
+        std::copy(w.begin(), w.end(), edge_terms + e * 2 * H);
+        std::copy(ds.begin(), ds.end(), edge_terms + e * 2 * H + H);
+      }
       if constexpr (KIND == GAT) {
         g.gat_logit_grads(i, j, e, ds.data(), gz.data());
         for (int64_t h = 0; h < H; ++h) dst_grad[h] += gz[h];
@@ -184,17 +191,18 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 }
 
 // Source pass over the source-sorted CSR: value and source-side gradients.
-// Every edge's attention is recomputed here from its destination's statistics
-// (as in the forward), so nothing of size E is stored between the passes
-// (except, with `g_logit`, GAT's logit gradients: see gat_backward).
+// Each edge's (w, ds) come from the destination pass's `edge_terms` when given;
+// otherwise (GAT's three passes, see gat_backward) its attention is recomputed
+// here from its destination's statistics, as in the forward.
 template <int KIND, typename T, int FD, int FV>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
-                   const T* gout, const T* galpha, T* g_src, T* g_value, T* g_logit) {
+                   const T* edge_terms, const T* gout, const T* galpha, T* g_src, T* g_value,
+                   T* g_logit) {
   const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
-  std::vector<T> a(H), w(H), ds(H), gz(H);
+  std::vector<T> a(H), w_local(H), ds_local(H), gz(H);
   // Per-source sums kept local and stored once per source (see backward_rows).
   std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
   const int64_t limit = colptr[end];
@@ -208,19 +216,26 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
         prefetch_row(row_records + ahead * 3 * H, 3 * H * sizeof(T));
         if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
+        if (edge_terms)
+          prefetch_row(edge_terms + csc_edge[q + kPrefetchDistance] * 2 * H, 2 * H * sizeof(T));
       }
       const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
       if (g.masked(e) || record[H] == kSkippedRow<T>) {
         if (g_logit) std::fill(g_logit + e * H, g_logit + (e + 1) * H, T(0));
         continue;
       }
-      g.template scores<KIND, FD>(i, j, e, a.data());
-      attention_from_scores(a.data(), record, H);
       const T* go = gout + i * H * Cv;
-      edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w.data(), ds.data());
+      const T* w = edge_terms ? edge_terms + e * 2 * H : w_local.data();
+      const T* ds = edge_terms ? w + H : ds_local.data();
+      if (!edge_terms) {
+        g.template scores<KIND, FD>(i, j, e, a.data());
+        attention_from_scores(a.data(), record, H);
+        edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
+                          ds_local.data());
+      }
       if constexpr (KIND == GAT) {
         if (g_src || g_logit) {
-          g.gat_logit_grads(i, j, e, ds.data(), gz.data());
+          g.gat_logit_grads(i, j, e, ds, gz.data());
           for (int64_t h = 0; h < H; ++h) src_grad[h] += gz[h];
           if (g_logit) std::copy(gz.begin(), gz.end(), g_logit + e * H);
         }
@@ -303,7 +318,8 @@ void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
   }
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, gout, nullptr,
+    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, nullptr, gout,
+                                  nullptr,
                                   data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
   });
   if (g_dst)
@@ -331,19 +347,24 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   T* g_att_total = data_or_null<T>(grads.att);
   at::Tensor att_partial;
   if (g_att_total) att_partial = at::zeros({chunks, grads.att.numel()}, opts);
+  T* g_src = data_or_null<T>(grads.src);
+  T* g_value = data_or_null<T>(grads.value);
+  const bool source_pass = g_src || g_value;
+  // Written by the destination pass for every edge the source pass reads.
+  at::Tensor edge_terms = source_pass ? fresh({g.num_edges, 2, H}, opts, false) : at::Tensor();
+  T* terms = source_pass ? edge_terms.data_ptr<T>() : nullptr;
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
     backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
                                    data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                                    data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
-                                   g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr);
+                                   g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr,
+                                   terms);
   });
   if (g_att_total) grads.att.copy_(att_partial.sum(0).view_as(grads.att));
-  T* g_src = data_or_null<T>(grads.src);
-  T* g_value = data_or_null<T>(grads.value);
-  if (!g_src && !g_value) return;
+  if (!source_pass) return;
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
     backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
-                                   gout, galpha, g_src, g_value, nullptr);
+                                   terms, gout, galpha, g_src, g_value, nullptr);
   });
 }
