@@ -11,15 +11,15 @@
 // score buffer (scores and their maximum; then exp, sum and weighted values) and
 // keeps the row statistics (max_j s_ij, log sum_j exp(s_ij - max)).  Nothing of
 // size E x H x C is ever allocated.  The backward recomputes a_ij from those
-// statistics twice, FlashAttention-style: a destination pass (CSR) gives the
+// statistics, FlashAttention-style: a destination pass (CSR) gives the
 // destination-side and per-edge gradients and delta_i = sum_j a_ij dL/da_ij, and
 // a source pass (CSC) the source-side and value gradients, each summed locally
-// and stored once per node: no atomics and no per-edge scratch, except GAT's
-// [E, H] logit gradients when no attention gradient is given (there the
-// destination pass needs no edge and its sums come from those; see
-// gat_backward).  Work is split
-// into a fixed number of edge-balanced node chunks, so results do not depend on
-// the thread count.
+// and stored once per node, without atomics.  The destination pass hands each
+// edge's dropped attention and score gradient ([E, 2, H]) to the source pass;
+// GAT without an attention gradient takes three passes instead, with [E, H]
+// logit gradients (its destination pass needs no edge; see gat_backward).
+// Work is split into a fixed number of edge-balanced node chunks, so results do
+// not depend on the thread count.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
