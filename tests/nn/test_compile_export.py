@@ -3,10 +3,11 @@
 The graph preparation (the counting-sort CSR/CSC build, self-loops included) and
 the fused kernels are ``torch.library`` custom ops with fake implementations, so
 dynamo traces a layer call end to end.  GAT's self-loop removal keeps a
-data-dependent number of edges: ``torch.export`` handles that size as an unbacked
-symbol, and ``torch.compile`` does once
-``torch._dynamo.config.capture_dynamic_output_shape_ops`` is set (PyG's own
-``GATConv`` breaks there too; its tests compile GAT with ``add_self_loops=False``).
+data-dependent number of edges: under ``torch.compile`` the layers mask the input's
+loops instead (static shapes, the same output), so they trace without
+``capture_dynamic_output_shape_ops`` (PyG's own ``GATConv`` breaks there; its tests
+compile GAT with ``add_self_loops=False``); ``torch.export`` of the returned
+attention handles the kept count as an unbacked symbol.
 """
 from __future__ import annotations
 
@@ -55,8 +56,7 @@ def _fresh_dynamo():
 def test_no_graph_break(name, loops):
     layer = LAYERS[name](loops)
     x, edge_index = _inputs()
-    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=loops):
-        explain = torch._dynamo.explain(layer)(x, edge_index)
+    explain = torch._dynamo.explain(layer)(x, edge_index)
     assert explain.graph_break_count == 0, [str(r.reason)[:200] for r in explain.break_reasons]
 
 
@@ -76,10 +76,9 @@ def test_fullgraph_compile_matches_eager_values_and_gradients(name, loops):
     torch.manual_seed(0)
     layer = LAYERS[name](loops)
     x, edge_index = _inputs()
-    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=loops):
-        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
-        xc = x.clone().requires_grad_()
-        out_c = compiled(xc, edge_index)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    xc = x.clone().requires_grad_()
+    out_c = compiled(xc, edge_index)
     xe = x.clone().requires_grad_()
     out_e = layer(xe, edge_index)
     torch.testing.assert_close(out_c, out_e, atol=1e-6, rtol=1e-5)

@@ -12,6 +12,7 @@ from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_tensor
 
 from pyg_attn.nn.conv import self_loops
+from pyg_attn.ops import gat_attention
 from pyg_attn.nn.conv.edges import edge_ids
 from pyg_attn.nn.conv.gat_conv import GATConv
 
@@ -81,6 +82,32 @@ def test_looped_graph_edge_ids():
         assert torch.equal(looped.edge_index[:, kept], stored[:, ids[kept]])
         assert bool((looped.edge_index[0, ~kept] == looped.edge_index[1, ~kept]).all())
         assert int((~kept).sum()) == 12
+
+
+@pytest.mark.parametrize("num_src,num_dst", [(12, 12), (15, 9), (9, 15)])
+def test_masked_loops_give_the_attention_of_removed_loops(num_src, num_dst):
+    """``static_shapes`` keeps every input edge with its loops masked, then the
+    loops; the attention output and its gradients equal those of the removal."""
+    edge_index = random_graph(num_src, num_dst, 40, seed=3, self_loops=5, duplicates=2,
+                              isolated=2)
+    removed = self_loops.gat_graph(edge_index, num_src, num_dst, True)
+    masked = self_loops.gat_graph(edge_index, num_src, num_dst, True, static_shapes=True)
+    num_loops = min(num_src, num_dst)
+    assert masked.num_edges == edge_index.size(1) + num_loops
+    assert masked.edge_mask is not None and masked.edge_mask.dtype == torch.bool
+    assert torch.equal(masked.edge_mask[:edge_index.size(1)], edge_index[0] != edge_index[1])
+    assert bool(masked.edge_mask[edge_index.size(1):].all())
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(num_src, 2, generator=gen), torch.randn(num_dst, 2, generator=gen),
+              torch.randn(num_src, 2, 3, generator=gen)]
+    results = []
+    for looped in (removed, masked):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = gat_attention(*leaves, looped.graph, edge_mask=looped.edge_mask)
+        out.pow(2).sum().backward()
+        results.append([out, *(t.grad for t in leaves)])
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
 def test_bad_size():

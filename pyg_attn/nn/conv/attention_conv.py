@@ -21,7 +21,8 @@ from torch_geometric.nn.inits import glorot, zeros
 from ...ops import PreparedGraph
 from .arguments import check_layer_arguments
 from .edges import num_nodes_of, pack_attention, sparse_edge_values
-from .self_loops import FillValue, LoopedGraph, loop_edge_attr
+from .message_path import uses_message_path
+from .self_loops import FillValue, LoopedGraph, gat_graph, loop_edge_attr
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports the modules of a layer's
 # base classes for the type names of ``propagate_type``.
@@ -212,6 +213,19 @@ class GATBase(ResidualAttentionConv):
         if isinstance(x, Tensor):
             return self.res(x_src)
         return None if x_dst is None else self.res(x_dst)
+
+    def _loop_graph(self, edge_index: Any, num_src: int, num_dst: int,
+                    edge_attr: Tensor | None,
+                    return_attention_weights: bool | None) -> LoopedGraph:
+        """:func:`~pyg_attn.nn.conv.self_loops.gat_graph` of ``edge_index``; under
+        ``torch.compile``, with the input's loops masked instead of removed
+        (``static_shapes``) where only the attention output is needed (no returned
+        weights, edge features or message path), so the trace needs no
+        data-dependent size."""
+        static = (torch.compiler.is_compiling() and not return_attention_weights
+                  and edge_attr is None and self.lin_edge is None
+                  and not uses_message_path(self))
+        return gat_graph(edge_index, num_src, num_dst, self.add_self_loops, static)
 
     def _looped_edge_attr(self, looped: LoopedGraph, edge_index: Any,
                           edge_attr: Tensor | None) -> Tensor | None:

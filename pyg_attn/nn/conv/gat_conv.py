@@ -21,7 +21,6 @@ from .edges import split_input
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
 from .message_path import uses_message_path
 from .projection import project
-from .self_loops import gat_graph
 
 
 def attention_logits(x: Tensor, h: Tensor, weight: Tensor, att: Tensor) -> Tensor:
@@ -315,7 +314,8 @@ class GATConv(GATBase):
         num_src = h_src.size(0)
         num_dst = destination_count(edge_index, num_src, None if h_dst is None else h_dst.size(0),
                                     size)
-        looped = gat_graph(edge_index, num_src, num_dst, self.add_self_loops)
+        looped = self._loop_graph(edge_index, num_src, num_dst, edge_attr,
+                                 return_attention_weights)
         edge_attr = None if self.lin_edge is None else \
             self._looped_edge_attr(looped, edge_index, edge_attr)
         edge_logit = None if edge_attr is None else self._edge_logit(edge_attr)
@@ -332,8 +332,8 @@ class GATConv(GATBase):
             need_alpha = bool(return_attention_weights)
             result = gat_attention(
                 alpha_src, alpha_dst, h_src, looped.graph, negative_slope=self.negative_slope,
-                edge_logit=edge_logit, dropout=self.dropout, training=self.training,
-                return_attention=need_alpha, backend=self.backend)
+                edge_logit=edge_logit, edge_mask=looped.edge_mask, dropout=self.dropout,
+                training=self.training, return_attention=need_alpha, backend=self.backend)
             out, alpha = result if need_alpha else (result, None)
         return self._attention_output(out, res, looped, alpha, return_attention_weights)
 

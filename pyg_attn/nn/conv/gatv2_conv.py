@@ -18,7 +18,6 @@ from .attention_conv import (
 from .edges import split_input
 from .message_path import uses_message_path
 from .projection import project
-from .self_loops import gat_graph
 
 
 class GATv2Conv(GATBase):
@@ -228,7 +227,8 @@ class GATv2Conv(GATBase):
 
         num_src = x_l.size(0)
         num_dst = destination_count(edge_index, num_src, x_r.size(0))
-        looped = gat_graph(edge_index, num_src, num_dst, self.add_self_loops)
+        looped = self._loop_graph(edge_index, num_src, num_dst, edge_attr,
+                                 return_attention_weights)
         if self.lin_edge is None and edge_attr is not None:
             raise ValueError("'edge_attr' was given but the layer has no edge features "
                              "(construct it with 'edge_dim')")
@@ -246,8 +246,8 @@ class GATv2Conv(GATBase):
             need_alpha = bool(return_attention_weights)
             result = gatv2_attention(
                 x_l, x_r, self.att, looped.graph, negative_slope=self.negative_slope,
-                edge_feat=edge_feat, dropout=self.dropout, training=self.training,
-                return_attention=need_alpha, backend=self.backend)
+                edge_feat=edge_feat, edge_mask=looped.edge_mask, dropout=self.dropout,
+                training=self.training, return_attention=need_alpha, backend=self.backend)
             out, alpha = result if need_alpha else (result, None)
         return self._attention_output(out, res, looped, alpha, return_attention_weights)
 

@@ -40,7 +40,7 @@ from torch_geometric.utils.loop import compute_loop_attr
 from torch_geometric.utils.sparse import to_edge_index
 
 from ...ops.graph import PreparedGraph, check_edge_index_layout, plain_edge_index
-from ...ops.graph_build import as_prepared, build_graph, build_looped_graph
+from ...ops.graph_build import as_prepared, build_graph, build_looped_graph, checked_graph
 from .edges import check_adjacency, is_sparse_adjacency, match_edges
 
 FillValue = float | int | Tensor | str | None
@@ -76,6 +76,13 @@ class LoopedGraph:
     sparse_kept_dst : Tensor or None
         Sparse inputs: ``[E_kept]`` destinations of the kept edges (see
         :attr:`kept_dst`).
+    edge_mask : Tensor or None
+        ``[E']`` bool, set only by :func:`gat_graph`'s ``static_shapes``: every
+        input edge stays in the graph, in input order, its self-loops masked out
+        (``False``), followed by the loops (``True``); :attr:`kept` is then
+        ``None``.  The attention over it equals that over the graph without those
+        edges (a masked edge has zero weight), and its size does not depend on the
+        data.
 
     Only what cannot be derived is stored (the cache may hold big graphs):
     the edge list of a plain tensor input (1 GB at ogbn-products size) is rebuilt
@@ -92,6 +99,7 @@ class LoopedGraph:
     attr_index: Tensor | None = None
     plain_edge_index: Tensor | None = None
     sparse_kept_dst: Tensor | None = None
+    edge_mask: Tensor | None = None
 
     @property
     def num_edges(self) -> int:
@@ -196,7 +204,8 @@ def _structure(adj: Tensor, nnz: int) -> Tensor:
     raise ValueError(f"'edge_index': unsupported sparse layout {adj.layout}")
 
 
-def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> LoopedGraph:
+def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool,
+              static_shapes: bool = False) -> LoopedGraph:
     """Applies GAT's self-loop handling to ``adj`` (see the module doc).
 
     Parameters
@@ -211,6 +220,13 @@ def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Loo
     add_self_loops : bool
         Remove existing loops and append one per node
         ``i < min(num_src, num_dst)``, as PyG's GAT layers do.
+    static_shapes : bool
+        For a ``[2, E]`` tensor with ``add_self_loops``: mask the existing loops
+        instead of removing them (:attr:`LoopedGraph.edge_mask`), so that no size
+        depends on the data and ``torch.compile`` traces the call without
+        ``capture_dynamic_output_shape_ops``.  Only for callers that need the
+        attention output alone (no returned weights, edge features or PyG's
+        message path, which take the edge list itself).
 
     Returns
     -------
@@ -236,7 +252,24 @@ def gat_graph(adj: Any, num_src: int, num_dst: int, add_self_loops: bool) -> Loo
         return LoopedGraph(adj=adj, graph=as_prepared(adj, num_src, num_dst),
                            num_src=num_src, num_dst=num_dst,
                            num_input_edges=plain.size(1), plain_edge_index=plain)
+    if static_shapes:
+        return _masked_loops(adj, num_src, num_dst)
     return _from_index(adj, num_src, num_dst, min(num_src, num_dst), True)
+
+
+def _masked_loops(edge_index: Tensor, num_src: int, num_dst: int) -> LoopedGraph:
+    """Tensor / EdgeIndex input: every edge in order, its loops masked, then the
+    loops ``0 .. N-1`` (see ``static_shapes`` of :func:`gat_graph`)."""
+    plain = plain_edge_index(edge_index)
+    check_edge_index_layout(plain)
+    num_loops = min(num_src, num_dst)
+    loops = torch.arange(num_loops, dtype=plain.dtype, device=plain.device)
+    looped = torch.cat([plain, loops.expand(2, num_loops)], dim=1)
+    mask = torch.cat([plain[0] != plain[1],
+                      torch.ones(num_loops, dtype=torch.bool, device=plain.device)])
+    return LoopedGraph(adj=None, graph=checked_graph(looped, num_src, num_dst),
+                       num_src=num_src, num_dst=num_dst, num_input_edges=plain.size(1),
+                       num_loops=num_loops, plain_edge_index=looped, edge_mask=mask)
 
 
 @torch.compiler.disable
