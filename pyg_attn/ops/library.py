@@ -2,7 +2,10 @@
 
 ``pyg_attn::fused_attention`` is a custom op with a fake (meta) implementation,
 so ``torch.compile`` traces it without graph breaks, and an autograd formula
-that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
+that calls ``pyg_attn::fused_attention_backward``.  Their schemas, fakes and
+formula are derived from the argument spec :data:`pyg_attn.ops.spec.CPU_OP` by
+:func:`register_fused_op`, which registers the Triton op
+(:mod:`pyg_attn.ops.triton.fused_attention`) the same way.  Score kinds are passed as
 integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous,
 of one floating dtype (float32 or float64), on the CPU.  The C++ entry points check every structural
 precondition themselves (shapes, dtypes, contiguity, the kind, pointer

@@ -29,9 +29,8 @@ checks that it is current).
 from __future__ import annotations
 
 import collections
-import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +87,24 @@ class FusedOpSpec:
         ``name + "_backward"``.
     graph : tuple of str
         The graph tensors, in argument order (each ``Tensor``).
+
+    Attributes
+    ----------
+    forward_tuple, backward_tuple : callable
+        Named tuples of :attr:`forward_args` / :attr:`backward_args`
+        (``forward_tuple(*args).value``).
     """
 
     name: str
     graph: tuple[str, ...]
+    forward_tuple: Callable[..., Any] = field(init=False, repr=False, compare=False)
+    backward_tuple: Callable[..., Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for attr, args in (("forward_tuple", self.forward_args),
+                           ("backward_tuple", self.backward_args)):
+            object.__setattr__(self, attr, collections.namedtuple(
+                f"{self.name}_{attr}", [arg.name for arg in args]))
 
     @property
     def inputs(self) -> tuple[Arg, ...]:
@@ -126,27 +139,18 @@ class FusedOpSpec:
         """Position of the input ``name`` (the same in the forward and the backward)."""
         return [arg.name for arg in self.inputs].index(name)
 
+    def graph_tensors(self, graph: Any) -> tuple[torch.Tensor, ...]:
+        """The attributes :attr:`graph` of ``graph`` (a
+        :class:`~pyg_attn.ops.graph.PreparedGraph` or
+        :class:`~pyg_attn.ops.triton.work.TritonGraph`), in argument order
+        (a plain loop: ``torch.compile`` traces it, not ``operator.attrgetter``)."""
+        return tuple(getattr(graph, name) for name in self.graph)
+
     def schema(self, backward: bool = False) -> str:
         """The ``torch.library`` schema of the forward or backward op (no name)."""
         args = self.backward_args if backward else self.forward_args
         returns = "Tensor[]" if backward else "(Tensor, Tensor, Tensor)"
         return f"({', '.join(f'{arg.type} {arg.name}' for arg in args)}) -> {returns}"
-
-    @functools.cached_property
-    def forward_tuple(self) -> Callable[..., Any]:
-        """A named tuple of :attr:`forward_args` (``forward_tuple(*args).value``)."""
-        return collections.namedtuple(f"{self.name}_args", [arg.name for arg in self.forward_args])
-
-    @functools.cached_property
-    def backward_tuple(self) -> Callable[..., Any]:
-        """A named tuple of :attr:`backward_args`."""
-        return collections.namedtuple(f"{self.name}_backward_args",
-                                      [arg.name for arg in self.backward_args])
-
-    def graph_tensors(self, graph: Any) -> tuple[torch.Tensor, ...]:
-        """The attributes :attr:`graph` of ``graph``, in argument order."""
-        return tuple(getattr(graph, name) for name in self.graph)
-
 
 #: The CPU op: a :class:`~pyg_attn.ops.graph.PreparedGraph`'s CSR and CSC.
 CPU_OP = FusedOpSpec("fused_attention",
@@ -186,10 +190,14 @@ def cpp_header(spec: FusedOpSpec = CPU_OP) -> str:
         f"// The arguments of pyg_attn::{spec.name} and its backward: the entry points\n"
         "// take PYG_ATTN_FORWARD_PARAMS / PYG_ATTN_BACKWARD_PARAMS and gather them (by\n"
         "// reference) with PYG_ATTN_INPUTS and PYG_ATTN_BACKWARD_EXTRA.\n"
+        f"constexpr size_t kNumFeatures = {len(FEATURES)};  // gradients, flags in 'needs'\n"
         + _cpp_struct("FusedInputs", "Shared by the forward and the backward.", inputs)
         + _cpp_struct("BackwardExtra", "The backward's own arguments.", BACKWARD_EXTRA)
-        + f"#define PYG_ATTN_FORWARD_PARAMS \\\n    {_cpp_params(spec.forward_args)}\n"
-        + f"#define PYG_ATTN_BACKWARD_PARAMS \\\n    {_cpp_params(spec.backward_args)}\n"
+        + f"#define PYG_ATTN_INPUT_PARAMS \\\n    {_cpp_params(inputs)}\n"
+        + "#define PYG_ATTN_FORWARD_PARAMS PYG_ATTN_INPUT_PARAMS, "
+        + f"{_cpp_params(_FORWARD_EXTRA)}\n"
+        + "#define PYG_ATTN_BACKWARD_PARAMS PYG_ATTN_INPUT_PARAMS, \\\n    "
+        + f"{_cpp_params(BACKWARD_EXTRA)}\n"
         + f"#define PYG_ATTN_INPUTS {_cpp_init('FusedInputs', inputs)}\n"
         + f"#define PYG_ATTN_BACKWARD_EXTRA {_cpp_init('BackwardExtra', BACKWARD_EXTRA)}\n")
 

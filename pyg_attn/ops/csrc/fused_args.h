@@ -2,6 +2,7 @@
 // The arguments of pyg_attn::fused_attention and its backward: the entry points
 // take PYG_ATTN_FORWARD_PARAMS / PYG_ATTN_BACKWARD_PARAMS and gather them (by
 // reference) with PYG_ATTN_INPUTS and PYG_ATTN_BACKWARD_EXTRA.
+constexpr size_t kNumFeatures = 7;  // gradients, flags in 'needs'
 // Shared by the forward and the backward.
 struct FusedInputs {
   int64_t kind;
@@ -32,7 +33,7 @@ struct BackwardExtra {
   const c10::optional<at::Tensor>& grad_alpha;
   const std::vector<bool>& needs;
 };
-#define PYG_ATTN_FORWARD_PARAMS \
+#define PYG_ATTN_INPUT_PARAMS \
     int64_t kind, \
     const at::Tensor& rowptr, \
     const at::Tensor& col, \
@@ -51,28 +52,9 @@ struct BackwardExtra {
     const c10::optional<at::Tensor>& seed, \
     double scale, \
     double negative_slope, \
-    double dropout, \
-    bool need_alpha
-#define PYG_ATTN_BACKWARD_PARAMS \
-    int64_t kind, \
-    const at::Tensor& rowptr, \
-    const at::Tensor& col, \
-    const at::Tensor& perm, \
-    const at::Tensor& colptr, \
-    const at::Tensor& csc_row, \
-    const at::Tensor& csc_edge, \
-    const at::Tensor& dst, \
-    const at::Tensor& src, \
-    const at::Tensor& value, \
-    const c10::optional<at::Tensor>& att, \
-    const c10::optional<at::Tensor>& edge_score, \
-    const c10::optional<at::Tensor>& edge_feat, \
-    const c10::optional<at::Tensor>& edge_value, \
-    const c10::optional<at::Tensor>& edge_mask, \
-    const c10::optional<at::Tensor>& seed, \
-    double scale, \
-    double negative_slope, \
-    double dropout, \
+    double dropout
+#define PYG_ATTN_FORWARD_PARAMS PYG_ATTN_INPUT_PARAMS, bool need_alpha
+#define PYG_ATTN_BACKWARD_PARAMS PYG_ATTN_INPUT_PARAMS, \
     const at::Tensor& out, \
     const at::Tensor& lse, \
     const at::Tensor& grad_out, \

@@ -238,8 +238,8 @@ Sizes check_forward_inputs(const FusedInputs& a) {
 
 // The backward's own arguments: the CSC and the forward's results and gradients.
 void check_backward_inputs(const Sizes& s, const FusedInputs& a, const BackwardExtra& b) {
-  TORCH_CHECK(b.needs.size() == 7, "fused_attention: 'needs' must have 7 flags, got ",
-              b.needs.size());
+  TORCH_CHECK(b.needs.size() == kNumFeatures, "fused_attention: 'needs' must have ",
+              kNumFeatures, " flags, got ", b.needs.size());
   const auto dtype = a.value.scalar_type();
   check_pointer(a.colptr, "colptr", s.n_src, s.num_edges);
   check_index(a.csc_row, "csc_row", s.num_edges, s.n_dst);
