@@ -15,6 +15,7 @@ import torch
 
 from pyg_attn.ops import PreparedGraph, prepare
 from pyg_attn.ops.cpu import load_extension
+from pyg_attn.ops.spec import CPU_OP
 
 from .graphs import random_graph
 
@@ -156,8 +157,8 @@ def _op_args(kind: str = "dot") -> dict:
         colptr=graph.colptr, csc_row=graph.csc_row, csc_edge=graph.csc_edge,
         dst=torch.randn(N_DST, H, dim), src=torch.randn(N_SRC, H, dim),
         value=torch.randn(N_SRC, H, C), att=torch.randn(H, C) if kind == "gatv2" else None,
-        edge_score=None, edge_feat=None, edge_value=None, edge_mask=None, scale=0.5,
-        negative_slope=0.2, dropout=0.0, seed=0, need_alpha=True)
+        edge_score=None, edge_feat=None, edge_value=None, edge_mask=None, seed=None,
+        scale=0.5, negative_slope=0.2, dropout=0.0, need_alpha=True)
 
 
 def _forward(args: dict):
@@ -166,21 +167,15 @@ def _forward(args: dict):
     return torch.ops.pyg_attn.fused_attention(*args.values())
 
 
-BACKWARD_ORDER = ("kind", *"rowptr col perm colptr csc_row csc_edge".split(),
-                  *"dst src value att edge_score edge_feat edge_value edge_mask".split(),
-                  "out", "lse", "grad_out", "grad_alpha", "scale", "negative_slope", "dropout",
-                  "seed")
-
-
 def _backward_args(args: dict, out: torch.Tensor, lse: torch.Tensor) -> dict:
     """The backward's arguments (by name) after a forward on ``args``."""
     return dict(args, out=out, lse=lse, grad_out=torch.ones_like(out),
-                grad_alpha=torch.ones(args["col"].numel(), H))
+                grad_alpha=torch.ones(args["col"].numel(), H), needs=[True] * 7)
 
 
 def _backward(backward: dict):
     return torch.ops.pyg_attn.fused_attention_backward(
-        *(backward[k] for k in BACKWARD_ORDER), [True] * 7)
+        *(backward[arg.name] for arg in CPU_OP.backward_args))
 
 
 BAD_OP_ARGS = [  # (argument named in the error, change of the valid arguments)
@@ -204,6 +199,9 @@ BAD_OP_ARGS = [  # (argument named in the error, change of the valid arguments)
     ("edge_value", lambda a: {"edge_value": torch.randn(E - 1, H, C)}),
     ("edge_mask", lambda a: {"edge_mask": torch.ones(E, dtype=torch.uint8)}),
     ("dropout", lambda a: {"dropout": 1.5}),
+    ("seed", lambda a: {"dropout": 0.5}),
+    ("seed", lambda a: {"dropout": 0.5, "seed": torch.tensor([3])}),
+    ("seed", lambda a: {"dropout": 0.5, "seed": torch.tensor(3, dtype=torch.int32)}),
 ]
 
 
@@ -255,7 +253,7 @@ def test_op_accepts_the_valid_arguments():
     assert out.shape == (N_DST, H, C) and lse.shape == (N_DST, H, 2) and alpha.shape == (E, H)
 
 
-GRAPH_ARGS = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
+GRAPH_ARGS = CPU_OP.graph
 
 
 @needs_kernel

@@ -361,8 +361,8 @@ def test_torch_compile_traces_the_op():
     def fn(q, k, v):
         out, _, _ = fused_attention(KIND_IDS["dot"], graph.rowptr, graph.col, graph.perm,
                                     graph.colptr, graph.csc_row, graph.csc_edge,
-                                    q, k, v, None, None, None, None, None, 0.5, 0.0, 0.0, 0,
-                                    False)
+                                    q, k, v, None, None, None, None, None, None, 0.5, 0.0,
+                                    0.0, False)
         return out.relu().sum()
 
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")

@@ -40,7 +40,7 @@ def test_the_kernel_rejects_an_id_past_the_table():
     with pytest.raises(RuntimeError, match=rf"'kind' must be in \[0, {len(SCORE_KINDS)}\)"):
         fused_attention(len(SCORE_KINDS), graph.rowptr, graph.col, graph.perm, graph.colptr,
                         graph.csc_row, graph.csc_edge, q, q, q, None, None, None, None, None,
-                        1.0, 0.0, 0.0, 0, False)
+                        None, 1.0, 0.0, 0.0, False)
     # Every id of the table is accepted (dot needs nothing more than q, k, v).
     out = graph_attention(q, q, q, graph)
     assert out.shape == (2, 1, 4)

@@ -29,6 +29,7 @@ from .graph_build import as_prepared
 from .library import fused_attention_cpu
 from .reference import reference_attention
 from .score_kinds import KIND_IDS
+from .spec import CPU_OP, FEATURES
 from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")
@@ -209,7 +210,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
         "every caller passes the dst, src and value features"
     num_src = src.size(0)
     p = float(dropout) if training else 0.0
-    seed = draw_seed() if p > 0.0 else 0
+    seed = draw_seed(device) if p > 0.0 else None
     alpha: Tensor | None
     if chosen == "reference":
         if isinstance(edge_index, PreparedGraph):
@@ -224,24 +225,20 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
             edge_value=cast["edge_value"], edge_mask=edge_mask, scale=scale,
             negative_slope=negative_slope, dropout=p, seed=seed)
         alpha = alpha if return_attention else None
-    elif chosen == "triton":
-        from .triton.fused_attention import fused_attention_triton
-
-        graph = as_prepared(edge_index, num_src, num_dst)
-        out, _stats, alpha = fused_attention_triton(
-            KIND_IDS[kind], graph, dst, src, value, cast["att"],
-            cast["edge_score"], cast["edge_feat"], cast["edge_value"],
-            None if edge_mask is None else edge_mask.contiguous(), scale, negative_slope, p,
-            seed, return_attention)
     else:
         graph = as_prepared(edge_index, num_src, num_dst)
-        out, _lse, alpha = fused_attention_cpu(
-            KIND_IDS[kind], graph.rowptr, graph.col, graph.perm, graph.colptr, graph.csc_row,
-            graph.csc_edge, dst, src, value, cast["att"],
-            cast["edge_score"], cast["edge_feat"], cast["edge_value"],
-            None if edge_mask is None else edge_mask.contiguous(), float(scale),
-            float(negative_slope), p, seed, bool(return_attention))
-        alpha = alpha if return_attention else None
+        # The fused ops' arguments after the graph (pyg_attn.ops.spec).
+        args = (*(cast[name] for name in FEATURES),
+                None if edge_mask is None else edge_mask.contiguous(), seed, float(scale),
+                float(negative_slope), p, bool(return_attention))
+        if chosen == "triton":
+            from .triton.fused_attention import fused_attention_triton
+
+            out, _stats, alpha = fused_attention_triton(KIND_IDS[kind], graph, *args)
+        else:
+            out, _lse, alpha = fused_attention_cpu(KIND_IDS[kind], *CPU_OP.graph_tensors(graph),
+                                                   *args)
+            alpha = alpha if return_attention else None
     out = out.to(result_dtype)
     return out, (None if alpha is None else alpha.to(result_dtype))
 

@@ -26,13 +26,19 @@ def _mix32(x: Tensor) -> Tensor:
     return x ^ (x >> 15)
 
 
-def draw_seed() -> int:
+def draw_seed(device: torch.device) -> Tensor:
     """Draws a 31-bit dropout seed from torch's default CPU generator, so
-    ``torch.manual_seed`` reproduces the mask on every device."""
-    return int(torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64).item())
+    ``torch.manual_seed`` reproduces the mask on every device.
+
+    Returns a 0-dim int64 tensor on ``device``: the kernels read it there, so
+    neither eager calls nor ``torch.compile`` graphs wait for its value (no
+    ``.item()``; the copy to a GPU does not block).
+    """
+    seed = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64).view(())
+    return seed.to(device, non_blocking=True)
 
 
-def dropout_scale(num_edges: int, heads: int, p: float, seed: int,
+def dropout_scale(num_edges: int, heads: int, p: float, seed: Tensor,
                   device: torch.device | str = "cpu",
                   dtype: torch.dtype = torch.float32) -> Tensor:
     """Returns the ``[E, H]`` dropout factors (``0`` or ``1 / (1 - p)``).
@@ -46,8 +52,8 @@ def dropout_scale(num_edges: int, heads: int, p: float, seed: int,
         ``E`` and ``H``.
     p : float
         Dropout probability in ``[0, 1]``.
-    seed : int
-        Seed of the stream (:func:`draw_seed`).
+    seed : Tensor
+        0-dim int64 seed of the stream (:func:`draw_seed`), on ``device`` or the CPU.
     device : torch.device or str
         Device of the result.
     dtype : torch.dtype

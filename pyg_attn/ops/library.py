@@ -2,7 +2,10 @@
 
 ``pyg_attn::fused_attention`` is a custom op with a fake (meta) implementation,
 so ``torch.compile`` traces it without graph breaks, and an autograd formula
-that calls ``pyg_attn::fused_attention_backward``.  Score kinds are passed as
+that calls ``pyg_attn::fused_attention_backward``.  Their schemas, fakes and
+formula are derived from the argument spec :data:`pyg_attn.ops.spec.CPU_OP` by
+:func:`register_fused_op`, which registers the Triton op
+(:mod:`pyg_attn.ops.triton.fused_attention`) the same way.  Score kinds are passed as
 integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous,
 of one floating dtype (float32 or float64), on the CPU.  The C++ entry points check every structural
 precondition themselves (shapes, dtypes, contiguity, the kind, pointer
@@ -13,15 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .cpu import load_extension
-
-_GRAPH = ("rowptr", "col", "perm", "colptr", "csc_row", "csc_edge")
-_FEATURES = ("dst", "src", "value", "att", "edge_score", "edge_feat", "edge_value")
+from .spec import CPU_OP, FEATURES, FusedOpSpec, accumulation_dtype
 
 # The autograd formula of a custom op: ``setup_context(ctx, inputs, output)`` and
 # ``backward(ctx, *grad_outputs) -> grad_inputs``.  ``ctx`` is typed ``Any``: the
@@ -37,95 +38,66 @@ def _extension() -> ModuleType:
     return ext
 
 
-def _fused_forward(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
-    edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
-    edge_mask: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
-    need_alpha: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``.
+def _fused_forward(*args: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The CPU kernel on :data:`~pyg_attn.ops.spec.CPU_OP`'s forward arguments:
+    ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``.
 
     ``stats`` holds each row's score maximum and log-sum-exp below it.
     """
-    out, lse, alpha = _extension().fused_forward(
-        kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat, edge_value,
-        edge_mask, scale, negative_slope, dropout, seed, need_alpha)
+    out, lse, alpha = _extension().fused_forward(*args)
     return out, lse, alpha
 
 
-# The custom op (traceable by torch.compile) around the plain kernel call, which the
-# eager autograd.Function below calls directly.
-fused_attention = torch.library.custom_op("pyg_attn::fused_attention", _fused_forward,
-                                          mutates_args=(), device_types="cpu")
+def _fused_backward(*args: Any) -> list[Tensor]:
+    """The CPU kernel's gradients of the :data:`~pyg_attn.ops.spec.FEATURES` on
+    :data:`~pyg_attn.ops.spec.CPU_OP`'s backward arguments; an entry whose flag in
+    ``needs`` is false comes back empty."""
+    return _extension().fused_backward(*args)
 
 
-@fused_attention.register_fake
-def _(kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-      csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
-      edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
-      edge_mask: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
-      need_alpha: bool) -> tuple[Tensor, Tensor, Tensor]:
-    n_dst = rowptr.size(0) - 1
-    heads, dim_v = value.size(1), value.size(2)
-    return (value.new_empty(n_dst, heads, dim_v), value.new_empty(n_dst, heads, 2),
-            value.new_empty(col.size(0) if need_alpha else 0, heads))
+def fused_fakes(spec: FusedOpSpec) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The fake (meta) implementations of ``spec``'s forward and backward op:
+    ``out [N_dst, H, Cv]`` like ``value``, ``stats [N_dst, H, 2]`` and ``alpha
+    [E or 0, H]`` in :func:`~pyg_attn.ops.spec.accumulation_dtype`; gradients
+    shaped like their features (empty where not needed)."""
+    rowptr, col = spec.position("rowptr"), spec.position("col")
+    first, value = spec.first_feature, spec.position("value")
+    need_alpha, needs = spec.num_inputs, len(spec.backward_args) - 1
+
+    def forward(*args: Any) -> tuple[Tensor, Tensor, Tensor]:
+        v = args[value]
+        n_dst, heads, acc = args[rowptr].size(0) - 1, v.size(1), accumulation_dtype(v.dtype)
+        return (v.new_empty(n_dst, heads, v.size(2)), v.new_empty(n_dst, heads, 2, dtype=acc),
+                v.new_empty(args[col].size(0) if args[need_alpha] else 0, heads, dtype=acc))
+
+    def backward(*args: Any) -> list[Tensor]:
+        like = args[first:first + len(FEATURES)]
+        return [t.new_empty(t.shape) if (flag and t is not None) else args[value].new_empty(0)
+                for t, flag in zip(like, args[needs])]
+
+    return forward, backward
 
 
-def _fused_backward(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-    csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
-    edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
-    edge_mask: Tensor | None, out: Tensor, lse: Tensor, grad_out: Tensor,
-    grad_alpha: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
-    needs: list[bool],
-) -> list[Tensor]:
-    """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
-    an entry whose flag in ``needs`` is false comes back empty."""
-    return _extension().fused_backward(
-        kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score,
-        edge_feat, edge_value, edge_mask, out, lse, grad_out, grad_alpha, scale, negative_slope,
-        dropout, seed, needs)
-
-
-fused_attention_backward = torch.library.custom_op(
-    "pyg_attn::fused_attention_backward", _fused_backward, mutates_args=(), device_types="cpu")
-
-
-@fused_attention_backward.register_fake
-def _(kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, colptr: Tensor, csc_row: Tensor,
-      csc_edge: Tensor, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
-      edge_score: Tensor | None, edge_feat: Tensor | None, edge_value: Tensor | None,
-      edge_mask: Tensor | None, out: Tensor, lse: Tensor, grad_out: Tensor,
-      grad_alpha: Tensor | None, scale: float, negative_slope: float, dropout: float, seed: int,
-      needs: list[bool]) -> list[Tensor]:
-    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
-    return [t.new_empty(t.shape) if (flag and t is not None) else value.new_empty(0)
-            for t, flag in zip(like, needs)]
-
-
-def fused_autograd_formula(backward_op: Callable[..., list[Tensor]], num_graph: int
+def fused_autograd_formula(spec: FusedOpSpec, backward_op: Callable[..., list[Tensor]]
                            ) -> tuple[SetupContext, Backward]:
-    """``(setup_context, backward)`` of a fused attention op.
+    """``(setup_context, backward)`` of the fused attention op ``spec``.
 
     Shared by the CPU op and the Triton op (:mod:`pyg_attn.ops.triton`), and by
-    their eager :class:`torch.autograd.Function` twins: all take ``(kind, *graph,
-    *features, edge_mask, scale, negative_slope, dropout, seed, need_alpha)`` with
-    ``num_graph`` graph tensors, return ``(out, stats, alpha)``, and have a backward
-    taking ``(kind, *graph, *features, edge_mask, out, stats, grad_out, grad_alpha,
-    scale, negative_slope, dropout, seed, needs)``.
+    their eager :class:`torch.autograd.Function` twins: the forward takes
+    ``spec.forward_args`` and returns ``(out, stats, alpha)``; ``backward_op``
+    takes ``spec.backward_args`` (the inputs, then ``out, lse, grad_out,
+    grad_alpha, needs``) and returns the features' gradients.
     """
-    first_feature = 1 + num_graph
+    first, stop = spec.first_feature, spec.first_feature + len(FEATURES)
+    first_scalar, num_forward = spec.first_scalar, len(spec.forward_args)
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...],
                       output: tuple[Tensor, Tensor, Tensor]) -> None:
-        (kind, *graph), rest = inputs[:first_feature], inputs[first_feature:]
-        features, (edge_mask, scale, slope, dropout, seed, _need_alpha) = rest[:7], rest[7:]
         out, lse, _alpha = output
         ctx.mark_non_differentiable(lse)
-        ctx.save_for_backward(*graph, *features, edge_mask, out, lse)
-        ctx.params = (kind, scale, slope, dropout, seed)
-        ctx.present = tuple(t is not None for t in features)
+        ctx.save_for_backward(*inputs[1:first_scalar], out, lse)
+        ctx.params = (inputs[0], *inputs[first_scalar:-1])  # kind and the floats
+        ctx.present = tuple(t is not None for t in inputs[first:stop])
 
     def backward(ctx: Any, grad_out: Tensor | None, _grad_lse: Tensor | None,
                  grad_alpha: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -133,32 +105,21 @@ def fused_autograd_formula(backward_op: Callable[..., list[Tensor]], num_graph: 
             raise RuntimeError(
                 "pyg_attn: the fused kernels have no double backward (create_graph=True); "
                 "use backend='reference' for higher-order gradients")
-        saved = ctx.saved_tensors
-        graph = saved[:num_graph]
-        features = saved[num_graph:num_graph + len(_FEATURES)]
-        edge_mask, out, lse = saved[num_graph + len(_FEATURES):]
-        kind, scale, slope, dropout, seed = ctx.params
-        needs = [bool(ctx.needs_input_grad[first_feature + k]) and ctx.present[k]
-                 for k in range(len(_FEATURES))]
+        *tensors, out, lse = ctx.saved_tensors
+        kind, *scalars = ctx.params
+        needs = [bool(ctx.needs_input_grad[first + k]) and ctx.present[k]
+                 for k in range(len(FEATURES))]
         if grad_alpha is not None and grad_alpha.numel() == 0:
             grad_alpha = None
         if grad_out is None:
             grad_out = torch.zeros_like(out)
         grads = backward_op(
-            kind, *graph, *features, edge_mask, out, lse, grad_out.contiguous(),
-            None if grad_alpha is None else grad_alpha.contiguous(), scale, slope, dropout,
-            seed, needs)
+            kind, *tensors, *scalars, out, lse, grad_out.contiguous(),
+            None if grad_alpha is None else grad_alpha.contiguous(), needs)
         feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
-        return (None,) * first_feature + tuple(feature_grads) + (None,) * 6
+        return (None,) * first + tuple(feature_grads) + (None,) * (num_forward - stop)
 
     return setup_context, backward
-
-
-def register_fused_autograd(op_name: str, backward_op: Callable[..., list[Tensor]],
-                            num_graph: int) -> None:
-    """Registers :func:`fused_autograd_formula` as the autograd of the op ``op_name``."""
-    setup_context, backward = fused_autograd_formula(backward_op, num_graph)
-    torch.library.register_autograd(op_name, backward, setup_context=setup_context)
 
 
 class PositionalFunction(torch.autograd.Function):
@@ -206,21 +167,52 @@ def outside_compile(function: type[torch.autograd.Function], op: Callable[..., A
     return function.apply(*args)
 
 
-EagerFusedAttention = eager_function(
-    "EagerFusedAttention",
-    "The CPU op ``pyg_attn::fused_attention`` without the dispatcher (same kernels, "
-    "same autograd formula).",
-    _fused_forward,
-    *fused_autograd_formula(_fused_backward, len(_GRAPH)))
+class FusedOp(NamedTuple):
+    """A fused attention op registered by :func:`register_fused_op`; calling it
+    runs ``op(*args)`` under ``torch.compile`` and ``eager.apply(*args)``
+    otherwise (same results, less per-call overhead)."""
+
+    op: Any
+    """The custom op ``pyg_attn::<spec.name>`` (traceable by ``torch.compile``)."""
+    backward: Any
+    """The custom op ``pyg_attn::<spec.name>_backward``."""
+    eager: type[torch.autograd.Function]
+    """The same kernels and autograd formula without the dispatcher."""
+
+    def __call__(self, *args: Any) -> tuple[Tensor, Tensor, Tensor]:
+        return outside_compile(self.eager, self.op, *args)
 
 
-def fused_attention_cpu(*args: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """``pyg_attn::fused_attention(*args)``, through :class:`EagerFusedAttention`
-    when not compiling (same results, less per-call overhead)."""
-    return outside_compile(EagerFusedAttention, fused_attention, *args)
+def register_fused_op(spec: FusedOpSpec, forward: Callable[..., Any],
+                      backward: Callable[..., list[Tensor]], eager_name: str,
+                      device_types: str | None = None) -> FusedOp:
+    """Defines the custom ops of ``spec`` (schemas from the spec) around the plain
+    kernel calls ``forward`` and ``backward``, with :func:`fused_fakes` and
+    :func:`fused_autograd_formula`, and their eager twin named ``eager_name``."""
+    forward_fake, backward_fake = fused_fakes(spec)
+    op = torch.library.custom_op(f"pyg_attn::{spec.name}", forward, mutates_args=(),
+                                 device_types=device_types, schema=spec.schema())
+    backward_op = torch.library.custom_op(
+        f"pyg_attn::{spec.name}_backward", backward, mutates_args=(),
+        device_types=device_types, schema=spec.schema(backward=True))
+    op.register_fake(forward_fake)
+    backward_op.register_fake(backward_fake)
+    setup_context, formula = fused_autograd_formula(spec, backward_op)
+    op.register_autograd(formula, setup_context=setup_context)
+    eager = eager_function(
+        eager_name,
+        f"The op ``pyg_attn::{spec.name}`` without the dispatcher (same kernels, same "
+        "autograd formula).",
+        forward, *fused_autograd_formula(spec, backward))
+    return FusedOp(op, backward_op, eager)
 
 
-register_fused_autograd("pyg_attn::fused_attention", fused_attention_backward, len(_GRAPH))
+#: The CPU op (:data:`~pyg_attn.ops.spec.CPU_OP`).
+fused_attention_cpu = register_fused_op(CPU_OP, _fused_forward, _fused_backward,
+                                        "EagerFusedAttention", device_types="cpu")
+fused_attention = fused_attention_cpu.op
+fused_attention_backward = fused_attention_cpu.backward
+EagerFusedAttention = fused_attention_cpu.eager
 
 
 def _segment_forward(src: Tensor, index: Tensor, num_groups: int) -> Tensor:

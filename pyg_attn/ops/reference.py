@@ -85,7 +85,7 @@ def reference_attention(kind: str, edge_index: Tensor, num_dst: int, dst: Tensor
                         edge_score: Tensor | None = None, edge_feat: Tensor | None = None,
                         edge_value: Tensor | None = None, edge_mask: Tensor | None = None,
                         scale: float = 1.0, negative_slope: float = 0.2, dropout: float = 0.0,
-                        seed: int = 0) -> tuple[Tensor, Tensor]:
+                        seed: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Reference attention: returns ``(out [N_dst, H, Cv], alpha [E, H])``.
 
     Inputs are in the canonical 3-D layout (``[N, H, C]``; GAT's per-node
@@ -120,8 +120,9 @@ def reference_attention(kind: str, edge_index: Tensor, num_dst: int, dst: Tensor
         Score scale (``"dot"``) and LeakyReLU slope (``"gat"``, ``"gatv2"``).
     dropout : float
         Attention dropout probability (already ``0`` outside training).
-    seed : int
-        Seed of the dropout stream.
+    seed : Tensor, optional
+        0-dim int64 seed of the dropout stream (:func:`~pyg_attn.ops.dropout.draw_seed`);
+        needed when ``dropout > 0``.
 
     Returns
     -------
@@ -136,6 +137,7 @@ def reference_attention(kind: str, edge_index: Tensor, num_dst: int, dst: Tensor
     alpha = segment_softmax(score, dst_index, num_dst, edge_mask)
     weight = alpha
     if dropout > 0.0:
+        assert seed is not None, "dropout needs a seed"
         weight = alpha * dropout_scale(alpha.size(0), alpha.size(1), dropout, seed,
                                        alpha.device, alpha.dtype)
     message = value.index_select(0, src_index)

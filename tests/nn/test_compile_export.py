@@ -130,3 +130,44 @@ def test_export_two_layer_model_matches_eager():
     program = torch.export.export(model, (x, edge_index))
     torch.testing.assert_close(program.module()(x, edge_index), model(x, edge_index),
                                atol=1e-6, rtol=1e-5)
+
+
+DROPOUT_LAYERS = {
+    "GATConv": lambda: GATConv(8, 4, heads=2, add_self_loops=False, dropout=0.4),
+    "GATv2Conv": lambda: GATv2Conv(8, 4, heads=2, add_self_loops=False, dropout=0.4),
+    "TransformerConv": lambda: TransformerConv(8, 4, heads=2, dropout=0.4),
+}
+
+
+@pytest.mark.parametrize("name", DROPOUT_LAYERS)
+def test_training_step_with_attention_dropout_compiles_whole(name):
+    """The dropout seed is a tensor (no ``.item()``): a training step with attention
+    dropout has no graph break without ``capture_scalar_outputs``, and for one
+    ``torch.manual_seed`` the compiled step draws the eager step's masks."""
+    torch.manual_seed(0)
+    layer = DROPOUT_LAYERS[name]().train()
+    x, edge_index = _inputs()
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(x, edge_index).square().sum()
+
+    with torch._dynamo.config.patch(capture_scalar_outputs=False):
+        explain = torch._dynamo.explain(step)(x)
+        assert explain.graph_break_count == 0, \
+            [str(r.reason)[:200] for r in explain.break_reasons]
+        compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+        compiled(x)  # compiles
+        losses, grads = [], []
+        for run in (compiled, step, compiled):
+            torch.manual_seed(1)
+            xr = x.clone().requires_grad_()
+            loss = run(xr)
+            loss.backward()
+            losses.append(loss.detach())
+            grads.append(xr.grad)
+        torch.manual_seed(2)
+        other = compiled(x).detach()
+    for loss, grad in zip(losses[1:], grads[1:]):
+        torch.testing.assert_close(loss, losses[0], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(grad, grads[0], atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(other, losses[0])  # another seed, other masks

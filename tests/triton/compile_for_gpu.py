@@ -22,6 +22,7 @@ from triton.compiler import ASTSource
 from triton.runtime.jit import mangle_type
 
 from pyg_attn.ops import prepare
+from pyg_attn.ops.spec import TRITON_OP
 from pyg_attn.ops.triton import fused_attention
 from pyg_attn.ops.triton.work import triton_graph
 
@@ -60,7 +61,7 @@ def record(kind: int, dtype: torch.dtype) -> list:
 def run_op(kind: int, dtype: torch.dtype) -> None:
     """The Triton op's forward and backward on a small graph (kernels stubbed)."""
     edge_index = random_graph(12, 12, 40, seed=0, hub=1, hub_degree=10)
-    tensors = fused_attention._graph_tensors(triton_graph(prepare(edge_index, 12), 4))
+    tensors = TRITON_OP.graph_tensors(triton_graph(prepare(edge_index, 12), 4))
     heads, dim = 2, (1 if kind == 1 else 4)
     dim = 0 if kind == 3 else dim
     e = edge_index.size(1)
@@ -71,11 +72,10 @@ def run_op(kind: int, dtype: torch.dtype) -> None:
                 x(e, heads) if kind in (0, 1, 3) else None,
                 x(e, heads, dim) if kind in (0, 2) else None, x(e, heads, 4) if kind == 0 else None)
     mask = torch.rand(e) > 0.2
-    args = (kind, *tensors, *features, mask, 0.5, 0.2, 0.1, 7)
+    args = (kind, *tensors, *features, mask, torch.tensor(7), 0.5, 0.2, 0.1)
     out, stats, alpha = fused_attention.triton_fused_attention(*args, True)
     fused_attention.triton_fused_attention_backward(
-        *args[:-5], mask, out, stats, torch.randn_like(out), torch.randn_like(alpha), 0.5, 0.2,
-        0.1, 7, [True] * 7)
+        *args, out, stats, torch.randn_like(out), torch.randn_like(alpha), [True] * 7)
 
 
 def compile_launch(kernel, args: tuple, kwargs: dict):

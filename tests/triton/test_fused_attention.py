@@ -108,7 +108,7 @@ def test_one_item_per_row_gives_the_same_result_as_split_rows(device):
     num_src, num_dst, edge_index = mixed_graph()
     graph = prepare(edge_index.to(device), (num_src, num_dst))
     q, k, v = (torch.randn(n, 2, 3, device=device) for n in (num_dst, num_src, num_src))
-    args = (0, graph, q, k, v, None, None, None, None, None, 0.5, 0.0, 0.0, 0, True)
+    args = (0, graph, q, k, v, None, None, None, None, None, None, 0.5, 0.0, 0.0, True)
     whole = fused_attention_triton(*args, chunk=1_000)
     split = fused_attention_triton(*args, chunk=4)
     for a, b in zip(whole, split):
@@ -117,16 +117,17 @@ def test_one_item_per_row_gives_the_same_result_as_split_rows(device):
 
 def test_torch_compile_traces_the_op(device):
     """The custom op traces whole (fake implementation) and differentiates."""
-    from pyg_attn.ops.triton.fused_attention import _graph_tensors, triton_fused_attention
+    from pyg_attn.ops.spec import TRITON_OP
+    from pyg_attn.ops.triton.fused_attention import triton_fused_attention
     from pyg_attn.ops.triton.work import triton_graph
 
     graph = prepare(random_graph(8, 8, 20, seed=4).to(device), 8)
-    tensors = _graph_tensors(triton_graph(graph, 4))
+    tensors = TRITON_OP.graph_tensors(triton_graph(graph, 4))
     q, k, v = (torch.randn(8, 2, 4, device=device, requires_grad=True) for _ in range(3))
 
     def fn(q, k, v):
         out, _, _ = triton_fused_attention(0, *tensors, q, k, v, None, None, None, None, None,
-                                           0.5, 0.0, 0.0, 0, False)
+                                           None, 0.5, 0.0, 0.0, False)
         return out.relu().sum()
 
     got = torch.compile(fn, fullgraph=True, backend="aot_eager")(q, k, v)

@@ -54,6 +54,7 @@
 namespace {
 
 #include "score_kinds.h"  // ScoreKind (generated from pyg_attn/ops/score_kinds.py)
+#include "fused_args.h"   // FusedInputs, BackwardExtra (generated from pyg_attn/ops/spec.py)
 
 // Edge-level indices (col, perm and the CSC arrays) are int32: half the memory
 // traffic and footprint of int64 (prepare() stores them so whenever the graph has
@@ -194,97 +195,76 @@ struct Sizes {
 };
 
 // The checks of the forward's arguments (the backward's are a superset).
-Sizes check_forward_inputs(int64_t kind, const at::Tensor& rowptr, const at::Tensor& col,
-                           const at::Tensor& perm, const at::Tensor& dst, const at::Tensor& src,
-                           const at::Tensor& value, const c10::optional<at::Tensor>& att,
-                           const c10::optional<at::Tensor>& edge_score,
-                           const c10::optional<at::Tensor>& edge_feat,
-                           const c10::optional<at::Tensor>& edge_value,
-                           const c10::optional<at::Tensor>& edge_mask, double p_drop) {
-  TORCH_CHECK(kind >= 0 && kind < kNumScoreKinds, "fused_attention: 'kind' must be in [0, ",
-              kNumScoreKinds, "), got ", kind);
-  TORCH_CHECK(p_drop >= 0.0 && p_drop <= 1.0, "fused_attention: 'dropout' must be in [0, 1], got ",
-              p_drop);
-  check_tensor(rowptr, "rowptr", at::kLong, 1);
-  TORCH_CHECK(rowptr.size(0) >= 1, "fused_attention: 'rowptr' must have at least one element");
-  TORCH_CHECK_VALUE(col.scalar_type() == at::kInt && perm.scalar_type() == at::kInt,
+Sizes check_forward_inputs(const FusedInputs& a) {
+  TORCH_CHECK(a.kind >= 0 && a.kind < kNumScoreKinds, "fused_attention: 'kind' must be in [0, ",
+              kNumScoreKinds, "), got ", a.kind);
+  TORCH_CHECK(a.dropout >= 0.0 && a.dropout <= 1.0,
+              "fused_attention: 'dropout' must be in [0, 1], got ", a.dropout);
+  check_tensor(a.rowptr, "rowptr", at::kLong, 1);
+  TORCH_CHECK(a.rowptr.size(0) >= 1, "fused_attention: 'rowptr' must have at least one element");
+  TORCH_CHECK_VALUE(a.col.scalar_type() == at::kInt && a.perm.scalar_type() == at::kInt,
                     "the fused CPU kernel needs int32 edge indices (graphs with fewer than "
                     "2^31 edges and nodes); use backend='reference' for larger graphs");
-  const auto dtype = value.scalar_type();
+  const auto dtype = a.value.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
               "fused_attention: 'value' must be float32 or float64, got ", dtype);
-  check_tensor(value, "value", dtype, 3);
-  check_tensor(src, "src", dtype, 3);
-  check_tensor(dst, "dst", dtype, 3);
+  check_tensor(a.value, "value", dtype, 3);
+  check_tensor(a.src, "src", dtype, 3);
+  check_tensor(a.dst, "dst", dtype, 3);
   Sizes s;
-  s.n_dst = rowptr.size(0) - 1;
-  s.n_src = value.size(0);
-  s.num_edges = rowptr.data_ptr<int64_t>()[s.n_dst];
-  s.heads = value.size(1);
-  s.dim = src.size(2);
-  s.dim_v = value.size(2);
-  check_shape(src, "src", {s.n_src, s.heads, s.dim});
-  check_shape(dst, "dst", {s.n_dst, s.heads, s.dim});
-  TORCH_CHECK(kind != GAT || s.dim == 1, "fused_attention: 'src' and 'dst' of kind gat must have "
-              "shape [N, H, 1], got ", src.sizes());
-  check_pointer(rowptr, "rowptr", s.n_dst, s.num_edges);
-  check_index(col, "col", s.num_edges, s.n_src);
-  check_index(perm, "perm", s.num_edges, s.num_edges);
-  check_optional(att, "att", dtype, {s.heads, s.dim});
-  check_optional(edge_score, "edge_score", dtype, {s.num_edges, s.heads});
-  check_optional(edge_feat, "edge_feat", dtype, {s.num_edges, s.heads, s.dim});
-  check_optional(edge_value, "edge_value", dtype, {s.num_edges, s.heads, s.dim_v});
-  check_optional(edge_mask, "edge_mask", at::kBool, {s.num_edges});
+  s.n_dst = a.rowptr.size(0) - 1;
+  s.n_src = a.value.size(0);
+  s.num_edges = a.rowptr.data_ptr<int64_t>()[s.n_dst];
+  s.heads = a.value.size(1);
+  s.dim = a.src.size(2);
+  s.dim_v = a.value.size(2);
+  check_shape(a.src, "src", {s.n_src, s.heads, s.dim});
+  check_shape(a.dst, "dst", {s.n_dst, s.heads, s.dim});
+  TORCH_CHECK(a.kind != GAT || s.dim == 1, "fused_attention: 'src' and 'dst' of kind gat must "
+              "have shape [N, H, 1], got ", a.src.sizes());
+  check_pointer(a.rowptr, "rowptr", s.n_dst, s.num_edges);
+  check_index(a.col, "col", s.num_edges, s.n_src);
+  check_index(a.perm, "perm", s.num_edges, s.num_edges);
+  check_optional(a.att, "att", dtype, {s.heads, s.dim});
+  check_optional(a.edge_score, "edge_score", dtype, {s.num_edges, s.heads});
+  check_optional(a.edge_feat, "edge_feat", dtype, {s.num_edges, s.heads, s.dim});
+  check_optional(a.edge_value, "edge_value", dtype, {s.num_edges, s.heads, s.dim_v});
+  check_optional(a.edge_mask, "edge_mask", at::kBool, {s.num_edges});
+  check_optional(a.seed, "seed", at::kLong, {});
+  TORCH_CHECK(a.dropout == 0.0 || (a.seed.has_value() && a.seed->defined()),
+              "fused_attention: 'seed' is needed for a dropout above 0");
   return s;
 }
 
 // The backward's own arguments: the CSC and the forward's results and gradients.
-void check_backward_inputs(const Sizes& s, const at::Tensor& colptr, const at::Tensor& csc_row,
-                           const at::Tensor& csc_edge, const at::Tensor& out, const at::Tensor& lse,
-                           const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha,
-                           at::ScalarType dtype, size_t num_needs) {
-  TORCH_CHECK(num_needs == 7, "fused_attention: 'needs' must have 7 flags, got ", num_needs);
-  check_pointer(colptr, "colptr", s.n_src, s.num_edges);
-  check_index(csc_row, "csc_row", s.num_edges, s.n_dst);
-  check_index(csc_edge, "csc_edge", s.num_edges, s.num_edges);
-  check_tensor(out, "out", dtype, 3);
-  check_shape(out, "out", {s.n_dst, s.heads, s.dim_v});
-  check_tensor(lse, "lse", dtype, 3);
-  check_shape(lse, "lse", {s.n_dst, s.heads, 2});
-  check_tensor(grad_out, "grad_out", dtype, 3);
-  check_shape(grad_out, "grad_out", {s.n_dst, s.heads, s.dim_v});
-  check_optional(grad_alpha, "grad_alpha", dtype, {s.num_edges, s.heads});
+void check_backward_inputs(const Sizes& s, const FusedInputs& a, const BackwardExtra& b) {
+  TORCH_CHECK(b.needs.size() == kNumFeatures, "fused_attention: 'needs' must have ",
+              kNumFeatures, " flags, got ", b.needs.size());
+  const auto dtype = a.value.scalar_type();
+  check_pointer(a.colptr, "colptr", s.n_src, s.num_edges);
+  check_index(a.csc_row, "csc_row", s.num_edges, s.n_dst);
+  check_index(a.csc_edge, "csc_edge", s.num_edges, s.num_edges);
+  check_tensor(b.out, "out", dtype, 3);
+  check_shape(b.out, "out", {s.n_dst, s.heads, s.dim_v});
+  check_tensor(b.lse, "lse", dtype, 3);
+  check_shape(b.lse, "lse", {s.n_dst, s.heads, 2});
+  check_tensor(b.grad_out, "grad_out", dtype, 3);
+  check_shape(b.grad_out, "grad_out", {s.n_dst, s.heads, s.dim_v});
+  check_optional(b.grad_alpha, "grad_alpha", dtype, {s.num_edges, s.heads});
 }
 
-std::vector<at::Tensor> fused_forward(
-    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
-    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
-    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
-    const c10::optional<at::Tensor>& edge_mask, double scale, double slope, double p_drop,
-    int64_t seed, bool need_alpha) {
-  check_forward_inputs(kind, rowptr, col, perm, dst, src, value, att, edge_score, edge_feat,
-                       edge_value, edge_mask, p_drop);
-  return PYG_ATTN_RUN(forward, kind, rowptr, col, perm, dst, src, value, att, edge_score,
-                      edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed, need_alpha);
+// The entry points take pyg_attn::fused_attention's schema (pyg_attn/ops/spec.py).
+std::vector<at::Tensor> fused_forward(PYG_ATTN_FORWARD_PARAMS) {
+  const FusedInputs inputs = PYG_ATTN_INPUTS;
+  check_forward_inputs(inputs);
+  return PYG_ATTN_RUN(forward, inputs, need_alpha);
 }
 
-std::vector<at::Tensor> fused_backward(
-    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-    const at::Tensor& colptr, const at::Tensor& csc_row, const at::Tensor& csc_edge,
-    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
-    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
-    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
-    const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
-    const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha, double scale,
-    double slope, double p_drop, int64_t seed, std::vector<bool> needs) {
-  const Sizes sizes = check_forward_inputs(kind, rowptr, col, perm, dst, src, value, att,
-                                           edge_score, edge_feat, edge_value, edge_mask, p_drop);
-  check_backward_inputs(sizes, colptr, csc_row, csc_edge, out, lse, grad_out, grad_alpha,
-                        value.scalar_type(), needs.size());
-  return PYG_ATTN_RUN(backward, kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src,
-                      value, att, edge_score, edge_feat, edge_value, edge_mask, out, lse,
-                      grad_out, grad_alpha, scale, slope, p_drop, seed, needs);
+std::vector<at::Tensor> fused_backward(PYG_ATTN_BACKWARD_PARAMS) {
+  const FusedInputs inputs = PYG_ATTN_INPUTS;
+  const BackwardExtra extra = PYG_ATTN_BACKWARD_EXTRA;
+  check_backward_inputs(check_forward_inputs(inputs), inputs, extra);
+  return PYG_ATTN_RUN(backward, inputs, extra);
 }
 
 #include "segment_softmax.h"

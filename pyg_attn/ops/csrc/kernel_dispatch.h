@@ -43,21 +43,15 @@ void dispatch_kind(int64_t kind, const Graph<T>& g, const F& f) {
 }
 
 // The forward on checked arguments: (out, row statistics, alpha or empty).
-std::vector<at::Tensor> forward(
-    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
-    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
-    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
-    const c10::optional<at::Tensor>& edge_mask, double scale, double slope, double p_drop,
-    int64_t seed, bool need_alpha) {
-  const int64_t n_dst = rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
+std::vector<at::Tensor> forward(const FusedInputs& in, bool need_alpha) {
+  const at::Tensor& value = in.value;
+  const int64_t n_dst = in.rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
   at::Tensor out = fresh({n_dst, H, Cv}, value.options(), false);
   at::Tensor lse = fresh({n_dst, H, 2}, value.options(), false);
-  at::Tensor alpha = fresh({need_alpha ? col.size(0) : 0, H}, value.options(), true);
+  at::Tensor alpha = fresh({need_alpha ? in.col.size(0) : 0, H}, value.options(), true);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
-    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
-                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
-    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+    const auto g = make_graph<scalar_t>(in);
+    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv) {
       forward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
                                                  need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
     });
@@ -71,33 +65,26 @@ at::Tensor grad_buffer(bool needed, const at::Tensor& like, bool zero) {
 }
 
 // The backward on checked arguments: the gradients (empty where not needed).
-std::vector<at::Tensor> backward(
-    int64_t kind, const at::Tensor& rowptr, const at::Tensor& col, const at::Tensor& perm,
-    const at::Tensor& colptr, const at::Tensor& csc_row, const at::Tensor& csc_edge,
-    const at::Tensor& dst, const at::Tensor& src, const at::Tensor& value,
-    const c10::optional<at::Tensor>& att, const c10::optional<at::Tensor>& edge_score,
-    const c10::optional<at::Tensor>& edge_feat, const c10::optional<at::Tensor>& edge_value,
-    const c10::optional<at::Tensor>& edge_mask, const at::Tensor& out, const at::Tensor& lse,
-    const at::Tensor& grad_out, const c10::optional<at::Tensor>& grad_alpha, double scale,
-    double slope, double p_drop, int64_t seed, const std::vector<bool>& needs) {
+std::vector<at::Tensor> backward(const FusedInputs& in, const BackwardExtra& b) {
+  const std::vector<bool>& needs = b.needs;
+  const at::Tensor& value = in.value;
   Grads grads;
   // Node gradients are stored whole, once per node, by the two passes: no zeroing.
-  grads.dst = grad_buffer(needs[0], dst, false);
-  grads.src = grad_buffer(needs[1], src, kind == EDGE);
+  grads.dst = grad_buffer(needs[0], in.dst, false);
+  grads.src = grad_buffer(needs[1], in.src, in.kind == EDGE);
   grads.value = grad_buffer(needs[2], value, false);
-  grads.att = grad_buffer(needs[3] && att.has_value(), att.has_value() ? *att : value, true);
+  grads.att = grad_buffer(needs[3] && in.att.has_value(), in.att.has_value() ? *in.att : value, true);
   // Per-edge gradients are written for every edge (masked edges get zeros).
-  grads.edge_score = grad_buffer(needs[4] && edge_score.has_value(), edge_score.has_value() ? *edge_score : value, true);
-  grads.edge_feat = grad_buffer(needs[5] && edge_feat.has_value(), edge_feat.has_value() ? *edge_feat : value, true);
-  grads.edge_value = grad_buffer(needs[6] && edge_value.has_value(), edge_value.has_value() ? *edge_value : value, true);
+  grads.edge_score = grad_buffer(needs[4] && in.edge_score.has_value(), in.edge_score.has_value() ? *in.edge_score : value, true);
+  grads.edge_feat = grad_buffer(needs[5] && in.edge_feat.has_value(), in.edge_feat.has_value() ? *in.edge_feat : value, true);
+  grads.edge_value = grad_buffer(needs[6] && in.edge_value.has_value(), in.edge_value.has_value() ? *in.edge_value : value, true);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_backward", [&] {
-    const auto g = make_graph<scalar_t>(kind, rowptr, col, perm, dst, src, value, att, edge_score,
-                                        edge_feat, edge_value, edge_mask, scale, slope, p_drop, seed);
-    const scalar_t* galpha = ptr_or_null<scalar_t>(grad_alpha);
-    dispatch_kind(kind, g, [&](auto k, auto fd, auto fv) {
+    const auto g = make_graph<scalar_t>(in);
+    const scalar_t* galpha = ptr_or_null<scalar_t>(b.grad_alpha);
+    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv) {
       backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(
-          g, colptr.data_ptr<int64_t>(), csc_row.data_ptr<index_t>(), csc_edge.data_ptr<index_t>(),
-          out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), galpha,
+          g, in.colptr.data_ptr<int64_t>(), in.csc_row.data_ptr<index_t>(), in.csc_edge.data_ptr<index_t>(),
+          b.out.data_ptr<scalar_t>(), b.lse.data_ptr<scalar_t>(), b.grad_out.data_ptr<scalar_t>(), galpha,
           grads);
     });
   });

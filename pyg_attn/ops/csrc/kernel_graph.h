@@ -133,41 +133,36 @@ void for_each_chunk(const std::vector<int64_t>& bounds, const F& body) {
   });
 }
 
+// The raw pointers and scalars of checked inputs (the seed is read here, once).
 template <typename T>
-Graph<T> make_graph(int64_t kind, const at::Tensor& rowptr, const at::Tensor& col,
-                    const at::Tensor& perm, const at::Tensor& dst, const at::Tensor& src,
-                    const at::Tensor& value, const c10::optional<at::Tensor>& att,
-                    const c10::optional<at::Tensor>& edge_score,
-                    const c10::optional<at::Tensor>& edge_feat,
-                    const c10::optional<at::Tensor>& edge_value,
-                    const c10::optional<at::Tensor>& edge_mask, double scale, double slope,
-                    double p_drop, int64_t seed) {
+Graph<T> make_graph(const FusedInputs& in) {
   Graph<T> g;
-  g.n_dst = rowptr.size(0) - 1;
-  g.n_src = src.size(0);
-  g.num_edges = col.size(0);
-  g.heads = value.size(1);
-  g.dim = dst.size(2);
-  g.dim_v = value.size(2);
-  g.rowptr = rowptr.data_ptr<int64_t>();
-  g.col = col.data_ptr<index_t>();
-  g.perm = perm.data_ptr<index_t>();
-  g.dst = dst.data_ptr<T>();
-  g.src = src.data_ptr<T>();
-  g.value = value.data_ptr<T>();
-  g.att = ptr_or_null<T>(att);
-  g.escore = ptr_or_null<T>(edge_score);
-  g.efeat = ptr_or_null<T>(edge_feat);
-  g.evalue = ptr_or_null<T>(edge_value);
-  g.emask = ptr_or_null<bool>(edge_mask);
-  g.scale = static_cast<T>(scale);
-  g.slope = static_cast<T>(slope);
-  g.p_drop = p_drop;
-  g.keep_scale = p_drop < 1.0 ? static_cast<T>(1.0 / (1.0 - p_drop)) : T(0);
-  g.keep = keep_threshold(p_drop);
-  g.seed = static_cast<uint32_t>(seed);
-  TORCH_CHECK(kind != GATV2 || g.att != nullptr, "fused_attention: kind gatv2 needs 'att'");
-  TORCH_CHECK(kind != EDGE || g.escore != nullptr || g.num_edges == 0,
+  g.n_dst = in.rowptr.size(0) - 1;
+  g.n_src = in.src.size(0);
+  g.num_edges = in.col.size(0);
+  g.heads = in.value.size(1);
+  g.dim = in.dst.size(2);
+  g.dim_v = in.value.size(2);
+  g.rowptr = in.rowptr.data_ptr<int64_t>();
+  g.col = in.col.data_ptr<index_t>();
+  g.perm = in.perm.data_ptr<index_t>();
+  g.dst = in.dst.data_ptr<T>();
+  g.src = in.src.data_ptr<T>();
+  g.value = in.value.data_ptr<T>();
+  g.att = ptr_or_null<T>(in.att);
+  g.escore = ptr_or_null<T>(in.edge_score);
+  g.efeat = ptr_or_null<T>(in.edge_feat);
+  g.evalue = ptr_or_null<T>(in.edge_value);
+  g.emask = ptr_or_null<bool>(in.edge_mask);
+  g.scale = static_cast<T>(in.scale);
+  g.slope = static_cast<T>(in.negative_slope);
+  g.p_drop = in.dropout;
+  g.keep_scale = in.dropout < 1.0 ? static_cast<T>(1.0 / (1.0 - in.dropout)) : T(0);
+  g.keep = keep_threshold(in.dropout);
+  const int64_t* seed = ptr_or_null<int64_t>(in.seed);
+  g.seed = seed ? static_cast<uint32_t>(*seed) : 0u;
+  TORCH_CHECK(in.kind != GATV2 || g.att != nullptr, "fused_attention: kind gatv2 needs 'att'");
+  TORCH_CHECK(in.kind != EDGE || g.escore != nullptr || g.num_edges == 0,
               "fused_attention: kind edge needs 'edge_score'");
   return g;
 }

@@ -42,14 +42,16 @@ def _mix32(x):
 def dropout_factor(eid, offs_h, H, seed, keep_threshold, keep_scale):
     """``[BE, BH]`` factors ``keep_scale`` or 0 of edges ``eid [BE]`` (int64).
 
-    Edge ``e``, head ``h`` is kept iff ``mix(mix(hi ^ seed) ^ lo) >> 8 >=
-    keep_threshold`` with ``(hi, lo)`` the halves of ``e * H + h`` and
+    ``seed`` points to the op's 0-dim int64 seed, read here on the device (the
+    host never waits for it).  Edge ``e``, head ``h`` is kept iff
+    ``mix(mix(hi ^ seed) ^ lo) >> 8 >= keep_threshold`` with ``(hi, lo)`` the
+    halves of ``e * H + h`` and
     ``keep_threshold = ceil(p * 2**24)`` (the exact integer form of
     ``u >= p``, ``u = (x >> 8) / 2**24``)."""
     counter = eid[:, None] * H + offs_h[None, :]
     hi = (counter >> 32).to(tl.uint32)
     lo = (counter & 0xFFFFFFFF).to(tl.uint32)
-    x = _mix32(_mix32(hi ^ tl.cast(seed, tl.uint32)) ^ lo)
+    x = _mix32(_mix32(hi ^ tl.load(seed).to(tl.uint32)) ^ lo)
     keep = (x >> 8).to(tl.int64) >= keep_threshold
     return tl.where(keep, keep_scale, 0.0)
 

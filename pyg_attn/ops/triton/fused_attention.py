@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
 import triton
@@ -47,13 +48,9 @@ import triton.language as tl
 from torch import Tensor
 
 from ..graph import PreparedGraph
-from ..library import (
-    eager_function,
-    fused_autograd_formula,
-    outside_compile,
-    register_fused_autograd,
-)
+from ..library import outside_compile, register_fused_op
 from ..score_kinds import KIND_IDS
+from ..spec import FEATURES, TRITON_OP, accumulation_dtype
 from .common import (
     DOT,
     EDGE,
@@ -73,7 +70,7 @@ from .common import (
     store_node,
     work_item,
 )
-from .work import TritonGraph, triton_graph
+from .work import triton_graph
 
 CHUNK_SIZE = 1024
 """Default number of edges per work item (rows longer than this are split)."""
@@ -373,7 +370,8 @@ def launch_config(heads: int, dim: int, dim_v: int, num_edges: int, num_rows: in
 
 def _acc(dtype: torch.dtype) -> tuple[torch.dtype, object]:
     """The accumulation dtype, as a torch and a Triton dtype."""
-    return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
+    acc = accumulation_dtype(dtype)
+    return acc, (tl.float64 if acc == torch.float64 else tl.float32)
 
 
 def _dropout_args(p: float) -> dict:
@@ -409,20 +407,26 @@ def _launch(kernel, num_programs: int, num_warps: int = 4, **kwargs) -> None:
                                 num_warps=num_warps)
 
 
-def _inputs(kind: int, dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None,
-            edge_score: Tensor | None, edge_feat: Tensor | None,
-            edge_value: Tensor | None, edge_mask: Tensor | None) -> dict:
-    """Kernel arguments for the op's inputs: absent ones replaced by a dummy
-    pointer (never read: their ``HAS_*`` flag is off), sizes, kind and flags."""
+def _inputs(args: Any) -> dict:
+    """Kernel arguments for the op's inputs (``args``: a named tuple of
+    :data:`~pyg_attn.ops.spec.TRITON_OP`'s arguments): absent ones replaced by a
+    dummy pointer (never read: their ``HAS_*`` or ``DROPOUT`` flag is off), the
+    scalars, sizes, kind and flags."""
+    dst, value = args.dst, args.value
+
     def present(t: Tensor | None) -> Tensor:
         return dst if t is None else t
 
-    return dict(dst=dst, src=src, value=value, att=present(att), escore=present(edge_score),
-                efeat=present(edge_feat), evalue=present(edge_value),
-                emask=present(None if edge_mask is None else edge_mask.view(torch.uint8)),
-                H=value.size(1), D=dst.size(2), CV=value.size(2), KIND=kind,
-                HAS_ESCORE=edge_score is not None, HAS_EFEAT=edge_feat is not None,
-                HAS_EVALUE=edge_value is not None, HAS_MASK=edge_mask is not None,
+    mask = args.edge_mask
+    return dict(dst=dst, src=args.src, value=value, att=present(args.att),
+                escore=present(args.edge_score), efeat=present(args.edge_feat),
+                evalue=present(args.edge_value),
+                emask=present(None if mask is None else mask.view(torch.uint8)),
+                seed=present(args.seed), **_dropout_args(args.dropout),
+                **_params(args.scale, args.negative_slope, args.dropout, value),
+                H=value.size(1), D=dst.size(2), CV=value.size(2), KIND=args.kind,
+                HAS_ESCORE=args.edge_score is not None, HAS_EFEAT=args.edge_feat is not None,
+                HAS_EVALUE=args.edge_value is not None, HAS_MASK=mask is not None,
                 ACC=_acc(value.dtype)[1], BLOCK_CV=_pow2(value.size(2)))
 
 
@@ -433,60 +437,37 @@ def _items(items: Tensor, num_edges: int, inputs: dict, side: str = "dst") -> di
                                items.size(1), side))
 
 
-def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: dict,
-           **params) -> Tensor:
+def _alpha(col: Tensor, perm: Tensor, dst_items: Tensor, stats: Tensor, inputs: dict) -> Tensor:
     """``alpha [E, H]`` in the caller's edge order, from the row statistics."""
     alpha = stats.new_empty(col.numel(), inputs["H"])
     if col.numel():
         _launch(_fused_attention_alpha_kernel, dst_items.size(1), col=col, perm=perm, stats=stats,
-                alpha=alpha, **_items(dst_items, col.numel(), inputs), **inputs, **params)
+                alpha=alpha, **_items(dst_items, col.numel(), inputs), **inputs)
     return alpha
 
 
-def _triton_forward(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
-    csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
-    dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None, edge_score: Tensor | None,
-    edge_feat: Tensor | None, edge_value: Tensor | None, edge_mask: Tensor | None,
-    scale: float, negative_slope: float, dropout: float, seed: int, need_alpha: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``."""
-    n_dst, heads, dim_v = rowptr.numel() - 1, value.size(1), value.size(2)
+def _triton_forward(*args: object) -> tuple[Tensor, Tensor, Tensor]:
+    """The kernels on :data:`~pyg_attn.ops.spec.TRITON_OP`'s forward arguments:
+    ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``."""
+    a = TRITON_OP.forward_tuple(*args)
+    col, value = a.col, a.value
+    n_dst, heads, dim_v = a.rowptr.numel() - 1, value.size(1), value.size(2)
     acc_torch = _acc(value.dtype)[0]
-    inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
-    params = _params(scale, negative_slope, dropout, value)
+    inputs = _inputs(a)
     out = value.new_empty(n_dst, heads, dim_v)
     stats = value.new_empty(n_dst, heads, 2, dtype=acc_torch)
-    num_slots = slot_row.numel()
+    num_slots = a.slot_row.numel()
     part_acc = value.new_empty(max(num_slots, 1), heads, dim_v, dtype=acc_torch)
     part_stats = value.new_empty(max(num_slots, 1), heads, 2, dtype=acc_torch)
-    _launch(_fused_attention_fwd_kernel, dst_items.size(1), col=col, perm=perm, out=out,
-            stats=stats, part_acc=part_acc, part_stats=part_stats, seed=seed,
-            **_dropout_args(dropout),
-            **_items(dst_items, col.numel(), inputs), **inputs, **params)
-    _launch(_fused_attention_merge_kernel, merge_ptr.numel() - 1 if num_slots else 0,
-            merge_ptr=merge_ptr, slot_row=slot_row, part_acc=part_acc, part_stats=part_stats,
-            out=out, stats=stats, BLOCK_H=_pow2(heads), **inputs)
-    alpha = (_alpha(col, perm, dst_items, stats, inputs, **params) if need_alpha
+    _launch(_fused_attention_fwd_kernel, a.dst_items.size(1), col=col, perm=a.perm, out=out,
+            stats=stats, part_acc=part_acc, part_stats=part_stats,
+            **_items(a.dst_items, col.numel(), inputs), **inputs)
+    _launch(_fused_attention_merge_kernel, a.merge_ptr.numel() - 1 if num_slots else 0,
+            merge_ptr=a.merge_ptr, slot_row=a.slot_row, part_acc=part_acc,
+            part_stats=part_stats, out=out, stats=stats, BLOCK_H=_pow2(heads), **inputs)
+    alpha = (_alpha(col, a.perm, a.dst_items, stats, inputs) if a.need_alpha
              else stats.new_empty(0, heads))
     return out, stats, alpha
-
-
-# The custom op (traceable by torch.compile) around the plain launcher, which the eager
-# autograd.Function below calls directly.
-triton_fused_attention = torch.library.custom_op("pyg_attn::triton_fused_attention",
-                                                 _triton_forward, mutates_args=())
-
-
-@triton_fused_attention.register_fake
-def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
-      src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, scale,
-      negative_slope, dropout, seed, need_alpha):
-    n_dst, heads = rowptr.size(0) - 1, value.size(1)
-    acc_torch = _acc(value.dtype)[0]
-    return (value.new_empty(n_dst, heads, value.size(2)),
-            value.new_empty(n_dst, heads, 2, dtype=acc_torch),
-            value.new_empty(col.size(0) if need_alpha else 0, heads, dtype=acc_torch))
 
 
 def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: Tensor | None,
@@ -502,91 +483,60 @@ def _delta(rowptr: Tensor, perm: Tensor, out: Tensor, grad_out: Tensor, alpha: T
     return delta
 
 
-def _triton_backward(
-    kind: int, rowptr: Tensor, col: Tensor, perm: Tensor, csc_row: Tensor, csc_edge: Tensor,
-    csc_slot: Tensor, dst_items: Tensor, merge_ptr: Tensor, slot_row: Tensor, src_items: Tensor,
-    dst: Tensor, src: Tensor, value: Tensor, att: Tensor | None, edge_score: Tensor | None,
-    edge_feat: Tensor | None, edge_value: Tensor | None, edge_mask: Tensor | None,
-    out: Tensor, lse: Tensor, grad_out: Tensor, grad_alpha: Tensor | None, scale: float,
-    negative_slope: float, dropout: float, seed: int, needs: list[bool],
-) -> list[Tensor]:
-    """Gradients of ``(dst, src, value, att, edge_score, edge_feat, edge_value)``;
-    an entry whose flag in ``needs`` is false comes back empty."""
+def _triton_backward(*args: object) -> list[Tensor]:
+    """Gradients of the :data:`~pyg_attn.ops.spec.FEATURES` on
+    :data:`~pyg_attn.ops.spec.TRITON_OP`'s backward arguments; an entry whose
+    flag in ``needs`` is false comes back empty."""
+    a = TRITON_OP.backward_tuple(*args)
+    kind, col, dst, value, grad_alpha = a.kind, a.col, a.dst, a.value, a.grad_alpha
     acc_torch = _acc(value.dtype)[0]
-    inputs = _inputs(kind, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask)
-    params = _params(scale, negative_slope, dropout, value)
-    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
-    need = [bool(flag) and t is not None for flag, t in zip(needs, like)]
+    inputs = _inputs(a)
+    like = a[TRITON_OP.first_feature:TRITON_OP.first_feature + len(FEATURES)]
+    need = [bool(flag) and t is not None for flag, t in zip(a.needs, like)]
     grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device)
              if flag and t is not None else None for t, flag in zip(like, need)]
-    alpha = None if grad_alpha is None else _alpha(col, perm, dst_items, lse, inputs, **params)
-    delta = _delta(rowptr, perm, out, grad_out, alpha, grad_alpha, acc_torch)
+    alpha = None if grad_alpha is None else _alpha(col, a.perm, a.dst_items, a.lse, inputs)
+    delta = _delta(a.rowptr, a.perm, a.out, a.grad_out, alpha, grad_alpha, acc_torch)
     heads, num_edges = value.size(1), col.numel()
     wd = value.new_empty(max(num_edges, 1) if kind != KIND_IDS["edge"] else 1, 2 * heads,
                          dtype=acc_torch)
     att_parts = value.new_zeros(ATT_SLOTS if need[3] else 1, heads, dst.size(2), dtype=acc_torch)
     g_dst, g_src, g_value, _, g_escore, g_efeat, g_evalue = (delta if g is None else g
                                                               for g in grads)
-    _launch(_fused_attention_bwd_dst_kernel, dst_items.size(1), col=col, perm=perm,
-            csc_slot=csc_slot, stats=lse, delta=delta, gout=grad_out,
+    _launch(_fused_attention_bwd_dst_kernel, a.dst_items.size(1), col=col, perm=a.perm,
+            csc_slot=a.csc_slot, stats=a.lse, delta=delta, gout=a.grad_out,
             galpha=delta if grad_alpha is None else grad_alpha, wd=wd, g_dst=g_dst,
-            g_att=att_parts, g_escore=g_escore, g_efeat=g_efeat, g_evalue=g_evalue, seed=seed,
-            **_dropout_args(dropout), ATT_SLOTS=att_parts.size(0),
+            g_att=att_parts, g_escore=g_escore, g_efeat=g_efeat, g_evalue=g_evalue,
+            ATT_SLOTS=att_parts.size(0),
             HAS_GALPHA=grad_alpha is not None, NEED_DST=need[0], NEED_ATT=need[3],
             NEED_ESCORE=need[4], NEED_EFEAT=need[5], NEED_EVALUE=need[6],
-            **_items(dst_items, num_edges, inputs), **inputs, **params)
+            **_items(a.dst_items, num_edges, inputs), **inputs)
     if kind != KIND_IDS["edge"] and (need[1] or need[2]):
-        _launch(_fused_attention_bwd_src_kernel, src_items.size(1), csc_row=csc_row,
-                csc_edge=csc_edge, gout=grad_out, wd=wd, g_src=g_src, g_value=g_value,
-                NEED_SRC=need[1], NEED_VALUE=need[2], **_items(src_items, num_edges, inputs, "src"),
-                **inputs, **params)
+        _launch(_fused_attention_bwd_src_kernel, a.src_items.size(1), csc_row=a.csc_row,
+                csc_edge=a.csc_edge, gout=a.grad_out, wd=wd, g_src=g_src, g_value=g_value,
+                NEED_SRC=need[1], NEED_VALUE=need[2],
+                **_items(a.src_items, num_edges, inputs, "src"), **inputs)
     if need[3]:
-        assert att is not None, "need[3] holds only for a given att"
-        grads[3] = att_parts.sum(0).view(att.shape)
+        assert a.att is not None, "need[3] holds only for a given att"
+        grads[3] = att_parts.sum(0).view(a.att.shape)
     # grads[k] is None exactly where need[k] is false (always so for an absent t).
     return [value.new_empty(0) if grad is None or t is None else grad.to(t.dtype)
             for grad, t in zip(grads, like)]
 
 
-triton_fused_attention_backward = torch.library.custom_op(
-    "pyg_attn::triton_fused_attention_backward", _triton_backward, mutates_args=())
+_op = register_fused_op(TRITON_OP, _triton_forward, _triton_backward, "EagerTritonAttention")
+triton_fused_attention = _op.op
+triton_fused_attention_backward = _op.backward
+EagerTritonAttention = _op.eager
 
 
-@triton_fused_attention_backward.register_fake
-def _(kind, rowptr, col, perm, csc_row, csc_edge, csc_slot, dst_items, merge_ptr, slot_row,
-      src_items, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, out, lse,
-      grad_out, grad_alpha, scale, negative_slope, dropout, seed, needs):
-    like = (dst, src, value, att, edge_score, edge_feat, edge_value)
-    return [t.new_empty(t.shape) if (flag and t is not None) else value.new_empty(0)
-            for t, flag in zip(like, needs)]
-
-
-_NUM_GRAPH = 10
-"""Graph tensors the op takes (:func:`_graph_tensors`)."""
-
-register_fused_autograd("pyg_attn::triton_fused_attention", triton_fused_attention_backward,
-                        num_graph=_NUM_GRAPH)
-
-EagerTritonAttention = eager_function(
-    "EagerTritonAttention",
-    "The Triton op ``pyg_attn::triton_fused_attention`` without the dispatcher (same "
-    "kernels, same autograd formula).",
-    _triton_forward, *fused_autograd_formula(_triton_backward, _NUM_GRAPH))
-
-
-def _graph_tensors(g: TritonGraph) -> tuple[Tensor, ...]:
-    return (g.rowptr, g.col, g.perm, g.csc_row, g.csc_edge, g.csc_slot, g.dst_work.items,
-            g.dst_work.merge_ptr, g.dst_work.slot_row, g.src_work.items)
-
-
-def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Tensor,
-                           value: Tensor, att: Tensor | None, edge_score: Tensor | None,
-                           edge_feat: Tensor | None, edge_value: Tensor | None,
-                           edge_mask: Tensor | None, scale: float, negative_slope: float,
-                           dropout: float, seed: int, need_alpha: bool,
+def fused_attention_triton(kind: int, graph: PreparedGraph, *args: object,
                            chunk: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Launches the Triton op on a prepared graph (inputs as the CPU op's:
-    contiguous, one floating dtype, one device, indices validated).
+    """Launches the Triton op on a prepared graph: ``args`` are the op's
+    arguments after the graph tensors (:data:`~pyg_attn.ops.spec.TRITON_OP`:
+    the features, ``edge_mask``, ``seed``, ``scale``, ``negative_slope``,
+    ``dropout``, ``need_alpha``), the tensors contiguous, of one floating dtype,
+    on one device, the indices validated.
 
     ``chunk`` is the most edges one program handles (default
     :data:`CHUNK_SIZE`); longer rows are split and merged.  Returns
@@ -595,7 +545,5 @@ def fused_attention_triton(kind: int, graph: PreparedGraph, dst: Tensor, src: Te
     (less host time per call, which a GPU step waits for).
     """
     tg = triton_graph(graph, CHUNK_SIZE if chunk is None else int(chunk))
-    return outside_compile(
-        EagerTritonAttention, triton_fused_attention, kind, *_graph_tensors(tg), dst, src,
-        value, att, edge_score, edge_feat, edge_value, edge_mask, float(scale),
-        float(negative_slope), float(dropout), int(seed), bool(need_alpha))
+    return outside_compile(EagerTritonAttention, triton_fused_attention, kind,
+                           *TRITON_OP.graph_tensors(tg), *args)

@@ -123,6 +123,23 @@ class TritonGraph:
     dst_work: WorkItems
     src_work: WorkItems
 
+    # The work items' tensors under the Triton op's argument names (pyg_attn.ops.spec).
+    @property
+    def dst_items(self) -> Tensor:
+        return self.dst_work.items
+
+    @property
+    def merge_ptr(self) -> Tensor:
+        return self.dst_work.merge_ptr
+
+    @property
+    def slot_row(self) -> Tensor:
+        return self.dst_work.slot_row
+
+    @property
+    def src_items(self) -> Tensor:
+        return self.src_work.items
+
 
 def triton_graph(graph: PreparedGraph, chunk: int) -> TritonGraph:
     """Returns (and caches on ``graph``) its :class:`TritonGraph` for ``chunk``."""
