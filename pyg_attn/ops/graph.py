@@ -80,6 +80,14 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
                              f"{size} {role} nodes")
 
 
+def attended_rows(rowptr: Tensor) -> Tensor | None:
+    """``[R]`` int64: the destinations with at least one incoming edge in the CSR
+    ``rowptr [N_dst + 1]``, when they are at most half of all (as in a sampled
+    mini-batch, whose outer hop has none); ``None`` otherwise."""
+    rows = torch.nonzero(rowptr.diff()).squeeze(1)
+    return rows if 2 * rows.numel() <= rowptr.numel() - 1 else None
+
+
 @dataclass(frozen=True)
 class PreparedGraph:
     """A validated graph in destination-CSR and source-CSC form (see module doc).
@@ -197,16 +205,6 @@ class PreparedGraph:
             out[1, self.perm] = dst
             self.extras["edge_index"] = out
         return self.extras["edge_index"]
-
-    @property
-    def attended_rows(self) -> Tensor | None:
-        """``[R]`` int64: the destinations with at least one incoming edge, when they
-        are at most half of all (as in a sampled mini-batch, whose outer hop has
-        none); ``None`` otherwise.  Derived once."""
-        if "attended_rows" not in self.extras:
-            rows = torch.nonzero(self.rowptr.diff()).squeeze(1)
-            self.extras["attended_rows"] = rows if 2 * rows.numel() <= self.num_dst else None
-        return self.extras["attended_rows"]
 
     @property
     def csc_slot(self) -> Tensor:

@@ -48,6 +48,7 @@ from torch import Tensor
 from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 
+from ...ops.graph import attended_rows
 from .head_dropout import SparseHeadwiseProjection
 from .sparse_features import sparse_extension, sparse_nonzeros
 
@@ -128,9 +129,87 @@ def project_rows(lin: torch.nn.Module, x: Tensor, rows: Tensor | None) -> Tensor
     """
     if rows is None:
         return project(lin, x)
-    some = project(lin, x.index_select(0, rows))
-    # In place into the fresh zeros: the out-of-place index_copy would clone them.
-    return some.new_zeros(x.size(0), some.size(1)).index_copy_(0, rows, some)
+    return _scatter_rows(project(lin, x.index_select(0, rows)), rows, x.size(0))
+
+
+def _scatter_rows(some: Tensor, rows: Tensor, num_rows: int) -> Tensor:
+    """``[num_rows, M]``: the rows ``some [R, M]`` at ``rows [R]``, zero elsewhere
+    (in place into fresh zeros: the out-of-place ``index_copy`` would clone them)."""
+    return some.new_zeros(num_rows, some.size(1)).index_copy_(0, rows, some)
+
+
+def project_attended_rows(lin: torch.nn.Module, x: Tensor, rowptr: Tensor) -> Tensor:
+    """:func:`project_rows` on the destinations with incoming edges of the CSR
+    ``rowptr [N + 1]`` (:func:`~pyg_attn.ops.graph.attended_rows`), with shapes that
+    do not depend on the data: under ``torch.compile`` the custom op
+    ``pyg_attn::attended_projection`` (the row count stays inside it), else the
+    eager :func:`project_rows`.  A module that is not a plain linear one (hooks, an
+    adapter's ``forward``) is applied to every row."""
+    if not torch.compiler.is_compiling():
+        return project_rows(lin, x, attended_rows(rowptr))
+    if not _linear_module(lin):
+        return lin(x)
+    return attended_projection(x, lin.weight, lin.bias, rowptr)
+
+
+def _attended_projection(x: Tensor, weight: Tensor, bias: Tensor | None,
+                         rowptr: Tensor) -> Tensor:
+    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half)."""
+    rows = attended_rows(rowptr)
+    if rows is None:
+        return torch.nn.functional.linear(x, weight, bias)
+    return _scatter_rows(torch.nn.functional.linear(x.index_select(0, rows), weight, bias),
+                         rows, x.size(0))
+
+
+def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor,
+                                  has_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` (the
+    bias gradient is empty without a bias); rows outside the attended ones get
+    none, as their output was never computed."""
+    rows = attended_rows(rowptr)
+    grad_rows = grad if rows is None else grad.index_select(0, rows)
+    x_rows = x if rows is None else x.index_select(0, rows)
+    grad_x = grad_rows @ weight
+    if rows is not None:
+        grad_x = _scatter_rows(grad_x, rows, x.size(0))
+    grad_b = grad_rows.sum(0) if has_bias else weight.new_empty(0)
+    return grad_x, grad_rows.t() @ x_rows, grad_b
+
+
+attended_projection = torch.library.custom_op(
+    "pyg_attn::attended_projection", _attended_projection, mutates_args=())
+attended_projection_backward = torch.library.custom_op(
+    "pyg_attn::attended_projection_backward", _attended_projection_backward, mutates_args=())
+
+
+@attended_projection.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor) -> Tensor:
+    return x.new_empty(x.size(0), weight.size(0))
+
+
+@attended_projection_backward.register_fake
+def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, has_bias: bool
+      ) -> tuple[Tensor, Tensor, Tensor]:
+    return (x.new_empty(x.shape), weight.new_empty(weight.shape),
+            weight.new_empty(weight.size(0) if has_bias else 0))
+
+
+def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, weight, bias, rowptr = inputs
+    ctx.save_for_backward(x, weight, rowptr)
+    ctx.has_bias = bias is not None
+
+
+def _attended_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    x, weight, rowptr = ctx.saved_tensors
+    grad_x, grad_w, grad_b = attended_projection_backward(grad.contiguous(), x, weight, rowptr,
+                                                          ctx.has_bias)
+    return grad_x, grad_w, (grad_b if ctx.has_bias else None), None
+
+
+torch.library.register_autograd("pyg_attn::attended_projection", _attended_backward,
+                                setup_context=_attended_setup_context)
 
 
 class RowSparseGradLinear(torch.autograd.Function):
@@ -197,6 +276,14 @@ _LINEAR_FORWARDS = (torch.nn.Linear.forward, PygLinear.forward)
 changes it (adapters, quantised weights) keeps its own."""
 
 
+def _linear_module(lin: torch.nn.Module) -> bool:
+    """Whether ``lin(x)`` is ``F.linear(x, lin.weight, lin.bias)``: a known linear
+    ``forward`` and no hooks."""
+    return (type(lin).forward in _LINEAR_FORWARDS
+            and not (lin._forward_hooks or lin._forward_pre_hooks
+                     or lin._backward_hooks or lin._backward_pre_hooks))
+
+
 def _plain_linear(lin: torch.nn.Module, x: Tensor, weight: Tensor) -> bool:
     """Dense 2-D non-empty CPU input of the weight's floating dtype, a module
     without hooks, no autocast, not being compiled: where the products of this
@@ -205,6 +292,4 @@ def _plain_linear(lin: torch.nn.Module, x: Tensor, weight: Tensor) -> bool:
             and x.dtype == weight.dtype and x.dtype.is_floating_point
             and x.numel() > 0 and x.size(1) == weight.size(1)
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and type(lin).forward in _LINEAR_FORWARDS
-            and not (lin._forward_hooks or lin._forward_pre_hooks
-                     or lin._backward_hooks or lin._backward_pre_hooks))
+            and _linear_module(lin))

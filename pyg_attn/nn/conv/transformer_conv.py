@@ -21,7 +21,7 @@ from .edges import (
     split_input,
 )
 from .message_path import uses_message_path
-from .projection import project, project_rows
+from .projection import project, project_attended_rows
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
@@ -348,8 +348,12 @@ class TransformerConv(AttentionConv):
                     "when edge_dim is None, but does not broadcast to it; set 'edge_dim' to "
                     "project it") from None
 
-        graph, rows = _attended_rows(graph, num_src, num_dst, self.backend, x_dst.device)
-        query = project_rows(self.lin_query, x_dst, rows).view(-1, self.heads, self.out_channels)
+        if select_backend(self.backend, x_dst.device) == "reference":  # takes the edge list
+            query = project(self.lin_query, x_dst)
+        else:  # only the queries of destinations with incoming edges are read
+            graph = as_prepared(graph, num_src, num_dst)
+            query = project_attended_rows(self.lin_query, x_dst, graph.rowptr)
+        query = query.view(-1, self.heads, self.out_channels)
         result = graph_attention(
             query, key, value, graph, edge_key=edge_key, edge_value=edge_value,
             dropout=self.dropout, training=self.training, return_attention=need_alpha,
@@ -382,22 +386,6 @@ class TransformerConv(AttentionConv):
 
         out = out * alpha.view(-1, self.heads, 1)
         return out
-
-
-def _attended_rows(graph: Tensor | PreparedGraph, num_src: int, num_dst: int,
-                   backend: str | None, device: torch.device
-                   ) -> tuple[Tensor | PreparedGraph, Tensor | None]:
-    """The graph (prepared, when a fused kernel will run) and the destinations whose
-    queries are needed, when few enough to project alone (see
-    :attr:`~pyg_attn.ops.PreparedGraph.attended_rows`); ``None``: all of them.
-
-    Eager fused backends only: the reference backend takes the edge list as it is,
-    and under ``torch.compile`` the data-dependent row count would break the graph.
-    """
-    if torch.compiler.is_compiling() or select_backend(backend, device) == "reference":
-        return graph, None
-    prepared = as_prepared(graph, num_src, num_dst)
-    return prepared, prepared.attended_rows
 
 
 # --------------------------------------------------------------------------- checks
