@@ -48,7 +48,9 @@ template <int KIND, typename T, int FD, int FV>
 void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
   const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
-  std::vector<T> m(H), l(H), drop(H), buf;
+  // Per-head row state: score maximum, the shift subtracted (0 for an empty
+  // head), the sum of exponentials, and one edge's dropped weights.
+  std::vector<T> m(H), shift(H), l(H), dropped(H), buf;
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
@@ -58,11 +60,15 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
     std::fill(l.begin(), l.end(), T(0));
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T, FD>(g, i, buf.data(), limit);
-    for (int64_t k = 0; k < deg * H; k += H)
+    for (int64_t k = 0; k < deg * H; k += H) {
+      PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
+    }
+    for (int64_t h = 0; h < H; ++h) shift[h] = m[h] == neg_inf ? T(0) : m[h];
     for (int64_t k = 0; k < deg; ++k) {
       T* w = buf.data() + k * H;
-      for (int64_t h = 0; h < H; ++h) w[h] -= (m[h] == neg_inf ? T(0) : m[h]);
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < H; ++h) w[h] -= shift[h];
       exp_lanes(w, w, H);
       const int64_t p = start + k, e = g.perm[p];
       if (p + kPrefetchDistance < limit)
@@ -70,10 +76,14 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       if (g.masked(e)) continue;
       const T* v = g.value + g.col[p] * H * Cv;
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
-      g.drop_factors(e, drop.data());
+      g.drop_factors(e, dropped.data());
+      PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) {
         l[h] += w[h];
-        const T wd = w[h] * drop[h];
+        dropped[h] *= w[h];
+      }
+      for (int64_t h = 0; h < H; ++h) {
+        const T wd = dropped[h];
         T* oh = o + h * Cv;
         const T* vh = v + h * Cv;
         if (ev) {
