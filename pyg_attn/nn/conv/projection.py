@@ -85,9 +85,8 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     Tensor
         ``[N, out]``, equal to ``lin(x)`` up to rounding.
     """
-    weight = getattr(lin, "weight", None)
-    if (not isinstance(weight, Tensor) or isinstance(weight, UninitializedParameter)
-            or not _plain_linear(lin, x, weight)):
+    weight = plain_weight(lin, x)
+    if weight is None:
         return lin(x)
     bias = getattr(lin, "bias", None)
     extension = (None if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
@@ -99,10 +98,27 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
         out = SparseHeadwiseProjection.apply(weight, rowptr, cols, values, keep_all, 1.0,
                                              extension).view(x.size(0), -1)
         return out if bias is None else out + bias
+    return linear_product(x, weight, bias)
+
+
+def linear_product(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x W^T + b`` (``x [N, in]``, ``W [out, in]``, ``b [out]`` or ``None``), through
+    :class:`RowSparseGradLinear` where its backward may skip zero gradient rows
+    (at least :data:`SPARSE_GRAD_MIN_ROWS` rows, a gradient to take)."""
     if x.size(0) >= SPARSE_GRAD_MIN_ROWS and torch.is_grad_enabled() and (
             x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
         return RowSparseGradLinear.apply(x, weight, bias)
-    return lin(x)
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+def plain_weight(lin: torch.nn.Module, x: Tensor) -> Tensor | None:
+    """``lin.weight`` when ``lin(x)`` is ``F.linear(x, lin.weight, lin.bias)`` on a
+    dense CPU ``x`` (see :func:`_plain_linear`; an initialised weight), else ``None``."""
+    weight = getattr(lin, "weight", None)
+    if (not isinstance(weight, Tensor) or isinstance(weight, UninitializedParameter)
+            or not _plain_linear(lin, x, weight)):
+        return None
+    return weight
 
 
 def project_rows(lin: torch.nn.Module, x: Tensor, rows: Tensor | None) -> Tensor:
