@@ -110,6 +110,37 @@ def test_compiled_transformer_projects_only_attended_queries():
     torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["GATConv", "TransformerConv"])
+def test_compiled_large_batch_keeps_the_row_sparse_gradient(name):
+    """A batch with at least SPARSE_GRAD_MIN_ROWS nodes whose loss covers a few seed
+    rows (a NeighborLoader step): the compiled layer's projections take the
+    row-sparse gradient op, with no graph break and eager's gradients."""
+    from pyg_attn.nn.conv.projection import SPARSE_GRAD_MIN_ROWS
+
+    torch.manual_seed(0)
+    layer = LAYERS[name](False)
+    gen = torch.Generator().manual_seed(6)
+    num_nodes = SPARSE_GRAD_MIN_ROWS + 100
+    x = torch.randn(num_nodes, 8, generator=gen)
+    edge_index = torch.stack([torch.randint(0, num_nodes, (3000,), generator=gen),
+                              torch.randint(0, 64, (3000,), generator=gen)])
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(x, edge_index)[:64].square().sum()
+
+    explain = torch._dynamo.explain(step)(x.clone().requires_grad_())
+    assert explain.graph_break_count == 0, [str(r.reason)[:200] for r in explain.break_reasons]
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    grads = []
+    for run in (compiled, step):
+        layer.zero_grad()
+        xr = x.clone().requires_grad_()
+        run(xr).backward()
+        grads.append([xr.grad, *(p.grad for p in layer.parameters() if p.grad is not None)])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
 def test_dynamic_batches_compile_once():
     """Mini-batches of varying size (as a NeighborLoader gives) reuse one graph."""
     layer = LAYERS["TransformerConv"](False)

@@ -16,6 +16,7 @@ from pyg_attn.nn.conv.projection import (
     nonzero_rows,
     project,
     project_rows,
+    row_sparse_linear,
 )
 
 from ..graphs import random_graph
@@ -196,6 +197,26 @@ def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias
                     torch.autograd.grad(want, inputs, upstream)):
         torch.testing.assert_close(g, w)
     torch.library.opcheck(attended_projection, (x, lin.weight, lin.bias, rowptr))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("needs_x", [True, False])
+def test_row_sparse_linear_op_matches_the_dense_product(bias, needs_x):
+    """The compile path's custom op: ``F.linear`` forward; its backward (over the
+    few non-zero gradient rows here) gives the dense gradients; ``opcheck`` passes."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 6, generator=gen, dtype=torch.float64, requires_grad=needs_x)
+    lin = torch.nn.Linear(6, 4, bias=bias).double()
+    upstream = torch.zeros(300, 4, dtype=torch.float64)
+    upstream[[3, 50, 299]] = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    got = row_sparse_linear(x, lin.weight, lin.bias)
+    want = torch.nn.functional.linear(x, lin.weight, lin.bias)
+    torch.testing.assert_close(got, want)
+    inputs = [t for t in (x, *lin.parameters()) if t.requires_grad]
+    for g, w in zip(torch.autograd.grad(got, inputs, upstream),
+                    torch.autograd.grad(want, inputs, upstream)):
+        torch.testing.assert_close(g, w)
+    torch.library.opcheck(row_sparse_linear, (x, lin.weight, lin.bias))
 
 
 def test_nonzero_rows_finds_the_rows_only_when_few():

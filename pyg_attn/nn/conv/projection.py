@@ -89,8 +89,9 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     if weight is None:
         return lin(x)
     bias = getattr(lin, "bias", None)
+    # Under torch.compile the look at x's zeros (data-dependent sizes) is skipped.
     extension = (None if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
-                 else sparse_extension(x, weight))
+                 or torch.compiler.is_compiling() else sparse_extension(x, weight))
     found = None if extension is None else sparse_nonzeros(x, SPARSE_DENSITY, extension)
     if found is not None:
         rowptr, cols, values = found
@@ -104,9 +105,13 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
 def linear_product(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x W^T + b`` (``x [N, in]``, ``W [out, in]``, ``b [out]`` or ``None``), through
     :class:`RowSparseGradLinear` where its backward may skip zero gradient rows
-    (at least :data:`SPARSE_GRAD_MIN_ROWS` rows, a gradient to take)."""
+    (at least :data:`SPARSE_GRAD_MIN_ROWS` rows, a gradient to take); under
+    ``torch.compile`` through the custom op ``pyg_attn::row_sparse_linear``, whose
+    static-shape backward keeps the data-dependent row count inside it."""
     if x.size(0) >= SPARSE_GRAD_MIN_ROWS and torch.is_grad_enabled() and (
             x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+        if torch.compiler.is_compiling():  # the same formula, row count kept inside the op
+            return row_sparse_linear(x, weight, bias)
         return RowSparseGradLinear.apply(x, weight, bias)
     return torch.nn.functional.linear(x, weight, bias)
 
@@ -248,19 +253,80 @@ class RowSparseGradLinear(torch.autograd.Function):
                  ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         x, weight = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
-        # A double backward differentiates these formulas in grad_out, zero rows too.
-        rows = None if torch.is_grad_enabled() else nonzero_rows(grad_out)
-        if rows is not None:
-            grad_rows = grad_out.index_select(0, rows)
-            grad_x = (grad_out.new_zeros(x.shape).index_copy_(0, rows, grad_rows @ weight)
-                      if need_x else None)
-            grad_w = grad_rows.t() @ x.index_select(0, rows) if need_w else None
-            grad_b = grad_rows.sum(0) if need_b and ctx.has_bias else None
-        else:
-            grad_x = grad_out @ weight if need_x else None
-            grad_w = grad_out.t() @ x if need_w else None
-            grad_b = grad_out.sum(0) if need_b and ctx.has_bias else None
-        return grad_x, grad_w, grad_b
+        return linear_grads(grad_out, x, weight, need_x, need_w, need_b and ctx.has_bias)
+
+
+def linear_grads(grad_out: Tensor, x: Tensor, weight: Tensor, need_x: bool, need_w: bool,
+                 need_b: bool) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(dL/dx [N, in], dL/dW [out, in], dL/db [out])`` of ``x W^T + b`` for
+    ``grad_out [N, out]``, over its non-zero rows only when they are few
+    (:func:`nonzero_rows`); ``None`` where not needed."""
+    # A double backward differentiates these formulas in grad_out, zero rows too.
+    rows = None if torch.is_grad_enabled() else nonzero_rows(grad_out)
+    if rows is not None:
+        grad_rows = grad_out.index_select(0, rows)
+        grad_x = (grad_out.new_zeros(x.shape).index_copy_(0, rows, grad_rows @ weight)
+                  if need_x else None)
+        grad_w = grad_rows.t() @ x.index_select(0, rows) if need_w else None
+        grad_b = grad_rows.sum(0) if need_b else None
+    else:
+        grad_x = grad_out @ weight if need_x else None
+        grad_w = grad_out.t() @ x if need_w else None
+        grad_b = grad_out.sum(0) if need_b else None
+    return grad_x, grad_w, grad_b
+
+
+def _row_sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return torch.nn.functional.linear(x, weight, bias)
+
+
+def _row_sparse_linear_backward(grad: Tensor, x: Tensor, weight: Tensor, needs: list[bool]
+                                ) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`linear_grads` with ``needs = [x, weight, bias]``; an unneeded
+    gradient comes back empty."""
+    grad_x, grad_w, grad_b = linear_grads(grad, x, weight, *needs)
+    # A fresh empty tensor for each: outputs of a custom op may not alias.
+    return (weight.new_empty(0) if grad_x is None else grad_x,
+            weight.new_empty(0) if grad_w is None else grad_w,
+            weight.new_empty(0) if grad_b is None else grad_b)
+
+
+row_sparse_linear = torch.library.custom_op(
+    "pyg_attn::row_sparse_linear", _row_sparse_linear, mutates_args=())
+row_sparse_linear_backward = torch.library.custom_op(
+    "pyg_attn::row_sparse_linear_backward", _row_sparse_linear_backward, mutates_args=())
+
+
+@row_sparse_linear.register_fake
+def _(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return x.new_empty(x.size(0), weight.size(0))
+
+
+@row_sparse_linear_backward.register_fake
+def _(grad: Tensor, x: Tensor, weight: Tensor, needs: list[bool]
+      ) -> tuple[Tensor, Tensor, Tensor]:
+    need_x, need_w, need_b = needs
+    return (x.new_empty(x.shape if need_x else (0,)),
+            weight.new_empty(weight.shape if need_w else (0,)),
+            weight.new_empty(weight.size(0) if need_b else 0))
+
+
+def _row_sparse_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
+def _row_sparse_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+    x, weight = ctx.saved_tensors
+    needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1]),
+             bool(ctx.needs_input_grad[2]) and ctx.has_bias]
+    grads = row_sparse_linear_backward(grad.contiguous(), x, weight, needs)
+    return tuple(g if need else None for g, need in zip(grads, needs))
+
+
+torch.library.register_autograd("pyg_attn::row_sparse_linear", _row_sparse_backward,
+                                setup_context=_row_sparse_setup_context)
 
 
 def nonzero_rows(grad: Tensor) -> Tensor | None:
@@ -302,10 +368,9 @@ def _linear_module(lin: torch.nn.Module) -> bool:
 
 def _plain_linear(lin: torch.nn.Module, x: Tensor, weight: Tensor) -> bool:
     """Dense 2-D non-empty CPU input of the weight's floating dtype, a module
-    without hooks, no autocast, not being compiled: where the products of this
-    module are the same function as ``lin(x)``."""
+    without hooks, no autocast: where the products of this module are the same
+    function as ``lin(x)``."""
     return (x.layout == torch.strided and x.dim() == 2 and x.device.type == "cpu"
             and x.dtype == weight.dtype and x.dtype.is_floating_point
             and x.numel() > 0 and x.size(1) == weight.size(1)
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and _linear_module(lin))
+            and not torch.is_autocast_enabled("cpu") and _linear_module(lin))
