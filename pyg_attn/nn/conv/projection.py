@@ -188,14 +188,10 @@ def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowpt
     """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` (the
     bias gradient is empty without a bias); rows outside the attended ones get
     none, as their output was never computed."""
-    rows = attended_rows(rowptr)
-    grad_rows = grad if rows is None else grad.index_select(0, rows)
-    x_rows = x if rows is None else x.index_select(0, rows)
-    grad_x = grad_rows @ weight
-    if rows is not None:
-        grad_x = _scatter_rows(grad_x, rows, x.size(0))
-    grad_b = grad_rows.sum(0) if has_bias else weight.new_empty(0)
-    return grad_x, grad_rows.t() @ x_rows, grad_b
+    grad_x, grad_w, grad_b = grads_on_rows(grad, x, weight, attended_rows(rowptr),
+                                           True, True, has_bias)
+    assert grad_x is not None and grad_w is not None, "both were asked for"
+    return grad_x, grad_w, weight.new_empty(0) if grad_b is None else grad_b
 
 
 attended_projection = torch.library.custom_op(
@@ -263,17 +259,24 @@ def linear_grads(grad_out: Tensor, x: Tensor, weight: Tensor, need_x: bool, need
     (:func:`nonzero_rows`); ``None`` where not needed."""
     # A double backward differentiates these formulas in grad_out, zero rows too.
     rows = None if torch.is_grad_enabled() else nonzero_rows(grad_out)
-    if rows is not None:
-        grad_rows = grad_out.index_select(0, rows)
-        grad_x = (grad_out.new_zeros(x.shape).index_copy_(0, rows, grad_rows @ weight)
-                  if need_x else None)
-        grad_w = grad_rows.t() @ x.index_select(0, rows) if need_w else None
-        grad_b = grad_rows.sum(0) if need_b else None
-    else:
-        grad_x = grad_out @ weight if need_x else None
-        grad_w = grad_out.t() @ x if need_w else None
-        grad_b = grad_out.sum(0) if need_b else None
-    return grad_x, grad_w, grad_b
+    return grads_on_rows(grad_out, x, weight, rows, need_x, need_w, need_b)
+
+
+def grads_on_rows(grad_out: Tensor, x: Tensor, weight: Tensor, rows: Tensor | None,
+                  need_x: bool, need_w: bool, need_b: bool
+                  ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The gradients of :func:`linear_grads` from the rows ``rows [R]`` of
+    ``grad_out`` alone (the others taken as zero; ``dL/dx`` is zero there), or from
+    every row when ``rows`` is ``None``; ``None`` where not needed."""
+    grad_rows = grad_out if rows is None else grad_out.index_select(0, rows)
+    grad_x = grad_w = None
+    if need_x:
+        grad_x = grad_rows @ weight
+        if rows is not None:
+            grad_x = _scatter_rows(grad_x, rows, x.size(0))
+    if need_w:
+        grad_w = grad_rows.t() @ (x if rows is None else x.index_select(0, rows))
+    return grad_x, grad_w, grad_rows.sum(0) if need_b else None
 
 
 def _row_sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
