@@ -108,14 +108,16 @@ def run_both(kind, inputs, edge_index, dtype, **options):
 @pytest.mark.parametrize("channels", [8, 16, 32, 64])
 @pytest.mark.parametrize("extras", [False, True])
 @pytest.mark.parametrize("some_rows", [False, True])
-def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras, some_rows):
+@pytest.mark.parametrize("heads", [8, 10])
+def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras, some_rows, heads):
     """The kernel's float32 variants compiled for C in {8, 16, 32, 64} (GAT: values of
     that width), with edge terms, a mask, dropout and returned attention (or, with
-    ``some_rows``, a loss on half the rows only); 10 heads = one block of eight summed
-    together (AVX2) and two left over."""
+    ``some_rows``, a loss on half the rows only); 8 heads = the variants compiled for
+    that head count too, 10 heads = one block of eight summed together (AVX2) and two
+    left over."""
     edge_index = random_graph(60, 40, 400, seed=channels, hub=0, hub_degree=50, duplicates=5, isolated=3)
     num_edges = edge_index.size(1)
-    inputs = make_inputs(kind, 60, 40, num_edges, torch.float32, extras=extras, heads=10,
+    inputs = make_inputs(kind, 60, 40, num_edges, torch.float32, extras=extras, heads=heads,
                          channels=channels, value_channels=channels)
     mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(5)) > 0.2
     some = dict(loss_rows=torch.arange(40) % 2 == 0, alpha_loss=False) if some_rows else {}

@@ -32,10 +32,10 @@ inline bool all_zero(const T* x, int64_t n) {
 // with delta_i = <dO_i, out_i> per head (a caller with a gradient of the
 // returned attention adds its edges' terms).  Returns false, with the row marked
 // (kSkippedRow), when dO_i is all zero and there is no such gradient.
-template <typename T, int FV>
+template <typename T, int FV, int HF>
 inline bool start_row_record(const Graph<T>& g, int64_t i, const T* out, const T* stats,
                              const T* gout, bool has_galpha, T* record) {
-  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const int64_t H = HF > 0 ? HF : g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T* go = gout + i * H * Cv;
   if (!has_galpha && all_zero(go, H * Cv)) {
     record[H] = kSkippedRow<T>;
@@ -50,15 +50,15 @@ inline bool start_row_record(const Graph<T>& g, int64_t i, const T* out, const T
 // w = a * drop and the score gradient ds = a * (dL/da - delta_i), where
 // dL/da = drop * <dO_i, v_j + edge_value_e> (+ the gradient of the returned
 // attention) and delta_i = sum_j a_ij dL/da_ij (precomputed per row).
-template <typename T, int FV>
+template <typename T, int FV, int HF>
 inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restrict a,
                        const T* go, const T* __restrict delta, const T* galpha,
                        T* __restrict w, T* __restrict ds) {
-  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const int64_t H = HF > 0 ? HF : g.heads, Cv = FV > 0 ? FV : g.dim_v;
   // <dO_i, v_j + edge_value_e> per head, into ds; computed even for dropped
   // edges: skipping them would be a mispredicted branch.
   heads_dot<FV>(go, g.value + j * H * Cv, g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
-  g.drop_factors(e, w);  // w holds the dropout factors until its last line
+  g.template drop_factors<HF>(e, w);  // w holds the dropout factors until its last line
   if (galpha) {
     const T* __restrict ga = galpha + e * H;
     PYG_ATTN_SIMD
@@ -82,15 +82,16 @@ inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restr
 // `edge_terms` ([E, 2, H] by edge id), each edge's dropped weight w and score
 // gradient ds are stored there for the source pass, which then neither recomputes
 // the edge's scores and attention nor its <dO_i, v_j>.
-template <int KIND, typename T, int FD, int FV>
+template <int KIND, typename T, int FD, int FV, int HF>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
                    const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att, T* edge_terms) {
-  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
-  std::vector<T> w(H), ds(H), gz(H), buf;
+  const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
+  Local<T, HF> w(H), ds(H), gz(H);
+  std::vector<T> buf;
   // The destination's gradient is summed here and stored once per row: summing
   // into g_dst directly chains every edge on a store-to-load round trip.
-  std::vector<T> dst_grad(static_cast<size_t>(H * D));
+  Local<T, fixed_size(HF, FD)> dst_grad(H * D);
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     std::fill(dst_grad.begin(), dst_grad.end(), T(0));
@@ -99,13 +100,13 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     // The row's record for the source pass: [shift, log_sum, delta] x H.
     T* record = row_records + i * 3 * H;
     T* delta = record + 2 * H;
-    if (!start_row_record<T, FV>(g, i, out, stats, gout, galpha != nullptr, record)) {
+    if (!start_row_record<T, FV, HF>(g, i, out, stats, gout, galpha != nullptr, record)) {
       // Every gradient this row's edges carry is zero (see kSkippedRow).
       if (g_dst) std::copy(dst_grad.begin(), dst_grad.end(), g_dst + i * H * D);
       continue;
     }
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
+    row_scores<KIND, T, FD, HF>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg; ++k) {
       T* a = buf.data() + k * H;
       attention_from_scores(a, record, H);
@@ -119,13 +120,13 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
       if (p + kPrefetchDistance < limit)
         prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
       if (g.masked(e)) continue;  // per-edge gradients stay zero
-      edge_grads<T, FV>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
+      edge_grads<T, FV, HF>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
       if (edge_terms) {
         std::copy(w.begin(), w.end(), edge_terms + e * 2 * H);
         std::copy(ds.begin(), ds.end(), edge_terms + e * 2 * H + H);
       }
       if constexpr (KIND == GAT) {
-        g.gat_logit_grads(i, j, e, ds.data(), gz.data());
+        g.template gat_logit_grads<HF>(i, j, e, ds.data(), gz.data());
         for (int64_t h = 0; h < H; ++h) dst_grad[h] += gz[h];
         if (g_escore) std::copy(gz.begin(), gz.end(), g_escore + e * H);
       }
@@ -194,17 +195,18 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 // Each edge's (w, ds) come from the destination pass's `edge_terms` when given;
 // otherwise (GAT's three passes, see gat_backward) its attention is recomputed
 // here from its destination's statistics, as in the forward.
-template <int KIND, typename T, int FD, int FV>
+template <int KIND, typename T, int FD, int FV, int HF>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
                    const T* edge_terms, const T* gout, const T* galpha, T* g_src, T* g_value,
                    T* g_logit) {
-  const int64_t H = g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
+  const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
-  std::vector<T> a(H), w_local(H), ds_local(H), gz(H);
+  Local<T, HF> a(H), w_local(H), ds_local(H), gz(H);
   // Per-source sums kept local and stored once per source (see backward_rows).
-  std::vector<T> value_grad(static_cast<size_t>(H * Cv)), src_grad(static_cast<size_t>(H * D));
+  Local<T, fixed_size(HF, FV)> value_grad(H * Cv);
+  Local<T, fixed_size(HF, FD)> src_grad(H * D);
   const int64_t limit = colptr[end];
   for (int64_t j = begin; j < end; ++j) {
     std::fill(value_grad.begin(), value_grad.end(), T(0));
@@ -228,14 +230,14 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       const T* w = edge_terms ? edge_terms + e * 2 * H : w_local.data();
       const T* ds = edge_terms ? w + H : ds_local.data();
       if (!edge_terms) {
-        g.template scores<KIND, FD>(i, j, e, a.data());
+        g.template scores<KIND, FD, HF>(i, j, e, a.data());
         attention_from_scores(a.data(), record, H);
-        edge_grads<T, FV>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
-                          ds_local.data());
+        edge_grads<T, FV, HF>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
+                              ds_local.data());
       }
       if constexpr (KIND == GAT) {
         if (g_src || g_logit) {
-          g.gat_logit_grads(i, j, e, ds, gz.data());
+          g.template gat_logit_grads<HF>(i, j, e, ds, gz.data());
           for (int64_t h = 0; h < H; ++h) src_grad[h] += gz[h];
           if (g_logit) std::copy(gz.begin(), gz.end(), g_logit + e * H);
         }
@@ -278,11 +280,11 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
 // GAT's destination gradient: g_dst[i, h] = sum over the edges p of row i of
 // g_logit[perm[p], h], summed in the row's order (as backward_rows would), locally
 // and stored once per row (see backward_rows).
-template <typename T>
+template <typename T, int HF>
 void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_records,
                    const T* g_logit, T* g_dst) {
-  const int64_t H = g.heads;
-  std::vector<T> dst_grad(static_cast<size_t>(H));
+  const int64_t H = HF > 0 ? HF : g.heads;
+  Local<T, HF> dst_grad(H);
   for (int64_t i = begin; i < end; ++i) {
     std::fill(dst_grad.begin(), dst_grad.end(), T(0));
     if (row_records[i * 3 * H + H] != kSkippedRow<T>) {
@@ -301,13 +303,13 @@ void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_r
 // row records; the source pass computes each edge's logit gradient once and
 // stores it ([E, H]: the edge-score gradient itself when that is asked for);
 // the destination gradient is then a segment sum of those.
-template <typename T, int FD, int FV>
+template <typename T, int FD, int FV, int HF>
 void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
                   const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
                   const T* out, const T* stats, const T* gout, T* row_records, Grads& grads) {
   for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      start_row_record<T, FV>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
+      start_row_record<T, FV, HF>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
   });
   T* g_dst = data_or_null<T>(grads.dst);
   T* g_logit = data_or_null<T>(grads.edge_score);
@@ -318,17 +320,17 @@ void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
   }
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<GAT, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records, nullptr, gout,
+    backward_cols<GAT, T, FD, FV, HF>(g, b, e, colptr, csc_row, csc_edge, row_records, nullptr, gout,
                                   nullptr,
                                   data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
   });
   if (g_dst)
     for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
-      gat_dst_grads(g, b, e, row_records, g_logit, g_dst);
+      gat_dst_grads<T, HF>(g, b, e, row_records, g_logit, g_dst);
     });
 }
 
-template <int KIND, typename T, int FD, int FV>
+template <int KIND, typename T, int FD, int FV, int HF>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
                    const index_t* csc_edge, const T* out, const T* stats, const T* gout,
                    const T* galpha, Grads& grads) {
@@ -338,7 +340,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   const auto row_bounds = balanced_chunks(g.rowptr, g.n_dst);
   if constexpr (KIND == GAT) {
     if (!galpha) {
-      gat_backward<T, FD, FV>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
+      gat_backward<T, FD, FV, HF>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
                               row_records.data_ptr<T>(), grads);
       return;
     }
@@ -354,7 +356,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   at::Tensor edge_terms = source_pass ? fresh({g.num_edges, 2, H}, opts, false) : at::Tensor();
   T* terms = source_pass ? edge_terms.data_ptr<T>() : nullptr;
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T, FD, FV>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
+    backward_rows<KIND, T, FD, FV, HF>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
                                    data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                                    data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
                                    g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr,
@@ -364,7 +366,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   if (!source_pass) return;
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
-    backward_cols<KIND, T, FD, FV>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
+    backward_cols<KIND, T, FD, FV, HF>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
                                    terms, gout, galpha, g_src, g_value, nullptr);
   });
 }

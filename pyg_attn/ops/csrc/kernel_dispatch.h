@@ -6,19 +6,30 @@
 template <int V>
 using Fixed = std::integral_constant<int, V>;
 
-// Calls f(kind, FD, FV) with the per-head sizes as compile-time constants (0 =
-// known only at run time) in the common float cases (GAT's per-node scores have
-// FD = 1, the other kinds FD = FV): fixed sizes let the compiler unroll and
-// vectorise the per-head loops, which dominate at small C.
+// The number of heads compiled as a constant (with fixed per-head sizes): with
+// it, each edge's per-head values fit one AVX2 register instead of a loop over
+// a heap buffer.  8 is GAT's usual head count (PyG's examples, the papers).
+constexpr int64_t kFixedHeads = 8;
+
+// Calls f(kind, FD, FV, HF) with the per-head sizes and, for kFixedHeads heads,
+// the head count as compile-time constants (0 = known only at run time) in the
+// common float cases (GAT's per-node scores have FD = 1, the other kinds FD = FV):
+// fixed sizes let the compiler unroll and vectorise the per-head loops, which
+// dominate at small C.
 template <int KIND, typename T, typename F>
-void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv) {
+void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv, int64_t heads) {
   auto kind = std::integral_constant<int, KIND>();
   if constexpr (std::is_same<T, float>::value && KIND != EDGE) {
     constexpr int kFd = KIND == GAT ? 1 : 0;  // 0: FD = FV
     if (fd == (kFd ? kFd : fv)) {
       switch (fv) {
-#define PYG_ATTN_FIXED_CASE(C) \
-        case C: f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>()); return;
+#define PYG_ATTN_FIXED_CASE(C)                                                  \
+        case C:                                                                 \
+          if (heads == kFixedHeads)                                             \
+            f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>(), Fixed<kFixedHeads>());  \
+          else                                                                  \
+            f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>(), Fixed<0>());            \
+          return;
         PYG_ATTN_FIXED_CASE(8)
         PYG_ATTN_FIXED_CASE(16)
         PYG_ATTN_FIXED_CASE(32)
@@ -28,16 +39,16 @@ void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv) {
       }
     }
   }
-  f(kind, Fixed<0>(), Fixed<0>());
+  f(kind, Fixed<0>(), Fixed<0>(), Fixed<0>());
 }
 
 template <typename T, typename F>
 void dispatch_kind(int64_t kind, const Graph<T>& g, const F& f) {
   switch (kind) {
-    case DOT: dispatch_fixed_dims<DOT, T>(f, g.dim, g.dim_v); break;
-    case GAT: dispatch_fixed_dims<GAT, T>(f, g.dim, g.dim_v); break;
-    case GATV2: dispatch_fixed_dims<GATV2, T>(f, g.dim, g.dim_v); break;
-    case EDGE: dispatch_fixed_dims<EDGE, T>(f, g.dim, g.dim_v); break;
+    case DOT: dispatch_fixed_dims<DOT, T>(f, g.dim, g.dim_v, g.heads); break;
+    case GAT: dispatch_fixed_dims<GAT, T>(f, g.dim, g.dim_v, g.heads); break;
+    case GATV2: dispatch_fixed_dims<GATV2, T>(f, g.dim, g.dim_v, g.heads); break;
+    case EDGE: dispatch_fixed_dims<EDGE, T>(f, g.dim, g.dim_v, g.heads); break;
     default: TORCH_CHECK(false, "unknown score kind ", kind);
   }
 }
@@ -51,8 +62,9 @@ std::vector<at::Tensor> forward(const FusedInputs& in, bool need_alpha) {
   at::Tensor alpha = fresh({need_alpha ? in.col.size(0) : 0, H}, value.options(), true);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
     const auto g = make_graph<scalar_t>(in);
-    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv) {
-      forward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
+    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv, auto hf) {
+      forward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value,
+                   decltype(hf)::value>(g, out.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>(),
                                                  need_alpha ? alpha.data_ptr<scalar_t>() : nullptr);
     });
   });
@@ -81,8 +93,9 @@ std::vector<at::Tensor> backward(const FusedInputs& in, const BackwardExtra& b) 
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_backward", [&] {
     const auto g = make_graph<scalar_t>(in);
     const scalar_t* galpha = ptr_or_null<scalar_t>(b.grad_alpha);
-    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv) {
-      backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value>(
+    dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv, auto hf) {
+      backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value,
+                    decltype(hf)::value>(
           g, in.colptr.data_ptr<int64_t>(), in.csc_row.data_ptr<index_t>(), in.csc_edge.data_ptr<index_t>(),
           b.out.data_ptr<scalar_t>(), b.lse.data_ptr<scalar_t>(), b.grad_out.data_ptr<scalar_t>(), galpha,
           grads);

@@ -24,9 +24,9 @@ inline void attention_from_scores(T* a, const T* record, int64_t H) {
 }
 
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
-template <int KIND, typename T, int FD>
+template <int KIND, typename T, int FD, int HF>
 inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
-  const int64_t H = g.heads, end = g.rowptr[i + 1], D = FD > 0 ? FD : g.dim;
+  const int64_t H = HF > 0 ? HF : g.heads, end = g.rowptr[i + 1], D = FD > 0 ? FD : g.dim;
   // Rows of source features read at random (value rows are prefetched by the callers),
   // prefetched up to `limit` (the chunk's last edge), across rows: most rows are short.
   const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
@@ -38,19 +38,20 @@ inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
       std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
       continue;
     }
-    g.template scores<KIND, FD>(i, g.col[p], e, buf);
+    g.template scores<KIND, FD, HF>(i, g.col[p], e, buf);
   }
 }
 
 // Two passes per row over a row-local score buffer: scores and their maximum,
 // then exp (vectorised across heads), the sum, and the weighted values.
-template <int KIND, typename T, int FD, int FV>
+template <int KIND, typename T, int FD, int FV, int HF>
 void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stats, T* alpha) {
-  const int64_t H = g.heads, Cv = FV > 0 ? FV : g.dim_v;
+  const int64_t H = HF > 0 ? HF : g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   // Per-head row state: score maximum, the shift subtracted (0 for an empty
-  // head), the sum of exponentials, and one edge's dropped weights.
-  std::vector<T> m(H), shift(H), l(H), dropped(H), buf;
+  // head), the sum of exponentials and its log, and one edge's dropped weights.
+  Local<T, HF> m(H), shift(H), l(H), log_l(H), dropped(H);
+  std::vector<T> buf;
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
@@ -59,7 +60,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
     std::fill(m.begin(), m.end(), neg_inf);
     std::fill(l.begin(), l.end(), T(0));
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T, FD>(g, i, buf.data(), limit);
+    row_scores<KIND, T, FD, HF>(g, i, buf.data(), limit);
     for (int64_t k = 0; k < deg * H; k += H) {
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
@@ -76,7 +77,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       if (g.masked(e)) continue;
       const T* v = g.value + g.col[p] * H * Cv;
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
-      g.drop_factors(e, dropped.data());
+      g.template drop_factors<HF>(e, dropped.data());
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) {
         l[h] += w[h];
@@ -96,6 +97,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
         }
       }
     }
+    log_lanes(l.data(), log_l.data(), H);
     for (int64_t h = 0; h < H; ++h) {
       T* st = stats + (i * H + h) * 2;
       if (l[h] > T(0)) {
@@ -103,7 +105,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
         PYG_ATTN_SIMD
         for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
         st[0] = m[h];
-        st[1] = std::log(l[h]);
+        st[1] = log_l[h];
       } else {
         st[0] = st[1] = neg_inf;
       }
@@ -116,8 +118,8 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
   }
 }
 
-template <int KIND, typename T, int FD, int FV>
+template <int KIND, typename T, int FD, int FV, int HF>
 void forward_impl(const Graph<T>& g, T* out, T* stats, T* alpha) {
   const auto bounds = balanced_chunks(g.rowptr, g.n_dst);
-  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T, FD, FV>(g, b, e, out, stats, alpha); });
+  for_each_chunk(bounds, [&](int64_t, int64_t b, int64_t e) { forward_rows<KIND, T, FD, FV, HF>(g, b, e, out, stats, alpha); });
 }

@@ -25,7 +25,9 @@ struct Graph {
 
   // Dropout factors of edge e's heads into f[0, H): 1, 1 / (1 - p) or 0.  One
   // branch per edge, then a loop the compiler vectorises across heads.
+  template <int HF = 0>
   inline void drop_factors(int64_t e, T* __restrict f) const {
+    const int64_t heads = HF > 0 ? HF : this->heads;
     if (p_drop <= 0.0) {
       std::fill(f, f + heads, T(1));
       return;
@@ -38,7 +40,9 @@ struct Graph {
   }
 
   // GAT's scores before the leaky ReLU, z[h] = src_j + dst_i (+ edge_score_e), all heads.
+  template <int HF = 0>
   inline void gat_logits(int64_t i, int64_t j, int64_t e, T* __restrict z) const {
+    const int64_t heads = HF > 0 ? HF : this->heads;
     const T* __restrict sj = src + j * heads;
     const T* __restrict di = dst + i * heads;
     if (escore) {
@@ -52,9 +56,11 @@ struct Graph {
   }
 
   // GAT's logit gradients gz[h] = ds[h] * leaky'(z[h]) of edge j -> i.
+  template <int HF = 0>
   inline void gat_logit_grads(int64_t i, int64_t j, int64_t e, const T* __restrict ds,
                               T* __restrict gz) const {
-    gat_logits(i, j, e, gz);
+    const int64_t heads = HF > 0 ? HF : this->heads;
+    gat_logits<HF>(i, j, e, gz);
     const T sl = slope;
     PYG_ATTN_SIMD
     for (int64_t h = 0; h < heads; ++h) gz[h] = ds[h] * leaky_grad(gz[h], sl);
@@ -91,8 +97,9 @@ struct Graph {
   }
 
   // s[h] for every head of edge j -> i (e = its caller's id).
-  template <int KIND, int FD>
+  template <int KIND, int FD, int HF = 0>
   inline void scores(int64_t i, int64_t j, int64_t e, T* s) const {
+    const int64_t heads = HF > 0 ? HF : this->heads;
     if constexpr (KIND == DOT) {
       const int64_t row = heads * (FD > 0 ? FD : dim);
       heads_dot<FD>(dst + i * row, src + j * row, efeat ? efeat + e * row : nullptr, heads, dim, s);
@@ -100,7 +107,7 @@ struct Graph {
       if (escore)
         for (int64_t h = 0; h < heads; ++h) s[h] += escore[e * heads + h];
     } else if constexpr (KIND == GAT) {
-      gat_logits(i, j, e, s);
+      gat_logits<HF>(i, j, e, s);
       const T sl = slope;
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < heads; ++h) s[h] = leaky(s[h], sl);
