@@ -194,6 +194,8 @@ BAD_OP_ARGS = [  # (argument named in the error, change of the valid arguments)
     ("src", lambda a: {"src": torch.randn(N_SRC, H, 2 * C)[..., ::2]}),
     ("src", lambda a: {"src": torch.randn(N_SRC, H, C, dtype=torch.float64)}),
     ("value", lambda a: {"value": torch.randn(N_SRC, H)}),
+    ("value", lambda a: {"value": torch.randn(N_SRC, C, H).transpose(1, 2)}),  # rows strided
+    ("dst", lambda a: {"dst": torch.randn(N_DST, H, 2 * C)[..., ::2]}),
     ("edge_score", lambda a: {"edge_score": torch.randn(E + 1, H)}),
     ("edge_feat", lambda a: {"edge_feat": torch.randn(E, H, C + 1)}),
     ("edge_value", lambda a: {"edge_value": torch.randn(E - 1, H, C)}),

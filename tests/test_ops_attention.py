@@ -125,6 +125,53 @@ def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras, some_ro
              dropout=0.3 if extras else 0.0, **some)
 
 
+def as_wider_rows(t: torch.Tensor, pad: int) -> torch.Tensor:
+    """``t``'s values as a view of a wider leaf buffer: each row's block contiguous,
+    the rows ``pad`` elements further apart than their size (as GATConv's joint
+    product gives its features and logits)."""
+    flat = t.detach().reshape(t.size(0), -1)
+    buffer = torch.cat([flat.new_zeros(t.size(0), pad), flat], dim=1).requires_grad_()
+    return buffer[:, pad:].view(t.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+@pytest.mark.parametrize("heads", [3, 8])
+def test_cpu_kernel_reads_rows_of_a_wider_buffer(kind, dtype, heads):
+    """Node features whose rows lie further apart than their size (views into a
+    wider buffer) are read in place by the CPU kernel, with the outputs and the
+    gradients of contiguous copies; so is a broadcast row (stride 0).  A view
+    whose rows are not contiguous (a transposed one) is copied first."""
+    from pyg_attn.ops.attention import rows_contiguous
+
+    edge_index = random_graph(30, 20, 150, seed=4, hub=0, hub_degree=25, duplicates=3, isolated=2)
+    inputs = make_inputs(kind, 30, 20, edge_index.size(1), dtype, extras=True, heads=heads,
+                         channels=8, value_channels=8)
+    node_features = list(inputs)[:3] if kind != "gatv2" else ["x_src", "x_dst"]
+    strided = dict(inputs)
+    for name in node_features:
+        view = as_wider_rows(inputs[name], pad=5)
+        assert not view.is_contiguous() and rows_contiguous(view.view(view.size(0), heads, -1))
+        strided[name] = view
+    graph = prepare(edge_index, num_nodes=(30, 20))
+    expected = run(kind, inputs, graph, "cpu", dropout=0.2)
+    actual = run(kind, strided, graph, "cpu", dropout=0.2)
+    for e, a in zip(expected[:2], actual[:2]):
+        torch.testing.assert_close(a, e, **TOL[dtype])
+    assert_close_grads(expected[2], actual[2], dtype)
+
+    value = inputs["value"] if kind != "gatv2" else inputs["x_src"]
+    transposed = value.detach().transpose(1, 2).contiguous().transpose(1, 2)
+    assert not rows_contiguous(transposed)
+    broadcast = value.detach()[:1].expand_as(value)
+    for other in (transposed, broadcast):
+        changed = dict(inputs, **{"value" if kind != "gatv2" else "x_src": other})
+        reference = run(kind, dict(changed, **{k: v.contiguous() for k, v in changed.items()}),
+                        graph, "reference", dropout=0.2)
+        torch.testing.assert_close(run(kind, changed, graph, "cpu", dropout=0.2)[0],
+                                   reference[0], **TOL[dtype])
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
 @pytest.mark.parametrize("extras", [False, True])

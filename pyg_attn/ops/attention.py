@@ -172,6 +172,17 @@ def _num_edges(edge_index: GraphInput) -> int:
 
 
 # ----------------------------------------------------------------------------- core
+#: The features the CPU kernel takes with any row stride (:func:`rows_contiguous`).
+ROW_FEATURES = ("dst", "src", "value")
+
+
+def rows_contiguous(t: Tensor) -> bool:
+    """Whether each row ``t[n]`` of ``t [N, H, D]`` is one contiguous block (the rows
+    any non-negative stride apart), as the CPU kernel reads node features."""
+    return t.dim() == 3 and (t.size(2) <= 1 or t.stride(2) == 1) \
+        and (t.size(1) <= 1 or t.stride(1) == t.size(2)) and t.stride(0) >= 0
+
+
 def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
                   features: dict[str, Tensor | None],
          edge_mask: Tensor | None, *, scale: float, negative_slope: float, dropout: float,
@@ -193,18 +204,21 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
         or chosen == "triton" else torch.float32
     # One conversion per tensor (e.g. edge_key is edge_value), found by identity
     # without id(): torch.compile would guard on the object ids and recompile per call.
-    converted: list[tuple[Tensor, Tensor]] = []
+    converted: list[tuple[Tensor, bool, Tensor]] = []
 
-    def convert(t: Tensor | None) -> Tensor | None:
+    def convert(t: Tensor | None, rows: bool) -> Tensor | None:
         if t is None:
             return None
-        for original, done in converted:
-            if original is t:
+        for original, as_rows, done in converted:
+            if original is t and as_rows == rows:
                 return done
-        converted.append((t, t.to(compute_dtype).contiguous()))
-        return converted[-1][1]
+        done = t.to(compute_dtype)
+        converted.append((t, rows, done if rows and rows_contiguous(done) else done.contiguous()))
+        return converted[-1][2]
 
-    cast = {k: convert(v) for k, v in features.items()}
+    # The CPU kernel reads node features row by row: views of a wider buffer (GATConv's
+    # joint product) are passed as they are, without a copy.
+    cast = {k: convert(v, chosen == "cpu" and k in ROW_FEATURES) for k, v in features.items()}
     dst, src, value = cast["dst"], cast["src"], cast["value"]
     assert dst is not None and src is not None and value is not None, \
         "every caller passes the dst, src and value features"

@@ -6,11 +6,13 @@ that calls ``pyg_attn::fused_attention_backward``.  Their schemas, fakes and
 formula are derived from the argument spec :data:`pyg_attn.ops.spec.CPU_OP` by
 :func:`register_fused_op`, which registers the Triton op
 (:mod:`pyg_attn.ops.triton.fused_attention`) the same way.  Score kinds are passed as
-integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous,
-of one floating dtype (float32 or float64), on the CPU.  The C++ entry points check every structural
-precondition themselves (shapes, dtypes, contiguity, the kind, pointer
-monotonicity, index ranges) and raise ``RuntimeError`` naming the argument, so
-a direct call with inconsistent arguments cannot read or write out of bounds.
+integers (:data:`pyg_attn.ops.score_kinds.KIND_IDS`); all tensors are contiguous
+(but for ``dst``, ``src`` and ``value``, whose rows may lie any stride apart, each
+row one contiguous block), of one floating dtype (float32 or float64), on the CPU.
+The C++ entry points check every structural precondition themselves (shapes,
+dtypes, contiguity, the kind, pointer monotonicity, index ranges) and raise
+``RuntimeError`` naming the argument, so a direct call with inconsistent
+arguments cannot read or write out of bounds.
 """
 from __future__ import annotations
 

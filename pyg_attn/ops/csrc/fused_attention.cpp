@@ -137,6 +137,22 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
   TORCH_CHECK(t.is_contiguous(), "fused_attention: '", name, "' must be contiguous");
 }
 
+// A node-feature tensor [N, H, D] read row by row: each row's [H, D] block
+// contiguous, the rows any non-negative stride apart (views of a wider buffer).
+void check_rows(const at::Tensor& t, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.defined(), "fused_attention: '", name, "' is undefined");
+  TORCH_CHECK(t.device().is_cpu(), "fused_attention: '", name, "' must be on the CPU, got ",
+              t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, "fused_attention: '", name, "' must have dtype ", dtype,
+              ", got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 3, "fused_attention: '", name, "' must have 3 dimensions, got shape ",
+              t.sizes());
+  const bool rows = (t.size(2) <= 1 || t.stride(2) == 1) &&
+                    (t.size(1) <= 1 || t.stride(1) == t.size(2)) && t.stride(0) >= 0;
+  TORCH_CHECK(rows, "fused_attention: each row of '", name, "' must be contiguous, got strides ",
+              t.strides(), " for shape ", t.sizes());
+}
+
 void check_shape(const at::Tensor& t, const char* name, at::IntArrayRef expected) {
   TORCH_CHECK(t.sizes() == expected, "fused_attention: '", name, "' must have shape ",
               expected, ", got ", t.sizes());
@@ -208,9 +224,9 @@ Sizes check_forward_inputs(const FusedInputs& a) {
   const auto dtype = a.value.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
               "fused_attention: 'value' must be float32 or float64, got ", dtype);
-  check_tensor(a.value, "value", dtype, 3);
-  check_tensor(a.src, "src", dtype, 3);
-  check_tensor(a.dst, "dst", dtype, 3);
+  check_rows(a.value, "value", dtype);
+  check_rows(a.src, "src", dtype);
+  check_rows(a.dst, "dst", dtype);
   Sizes s;
   s.n_dst = a.rowptr.size(0) - 1;
   s.n_src = a.value.size(0);

@@ -57,7 +57,7 @@ inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restr
   const int64_t H = HF > 0 ? HF : g.heads, Cv = FV > 0 ? FV : g.dim_v;
   // <dO_i, v_j + edge_value_e> per head, into ds; computed even for dropped
   // edges: skipping them would be a mispredicted branch.
-  heads_dot<FV>(go, g.value + j * H * Cv, g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
+  heads_dot<FV>(go, g.value_row(j), g.evalue ? g.evalue + e * H * Cv : nullptr, H, Cv, ds);
   g.template drop_factors<HF>(e, w);  // w holds the dropout factors until its last line
   if (galpha) {
     const T* __restrict ga = galpha + e * H;
@@ -118,7 +118,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     for (int64_t k = 0; k < deg; ++k) {
       const int64_t p = start + k, e = g.perm[p], j = g.col[p];
       if (p + kPrefetchDistance < limit)
-        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
+        prefetch_row(g.value_row(g.col[p + kPrefetchDistance]), H * Cv * sizeof(T));
       if (g.masked(e)) continue;  // per-edge gradients stay zero
       edge_grads<T, FV, HF>(g, j, e, buf.data() + k * H, go, delta, galpha, w.data(), ds.data());
       if (edge_terms) {
@@ -139,8 +139,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
         }
         if (KIND == DOT) {
           const T sds = g.scale * ds[h];
-          const T* q = g.dst + (i * H + h) * D;
-          const T* k = g.src + (j * H + h) * D;
+          const T* q = g.dst_row(i) + h * D;
+          const T* k = g.src_row(j) + h * D;
           const T* ek = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gq = dst_grad.data() + h * D;
           if (ek) {
@@ -157,8 +157,8 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
           }
           if (g_escore) g_escore[e * H + h] = ds[h];
         } else if (KIND == GATV2) {
-          const T* xs = g.src + (j * H + h) * D;
-          const T* xd = g.dst + (i * H + h) * D;
+          const T* xs = g.src_row(j) + h * D;
+          const T* xd = g.dst_row(i) + h * D;
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gxd = dst_grad.data() + h * D;
@@ -217,7 +217,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         const int64_t ahead = csc_row[q + kPrefetchDistance];
         prefetch_row(gout + ahead * H * Cv, H * Cv * sizeof(T));
         prefetch_row(row_records + ahead * 3 * H, 3 * H * sizeof(T));
-        if (dst_row) prefetch_row(g.dst + ahead * dst_row, dst_row * sizeof(T));
+        if (dst_row) prefetch_row(g.dst_row(ahead), dst_row * sizeof(T));
         if (edge_terms)
           prefetch_row(edge_terms + csc_edge[q + kPrefetchDistance] * 2 * H, 2 * H * sizeof(T));
       }
@@ -253,13 +253,13 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         if (!g_src) continue;
         if (KIND == DOT) {
           const T sds = g.scale * ds[h];
-          const T* qh = g.dst + (i * H + h) * D;
+          const T* qh = g.dst_row(i) + h * D;
           T* gk = src_grad.data() + h * D;
           PYG_ATTN_SIMD
           for (int64_t d = 0; d < D; ++d) gk[d] += sds * qh[d];
         } else if (KIND == GATV2) {
-          const T* xs = g.src + (j * H + h) * D;
-          const T* xd = g.dst + (i * H + h) * D;
+          const T* xs = g.src_row(j) + h * D;
+          const T* xd = g.dst_row(i) + h * D;
           const T* at = g.att + h * D;
           const T* ef = g.efeat ? g.efeat + (e * H + h) * D : nullptr;
           T* gxs = src_grad.data() + h * D;

@@ -32,7 +32,7 @@ inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
   const int64_t src_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
   for (int64_t p = g.rowptr[i]; p < end; ++p, buf += H) {
     if (src_row && p + kPrefetchDistance < limit)
-      prefetch_row(g.src + g.col[p + kPrefetchDistance] * src_row, src_row * sizeof(T));
+      prefetch_row(g.src_row(g.col[p + kPrefetchDistance]), src_row * sizeof(T));
     const int64_t e = g.perm[p];
     if (g.masked(e)) {
       std::fill(buf, buf + H, -std::numeric_limits<T>::infinity());
@@ -73,9 +73,9 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       exp_lanes(w, w, H);
       const int64_t p = start + k, e = g.perm[p];
       if (p + kPrefetchDistance < limit)
-        prefetch_row(g.value + g.col[p + kPrefetchDistance] * H * Cv, H * Cv * sizeof(T));
+        prefetch_row(g.value_row(g.col[p + kPrefetchDistance]), H * Cv * sizeof(T));
       if (g.masked(e)) continue;
-      const T* v = g.value + g.col[p] * H * Cv;
+      const T* v = g.value_row(g.col[p]);
       const T* ev = g.evalue ? g.evalue + e * H * Cv : nullptr;
       g.template drop_factors<HF>(e, dropped.data());
       PYG_ATTN_SIMD

@@ -9,9 +9,12 @@ struct Graph {
   const int64_t* rowptr;
   const index_t* col;
   const index_t* perm;
-  const T* dst;      // [n_dst, H, dim]
-  const T* src;      // [n_src, H, dim]
-  const T* value;    // [n_src, H, dim_v]
+  const T* dst;      // [n_dst, H, dim], rows dst_rs apart
+  const T* src;      // [n_src, H, dim], rows src_rs apart
+  const T* value;    // [n_src, H, dim_v], rows value_rs apart
+  // Row strides (elements) of the node features: each row's [H, dim] block is
+  // contiguous, the rows may be views of a wider buffer (GATConv's joint product).
+  int64_t dst_rs, src_rs, value_rs;
   const T* att;      // [H, dim] or null
   const T* escore;   // [E, H] or null (caller's edge order)
   const T* efeat;    // [E, H, dim] or null
@@ -43,8 +46,8 @@ struct Graph {
   template <int HF = 0>
   inline void gat_logits(int64_t i, int64_t j, int64_t e, T* __restrict z) const {
     const int64_t heads = HF > 0 ? HF : this->heads;
-    const T* __restrict sj = src + j * heads;
-    const T* __restrict di = dst + i * heads;
+    const T* __restrict sj = src_row(j);
+    const T* __restrict di = dst_row(i);
     if (escore) {
       const T* __restrict es = escore + e * heads;
       PYG_ATTN_SIMD
@@ -71,8 +74,8 @@ struct Graph {
     const int64_t dim = FD > 0 ? FD : this->dim;
     static_assert(KIND != DOT && KIND != GAT, "dot and gat scores come from scores()");
     if (KIND == GATV2) {
-      const T* xs = src + (j * heads + h) * dim;
-      const T* xd = dst + (i * heads + h) * dim;
+      const T* xs = src_row(j) + h * dim;
+      const T* xd = dst_row(i) + h * dim;
       const T* a = att + h * dim;
       const T* ef = efeat ? efeat + (e * heads + h) * dim : nullptr;
       const T slope_ = slope;
@@ -102,7 +105,7 @@ struct Graph {
     const int64_t heads = HF > 0 ? HF : this->heads;
     if constexpr (KIND == DOT) {
       const int64_t row = heads * (FD > 0 ? FD : dim);
-      heads_dot<FD>(dst + i * row, src + j * row, efeat ? efeat + e * row : nullptr, heads, dim, s);
+      heads_dot<FD>(dst_row(i), src_row(j), efeat ? efeat + e * row : nullptr, heads, dim, s);
       for (int64_t h = 0; h < heads; ++h) s[h] *= scale;
       if (escore)
         for (int64_t h = 0; h < heads; ++h) s[h] += escore[e * heads + h];
@@ -117,6 +120,10 @@ struct Graph {
   }
 
   inline bool masked(int64_t e) const { return emask && !emask[e]; }
+
+  inline const T* dst_row(int64_t i) const { return dst + i * dst_rs; }
+  inline const T* src_row(int64_t j) const { return src + j * src_rs; }
+  inline const T* value_row(int64_t j) const { return value + j * value_rs; }
 };
 
 // Row boundaries of `chunks` contiguous row ranges with about equal rows + edges.
@@ -156,6 +163,9 @@ Graph<T> make_graph(const FusedInputs& in) {
   g.dst = in.dst.data_ptr<T>();
   g.src = in.src.data_ptr<T>();
   g.value = in.value.data_ptr<T>();
+  g.dst_rs = in.dst.stride(0);
+  g.src_rs = in.src.stride(0);
+  g.value_rs = in.value.stride(0);
   g.att = ptr_or_null<T>(in.att);
   g.escore = ptr_or_null<T>(in.edge_score);
   g.efeat = ptr_or_null<T>(in.edge_feat);
