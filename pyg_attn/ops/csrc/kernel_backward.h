@@ -203,7 +203,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
-  Local<T, HF> a(H), w_local(H), ds_local(H), gz(H);
+  Local<T, HF> a(H), z(H), w_local(H), ds_local(H), gz(H);
   // Per-source sums kept local and stored once per source (see backward_rows).
   Local<T, fixed_size(HF, FV)> value_grad(H * Cv);
   Local<T, fixed_size(HF, FD)> src_grad(H * D);
@@ -230,14 +230,27 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       const T* w = edge_terms ? edge_terms + e * 2 * H : w_local.data();
       const T* ds = edge_terms ? w + H : ds_local.data();
       if (!edge_terms) {
-        g.template scores<KIND, FD, HF>(i, j, e, a.data());
+        if constexpr (KIND == GAT) {  // the logits z kept for the logit gradients below
+          g.template gat_logits<HF>(i, j, e, z.data());
+          const T sl = g.slope;
+          PYG_ATTN_SIMD
+          for (int64_t h = 0; h < H; ++h) a[h] = leaky(z[h], sl);
+        } else {
+          g.template scores<KIND, FD, HF>(i, j, e, a.data());
+        }
         attention_from_scores(a.data(), record, H);
         edge_grads<T, FV, HF>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
                               ds_local.data());
       }
       if constexpr (KIND == GAT) {
         if (g_src || g_logit) {
-          g.template gat_logit_grads<HF>(i, j, e, ds, gz.data());
+          if (edge_terms) {
+            g.template gat_logit_grads<HF>(i, j, e, ds, gz.data());
+          } else {
+            const T sl = g.slope;
+            PYG_ATTN_SIMD
+            for (int64_t h = 0; h < H; ++h) gz[h] = ds[h] * leaky_grad(z[h], sl);
+          }
           for (int64_t h = 0; h < H; ++h) src_grad[h] += gz[h];
           if (g_logit) std::copy(gz.begin(), gz.end(), g_logit + e * H);
         }
