@@ -126,7 +126,8 @@ bool use_avx2() {
 // lengths, pointer monotonicity and index ranges (O(N + E) integer passes, cheap
 // next to the kernels).  A failed check raises RuntimeError naming the argument.
 
-void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dims) {
+// Defined, on the CPU, of `dtype`, with `dims` dimensions (any layout).
+void check_kind(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dims) {
   TORCH_CHECK(t.defined(), "fused_attention: '", name, "' is undefined");
   TORCH_CHECK(t.device().is_cpu(), "fused_attention: '", name, "' must be on the CPU, got ",
               t.device());
@@ -134,19 +135,17 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
               ", got ", t.scalar_type());
   TORCH_CHECK(t.dim() == dims, "fused_attention: '", name, "' must have ", dims,
               " dimensions, got shape ", t.sizes());
+}
+
+void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t dims) {
+  check_kind(t, name, dtype, dims);
   TORCH_CHECK(t.is_contiguous(), "fused_attention: '", name, "' must be contiguous");
 }
 
 // A node-feature tensor [N, H, D] read row by row: each row's [H, D] block
 // contiguous, the rows any non-negative stride apart (views of a wider buffer).
 void check_rows(const at::Tensor& t, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.defined(), "fused_attention: '", name, "' is undefined");
-  TORCH_CHECK(t.device().is_cpu(), "fused_attention: '", name, "' must be on the CPU, got ",
-              t.device());
-  TORCH_CHECK(t.scalar_type() == dtype, "fused_attention: '", name, "' must have dtype ", dtype,
-              ", got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 3, "fused_attention: '", name, "' must have 3 dimensions, got shape ",
-              t.sizes());
+  check_kind(t, name, dtype, 3);
   const bool rows = (t.size(2) <= 1 || t.stride(2) == 1) &&
                     (t.size(1) <= 1 || t.stride(1) == t.size(2)) && t.stride(0) >= 0;
   TORCH_CHECK(rows, "fused_attention: each row of '", name, "' must be contiguous, got strides ",
