@@ -80,6 +80,33 @@ def test_strided_rows_and_non_finite_values(monkeypatch):
     torch.testing.assert_close(values, x[rows, expected_cols], equal_nan=True)
 
 
+def assert_lists_nonzeros_of(x):
+    """The extension's CSR of ``x`` holds what ``x.nonzero()`` lists, in its order."""
+    rowptr, cols, values = EXTENSION.headwise_nonzeros(x)
+    rows, expected_cols = x.nonzero().t()
+    assert rowptr[0] == 0 and rowptr.numel() == x.size(0) + 1
+    assert torch.equal(torch.repeat_interleave(torch.arange(x.size(0)), rowptr.diff()), rows)
+    assert torch.equal(cols, expected_cols)
+    torch.testing.assert_close(values, x[rows, expected_cols], equal_nan=True, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("features", [1, 15, 16, 17, 33, 300])
+def test_nonzeros_of_every_width_and_many_row_blocks(dtype, features):
+    """Widths around the 16-column runs the scan tests at once, rows spanning
+    several blocks, signed zeros (zero), NaN and inf (non-zero), all-zero and dense
+    rows, a row-strided view."""
+    base = bag_of_words(300, features, dtype, seed=features, density=0.1)
+    base[7] = 1.0                        # a dense row
+    base[9, -1] = float("nan")
+    base[11, 0] = float("-inf")
+    base[13] = -0.0                      # a row of negative zeros
+    base[200:260] = 0.0                  # a run of empty rows across a block's edge
+    assert_lists_nonzeros_of(base)
+    assert_lists_nonzeros_of(base[1::3])
+    assert_lists_nonzeros_of(base[:0])
+
+
 def test_in_place_change_of_x_is_never_served_stale(monkeypatch):
     x = bag_of_words(40, 60, torch.float32, seed=5)
     weight = torch.randn(8, 60)

@@ -33,8 +33,59 @@ inline void add_kept_heads(T* acc, const T* row, T value, const bool* keep, T sc
   }
 }
 
+// Rows per block of nonzeros(): each block lists its non-zeros in one pass into
+// its own buffers, which are then copied to their place in the CSR arrays.
+constexpr int64_t kNonzeroBlockRows = 128;
+// Columns tested at once (bit j of nonzero_mask: entry j is non-zero).
+constexpr int64_t kMaskColumns = 16;
+
+// Bit j set where run[j] != 0 (NaN included), j < kMaskColumns.  A bag-of-words
+// row is mostly zeros: four vector compares pass over sixteen of them.
+template <typename T>
+inline uint32_t nonzero_mask(const T* run) {
+  uint32_t mask = 0;
+  for (int64_t j = 0; j < kMaskColumns; ++j) mask |= static_cast<uint32_t>(run[j] != T(0)) << j;
+  return mask;
+}
+
+#if defined(__SSE2__)
+template <>
+inline uint32_t nonzero_mask<float>(const float* run) {
+  const __m128 zero = _mm_setzero_ps();
+  uint32_t mask = 0;
+  for (int q = 0; q < 4; ++q)  // cmpneq is unordered: NaN != 0
+    mask |= static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(run + 4 * q), zero)))
+            << (4 * q);
+  return mask;
+}
+#endif
+
+// Appends c and row[c] for the non-zero entries of row [0, f); returns how many.
+template <typename T>
+int64_t append_nonzeros(const T* row, int64_t f, std::vector<int64_t>& cols,
+                        std::vector<T>& vals) {
+  const size_t before = cols.size();
+  int64_t c = 0;
+  for (; c + kMaskColumns <= f; c += kMaskColumns) {
+    for (uint32_t mask = nonzero_mask(row + c); mask != 0; mask &= mask - 1) {
+      const int64_t j = c + __builtin_ctz(mask);
+      cols.push_back(j);
+      vals.push_back(row[j]);
+    }
+  }
+  for (; c < f; ++c) {
+    if (row[c] != T(0)) {
+      cols.push_back(c);
+      vals.push_back(row[c]);
+    }
+  }
+  return static_cast<int64_t>(cols.size() - before);
+}
+
 // (rowptr [N + 1] int64, col [nnz] int64, val [nnz]) of the non-zeros of x
-// [N, F] (rows at any stride, columns contiguous); NaN counts as non-zero.
+// [N, F] (rows at any stride, columns contiguous); NaN counts as non-zero.  x is
+// read once: each block of rows lists its non-zeros in its own buffers (O(nnz)
+// extra memory), which are then copied into place.
 std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
   TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_floating_point(),
               "headwise_nonzeros: 'x' must be a 2-D floating CPU tensor, got ", x.sizes(), " ",
@@ -42,18 +93,20 @@ std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
   TORCH_CHECK(x.size(1) <= 1 || x.stride(1) == 1,
               "headwise_nonzeros: 'x' must have contiguous columns");
   const int64_t n = x.size(0), f = x.size(1), row_stride = x.stride(0);
+  const int64_t blocks = (n + kNonzeroBlockRows - 1) / kNonzeroBlockRows;
   at::Tensor rowptr = at::empty({n + 1}, at::TensorOptions().dtype(at::kLong));
   int64_t* ptr = rowptr.data_ptr<int64_t>();
   ptr[0] = 0;
   at::Tensor col, val;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "headwise_nonzeros", [&] {
     const scalar_t* data = x.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = data + r * row_stride;
-        int64_t count = 0;
-        for (int64_t c = 0; c < f; ++c) count += row[c] != scalar_t(0);
-        ptr[r + 1] = count;
+    std::vector<std::vector<int64_t>> block_cols(blocks);
+    std::vector<std::vector<scalar_t>> block_vals(blocks);
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t last = std::min(n, (b + 1) * kNonzeroBlockRows);
+        for (int64_t r = b * kNonzeroBlockRows; r < last; ++r)
+          ptr[r + 1] = append_nonzeros(data + r * row_stride, f, block_cols[b], block_vals[b]);
       }
     });
     std::partial_sum(ptr, ptr + n + 1, ptr);  // counts -> row pointers, in place
@@ -61,16 +114,11 @@ std::vector<at::Tensor> nonzeros(const at::Tensor& x) {
     val = at::empty({ptr[n]}, x.options());
     int64_t* cols = col.data_ptr<int64_t>();
     scalar_t* vals = val.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = data + r * row_stride;
-        int64_t p = ptr[r];
-        for (int64_t c = 0; c < f; ++c) {
-          if (row[c] != scalar_t(0)) {
-            cols[p] = c;
-            vals[p++] = row[c];
-          }
-        }
+    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t first = ptr[b * kNonzeroBlockRows];
+        std::copy(block_cols[b].begin(), block_cols[b].end(), cols + first);
+        std::copy(block_vals[b].begin(), block_vals[b].end(), vals + first);
       }
     });
   });
