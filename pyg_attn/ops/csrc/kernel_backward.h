@@ -107,10 +107,10 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
     }
     buf.resize(static_cast<size_t>(deg * H));
     row_scores<KIND, T, FD, HF>(g, i, buf.data(), limit);
-    for (int64_t k = 0; k < deg; ++k) {
-      T* a = buf.data() + k * H;
-      attention_from_scores(a, record, H);
-      if (galpha) {
+    row_attention_from_scores(buf.data(), deg, record, H);
+    if (galpha) {
+      for (int64_t k = 0; k < deg; ++k) {
+        const T* a = buf.data() + k * H;
         const T* ga = galpha + g.perm[start + k] * H;
         for (int64_t h = 0; h < H; ++h) delta[h] += a[h] * ga[h];
       }

@@ -23,6 +23,18 @@ inline void attention_from_scores(T* a, const T* record, int64_t H) {
   exp_lanes(a, a, H);
 }
 
+// attention_from_scores for the deg edges of one row, buf [deg, H] in place: one
+// exp over the whole row, which the compiler vectorises (an exp over one edge's
+// heads, inlined into a larger loop, stayed scalar and branchy).
+template <typename T>
+inline void row_attention_from_scores(T* buf, int64_t deg, const T* record, int64_t H) {
+  for (int64_t k = 0; k < deg * H; k += H) {
+    PYG_ATTN_SIMD
+    for (int64_t h = 0; h < H; ++h) buf[k + h] = (buf[k + h] - record[h]) - record[H + h];
+  }
+  exp_lanes(buf, buf, deg * H);
+}
+
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
 template <int KIND, typename T, int FD, int HF>
 inline void row_scores(const Graph<T>& g, int64_t i, T* buf, int64_t limit) {
