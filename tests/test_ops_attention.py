@@ -125,6 +125,25 @@ def test_cpu_fixed_width_kernels_match_reference(kind, channels, extras, some_ro
              dropout=0.3 if extras else 0.0, **some)
 
 
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+@pytest.mark.parametrize("channels", [1, 7, 8])
+@pytest.mark.parametrize("extras", [False, True])
+@pytest.mark.parametrize("some_rows", [False, True])
+def test_cpu_single_head_kernels_match_reference(kind, channels, extras, some_rows):
+    """One head (GAT's output layer: one head over the classes): float32 widths
+    outside the fixed ones take the variants compiled for a single head; 8 takes
+    the fixed-width one.  With edge terms, a mask, dropout and returned attention
+    (or a loss on half the rows only)."""
+    edge_index = random_graph(50, 30, 300, seed=channels, hub=1, hub_degree=40, duplicates=4, isolated=3)
+    num_edges = edge_index.size(1)
+    inputs = make_inputs(kind, 50, 30, num_edges, torch.float32, extras=extras, heads=1,
+                         channels=channels, value_channels=channels)
+    mask = torch.rand(num_edges, generator=torch.Generator().manual_seed(6)) > 0.2
+    some = dict(loss_rows=torch.arange(30) % 2 == 0, alpha_loss=False) if some_rows else {}
+    run_both(kind, inputs, edge_index, torch.float32, edge_mask=mask,
+             dropout=0.4 if extras else 0.0, **some)
+
+
 def as_wider_rows(t: torch.Tensor, pad: int) -> torch.Tensor:
     """``t``'s values as a view of a wider leaf buffer: each row's block contiguous,
     the rows ``pad`` elements further apart than their size (as GATConv's joint

@@ -11,11 +11,11 @@ using Fixed = std::integral_constant<int, V>;
 // a heap buffer.  8 is GAT's usual head count (PyG's examples, the papers).
 constexpr int64_t kFixedHeads = 8;
 
-// Calls f(kind, FD, FV, HF) with the per-head sizes and, for kFixedHeads heads,
-// the head count as compile-time constants (0 = known only at run time) in the
-// common float cases (GAT's per-node scores have FD = 1, the other kinds FD = FV):
-// fixed sizes let the compiler unroll and vectorise the per-head loops, which
-// dominate at small C.
+// Calls f(kind, FD, FV, HF) with the per-head sizes and, for kFixedHeads heads
+// (or a single head of any width), the head count as compile-time constants
+// (0 = known only at run time) in the common float cases (GAT's per-node scores
+// have FD = 1, the other kinds FD = FV): fixed sizes let the compiler unroll and
+// vectorise the per-head loops, which dominate at small C.
 template <int KIND, typename T, typename F>
 void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv, int64_t heads) {
   auto kind = std::integral_constant<int, KIND>();
@@ -37,6 +37,12 @@ void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv, int64_t heads) {
 #undef PYG_ATTN_FIXED_CASE
         default: break;
       }
+    }
+    // One head over widths known only at run time (GAT's usual output layer: one
+    // head over the classes): the per-edge loops over heads vanish.
+    if (heads == 1) {
+      f(kind, Fixed<0>(), Fixed<0>(), Fixed<1>());
+      return;
     }
   }
   f(kind, Fixed<0>(), Fixed<0>(), Fixed<0>());
