@@ -123,7 +123,7 @@ def build_notice(directory: str) -> str:
     """The line written before a build starts: what, why, about how long, where
     it goes and how to build ahead of time."""
     return ("pyg_attn: compiling the fused CPU attention kernel for the installed torch "
-            f"(once: about a minute and a half on 2 cores, then cached in {directory}; "
+            f"(once: under two minutes on 2 cores, then cached in {directory}; "
             "`python -m pyg_attn build-ext` does this ahead of time)")
 
 
