@@ -61,6 +61,16 @@ def test_kernel_equals_the_fallback(dtype, shape, p, monkeypatch):
         assert torch.count_nonzero(got[0]) == 0
 
 
+def assert_lists_nonzeros_of(x):
+    """The extension's CSR of ``x`` holds what ``x.nonzero()`` lists, in its order."""
+    rowptr, cols, values = EXTENSION.headwise_nonzeros(x)
+    rows, expected_cols = x.nonzero().t()
+    assert rowptr[0] == 0 and rowptr.numel() == x.size(0) + 1
+    assert torch.equal(torch.repeat_interleave(torch.arange(x.size(0)), rowptr.diff()), rows)
+    assert torch.equal(cols, expected_cols)
+    torch.testing.assert_close(values, x[rows, expected_cols], equal_nan=True, atol=0, rtol=0)
+
+
 def test_strided_rows_and_non_finite_values(monkeypatch):
     """A view with a row stride (every other row), and inf/NaN features: the
     non-zeros are found as x.nonzero() finds them (NaN included)."""
@@ -73,21 +83,7 @@ def test_strided_rows_and_non_finite_values(monkeypatch):
     want = project(x, weight, 3, 0.5, compiled=False, monkeypatch=monkeypatch)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, **TOL[torch.float64], equal_nan=True)
-    rowptr, cols, values = EXTENSION.headwise_nonzeros(x)
-    rows, expected_cols = x.nonzero().t()
-    assert torch.equal(cols, expected_cols) and torch.equal(
-        torch.repeat_interleave(torch.arange(x.size(0)), rowptr.diff()), rows)
-    torch.testing.assert_close(values, x[rows, expected_cols], equal_nan=True)
-
-
-def assert_lists_nonzeros_of(x):
-    """The extension's CSR of ``x`` holds what ``x.nonzero()`` lists, in its order."""
-    rowptr, cols, values = EXTENSION.headwise_nonzeros(x)
-    rows, expected_cols = x.nonzero().t()
-    assert rowptr[0] == 0 and rowptr.numel() == x.size(0) + 1
-    assert torch.equal(torch.repeat_interleave(torch.arange(x.size(0)), rowptr.diff()), rows)
-    assert torch.equal(cols, expected_cols)
-    torch.testing.assert_close(values, x[rows, expected_cols], equal_nan=True, atol=0, rtol=0)
+    assert_lists_nonzeros_of(x)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
