@@ -17,7 +17,9 @@ from pyg_attn.nn.conv.projection import (
     project,
     project_rows,
     row_sparse_linear,
+    sparse_input_linear,
 )
+from pyg_attn.ops import select_backend
 
 from ..graphs import random_graph
 
@@ -107,6 +109,73 @@ def test_layers_on_bag_of_words_features_equal_pyg(layer):
     grads = torch.autograd.grad(out.square().sum(), list(ours.parameters()))
     ref_grads = torch.autograd.grad(ref.square().sum(), list(theirs.parameters()))
     for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------ the compile path
+@pytest.fixture
+def sparse_kernel_calls(monkeypatch):
+    """Counts the calls of the sparse product and of its weight gradient made by
+    the compile path's ops."""
+    calls = {"product": 0, "weight_grad": 0}
+
+    def counting(name, original):
+        def wrapper(*args):
+            calls[name] += 1
+            return original(*args)
+        return wrapper
+
+    monkeypatch.setattr(projection, "headwise_product",
+                        counting("product", projection.headwise_product))
+    monkeypatch.setattr(projection, "headwise_weight_grad",
+                        counting("weight_grad", projection.headwise_weight_grad))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("density", [0.02, 0.5])
+def test_sparse_input_linear_op_matches_the_dense_product(dtype, density, sparse_kernel_calls):
+    """The compile path's op decides from ``x`` itself: the sparse product and
+    weight gradient for a sparse ``x``, the dense ones otherwise; the same values
+    and gradients as ``F.linear`` either way; ``opcheck`` passes."""
+    x = sparse_features(60, 300, density, dtype)
+    weight = torch.randn(12, 300, dtype=dtype, requires_grad=True)
+    got = sparse_input_linear(x, weight)
+    want = torch.nn.functional.linear(x, weight)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else {}
+    torch.testing.assert_close(got, want, **tol)
+    upstream = torch.randn(60, 12, dtype=dtype)
+    torch.testing.assert_close(torch.autograd.grad(got, weight, upstream)[0],
+                               torch.autograd.grad(want, weight, upstream)[0], **tol)
+    sparse = density < projection.SPARSE_DENSITY
+    assert sparse_kernel_calls == {"product": int(sparse), "weight_grad": int(sparse)}
+    torch.library.opcheck(sparse_input_linear, (x, weight))
+
+
+@pytest.mark.skipif(select_backend(None, torch.device("cpu")) != "cpu",
+                    reason="compiles the layers with the CPU extension")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv", "TransformerConv"])
+def test_compiled_layers_keep_the_sparse_product(layer, sparse_kernel_calls):
+    """Under ``torch.compile(fullgraph=True)`` bag-of-words features still take the
+    sparse product (inside the ops), with eager's values and weight gradients."""
+    torch.manual_seed(0)
+    x = sparse_features(40, 200, 0.02)
+    edge_index = random_graph(40, 40, 160, seed=3, isolated=3)
+    conv = {"GATConv": GATConv, "GATv2Conv": GATv2Conv,
+            "TransformerConv": TransformerConv}[layer](200, 4, heads=2)
+    torch._dynamo.reset()
+    compiled = torch.compile(conv, fullgraph=True, backend="aot_eager")
+    results = []
+    for run in (compiled, conv):
+        out = run(x, edge_index)
+        results.append((out, torch.autograd.grad(out.square().sum(), list(conv.parameters()))))
+        if run is compiled:
+            assert sparse_kernel_calls["product"] > 0 and sparse_kernel_calls["weight_grad"] > 0
+    torch._dynamo.reset()
+    (out_c, grads_c), (out_e, grads_e) = results
+    torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
+    for g, r in zip(grads_c, grads_e):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
 
 

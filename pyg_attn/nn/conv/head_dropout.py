@@ -107,6 +107,28 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
     return torch.stack([F.dropout(x, p) @ w.t() for w in per_head], dim=1)
 
 
+def headwise_product(extension: ModuleType, weight: Tensor, rowptr: Tensor, cols: Tensor,
+                     values: Tensor, keep: Tensor, scale: float) -> Tensor:
+    r"""``[N, H, C]``: :math:`h_{n,k} = W_k \sum_{f} x_{nf} \, \text{keep}_{k} \, \text{scale}`
+    over the non-zeros of ``x`` in CSR form (``rowptr [N + 1]``, ``cols``,
+    ``values`` ``[nnz]``), ``keep [nnz, H]`` and ``weight [H * C, F]``, by the
+    compiled extension (no autograd)."""
+    heads = keep.size(1)
+    wt = weight.view(heads, -1, weight.size(1)).permute(2, 0, 1).contiguous()  # [F, H, C]
+    return extension.headwise_forward(rowptr, cols, values, keep, wt, scale)
+
+
+def headwise_weight_grad(extension: ModuleType, rowptr: Tensor, cols: Tensor, values: Tensor,
+                         keep: Tensor, grad_out: Tensor, scale: float,
+                         weight_shape: torch.Size) -> Tensor:
+    """The gradient ``[H * C, F]`` of :func:`headwise_product` in ``weight`` for
+    ``grad_out [N, H, C]`` (or ``[N, H * C]``), over the same non-zeros."""
+    grad_out = grad_out.reshape(grad_out.size(0), keep.size(1), -1).contiguous()
+    gwt = extension.headwise_weight_grad(rowptr, cols, values, keep, grad_out, scale,
+                                         weight_shape[1])  # [F, H, C]
+    return gwt.permute(1, 2, 0).reshape(weight_shape)
+
+
 class SparseHeadwiseProjection(torch.autograd.Function):
     """:func:`headwise_dropout_projection` of sparse ``x`` by the compiled
     extension: ``[N, H, C]`` from ``x``'s non-zeros in CSR form (``rowptr
@@ -116,9 +138,7 @@ class SparseHeadwiseProjection(torch.autograd.Function):
     @staticmethod
     def forward(weight: Tensor, rowptr: Tensor, cols: Tensor, values: Tensor, keep: Tensor,
                 scale: float, extension: ModuleType) -> Tensor:
-        heads = keep.size(1)
-        wt = weight.view(heads, -1, weight.size(1)).permute(2, 0, 1).contiguous()  # [F, H, C]
-        return extension.headwise_forward(rowptr, cols, values, keep, wt, scale)
+        return headwise_product(extension, weight, rowptr, cols, values, keep, scale)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -130,10 +150,9 @@ class SparseHeadwiseProjection(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         rowptr, cols, values, keep = ctx.saved_tensors
-        gwt = ctx.extension.headwise_weight_grad(rowptr, cols, values, keep,
-                                                 grad_out.contiguous(), ctx.scale,
-                                                 ctx.weight_shape[1])  # [F, H, C]
-        return gwt.permute(1, 2, 0).reshape(ctx.weight_shape), None, None, None, None, None, None
+        grad_weight = headwise_weight_grad(ctx.extension, rowptr, cols, values, keep, grad_out,
+                                           ctx.scale, ctx.weight_shape)
+        return grad_weight, None, None, None, None, None, None
 
 
 class HeadwiseDropoutLinear(torch.nn.Module):

@@ -19,7 +19,10 @@ itself (:func:`~pyg_attn.nn.conv.sparse_features.sparse_nonzeros`: a sample of
 rows, then one pass): nothing is cached, so a new ``x`` every step (input
 dropout) costs the same as a reused one, and an edited ``x`` is never judged by
 its old contents.  The result equals ``lin(x)`` up to the order of floating-point
-sums.
+sums.  Under ``torch.compile`` the same look is taken inside the custom op
+``pyg_attn::sparse_input_linear`` (its sizes depend on the data), whose backward
+looks at ``x`` again instead of keeping its non-zeros, so a compiled model keeps
+the sparse product.
 
 Every other CPU projection of at least :data:`SPARSE_GRAD_MIN_ROWS` rows that takes
 part in a gradient runs through :class:`RowSparseGradLinear` (smaller products cost
@@ -41,6 +44,7 @@ weight holds an infinity or NaN (``0 * inf``); the double backward
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -49,7 +53,7 @@ from torch.nn.parameter import UninitializedParameter
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 
 from ...ops.graph import attended_rows
-from .head_dropout import SparseHeadwiseProjection
+from .head_dropout import SparseHeadwiseProjection, headwise_product, headwise_weight_grad
 from .sparse_features import sparse_extension, sparse_nonzeros
 
 SPARSE_DENSITY = 0.05
@@ -89,17 +93,38 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     if weight is None:
         return lin(x)
     bias = getattr(lin, "bias", None)
-    # Under torch.compile the look at x's zeros (data-dependent sizes) is skipped.
-    extension = (None if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS
-                 or torch.compiler.is_compiling() else sparse_extension(x, weight))
-    found = None if extension is None else sparse_nonzeros(x, SPARSE_DENSITY, extension)
-    if found is not None:
-        rowptr, cols, values = found
-        keep_all = torch.ones(values.numel(), 1, dtype=torch.bool)
-        out = SparseHeadwiseProjection.apply(weight, rowptr, cols, values, keep_all, 1.0,
+    if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS:
+        return linear_product(x, weight, bias)
+    if torch.compiler.is_compiling():  # x's zeros are looked at inside the op
+        out = sparse_input_linear(x, weight)
+    else:
+        found = sparse_input_nonzeros(x, weight)
+        if found is None:
+            return linear_product(x, weight, bias)
+        extension, rowptr, cols, values = found
+        out = SparseHeadwiseProjection.apply(weight, rowptr, cols, values,
+                                             _keep_all(values), 1.0,
                                              extension).view(x.size(0), -1)
-        return out if bias is None else out + bias
-    return linear_product(x, weight, bias)
+    return out if bias is None else out + bias
+
+
+def sparse_input_nonzeros(x: Tensor, weight: Tensor
+                          ) -> tuple[ModuleType, Tensor, Tensor, Tensor] | None:
+    """``(extension, rowptr, cols, values)``: the non-zeros of ``x [N, in]`` in CSR
+    form and the compiled extension that multiplies them by ``weight [out, in]``,
+    when the extension applies, ``x`` has at least :data:`SPARSE_MIN_ELEMENTS`
+    entries and is at most :data:`SPARSE_DENSITY` non-zero; else ``None``.
+    Looked at anew on every call."""
+    extension = None if x.numel() < SPARSE_MIN_ELEMENTS else sparse_extension(x, weight)
+    if extension is None:
+        return None
+    found = sparse_nonzeros(x, SPARSE_DENSITY, extension)
+    return None if found is None else (extension, *found)
+
+
+def _keep_all(values: Tensor) -> Tensor:
+    """The ``[nnz, 1]`` mask of the headwise kernels that drops nothing."""
+    return torch.ones(values.numel(), 1, dtype=torch.bool)
 
 
 def linear_product(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -175,23 +200,28 @@ def project_attended_rows(lin: torch.nn.Module, x: Tensor, rowptr: Tensor) -> Te
 
 def _attended_projection(x: Tensor, weight: Tensor, bias: Tensor | None,
                          rowptr: Tensor) -> Tensor:
-    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half)."""
+    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half),
+    over their non-zeros when they are sparse (:func:`_sparse_input_linear`)."""
     rows = attended_rows(rowptr)
-    if rows is None:
-        return torch.nn.functional.linear(x, weight, bias)
-    return _scatter_rows(torch.nn.functional.linear(x.index_select(0, rows), weight, bias),
-                         rows, x.size(0))
+    some = _sparse_input_linear(x if rows is None else x.index_select(0, rows), weight)
+    if bias is not None:
+        some = some + bias
+    return some if rows is None else _scatter_rows(some, rows, x.size(0))
 
 
 def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor,
-                                  has_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` (the
-    bias gradient is empty without a bias); rows outside the attended ones get
-    none, as their output was never computed."""
-    grad_x, grad_w, grad_b = grads_on_rows(grad, x, weight, attended_rows(rowptr),
-                                           True, True, has_bias)
-    assert grad_x is not None and grad_w is not None, "both were asked for"
-    return grad_x, grad_w, weight.new_empty(0) if grad_b is None else grad_b
+                                  needs: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` with
+    ``needs = [x, bias]`` (an unneeded one comes back empty); rows outside the
+    attended ones get none, as their output was never computed."""
+    need_x, need_b = needs
+    rows = attended_rows(rowptr)
+    grad_x, _, grad_b = grads_on_rows(grad, x, weight, rows, need_x, False, need_b)
+    grad_w = _sparse_input_linear_weight_grad(
+        grad if rows is None else grad.index_select(0, rows),
+        x if rows is None else x.index_select(0, rows), weight)
+    return (weight.new_empty(0) if grad_x is None else grad_x, grad_w,
+            weight.new_empty(0) if grad_b is None else grad_b)
 
 
 attended_projection = torch.library.custom_op(
@@ -206,10 +236,11 @@ def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor) -> Tensor:
 
 
 @attended_projection_backward.register_fake
-def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, has_bias: bool
+def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, needs: list[bool]
       ) -> tuple[Tensor, Tensor, Tensor]:
-    return (x.new_empty(x.shape), weight.new_empty(weight.shape),
-            weight.new_empty(weight.size(0) if has_bias else 0))
+    need_x, need_b = needs
+    return (x.new_empty(x.shape if need_x else (0,)), weight.new_empty(weight.shape),
+            weight.new_empty(weight.size(0) if need_b else 0))
 
 
 def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -220,9 +251,10 @@ def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -
 
 def _attended_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     x, weight, rowptr = ctx.saved_tensors
+    needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2]) and ctx.has_bias]
     grad_x, grad_w, grad_b = attended_projection_backward(grad.contiguous(), x, weight, rowptr,
-                                                          ctx.has_bias)
-    return grad_x, grad_w, (grad_b if ctx.has_bias else None), None
+                                                          needs)
+    return (grad_x if needs[0] else None, grad_w, grad_b if needs[1] else None, None)
 
 
 torch.library.register_autograd("pyg_attn::attended_projection", _attended_backward,
@@ -330,6 +362,69 @@ def _row_sparse_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
 
 torch.library.register_autograd("pyg_attn::row_sparse_linear", _row_sparse_backward,
                                 setup_context=_row_sparse_setup_context)
+
+
+def _sparse_input_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``x W^T`` (``[N, out]``), over the non-zeros of ``x`` when
+    :func:`sparse_input_nonzeros` finds it sparse, else the dense product."""
+    found = sparse_input_nonzeros(x, weight)
+    if found is None:
+        return torch.nn.functional.linear(x, weight)
+    extension, rowptr, cols, values = found
+    return headwise_product(extension, weight, rowptr, cols, values, _keep_all(values),
+                            1.0).view(x.size(0), -1)
+
+
+def _sparse_input_linear_weight_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    """``dL/dW [out, in]`` of :func:`_sparse_input_linear` for ``grad [N, out]``:
+    over the non-zeros of ``x`` (found again: ``x`` is unchanged, autograd checks
+    its version) or, for a dense ``x``, over the non-zero rows of ``grad`` when few
+    (:func:`linear_grads`)."""
+    found = sparse_input_nonzeros(x, weight)
+    if found is None:
+        grad_w = linear_grads(grad, x, weight, False, True, False)[1]
+        assert grad_w is not None, "it was asked for"
+        return grad_w
+    extension, rowptr, cols, values = found
+    # Contiguous, as the fake promises (the kernel's [in, 1, out] is transposed).
+    return headwise_weight_grad(extension, rowptr, cols, values, _keep_all(values), grad, 1.0,
+                                weight.shape).contiguous()
+
+
+sparse_input_linear = torch.library.custom_op(
+    "pyg_attn::sparse_input_linear", _sparse_input_linear, mutates_args=())
+""":func:`project`'s product under ``torch.compile``: whether ``x`` is sparse
+enough is data-dependent, so it is decided inside the op, per call."""
+sparse_input_linear_weight_grad = torch.library.custom_op(
+    "pyg_attn::sparse_input_linear_weight_grad", _sparse_input_linear_weight_grad,
+    mutates_args=())
+
+
+@sparse_input_linear.register_fake
+def _(x: Tensor, weight: Tensor) -> Tensor:
+    return x.new_empty(x.size(0), weight.size(0))
+
+
+@sparse_input_linear_weight_grad.register_fake
+def _(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+    return weight.new_empty(weight.shape)
+
+
+def _sparse_input_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def _sparse_input_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    x, weight = ctx.saved_tensors
+    need_x, need_w = ctx.needs_input_grad
+    grad_x = grad @ weight if need_x else None
+    grad_w = (sparse_input_linear_weight_grad(grad.contiguous(), x, weight) if need_w
+              else None)
+    return grad_x, grad_w
+
+
+torch.library.register_autograd("pyg_attn::sparse_input_linear", _sparse_input_backward,
+                                setup_context=_sparse_input_setup_context)
 
 
 def nonzero_rows(grad: Tensor) -> Tensor | None:
