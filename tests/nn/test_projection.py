@@ -15,6 +15,7 @@ from pyg_attn.nn.conv.projection import (
     attended_projection,
     nonzero_rows,
     project,
+    project_many,
     project_rows,
     row_sparse_linear,
     sparse_input_linear,
@@ -110,6 +111,38 @@ def test_layers_on_bag_of_words_features_equal_pyg(layer):
     ref_grads = torch.autograd.grad(ref.square().sum(), list(theirs.parameters()))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])
+@pytest.mark.parametrize("biases", [(True, True, False), (False, False, False)])
+def test_project_many_equals_each_projection(density, biases):
+    """One product for several modules: each result (a column view of the joint
+    one) and every parameter's gradient as from the modules on their own, with a
+    missing bias taken as zeros; sparse and dense inputs."""
+    x = sparse_features(50, 300, density, torch.float64)
+    lins = [torch.nn.Linear(300, width, bias=b).double() for width, b in zip((8, 8, 5), biases)]
+    got = project_many(lins, x)
+    want = [lin(x) for lin in lins]
+    params = [p for lin in lins for p in lin.parameters()]
+    upstream = [torch.randn_like(w) for w in want]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    grads = torch.autograd.grad(sum((g * u).sum() for g, u in zip(got, upstream)), params)
+    ref = torch.autograd.grad(sum((w * u).sum() for w, u in zip(want, upstream)), params)
+    for g, r in zip(grads, ref):
+        torch.testing.assert_close(g, r)
+
+
+def test_project_many_applies_customised_modules_on_their_own():
+    """A hooked module keeps its hook: every module then runs by itself."""
+    x = sparse_features(20, 30, 0.5)
+    plain, hooked = torch.nn.Linear(30, 4), torch.nn.Linear(30, 4)
+    hooked.register_forward_hook(lambda module, inputs, out: out * 2)
+    got = project_many([plain, hooked], x)
+    torch.testing.assert_close(got[0], plain(x))
+    torch.testing.assert_close(got[1], hooked(x))
+    torch.testing.assert_close(got[1], 2 * torch.nn.functional.linear(x, hooked.weight,
+                                                                      hooked.bias))
 
 
 # ------------------------------------------------------------ the compile path

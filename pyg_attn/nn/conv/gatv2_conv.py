@@ -17,7 +17,7 @@ from .attention_conv import (
 )
 from .edges import split_input
 from .message_path import uses_message_path
-from .projection import project
+from .projection import project, project_many
 
 
 class GATv2Conv(GATBase):
@@ -219,11 +219,11 @@ class GATv2Conv(GATBase):
             raise ValueError("'x' must give destination features: GATv2Conv needs "
                              "(x_src, x_dst) with x_dst not None")
         res = self._residual_of(x, x_in_l, x_in_r)
-        x_l = project(self.lin_l, x_in_l).view(-1, H, C)
-        if x_in_r is None:
-            x_r = x_l if self.share_weights else project(self.lin_r, x_in_l).view(-1, H, C)
+        if x_in_r is None and not self.share_weights:  # one product for both
+            x_l, x_r = (h.view(-1, H, C) for h in project_many([self.lin_l, self.lin_r], x_in_l))
         else:
-            x_r = project(self.lin_r, x_in_r).view(-1, H, C)
+            x_l = project(self.lin_l, x_in_l).view(-1, H, C)
+            x_r = x_l if x_in_r is None else project(self.lin_r, x_in_r).view(-1, H, C)
 
         num_src = x_l.size(0)
         num_dst = destination_count(edge_index, num_src, x_r.size(0))

@@ -44,6 +44,7 @@ weight holds an infinity or NaN (``0 * inf``); the double backward
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -92,7 +93,47 @@ def project(lin: torch.nn.Module, x: Tensor) -> Tensor:
     weight = plain_weight(lin, x)
     if weight is None:
         return lin(x)
-    bias = getattr(lin, "bias", None)
+    return _project_plain(x, weight, getattr(lin, "bias", None))
+
+
+def project_many(lins: Sequence[torch.nn.Module], x: Tensor) -> list[Tensor]:
+    r"""``[lin(x) for lin in lins]`` from one product when every module is a plain
+    linear one (see :func:`plain_weight`):
+
+    .. math::
+        [\text{lin}_1(x), \dots, \text{lin}_k(x)] = x\,[W_1; \dots; W_k]^\top
+        + [b_1; \dots; b_k]
+
+    (a missing bias counts as zeros): one look at the zeros of ``x`` and one
+    product where :func:`project` would take ``k`` of each.  Otherwise each module
+    is applied on its own.
+
+    Parameters
+    ----------
+    lins : sequence of torch.nn.Module
+        Linear modules of the same input width (``weight [out_k, in]``).
+    x : Tensor
+        ``[N, in]`` features.
+
+    Returns
+    -------
+    list of Tensor
+        ``[N, out_k]`` each: column views of one ``[N, sum_k out_k]`` result when
+        joined (rows ``sum_k out_k`` apart).
+    """
+    weights = [plain_weight(lin, x) for lin in lins]
+    if any(w is None for w in weights):
+        return [project(lin, x) for lin in lins]
+    plain = [w for w in weights if w is not None]  # all of them (narrows the type)
+    biases = [getattr(lin, "bias", None) for lin in lins]
+    bias = None if all(b is None for b in biases) else torch.cat(
+        [w.new_zeros(w.size(0)) if b is None else b for w, b in zip(plain, biases)])
+    out = _project_plain(x, torch.cat(plain), bias)
+    return list(out.split([w.size(0) for w in plain], dim=1))
+
+
+def _project_plain(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """:func:`project` of a plain linear module's ``weight`` and ``bias``."""
     if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS:
         return linear_product(x, weight, bias)
     if torch.compiler.is_compiling():  # x's zeros are looked at inside the op

@@ -21,7 +21,7 @@ from .edges import (
     split_input,
 )
 from .message_path import uses_message_path
-from .projection import project, project_attended_rows
+from .projection import project, project_attended_rows, project_many
 
 # No ``__all__``: PyG's generated ``propagate`` star-imports this module for the type
 # names (``Tensor``, ``OptTensor``) of ``propagate_type``.
@@ -267,8 +267,11 @@ class TransformerConv(AttentionConv):
         x_src, x_dst = _split_x(x)
         need_alpha = bool(return_attention_weights)
 
-        key = project(self.lin_key, x_src).view(-1, H, C)
-        value = project(self.lin_value, x_src).view(-1, H, C)
+        # One product for the keys, values and (same input) the skip term.
+        joint = self.root_weight and x_dst is x_src
+        key, value, *skip = project_many(
+            [self.lin_key, self.lin_value, *([self.lin_skip] if joint else [])], x_src)
+        key, value = key.view(-1, H, C), value.view(-1, H, C)
 
         if uses_message_path(self):
             query = project(self.lin_query, x_dst).view(-1, H, C)
@@ -282,7 +285,7 @@ class TransformerConv(AttentionConv):
 
         out = self._merge_heads(out)
         if self.root_weight:
-            x_r = project(self.lin_skip, x_dst)
+            x_r = skip[0] if joint else project(self.lin_skip, x_dst)
             if self.lin_beta is not None:
                 beta = self.lin_beta(torch.cat([out, x_r, out - x_r], dim=-1))
                 beta = beta.sigmoid()
