@@ -78,22 +78,31 @@ using index_t = int32_t;
 
 }  // namespace
 
+// PYG_ATTN_KERNELS_AVX2 marks a copy that may use AVX2/FMA intrinsics: GCC's
+// target pragma enables them but does not define __AVX2__ (an #if on that
+// macro would silently compile the portable code into the AVX2 copy).
 #if defined(PYG_ATTN_AVX2_COPY)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#define PYG_ATTN_KERNELS_AVX2 1
 namespace {
 namespace avx2 {
 #include "fused_attention_kernels.h"
 }  // namespace avx2
 }  // namespace
+#undef PYG_ATTN_KERNELS_AVX2
 #pragma GCC pop_options
 #endif
 
+#if defined(__AVX2__) && defined(__FMA__)  // the whole build targets AVX2 (-march=native)
+#define PYG_ATTN_KERNELS_AVX2 1
+#endif
 namespace {
 namespace portable {
 #include "fused_attention_kernels.h"
 }  // namespace portable
 }  // namespace
+#undef PYG_ATTN_KERNELS_AVX2
 
 namespace {
 

@@ -53,6 +53,28 @@ inline uint32_t dropout_bits(uint32_t seed, int64_t counter) {
                static_cast<uint32_t>(c & 0xffffffffu)) >> 8;
 }
 
+#if defined(PYG_ATTN_KERNELS_AVX2)
+// mix32 on eight 32-bit lanes.
+inline __m256i mix32_lanes(__m256i x) {
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x21f0aaad));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(0x735a2d97));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+}
+
+// The keep decisions of the counters c .. c + 7 as lanes (all ones: kept), with
+// the bits of dropout_bits; the eight counters must share their high word.
+inline __m256i keep_lanes(uint32_t seed, uint64_t c, uint32_t threshold) {
+  const __m256i high = _mm256_set1_epi32(static_cast<int32_t>(mix32(static_cast<uint32_t>(c >> 32) ^ seed)));
+  const __m256i low = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int32_t>(c & 0xffffffffu)),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i bits = _mm256_srli_epi32(mix32_lanes(_mm256_xor_si256(high, low)), 8);
+  // bits < 2^24 and threshold <= 2^24: the signed compare is exact.
+  return _mm256_cmpgt_epi32(bits, _mm256_set1_epi32(static_cast<int32_t>(threshold) - 1));
+}
+#endif
+
 // ceil(p * 2^24) for p in [0, 1]: exact, as p * 2^24 is.
 inline uint32_t keep_threshold(double p) { return static_cast<uint32_t>(std::ceil(p * 16777216.0)); }
 
@@ -191,7 +213,7 @@ inline void heads_dot(const T* a, const T* b, const T* shift, int64_t H, int64_t
     out[h] = dot_shifted(a + h * n, b + h * n, shift ? shift + h * n : nullptr, n);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(PYG_ATTN_KERNELS_AVX2)
 // [sum(p0), ..., sum(p7)] of eight 8-lane vectors.
 inline __m256 sum_lanes_8x8(const __m256* p) {
   const __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(p[0], p[1]), _mm256_hadd_ps(p[2], p[3]));
