@@ -124,7 +124,13 @@ struct Graph {
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < heads; ++h) s[h] = leaky(s[h], sl);
     } else {
-      for (int64_t h = 0; h < heads; ++h) s[h] = score<KIND, FD>(i, j, e, h);
+      int64_t h = 0;
+#if defined(PYG_ATTN_KERNELS_AVX2)
+      if constexpr (KIND == GATV2 && std::is_same_v<T, float> && FD > 0 && FD % 8 == 0)
+        h = heads_gatv2_avx2<FD>(src_row(j), dst_row(i), efeat ? efeat + e * heads * FD : nullptr,
+                                 att, slope, heads, s);
+#endif
+      for (; h < heads; ++h) s[h] = score<KIND, FD>(i, j, e, h);
     }
   }
 

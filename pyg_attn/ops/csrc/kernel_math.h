@@ -243,6 +243,33 @@ inline void heads_dot_avx2(const float* a, const float* b, const float* shift, i
   for (; h < H; ++h) out[h] = dot_shifted(a + h * C, b + h * C, shift ? shift + h * C : nullptr, int64_t(C));
 }
 
+// GATv2's scores out[h] = <att_h, leaky(xs_h + xd_h + ef_h)> (ef may be null) of
+// eight heads at a time, C channels each (a multiple of 8), summed in one tree as
+// in heads_dot_avx2; returns the number of heads done (H rounded down to 8).
+// leaky as max(0, z) + slope * min(0, z), keeping a NaN z as the scalar leaky does.
+template <int C>
+inline int64_t heads_gatv2_avx2(const float* xs, const float* xd, const float* ef,
+                                const float* att, float slope, int64_t H, float* out) {
+  const __m256 zero = _mm256_setzero_ps(), sl = _mm256_set1_ps(slope);
+  int64_t h = 0;
+  for (; h + 8 <= H; h += 8) {
+    __m256 p[8];
+    for (int k = 0; k < 8; ++k) {
+      const int64_t o = (h + k) * C;
+      __m256 acc = zero;
+      for (int c = 0; c < C; c += 8) {
+        __m256 z = _mm256_add_ps(_mm256_loadu_ps(xs + o + c), _mm256_loadu_ps(xd + o + c));
+        if (ef) z = _mm256_add_ps(z, _mm256_loadu_ps(ef + o + c));
+        const __m256 lz = _mm256_fmadd_ps(sl, _mm256_min_ps(zero, z), _mm256_max_ps(zero, z));
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(att + o + c), lz, acc);
+      }
+      p[k] = acc;
+    }
+    _mm256_storeu_ps(out + h, sum_lanes_8x8(p));
+  }
+  return h;
+}
+
 #define PYG_ATTN_HEADS_DOT_AVX2(C)                                                          \
   template <>                                                                               \
   inline void heads_dot<C, float>(const float* a, const float* b, const float* shift,       \
