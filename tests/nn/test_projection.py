@@ -277,28 +277,30 @@ def test_project_rows_is_the_projection_on_those_rows_and_zero_elsewhere(rows):
         torch.testing.assert_close(g, w)
 
 
+@pytest.mark.parametrize("look", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("degrees", [[0] * 30 + [2] * 10, [1] * 40, [0] * 40])
-def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias):
+def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias, look):
     """The compile path's custom op: values and gradients as the eager
     projection of the rows with incoming edges (all rows when more than half),
-    zero elsewhere; its fake and autograd registrations pass ``opcheck``."""
+    zero elsewhere, over the non-zeros of sparse features when told to look;
+    its fake and autograd registrations pass ``opcheck``."""
     gen = torch.Generator().manual_seed(3)
-    x = torch.randn(40, 6, generator=gen, dtype=torch.float64, requires_grad=True)
-    lin = torch.nn.Linear(6, 4, bias=bias).double()
+    x = sparse_features(40, 30, 0.03, torch.float64).requires_grad_()
+    lin = torch.nn.Linear(30, 4, bias=bias).double()
     rowptr = torch.cat([torch.zeros(1, dtype=torch.long),
                         torch.tensor(degrees).cumsum(0)])
     attended = torch.tensor(degrees) > 0
     keep = attended if 2 * int(attended.sum()) <= 40 else torch.ones(40, dtype=torch.bool)
     want = lin(x) * keep.unsqueeze(1).double()
-    got = attended_projection(x, lin.weight, lin.bias, rowptr)
+    got = attended_projection(x, lin.weight, lin.bias, rowptr, look)
     torch.testing.assert_close(got, want)
     upstream = torch.randn(40, 4, generator=gen, dtype=torch.float64) * keep.unsqueeze(1)
     inputs = [x, *lin.parameters()]
     for g, w in zip(torch.autograd.grad(got, inputs, upstream),
                     torch.autograd.grad(want, inputs, upstream)):
         torch.testing.assert_close(g, w)
-    torch.library.opcheck(attended_projection, (x, lin.weight, lin.bias, rowptr))
+    torch.library.opcheck(attended_projection, (x, lin.weight, lin.bias, rowptr, look))
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -236,31 +236,37 @@ def project_attended_rows(lin: torch.nn.Module, x: Tensor, rowptr: Tensor) -> Te
         return project_rows(lin, x, attended_rows(rowptr))
     if not _linear_module(lin):
         return lin(x)
-    return attended_projection(x, lin.weight, lin.bias, rowptr)
+    # Whether x's zeros are worth a look is known here: an input that needs a
+    # gradient (a hidden layer's) is dense, as project() has it.
+    return attended_projection(x, lin.weight, lin.bias, rowptr, not x.requires_grad)
 
 
-def _attended_projection(x: Tensor, weight: Tensor, bias: Tensor | None,
-                         rowptr: Tensor) -> Tensor:
-    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half),
-    over their non-zeros when they are sparse (:func:`_sparse_input_linear`)."""
+def _attended_projection(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor,
+                         look: bool) -> Tensor:
+    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half);
+    with ``look``, over their non-zeros when they are sparse
+    (:func:`_sparse_input_linear`)."""
     rows = attended_rows(rowptr)
-    some = _sparse_input_linear(x if rows is None else x.index_select(0, rows), weight)
-    if bias is not None:
-        some = some + bias
+    some = x if rows is None else x.index_select(0, rows)
+    some = (_sparse_input_linear(some, weight, bias) if look
+            else torch.nn.functional.linear(some, weight, bias))
     return some if rows is None else _scatter_rows(some, rows, x.size(0))
 
 
 def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor,
-                                  needs: list[bool]) -> tuple[Tensor, Tensor, Tensor]:
+                                  needs: list[bool], look: bool
+                                  ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` with
     ``needs = [x, bias]`` (an unneeded one comes back empty); rows outside the
     attended ones get none, as their output was never computed."""
     need_x, need_b = needs
     rows = attended_rows(rowptr)
-    grad_x, _, grad_b = grads_on_rows(grad, x, weight, rows, need_x, False, need_b)
-    grad_w = _sparse_input_linear_weight_grad(
-        grad if rows is None else grad.index_select(0, rows),
-        x if rows is None else x.index_select(0, rows), weight)
+    grad_x, grad_w, grad_b = grads_on_rows(grad, x, weight, rows, need_x, not look, need_b)
+    if look:
+        grad_w = _sparse_input_linear_weight_grad(
+            grad if rows is None else grad.index_select(0, rows),
+            x if rows is None else x.index_select(0, rows), weight)
+    assert grad_w is not None, "it was asked for"
     return (weight.new_empty(0) if grad_x is None else grad_x, grad_w,
             weight.new_empty(0) if grad_b is None else grad_b)
 
@@ -272,12 +278,12 @@ attended_projection_backward = torch.library.custom_op(
 
 
 @attended_projection.register_fake
-def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor) -> Tensor:
+def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor, look: bool) -> Tensor:
     return x.new_empty(x.size(0), weight.size(0))
 
 
 @attended_projection_backward.register_fake
-def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, needs: list[bool]
+def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, needs: list[bool], look: bool
       ) -> tuple[Tensor, Tensor, Tensor]:
     need_x, need_b = needs
     return (x.new_empty(x.shape if need_x else (0,)), weight.new_empty(weight.shape),
@@ -285,17 +291,17 @@ def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, needs: list[bool]
 
 
 def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    x, weight, bias, rowptr = inputs
+    x, weight, bias, rowptr, look = inputs
     ctx.save_for_backward(x, weight, rowptr)
-    ctx.has_bias = bias is not None
+    ctx.has_bias, ctx.look = bias is not None, look
 
 
 def _attended_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
     x, weight, rowptr = ctx.saved_tensors
     needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2]) and ctx.has_bias]
     grad_x, grad_w, grad_b = attended_projection_backward(grad.contiguous(), x, weight, rowptr,
-                                                          needs)
-    return (grad_x if needs[0] else None, grad_w, grad_b if needs[1] else None, None)
+                                                          needs, ctx.look)
+    return (grad_x if needs[0] else None, grad_w, grad_b if needs[1] else None, None, None)
 
 
 torch.library.register_autograd("pyg_attn::attended_projection", _attended_backward,
@@ -405,15 +411,16 @@ torch.library.register_autograd("pyg_attn::row_sparse_linear", _row_sparse_backw
                                 setup_context=_row_sparse_setup_context)
 
 
-def _sparse_input_linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``x W^T`` (``[N, out]``), over the non-zeros of ``x`` when
+def _sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x W^T + b`` (``[N, out]``), over the non-zeros of ``x`` when
     :func:`sparse_input_nonzeros` finds it sparse, else the dense product."""
     found = sparse_input_nonzeros(x, weight)
     if found is None:
-        return torch.nn.functional.linear(x, weight)
+        return torch.nn.functional.linear(x, weight, bias)
     extension, rowptr, cols, values = found
-    return headwise_product(extension, weight, rowptr, cols, values, _keep_all(values),
-                            1.0).view(x.size(0), -1)
+    out = headwise_product(extension, weight, rowptr, cols, values, _keep_all(values),
+                           1.0).view(x.size(0), -1)
+    return out if bias is None else out + bias
 
 
 def _sparse_input_linear_weight_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
@@ -432,8 +439,13 @@ def _sparse_input_linear_weight_grad(grad: Tensor, x: Tensor, weight: Tensor) ->
                                 weight.shape).contiguous()
 
 
+def _sparse_input_product(x: Tensor, weight: Tensor) -> Tensor:
+    """:func:`_sparse_input_linear` without a bias: the op's body."""
+    return _sparse_input_linear(x, weight)
+
+
 sparse_input_linear = torch.library.custom_op(
-    "pyg_attn::sparse_input_linear", _sparse_input_linear, mutates_args=())
+    "pyg_attn::sparse_input_linear", _sparse_input_product, mutates_args=())
 """:func:`project`'s product under ``torch.compile``: whether ``x`` is sparse
 enough is data-dependent, so it is decided inside the op, per call."""
 sparse_input_linear_weight_grad = torch.library.custom_op(
