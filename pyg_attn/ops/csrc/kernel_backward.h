@@ -238,7 +238,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         } else {
           g.template scores<KIND, FD, HF>(i, j, e, a.data());
         }
-        attention_from_scores(a.data(), record, H);
+        attention_from_scores<HF>(a.data(), record, H);
         edge_grads<T, FV, HF>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
                               ds_local.data());
       }

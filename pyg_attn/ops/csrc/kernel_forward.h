@@ -17,10 +17,10 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
 
 // a[h] = exp((s[h] - shift_h) - log_sum_h) in place: one edge's attention from its
 // scores and its row's record, which starts with [shift, log_sum] x H (row_shift).
-template <typename T>
+template <int HF, typename T>
 inline void attention_from_scores(T* a, const T* record, int64_t H) {
   for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
-  exp_lanes(a, a, H);
+  exp_lanes<HF>(a, a, H);
 }
 
 // attention_from_scores for the deg edges of one row, buf [deg, H] in place: one
@@ -82,7 +82,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       T* w = buf.data() + k * H;
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) w[h] -= shift[h];
-      exp_lanes(w, w, H);
+      exp_lanes<HF>(w, w, H);
       const int64_t p = start + k, e = g.perm[p];
       if (p + kPrefetchDistance < limit)
         prefetch_row(g.value_row(g.col[p + kPrefetchDistance]), H * Cv * sizeof(T));

@@ -89,8 +89,12 @@ inline T leaky_grad(T z, T slope) { return slope + (T(1) - slope) * static_cast<
 // y[k] = exp(x[k]) for k < n, with exp(-inf) = 0 exactly and NaN kept.  The float
 // version is branch-free (Cody-Waite reduction and the Cephes degree-6 polynomial,
 // about 1 ulp) so the compiler vectorises it across heads; double uses std::exp.
+// N > 0 fixes the count at compile time (an edge's heads): one straight vector
+// pass, small enough to be inlined, where a run-time count kept a call and a loop.
+template <int N = 0>
 inline void exp_lanes(const float* x, float* y, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) {
+  const int64_t count = N > 0 ? N : n;
+  for (int64_t k = 0; k < count; ++k) {
     const float in = x[k];
     const float v = std::min(std::max(in, -87.0f), 88.0f);
     const float fn = std::floor(v * 1.44269504088896341f + 0.5f);
@@ -110,8 +114,9 @@ inline void exp_lanes(const float* x, float* y, int64_t n) {
   }
 }
 
+template <int N = 0>
 inline void exp_lanes(const double* x, double* y, int64_t n) {
-  for (int64_t k = 0; k < n; ++k) y[k] = std::exp(x[k]);
+  for (int64_t k = 0; k < (N > 0 ? N : n); ++k) y[k] = std::exp(x[k]);
 }
 
 // y[k] = log(x[k]) for k < n, with log(0) = -inf, log(inf) = inf and NaN (or a
