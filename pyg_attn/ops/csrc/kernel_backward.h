@@ -94,7 +94,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
   Local<T, fixed_size(HF, FD)> dst_grad(H * D);
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
-    std::fill(dst_grad.begin(), dst_grad.end(), T(0));
+    zero_fill(dst_grad.data(), H * D);
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     const T* go = gout + i * H * Cv;
     // The row's record for the source pass: [shift, log_sum, delta] x H.
@@ -209,8 +209,8 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   Local<T, fixed_size(HF, FD)> src_grad(H * D);
   const int64_t limit = colptr[end];
   for (int64_t j = begin; j < end; ++j) {
-    std::fill(value_grad.begin(), value_grad.end(), T(0));
-    std::fill(src_grad.begin(), src_grad.end(), T(0));
+    zero_fill(value_grad.data(), H * Cv);
+    zero_fill(src_grad.data(), H * D);
     for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
       const int64_t i = csc_row[q], e = csc_edge[q];
       if (q + kPrefetchDistance < limit) {

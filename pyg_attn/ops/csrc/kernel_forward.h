@@ -68,7 +68,7 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
   for (int64_t i = begin; i < end; ++i) {
     const int64_t start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
     T* o = out + i * H * Cv;
-    std::fill(o, o + H * Cv, T(0));
+    zero_fill(o, H * Cv);
     std::fill(m.begin(), m.end(), neg_inf);
     std::fill(l.begin(), l.end(), T(0));
     buf.resize(static_cast<size_t>(deg * H));
