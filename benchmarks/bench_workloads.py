@@ -128,12 +128,12 @@ def make_net(conv_cls, in_channels: int, num_classes: int, num_layers: int,
                 for i in range(num_layers))
             self.head = torch.nn.Linear(width, num_classes)
 
-        def forward(self, x, edge_index, batch=None):
+        def forward(self, x, edge_index, batch=None, num_graphs=None):
             for conv in self.convs:
                 x = F.dropout(x, p=dropout, training=self.training)
                 x = F.elu(conv(x, edge_index))
-            if graph_level:
-                x = global_mean_pool(x, batch)
+            if graph_level:  # the graph count given: no data-dependent size to compile
+                x = global_mean_pool(x, batch, num_graphs)
             return self.head(x)
 
     return Net()
@@ -147,6 +147,7 @@ class Batch:
     y: object
     batch: object = None
     loss_rows: Optional[int] = None  # leading rows that carry the loss (seed nodes)
+    num_graphs: Optional[int] = None  # graphs in a batch of graphs
 
 
 @dataclass
@@ -236,7 +237,7 @@ def molecules_workload(quick: bool) -> Workload:
             first = (i * per_batch) % len(pool)
             graphs = (pool + pool)[first:first + per_batch]
             b = PygBatch.from_data_list(graphs)  # a new Batch every step
-            yield Batch(b.x, b.edge_index, b.y, batch=b.batch)
+            yield Batch(b.x, b.edge_index, b.y, batch=b.batch, num_graphs=b.num_graphs)
 
     return Workload("molecules", 16, 3, True, batches)
 
@@ -328,7 +329,7 @@ def make_step(model):
 
     def step(b: Batch) -> float:
         opt.zero_grad(set_to_none=True)
-        out = model(b.x, b.edge_index, b.batch)
+        out = model(b.x, b.edge_index, b.batch, b.num_graphs)
         if b.loss_rows is not None:
             out, y = out[:b.loss_rows], b.y[:b.loss_rows]
         else:
@@ -348,7 +349,8 @@ def check(models: dict, b: Batch) -> float:
 
     compared = [p for p in models if p != "floor"]
     with torch.no_grad():
-        outs = {p: models[p].eval()(b.x, b.edge_index, b.batch) for p in compared}
+        outs = {p: models[p].eval()(b.x, b.edge_index, b.batch, b.num_graphs)
+                for p in compared}
     for m in models.values():
         m.train()
     return max(float((outs[p] - outs["pyg"]).abs().max()) for p in compared if p != "pyg")
@@ -379,7 +381,7 @@ def tiny_batch(workload: Workload) -> Batch:
     edge_index = torch.randint(0, 16, (2, 48), generator=gen)
     if workload.graph_level:
         return Batch(x, edge_index, torch.zeros(1, dtype=torch.long),
-                     batch=torch.zeros(16, dtype=torch.long))
+                     batch=torch.zeros(16, dtype=torch.long), num_graphs=1)
     return Batch(x, edge_index, torch.randint(0, NUM_CLASSES, (16,), generator=gen))
 
 
