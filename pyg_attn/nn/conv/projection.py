@@ -261,12 +261,16 @@ def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowpt
     attended ones get none, as their output was never computed."""
     need_x, need_b = needs
     rows = attended_rows(rowptr)
-    grad_x, grad_w, grad_b = grads_on_rows(grad, x, weight, rows, need_x, not look, need_b)
+    # The attended rows of grad and x, selected once for every gradient.
+    grad_rows = grad if rows is None else grad.index_select(0, rows)
+    x_rows = x if rows is None else x.index_select(0, rows)
+    grad_x, grad_w, grad_b = grads_on_rows(grad_rows, x_rows, weight, None, need_x, not look,
+                                           need_b)
     if look:
-        grad_w = _sparse_input_linear_weight_grad(
-            grad if rows is None else grad.index_select(0, rows),
-            x if rows is None else x.index_select(0, rows), weight)
+        grad_w = _sparse_input_linear_weight_grad(grad_rows, x_rows, weight)
     assert grad_w is not None, "it was asked for"
+    if grad_x is not None and rows is not None:
+        grad_x = _scatter_rows(grad_x, rows, x.size(0))
     return (weight.new_empty(0) if grad_x is None else grad_x, grad_w,
             weight.new_empty(0) if grad_b is None else grad_b)
 
