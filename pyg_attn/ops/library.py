@@ -33,7 +33,9 @@ SetupContext = Callable[[Any, Any, Any], None]
 Backward = Callable[..., tuple[Tensor | None, ...]]
 
 
-def _extension() -> ModuleType:
+def compiled_extension() -> ModuleType:
+    """The compiled CPU extension (built on first use); RuntimeError where it is not
+    available."""
     ext = load_extension()
     if ext is None:
         raise RuntimeError("pyg_attn's fused CPU kernel is not available; use backend='reference'")
@@ -46,7 +48,7 @@ def _fused_forward(*args: Any) -> tuple[Tensor, Tensor, Tensor]:
 
     ``stats`` holds each row's score maximum and log-sum-exp below it.
     """
-    out, lse, alpha = _extension().fused_forward(*args)
+    out, lse, alpha = compiled_extension().fused_forward(*args)
     return out, lse, alpha
 
 
@@ -54,7 +56,7 @@ def _fused_backward(*args: Any) -> list[Tensor]:
     """The CPU kernel's gradients of the :data:`~pyg_attn.ops.spec.FEATURES` on
     :data:`~pyg_attn.ops.spec.CPU_OP`'s backward arguments; an entry whose flag in
     ``needs`` is false comes back empty."""
-    return _extension().fused_backward(*args)
+    return compiled_extension().fused_backward(*args)
 
 
 def fused_fakes(spec: FusedOpSpec) -> tuple[Callable[..., Any], Callable[..., Any]]:
@@ -220,12 +222,12 @@ EagerFusedAttention = fused_attention_cpu.eager
 def _segment_forward(src: Tensor, index: Tensor, num_groups: int) -> Tensor:
     """Softmax of ``src [E, H]`` over the rows that share ``index [E]`` (int64, in
     ``[0, num_groups)``); see ``csrc/segment_softmax.h``."""
-    return _extension().segment_softmax_forward(src, index, num_groups)
+    return compiled_extension().segment_softmax_forward(src, index, num_groups)
 
 
 def _segment_backward(out: Tensor, grad: Tensor, index: Tensor, num_groups: int) -> Tensor:
     """``grad_src = out * (grad - sum over the group of out * grad)``."""
-    return _extension().segment_softmax_backward(out, grad, index, num_groups)
+    return compiled_extension().segment_softmax_backward(out, grad, index, num_groups)
 
 
 segment_softmax = torch.library.custom_op("pyg_attn::segment_softmax", _segment_forward,

@@ -1,5 +1,5 @@
 """GATConv beyond the conformance suite it shares with GATv2Conv
-(test_pyg_conformance.py): the folded and the [N, H, C] logits, ``size=`` and
+(test_pyg_conformance.py): narrow and wide inputs, ``size=`` and
 source-only bipartite inputs, the looped graph's edge ids, non-sum aggregation and
 ``size`` errors.
 """
@@ -23,8 +23,8 @@ from .pyg_twins import GRAPHS, assert_same_run, make_pair, run
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("in_channels", [4, 64])
 def test_narrow_and_wide_inputs_match_pyg(in_channels, dtype):
-    """Logits from the folded weight (F <= 2 H C) and from the [N, H, C] product
-    (wider inputs) both match PyG, bipartite too."""
+    """Inputs narrower and wider than the projection (the per-node logits come
+    from the projected features either way) match PyG, bipartite too."""
     _, _, build = GRAPHS["random"]
     edge_index = build()
     x = torch.randn(30, in_channels, dtype=dtype)

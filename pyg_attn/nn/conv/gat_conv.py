@@ -11,6 +11,8 @@ from torch_geometric.typing import OptPairTensor, OptTensor
 from torch_geometric.utils import softmax
 
 from ...ops import gat_attention
+from ...ops.attention import select_backend
+from ...ops.node_logits import node_logits
 from .attention_conv import (
     GATBase,
     destination_count,
@@ -20,44 +22,7 @@ from .attention_conv import (
 from .edges import split_input
 from .head_dropout import DROPOUT_SCHEMES, headwise_dropout_projection
 from .message_path import uses_message_path
-from .projection import linear_product, plain_weight, project
-
-
-def attention_logits(x: Tensor, h: Tensor, weight: Tensor, att: Tensor) -> Tensor:
-    r"""GAT's per-node logits ``(h * att).sum(-1)`` ``[N, H]``, for ``h = x W^T`` viewed
-    as ``[N, H, C]``.
-
-    For inputs no wider than ``2 H C`` they are computed as ``x @ M.T``
-    (:func:`fold_attention`): one narrow matrix product instead of an ``[N, H, C]``
-    product, its sum and their gradients, which at ogbn-arxiv size (F = 128,
-    8 x 8) took a third of GATConv's training step.  For wide inputs (Cora's 1433,
-    CiteSeer's 3703 features) reading ``x`` again costs more than the product.
-    """
-    if x.dim() == 2 and x.size(-1) <= 2 * h.size(1) * h.size(2):
-        return x @ fold_attention(weight, att).t()
-    return (h * att).sum(dim=-1)
-
-
-def projection_with_logits(lin: torch.nn.Module, x: Tensor, atts: tuple[Tensor, ...]
-                           ) -> tuple[Tensor, ...] | None:
-    r"""``(h, logits_1, ...)``: ``h = lin(x)`` as ``[N, H, C]`` and, per attention
-    vector ``att [1, H, C]``, the logits ``(h * att).sum(-1)`` ``[N, H]``, all from one
-    product ``x @ [W; M_1; ...]^T`` (``M_k``: :func:`fold_attention`).
-
-    Where :func:`attention_logits` would fold (``x [N, D]`` no wider than ``2 H C``)
-    and ``lin`` is a plain bias-free linear module on a dense CPU ``x``: one product,
-    and in the backward one input gradient, instead of three of each (on a sampled
-    mini-batch the two narrow products and the sums of their input gradients took
-    about a fifth of GATConv's step).  ``None`` otherwise.
-    """
-    heads, channels = atts[0].shape[-2], atts[0].shape[-1]
-    weight = plain_weight(lin, x)
-    if weight is None or getattr(lin, "bias", None) is not None \
-            or x.size(-1) > 2 * heads * channels:
-        return None
-    out = linear_product(x, torch.cat([weight, *(fold_attention(weight, att) for att in atts)]))
-    h, *logits = out.split([heads * channels] + [heads] * len(atts), dim=1)
-    return (h.view(-1, heads, channels), *logits)
+from .projection import project
 
 
 def fold_attention(weight: Tensor, att: Tensor) -> Tensor:
@@ -66,7 +31,8 @@ def fold_attention(weight: Tensor, att: Tensor) -> Tensor:
     For a bias-free projection ``W [H * C, D]`` and an attention vector
     ``att [1, H, C]``, the per-head logits ``(lin(x).view(-1, H, C) * att).sum(-1)``
     equal ``x @ M.T`` with ``M[h] = sum_c att[h, c] W[h * C + c]``: an ``[N, H]``
-    result without the ``[N, H, C]`` product, in forward and in backward.
+    result without the ``[N, H, C]`` product, in forward and in backward (the
+    edge logits, whose features are never projected).
     """
     heads, channels = att.shape[-2], att.shape[-1]
     return (weight.view(heads, channels, -1) * att.view(heads, channels, 1)).sum(dim=1)
@@ -316,18 +282,10 @@ class GATConv(GATBase):
         lin_src = self.lin if self.lin is not None else self.lin_src
         lin_dst = self.lin if self.lin is not None else self.lin_dst
         assert lin_src is not None and lin_dst is not None
-        joint = None if per_head or not isinstance(x, Tensor) or lin_dst is not lin_src else \
-            projection_with_logits(lin_src, x_src, (self.att_src, self.att_dst))
-        h_dst: Tensor | None
-        alpha_dst: Tensor | None
-        if joint is not None:  # one product for the features and both logits
-            h_src, alpha_src, alpha_dst = joint
-            h_dst = h_src
-        else:
-            h_src, h_dst, alpha_src, alpha_dst = self._projections(
-                x, x_src, x_dst, lin_src, lin_dst, per_head)
-            if per_head:
-                h_src = F.dropout(h_src, p_in)  # the features aggregated
+        h_src, h_dst, alpha_src, alpha_dst = self._projections(x, x_src, x_dst, lin_src, lin_dst,
+                                                               per_head)
+        if per_head:
+            h_src = F.dropout(h_src, p_in)  # the features aggregated
 
         num_src = h_src.size(0)
         num_dst = destination_count(edge_index, num_src, None if h_dst is None else h_dst.size(0),
@@ -358,25 +316,22 @@ class GATConv(GATBase):
     def _projections(self, x: Tensor | OptPairTensor, x_src: Tensor, x_dst: Tensor | None,
                      lin_src: torch.nn.Module, lin_dst: torch.nn.Module, per_head: bool
                      ) -> tuple[Tensor, Tensor | None, Tensor, Tensor | None]:
-        """``(h_src [N_src, H, C], h_dst, alpha_src [N_src, H], alpha_dst)`` by separate
-        products (``h_dst``/``alpha_dst`` ``None`` without destination features)."""
+        """``(h_src [N_src, H, C], h_dst, alpha_src [N_src, H], alpha_dst)``, the logits
+        from :func:`~pyg_attn.ops.node_logits.node_logits` (``h_dst``/``alpha_dst``
+        ``None`` without destination features)."""
         h_src = self._project(lin_src, x_src, per_head)
         h_dst: Tensor | None
         if isinstance(x, Tensor):
             h_dst = h_src if lin_dst is lin_src else self._project(lin_dst, x_src, per_head)
-            x_dst_in: Tensor | None = x_src
         else:
             h_dst = None if x_dst is None else self._project(lin_dst, x_dst, per_head)
-            x_dst_in = x_dst
-        alpha_dst: Tensor | None
-        if per_head:  # each head saw its own x: no fold into one x @ M.T
-            alpha_src = (h_src * self.att_src).sum(dim=-1)
-            alpha_dst = None if h_dst is None else (h_dst * self.att_dst).sum(dim=-1)
-        else:
-            weight_src, weight_dst = cast(Tensor, lin_src.weight), cast(Tensor, lin_dst.weight)
-            alpha_src = attention_logits(x_src, h_src, weight_src, self.att_src)
-            alpha_dst = None if h_dst is None or x_dst_in is None else \
-                attention_logits(x_dst_in, h_dst, weight_dst, self.att_dst)
+        fused = select_backend(self.backend, h_src.device) == "cpu"
+        if h_dst is h_src:  # both logits in one pass
+            alpha_src, alpha_dst = node_logits(h_src, self.att_src, self.att_dst, fused=fused)
+            return h_src, h_dst, alpha_src, alpha_dst
+        alpha_src = node_logits(h_src, self.att_src, fused=fused)[0]
+        alpha_dst = None if h_dst is None else \
+            node_logits(h_dst, self.att_dst, fused=fused)[0]
         return h_src, h_dst, alpha_src, alpha_dst
 
     def _project(self, lin: torch.nn.Module, x: Tensor, per_head: bool) -> Tensor:

@@ -291,6 +291,53 @@ std::vector<at::Tensor> fused_backward(PYG_ATTN_BACKWARD_PARAMS) {
   return PYG_ATTN_RUN(backward, inputs, extra);
 }
 
+// GAT's per-node logits (kernel_node_logits.h): x [N, H, C] (rows contiguous,
+// any stride apart), the attention vectors a and b (optional) of H * C elements
+// with [H, C] as their last dimensions, contiguous, all of one float dtype.
+void check_node_logit_inputs(const at::Tensor& x, const at::Tensor& a,
+                             const c10::optional<at::Tensor>& b) {
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
+              "node_logits: 'x' must be float32 or float64, got ", dtype);
+  check_rows(x, "x", dtype);
+  for (const at::Tensor* att : {&a, b.has_value() && b->defined() ? &*b : nullptr}) {
+    if (att == nullptr) continue;
+    const char* name = att == &a ? "att_src" : "att_dst";
+    TORCH_CHECK(att->dim() >= 2, "node_logits: '", name, "' must have [H, C] as its last "
+                "dimensions, got shape ", att->sizes());
+    check_kind(*att, name, dtype, att->dim());
+    TORCH_CHECK(att->is_contiguous() && att->size(-2) == x.size(1) && att->size(-1) == x.size(2) &&
+                    att->numel() == x.size(1) * x.size(2),
+                "node_logits: '", name, "' must be a contiguous [H, C] = [", x.size(1), ", ",
+                x.size(2), "] block, got shape ", att->sizes());
+  }
+}
+
+std::vector<at::Tensor> node_logits_forward(const at::Tensor& x, const at::Tensor& att_src,
+                                            const c10::optional<at::Tensor>& att_dst) {
+  check_node_logit_inputs(x, att_src, att_dst);
+  return PYG_ATTN_RUN(node_logits_forward, x, att_src, att_dst);
+}
+
+std::vector<at::Tensor> node_logits_backward(const at::Tensor& grad_src,
+                                             const c10::optional<at::Tensor>& grad_dst,
+                                             const at::Tensor& x, const at::Tensor& att_src,
+                                             const c10::optional<at::Tensor>& att_dst,
+                                             const std::vector<bool>& needs) {
+  check_node_logit_inputs(x, att_src, att_dst);
+  TORCH_CHECK(needs.size() == 3, "node_logits: 'needs' must have 3 flags, got ", needs.size());
+  const bool two = att_dst.has_value() && att_dst->defined();
+  TORCH_CHECK(two == (grad_dst.has_value() && grad_dst->defined()),
+              "node_logits: 'grad_dst' must be given exactly when 'att_dst' is");
+  for (const at::Tensor* g : {&grad_src, two ? &*grad_dst : nullptr}) {
+    if (g == nullptr) continue;
+    const char* name = g == &grad_src ? "grad_src" : "grad_dst";
+    check_tensor(*g, name, x.scalar_type(), 2);
+    check_shape(*g, name, {x.size(0), x.size(1)});
+  }
+  return PYG_ATTN_RUN(node_logits_backward, grad_src, grad_dst, x, att_src, att_dst, needs);
+}
+
 #include "segment_softmax.h"
 #include "graph_build.h"
 #include "headwise_projection.h"
@@ -300,6 +347,9 @@ std::vector<at::Tensor> fused_backward(PYG_ATTN_BACKWARD_PARAMS) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fused_forward", &fused_forward, "fused edge attention forward (CPU)");
   m.def("fused_backward", &fused_backward, "fused edge attention backward (CPU)");
+  m.def("node_logits_forward", &node_logits_forward, "GAT's per-node attention logits (CPU)");
+  m.def("node_logits_backward", &node_logits_backward,
+        "gradients of GAT's per-node attention logits (CPU)");
   m.def("segment_softmax_forward", &segment::forward, "segment softmax forward (CPU)");
   m.def("segment_softmax_backward", &segment::backward, "segment softmax backward (CPU)");
   m.def("build_graph", &graph::build, "CSR and CSC of an edge list by counting sorts (CPU)");

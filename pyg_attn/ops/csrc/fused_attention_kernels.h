@@ -10,3 +10,4 @@
 #include "kernel_forward.h"
 #include "kernel_backward.h"
 #include "kernel_dispatch.h"
+#include "kernel_node_logits.h"
