@@ -8,6 +8,8 @@
 // their (-inf) scores still give exp(-inf) = 0 rather than NaN.
 template <typename T>
 inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
+  // Vectorised, as the callers read the results as vectors (see forward_rows).
+  PYG_ATTN_SIMD
   for (int64_t h = 0; h < H; ++h) {
     const bool empty = stats[2 * h] == -std::numeric_limits<T>::infinity();
     shift[h] = empty ? T(0) : stats[2 * h];
@@ -77,6 +79,9 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       PYG_ATTN_SIMD
       for (int64_t h = 0; h < H; ++h) m[h] = std::max(m[h], buf[k + h]);
     }
+    // Vectorised: a scalar select per head was stored lane by lane, and the
+    // vector load of `shift` that follows then stalled on store forwarding.
+    PYG_ATTN_SIMD
     for (int64_t h = 0; h < H; ++h) shift[h] = m[h] == neg_inf ? T(0) : m[h];
     for (int64_t k = 0; k < deg; ++k) {
       T* w = buf.data() + k * H;
