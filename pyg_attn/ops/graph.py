@@ -80,10 +80,19 @@ def validate_edge_index(edge_index: Any, num_src: int, num_dst: int,
                              f"{size} {role} nodes")
 
 
+ATTENDED_MIN_ROWS = 1024
+"""Fewest destinations for which :func:`attended_rows` looks for the attended ones:
+below, projecting every row costs less than the look (on a 30-node graph the look
+was about 15 us of a 213 us TransformerConv call)."""
+
+
 def attended_rows(rowptr: Tensor) -> Tensor | None:
     """``[R]`` int64: the destinations with at least one incoming edge in the CSR
     ``rowptr [N_dst + 1]``, when they are at most half of all (as in a sampled
-    mini-batch, whose outer hop has none); ``None`` otherwise."""
+    mini-batch, whose outer hop has none); ``None`` otherwise, and for fewer than
+    :data:`ATTENDED_MIN_ROWS` destinations (not looked at)."""
+    if rowptr.numel() - 1 < ATTENDED_MIN_ROWS:
+        return None
     rows = torch.nonzero(rowptr.diff()).squeeze(1)
     return rows if 2 * rows.numel() <= rowptr.numel() - 1 else None
 

@@ -20,6 +20,7 @@ from pyg_attn.nn.conv.projection import (
     row_sparse_linear,
     sparse_input_linear,
 )
+from pyg_attn.ops import graph as graph_module
 from pyg_attn.ops import select_backend
 
 from ..graphs import random_graph
@@ -277,14 +278,32 @@ def test_project_rows_is_the_projection_on_those_rows_and_zero_elsewhere(rows):
         torch.testing.assert_close(g, w)
 
 
+def test_attended_rows_looks_only_at_graphs_of_enough_destinations():
+    """Fewer than ATTENDED_MIN_ROWS destinations: every row (None, no look); more:
+    the attended ones when they are at most half, else every row."""
+    def rowptr(degrees):
+        return torch.cat([torch.zeros(1, dtype=torch.long), torch.tensor(degrees).cumsum(0)])
+
+    few = graph_module.ATTENDED_MIN_ROWS - 1
+    assert graph_module.attended_rows(rowptr([0] * (few - 1) + [3])) is None
+    many = 2 * graph_module.ATTENDED_MIN_ROWS
+    degrees = [0] * many
+    degrees[5] = degrees[700] = 2
+    torch.testing.assert_close(graph_module.attended_rows(rowptr(degrees)),
+                               torch.tensor([5, 700]))
+    assert graph_module.attended_rows(rowptr([1] * many)) is None
+
+
 @pytest.mark.parametrize("look", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("degrees", [[0] * 30 + [2] * 10, [1] * 40, [0] * 40])
-def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias, look):
+def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias, look,
+                                                                  monkeypatch):
     """The compile path's custom op: values and gradients as the eager
     projection of the rows with incoming edges (all rows when more than half),
     zero elsewhere, over the non-zeros of sparse features when told to look;
     its fake and autograd registrations pass ``opcheck``."""
+    monkeypatch.setattr(graph_module, "ATTENDED_MIN_ROWS", 0)  # 40 rows are looked at
     gen = torch.Generator().manual_seed(3)
     x = sparse_features(40, 30, 0.03, torch.float64).requires_grad_()
     lin = torch.nn.Linear(30, 4, bias=bias).double()

@@ -17,6 +17,7 @@ from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
 from torch_geometric.utils import coalesce, to_torch_coo_tensor, to_torch_csr_tensor
 
 from pyg_attn.nn.conv.transformer_conv import TransformerConv
+from pyg_attn.ops import graph as graph_module
 from pyg_attn.ops import prepare, select_backend
 
 from ..graphs import random_graph
@@ -526,14 +527,23 @@ def test_bad_forward_inputs():
 
 @pytest.mark.skipif(not FUSED, reason="needs the fused CPU kernel")
 @pytest.mark.parametrize("root_weight", [True, False])
-def test_queries_only_for_attended_destinations(root_weight):
+def test_queries_only_for_attended_destinations(root_weight, monkeypatch):
     """A sampled-subgraph shape: 8 of 60 nodes receive edges. Only their queries are
-    projected, and values and gradients still equal PyG's."""
+    projected (once graphs this small are looked at), and values and gradients still
+    equal PyG's; at the default threshold every query of so small a graph is."""
     torch.manual_seed(3)
     pyg, ours = make_pair(6, 4, heads=2, root_weight=root_weight)
     x = torch.randn(60, 6, requires_grad=True)
     edge_index = torch.stack([torch.randint(0, 60, (90,)), torch.randint(0, 8, (90,))])
     seen = []
+    hook = ours.lin_query.register_forward_hook(lambda m, args, out: seen.append(args[0].size(0)))
+    try:
+        torch.testing.assert_close(ours(x, edge_index), pyg(x, edge_index))
+    finally:
+        hook.remove()
+    assert seen == [60]  # below ATTENDED_MIN_ROWS: no look
+    seen.clear()
+    monkeypatch.setattr(graph_module, "ATTENDED_MIN_ROWS", 0)
     hook = ours.lin_query.register_forward_hook(lambda m, args, out: seen.append(args[0].size(0)))
     try:
         out = ours(x, edge_index)
