@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .attention import rows_contiguous
 from .library import compiled_extension, eager_function, outside_compile
 
 
@@ -64,11 +65,11 @@ def node_logits(h: Tensor, att_src: Tensor, att_dst: Tensor | None = None, *,
 def _kernel_applies(h: Tensor, att_src: Tensor, att_dst: Tensor | None) -> bool:
     """A CPU float32/float64 ``h`` with contiguous rows, attention vectors of its
     dtype and ``H * C`` elements: what the compiled kernels take."""
-    if h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64) or h.dim() != 3:
+    if h.device.type != "cpu" or h.dtype not in (torch.float32, torch.float64) \
+            or not rows_contiguous(h):
         return False
-    rows = (h.size(2) <= 1 or h.stride(2) == 1) and (h.size(1) <= 1 or h.stride(1) == h.size(2))
     atts = (att_src,) if att_dst is None else (att_src, att_dst)
-    return rows and h.stride(0) >= 0 and all(
+    return all(
         a.dtype == h.dtype and a.device == h.device and a.dim() >= 2
         and a.shape[-2:] == h.shape[1:] and a.numel() == h.size(1) * h.size(2) for a in atts)
 
