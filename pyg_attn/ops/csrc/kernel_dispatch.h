@@ -11,6 +11,22 @@ using Fixed = std::integral_constant<int, V>;
 // a heap buffer.  8 is GAT's usual head count (PyG's examples, the papers).
 constexpr int64_t kFixedHeads = 8;
 
+// Calls f(Fixed<C>()) for the float channel counts compiled as constants (the
+// ones the AVX2 head-dot tree covers) and returns true; false for any other.
+template <typename T, typename F>
+bool dispatch_fixed_channels(int64_t channels, const F& f) {
+  if constexpr (std::is_same<T, float>::value) {
+    switch (channels) {
+      case 8: f(Fixed<8>()); return true;
+      case 16: f(Fixed<16>()); return true;
+      case 32: f(Fixed<32>()); return true;
+      case 64: f(Fixed<64>()); return true;
+      default: break;
+    }
+  }
+  return false;
+}
+
 // Calls f(kind, FD, FV, HF) with the per-head sizes and, for kFixedHeads heads
 // (or a single head of any width), the head count as compile-time constants
 // (0 = known only at run time) in the common float cases (GAT's per-node scores
@@ -21,23 +37,14 @@ void dispatch_fixed_dims(const F& f, int64_t fd, int64_t fv, int64_t heads) {
   auto kind = std::integral_constant<int, KIND>();
   if constexpr (std::is_same<T, float>::value && KIND != EDGE) {
     constexpr int kFd = KIND == GAT ? 1 : 0;  // 0: FD = FV
-    if (fd == (kFd ? kFd : fv)) {
-      switch (fv) {
-#define PYG_ATTN_FIXED_CASE(C)                                                  \
-        case C:                                                                 \
-          if (heads == kFixedHeads)                                             \
-            f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>(), Fixed<kFixedHeads>());  \
-          else                                                                  \
-            f(kind, Fixed<kFd ? kFd : C>(), Fixed<C>(), Fixed<0>());            \
-          return;
-        PYG_ATTN_FIXED_CASE(8)
-        PYG_ATTN_FIXED_CASE(16)
-        PYG_ATTN_FIXED_CASE(32)
-        PYG_ATTN_FIXED_CASE(64)
-#undef PYG_ATTN_FIXED_CASE
-        default: break;
-      }
-    }
+    const bool fixed = fd == (kFd ? kFd : fv) && dispatch_fixed_channels<T>(fv, [&](auto c) {
+      constexpr int C = decltype(c)::value;
+      if (heads == kFixedHeads)
+        f(kind, Fixed<kFd ? kFd : C>(), c, Fixed<kFixedHeads>());
+      else
+        f(kind, Fixed<kFd ? kFd : C>(), c, Fixed<0>());
+    });
+    if (fixed) return;
     // One head over widths known only at run time (GAT's usual output layer: one
     // head over the classes): the per-edge loops over heads vanish.
     if (heads == 1) {

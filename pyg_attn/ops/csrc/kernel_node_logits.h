@@ -13,22 +13,6 @@
 constexpr int64_t kLogitChunks = 64;
 constexpr int64_t kLogitGrain = 256;  // nodes per parallel task of the node passes
 
-// Calls f(Fixed<C>()) with the channel count as a compile-time constant for the
-// float sizes the AVX2 head-dot tree covers, else f(Fixed<0>()).
-template <typename T, typename F>
-void dispatch_logit_channels(int64_t channels, const F& f) {
-  if constexpr (std::is_same_v<T, float>) {
-    switch (channels) {
-      case 8: f(Fixed<8>()); return;
-      case 16: f(Fixed<16>()); return;
-      case 32: f(Fixed<32>()); return;
-      case 64: f(Fixed<64>()); return;
-      default: break;
-    }
-  }
-  f(Fixed<0>());
-}
-
 // la (and lb when b is not null) for every node.
 template <int C, typename T>
 void node_logits_impl(const T* x, int64_t rs, int64_t n, int64_t heads, int64_t channels,
@@ -115,12 +99,13 @@ std::vector<at::Tensor> node_logits_forward(const at::Tensor& x, const at::Tenso
   at::Tensor la = at::empty({n, heads}, x.options());
   at::Tensor lb = at::empty({two ? n : 0, heads}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "pyg_attn_node_logits", [&] {
-    dispatch_logit_channels<scalar_t>(channels, [&](auto c) {
+    const auto run = [&](auto c) {
       node_logits_impl<decltype(c)::value, scalar_t>(
           x.data_ptr<scalar_t>(), x.stride(0), n, heads, channels, a.data_ptr<scalar_t>(),
           two ? b->data_ptr<scalar_t>() : nullptr, la.data_ptr<scalar_t>(),
           two ? lb.data_ptr<scalar_t>() : nullptr);
-    });
+    };
+    if (!dispatch_fixed_channels<scalar_t>(channels, run)) run(Fixed<0>());
   });
   return {la, lb};
 }
@@ -143,7 +128,7 @@ std::vector<at::Tensor> node_logits_backward(const at::Tensor& ga,
     const scalar_t* pb = two ? b->data_ptr<scalar_t>() : nullptr;
     const scalar_t* pga = ga.data_ptr<scalar_t>();
     const scalar_t* pgb = two ? gb->data_ptr<scalar_t>() : nullptr;
-    dispatch_logit_channels<scalar_t>(channels, [&](auto c) {
+    const auto run = [&](auto c) {
       constexpr int C = decltype(c)::value;
       if (needs[0])
         node_logits_input_grad<C, scalar_t>(n, heads, channels, pa, pb, pga, pgb,
@@ -156,7 +141,8 @@ std::vector<at::Tensor> node_logits_backward(const at::Tensor& ga,
         node_logits_att_grad<C, scalar_t>(x.data_ptr<scalar_t>(), x.stride(0), n, heads, channels,
                                           pga, pgb, out_a, out_b);
       }
-    });
+    };
+    if (!dispatch_fixed_channels<scalar_t>(channels, run)) run(Fixed<0>());
   });
   return {gx, gatt_a, gatt_b};
 }
