@@ -226,3 +226,31 @@ def test_training_step_with_attention_dropout_compiles_whole(name):
         torch.testing.assert_close(loss, losses[0], atol=1e-6, rtol=1e-5)
         torch.testing.assert_close(grad, grads[0], atol=1e-6, rtol=1e-5)
     assert not torch.allclose(other, losses[0])  # another seed, other masks
+
+
+def test_per_head_input_dropout_compiles_whole():
+    """``dropout_scheme="per_head"`` on a bag-of-words input: eager mode projects
+    its non-zeros only, a choice made from the data; traced, the layer takes the
+    dense per-head product (no ``.item()``), so a training step has no graph
+    break, and drops (its loss is not the evaluation-mode one, which equals eager's)."""
+    torch.manual_seed(0)
+    layer = GATConv(8, 4, heads=2, input_dropout=0.5, dropout_scheme="per_head")
+    x, edge_index = _inputs()
+    x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.05)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(x, edge_index).square().sum()
+
+    with torch._dynamo.config.patch(capture_scalar_outputs=False):
+        explain = torch._dynamo.explain(step)(x)
+        assert explain.graph_break_count == 0, \
+            [str(r.reason)[:200] for r in explain.break_reasons]
+        compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+        train_loss = compiled(x)
+        train_loss.backward()
+        assert layer.lin.weight.grad is not None
+        assert torch.isfinite(layer.lin.weight.grad).all()
+        layer.eval()
+        eval_loss = compiled(x)
+    torch.testing.assert_close(eval_loss, step(x), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(train_loss.detach(), eval_loss)

@@ -32,7 +32,9 @@ one pass and computes the product and its weight gradient row by row
 (:class:`SparseHeadwiseProjection`), storing nothing of size
 ``[nnz, H, C]``; elsewhere (or without the extension) torch ops compute the same
 sums in the same order through ``[nnz, H, C]`` temporaries.  Both draw the same
-mask (``torch.rand(nnz, H) >= p``).
+mask (``torch.rand(nnz, H) >= p``).  Under ``torch.compile`` the input is not
+looked at (that would be a data-dependent branch, a graph break): every head
+takes its dense product.
 """
 from __future__ import annotations
 
@@ -95,7 +97,8 @@ def headwise_dropout_projection(x: Tensor, weight: Tensor, heads: int, p: float)
                 keep = torch.rand(values.numel(), heads, device=x.device) >= p
                 return SparseHeadwiseProjection.apply(weight, rowptr, cols, values, keep, scale,
                                                       extension)
-        elif int(torch.count_nonzero(x)) <= SPARSE_INPUT_DENSITY * x.numel():
+        elif (not torch.compiler.is_compiling()  # a data-dependent branch: dense when traced
+              and int(torch.count_nonzero(x)) <= SPARSE_INPUT_DENSITY * x.numel()):
             rows, cols = x.nonzero().t()
             values = x[rows, cols]
             keep = torch.rand(values.numel(), heads, device=x.device) >= p
