@@ -149,9 +149,9 @@ def test_project_many_applies_customised_modules_on_their_own():
 # ------------------------------------------------------------ the compile path
 @pytest.fixture
 def sparse_kernel_calls(monkeypatch):
-    """Counts the calls of the sparse product and of its weight gradient made by
-    the compile path's ops."""
-    calls = {"product": 0, "weight_grad": 0}
+    """Counts the looks at an input's zeros and the calls of the sparse product
+    and of its weight gradient made by the compile path's ops."""
+    calls = {"look": 0, "product": 0, "weight_grad": 0}
 
     def counting(name, original):
         def wrapper(*args):
@@ -163,6 +163,8 @@ def sparse_kernel_calls(monkeypatch):
                         counting("product", projection.headwise_product))
     monkeypatch.setattr(projection, "headwise_weight_grad",
                         counting("weight_grad", projection.headwise_weight_grad))
+    monkeypatch.setattr(projection, "sparse_nonzeros",
+                        counting("look", projection.sparse_nonzeros))
     return calls
 
 
@@ -171,18 +173,31 @@ def sparse_kernel_calls(monkeypatch):
 def test_sparse_input_linear_op_matches_the_dense_product(dtype, density, sparse_kernel_calls):
     """The compile path's op decides from ``x`` itself: the sparse product and
     weight gradient for a sparse ``x``, the dense ones otherwise; the same values
-    and gradients as ``F.linear`` either way; ``opcheck`` passes."""
+    and gradients as ``F.linear`` either way.  It returns the non-zeros' structure
+    in shapes fixed by ``x``'s, so the weight gradient does not look again;
+    ``opcheck`` passes."""
     x = sparse_features(60, 300, density, dtype)
     weight = torch.randn(12, 300, dtype=dtype, requires_grad=True)
-    got = sparse_input_linear(x, weight)
+    got, rowptr, cols, values = sparse_input_linear(x, weight)
+    sparse = density < projection.SPARSE_DENSITY
+    capacity = projection.nonzero_capacity(x)
+    assert rowptr.shape == (61,) and cols.shape == values.shape == (capacity,)
+    if sparse:
+        nonzeros = x.to_sparse_csr()
+        torch.testing.assert_close(rowptr, nonzeros.crow_indices())
+        nnz = nonzeros.values().numel()
+        torch.testing.assert_close(cols[:nnz].long(), nonzeros.col_indices())
+        torch.testing.assert_close(values[:nnz], nonzeros.values())
+        assert not cols[nnz:].any() and not values[nnz:].any()
+    else:
+        assert (rowptr == -1).all()
     want = torch.nn.functional.linear(x, weight)
     tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else {}
     torch.testing.assert_close(got, want, **tol)
     upstream = torch.randn(60, 12, dtype=dtype)
     torch.testing.assert_close(torch.autograd.grad(got, weight, upstream)[0],
                                torch.autograd.grad(want, weight, upstream)[0], **tol)
-    sparse = density < projection.SPARSE_DENSITY
-    assert sparse_kernel_calls == {"product": int(sparse), "weight_grad": int(sparse)}
+    assert sparse_kernel_calls == {"look": 1, "product": int(sparse), "weight_grad": int(sparse)}
     torch.library.opcheck(sparse_input_linear, (x, weight))
 
 
@@ -192,7 +207,8 @@ def test_sparse_input_linear_op_matches_the_dense_product(dtype, density, sparse
 @pytest.mark.parametrize("layer", ["GATConv", "GATv2Conv", "TransformerConv"])
 def test_compiled_layers_keep_the_sparse_product(layer, sparse_kernel_calls):
     """Under ``torch.compile(fullgraph=True)`` bag-of-words features still take the
-    sparse product (inside the ops), with eager's values and weight gradients."""
+    sparse product (inside the ops), with eager's values and weight gradients; the
+    backward does not look at the zeros again."""
     torch.manual_seed(0)
     x = sparse_features(40, 200, 0.02)
     edge_index = random_graph(40, 40, 160, seed=3, isolated=3)
@@ -206,6 +222,7 @@ def test_compiled_layers_keep_the_sparse_product(layer, sparse_kernel_calls):
         results.append((out, torch.autograd.grad(out.square().sum(), list(conv.parameters()))))
         if run is compiled:
             assert sparse_kernel_calls["product"] > 0 and sparse_kernel_calls["weight_grad"] > 0
+            assert sparse_kernel_calls["look"] == sparse_kernel_calls["product"]
     torch._dynamo.reset()
     (out_c, grads_c), (out_e, grads_e) = results
     torch.testing.assert_close(out_c, out_e, atol=1e-5, rtol=1e-5)
@@ -312,7 +329,7 @@ def test_attended_projection_op_is_the_projection_on_attended_rows(degrees, bias
     attended = torch.tensor(degrees) > 0
     keep = attended if 2 * int(attended.sum()) <= 40 else torch.ones(40, dtype=torch.bool)
     want = lin(x) * keep.unsqueeze(1).double()
-    got = attended_projection(x, lin.weight, lin.bias, rowptr, look)
+    got = attended_projection(x, lin.weight, lin.bias, rowptr, look)[0]
     torch.testing.assert_close(got, want)
     upstream = torch.randn(40, 4, generator=gen, dtype=torch.float64) * keep.unsqueeze(1)
     inputs = [x, *lin.parameters()]

@@ -20,9 +20,11 @@ rows, then one pass): nothing is cached, so a new ``x`` every step (input
 dropout) costs the same as a reused one, and an edited ``x`` is never judged by
 its old contents.  The result equals ``lin(x)`` up to the order of floating-point
 sums.  Under ``torch.compile`` the same look is taken inside the custom op
-``pyg_attn::sparse_input_linear`` (its sizes depend on the data), whose backward
-looks at ``x`` again instead of keeping its non-zeros, so a compiled model keeps
-the sparse product.
+``pyg_attn::sparse_input_linear``, so a compiled model keeps the sparse product.
+Their number depends on the data, so the op returns the non-zeros in sizes that
+do not: row pointers ``[N + 1]`` and the columns (int32) and values padded to
+:func:`nonzero_capacity` (a twentieth of ``x``'s entries: a tenth of ``x``'s
+bytes), which its backward reads instead of looking at ``x`` again.
 
 Every other CPU projection of at least :data:`SPARSE_GRAD_MIN_ROWS` rows that takes
 part in a gradient runs through :class:`RowSparseGradLinear` (smaller products cost
@@ -57,7 +59,8 @@ from ...ops.graph import attended_rows
 from .head_dropout import SparseHeadwiseProjection, headwise_product, headwise_weight_grad
 from .sparse_features import sparse_extension, sparse_nonzeros
 
-SPARSE_DENSITY = 0.05
+SPARSE_DENSITY_DIVISOR = 20
+SPARSE_DENSITY = 1 / SPARSE_DENSITY_DIVISOR
 """Largest fraction of non-zeros for which the sparse product is used."""
 SPARSE_MIN_ELEMENTS = 1 << 16
 """Fewest entries of ``x`` for which its zeros are looked for (below, the dense
@@ -137,7 +140,7 @@ def _project_plain(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     if x.requires_grad or x.numel() < SPARSE_MIN_ELEMENTS:
         return linear_product(x, weight, bias)
     if torch.compiler.is_compiling():  # x's zeros are looked at inside the op
-        out = sparse_input_linear(x, weight)
+        out = sparse_input_linear(x, weight)[0]
     else:
         found = sparse_input_nonzeros(x, weight)
         if found is None:
@@ -238,27 +241,34 @@ def project_attended_rows(lin: torch.nn.Module, x: Tensor, rowptr: Tensor) -> Te
         return lin(x)
     # Whether x's zeros are worth a look is known here: an input that needs a
     # gradient (a hidden layer's) is dense, as project() has it.
-    return attended_projection(x, lin.weight, lin.bias, rowptr, not x.requires_grad)
+    return attended_projection(x, lin.weight, lin.bias, rowptr, not x.requires_grad)[0]
 
 
 def _attended_projection(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor,
-                         look: bool) -> Tensor:
-    """``[N, out]``: ``x W^T + b`` on the attended rows (all when more than half);
-    with ``look``, over their non-zeros when they are sparse
-    (:func:`_sparse_input_linear`)."""
+                         look: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``([N, out], *nonzeros)``: ``x W^T + b`` on the attended rows (all when more
+    than half); with ``look``, over their non-zeros when they are sparse
+    (:func:`_sparse_input_linear`), which come back for the weight gradient
+    (:func:`_saved_nonzeros`)."""
     rows = attended_rows(rowptr)
     some = x if rows is None else x.index_select(0, rows)
-    some = (_sparse_input_linear(some, weight, bias) if look
-            else torch.nn.functional.linear(some, weight, bias))
-    return some if rows is None else _scatter_rows(some, rows, x.size(0))
+    found = None
+    if look:
+        some, found = _sparse_input_linear(some, weight, bias)
+    else:
+        some = torch.nn.functional.linear(some, weight, bias)
+    out = some if rows is None else _scatter_rows(some, rows, x.size(0))
+    return (out, *_saved_nonzeros(found, x, look))
 
 
 def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor,
-                                  needs: list[bool], look: bool
+                                  nonzero_rowptr: Tensor, nonzero_cols: Tensor,
+                                  nonzero_values: Tensor, needs: list[bool], look: bool
                                   ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of :func:`_attended_projection` in ``(x, weight, bias)`` with
-    ``needs = [x, bias]`` (an unneeded one comes back empty); rows outside the
-    attended ones get none, as their output was never computed."""
+    ``needs = [x, bias]`` (an unneeded one comes back empty), the weight's over the
+    non-zeros the forward found; rows outside the attended ones get none, as their
+    output was never computed."""
     need_x, need_b = needs
     rows = attended_rows(rowptr)
     # The attended rows of grad and x, selected once for every gradient.
@@ -267,7 +277,8 @@ def _attended_projection_backward(grad: Tensor, x: Tensor, weight: Tensor, rowpt
     grad_x, grad_w, grad_b = grads_on_rows(grad_rows, x_rows, weight, None, need_x, not look,
                                            need_b)
     if look:
-        grad_w = _sparse_input_linear_weight_grad(grad_rows, x_rows, weight)
+        grad_w = _saved_weight_grad(grad_rows, x_rows, weight, nonzero_rowptr, nonzero_cols,
+                                    nonzero_values)
     assert grad_w is not None, "it was asked for"
     if grad_x is not None and rows is not None:
         grad_x = _scatter_rows(grad_x, rows, x.size(0))
@@ -282,29 +293,33 @@ attended_projection_backward = torch.library.custom_op(
 
 
 @attended_projection.register_fake
-def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor, look: bool) -> Tensor:
-    return x.new_empty(x.size(0), weight.size(0))
+def _(x: Tensor, weight: Tensor, bias: Tensor | None, rowptr: Tensor, look: bool
+      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return (x.new_empty(x.size(0), weight.size(0)), *_saved_nonzeros_fake(x, look))
 
 
 @attended_projection_backward.register_fake
-def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, needs: list[bool], look: bool
+def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, nonzero_rowptr: Tensor,
+      nonzero_cols: Tensor, nonzero_values: Tensor, needs: list[bool], look: bool
       ) -> tuple[Tensor, Tensor, Tensor]:
     need_x, need_b = needs
     return (x.new_empty(x.shape if need_x else (0,)), weight.new_empty(weight.shape),
             weight.new_empty(weight.size(0) if need_b else 0))
 
 
-def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+def _attended_setup_context(ctx: Any, inputs: tuple[Any, ...],
+                            output: tuple[Tensor, ...]) -> None:
     x, weight, bias, rowptr, look = inputs
-    ctx.save_for_backward(x, weight, rowptr)
+    ctx.save_for_backward(x, weight, rowptr, *output[1:])
+    ctx.mark_non_differentiable(*output[1:])
     ctx.has_bias, ctx.look = bias is not None, look
 
 
-def _attended_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-    x, weight, rowptr = ctx.saved_tensors
+def _attended_backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+    x, weight, rowptr, *nonzeros = ctx.saved_tensors
     needs = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[2]) and ctx.has_bias]
-    grad_x, grad_w, grad_b = attended_projection_backward(grad.contiguous(), x, weight, rowptr,
-                                                          needs, ctx.look)
+    grad_x, grad_w, grad_b = attended_projection_backward(
+        grad.contiguous(), x, weight, rowptr, *nonzeros, needs, ctx.look)
     return (grad_x if needs[0] else None, grad_w, grad_b if needs[1] else None, None, None)
 
 
@@ -415,68 +430,109 @@ torch.library.register_autograd("pyg_attn::row_sparse_linear", _row_sparse_backw
                                 setup_context=_row_sparse_setup_context)
 
 
-def _sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x W^T + b`` (``[N, out]``), over the non-zeros of ``x`` when
-    :func:`sparse_input_nonzeros` finds it sparse, else the dense product."""
+def _sparse_input_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None
+                         ) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor] | None]:
+    """``(x W^T + b [N, out], nonzeros)``: over the non-zeros of ``x`` when
+    :func:`sparse_input_nonzeros` finds it sparse (``nonzeros`` its CSR arrays),
+    else the dense product (``nonzeros`` ``None``)."""
     found = sparse_input_nonzeros(x, weight)
     if found is None:
-        return torch.nn.functional.linear(x, weight, bias)
+        return torch.nn.functional.linear(x, weight, bias), None
     extension, rowptr, cols, values = found
     out = headwise_product(extension, weight, rowptr, cols, values, _keep_all(values),
                            1.0).view(x.size(0), -1)
-    return out if bias is None else out + bias
+    return (out if bias is None else out + bias), (rowptr, cols, values)
 
 
-def _sparse_input_linear_weight_grad(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
-    """``dL/dW [out, in]`` of :func:`_sparse_input_linear` for ``grad [N, out]``:
-    over the non-zeros of ``x`` (found again: ``x`` is unchanged, autograd checks
-    its version) or, for a dense ``x``, over the non-zero rows of ``grad`` when few
-    (:func:`linear_grads`)."""
-    found = sparse_input_nonzeros(x, weight)
-    if found is None:
+def nonzero_capacity(x: Tensor) -> int:
+    """Most non-zeros of (the rows of) ``x`` that the sparse product takes:
+    ``numel / SPARSE_DENSITY_DIVISOR``, rounded down, plus one."""
+    return x.numel() // SPARSE_DENSITY_DIVISOR + 1
+
+
+def _saved_nonzeros(found: tuple[Tensor, Tensor, Tensor] | None, x: Tensor, look: bool = True
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """What the compile path's sparse products return for their backward, in shapes
+    fixed by ``x [N, F]``'s: ``(rowptr [N + 1] int64, cols [K] int32, values [K])``
+    with ``K =`` :func:`nonzero_capacity` ``(x)``, the non-zeros ``found`` of (some
+    of) the rows of ``x`` in CSR form, zero-padded (``rowptr`` by its last value),
+    or ``rowptr`` all -1 when nothing was found (the dense product); ``[1]``,
+    ``[0]`` and ``[0]`` when not told to ``look``."""
+    rowptr = torch.full((x.size(0) + 1 if look else 1,), -1, dtype=torch.long)
+    cols = torch.zeros(nonzero_capacity(x) if look else 0, dtype=torch.int32)
+    values = x.new_zeros(cols.numel())
+    if found is not None:
+        ptr, found_cols, found_values = found
+        rowptr[:ptr.numel()] = ptr
+        rowptr[ptr.numel():] = ptr[-1]
+        cols[:found_cols.numel()] = found_cols
+        values[:found_values.numel()] = found_values
+    return rowptr, cols, values
+
+
+def _saved_weight_grad(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, cols: Tensor,
+                       values: Tensor) -> Tensor:
+    """``dL/dW [out, in]`` of ``x W^T`` for ``grad [R, out]`` (``x [R, in]``) over the
+    non-zeros saved by :func:`_saved_nonzeros`, or, for the dense product, over the
+    non-zero rows of ``grad`` when few (:func:`linear_grads`)."""
+    extension = sparse_extension(x, weight)
+    if int(rowptr[0]) < 0 or extension is None:
         grad_w = linear_grads(grad, x, weight, False, True, False)[1]
         assert grad_w is not None, "it was asked for"
         return grad_w
-    extension, rowptr, cols, values = found
+    ptr = rowptr[:x.size(0) + 1]
+    nnz = int(ptr[-1])
     # Contiguous, as the fake promises (the kernel's [in, 1, out] is transposed).
-    return headwise_weight_grad(extension, rowptr, cols, values, _keep_all(values), grad, 1.0,
-                                weight.shape).contiguous()
+    return headwise_weight_grad(extension, ptr, cols[:nnz].long(), values[:nnz],
+                                _keep_all(values[:nnz]), grad, 1.0, weight.shape).contiguous()
 
 
-def _sparse_input_product(x: Tensor, weight: Tensor) -> Tensor:
-    """:func:`_sparse_input_linear` without a bias: the op's body."""
-    return _sparse_input_linear(x, weight)
+def _sparse_input_product(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The op's body: ``(x W^T [N, out], *`` :func:`_saved_nonzeros` ``)``."""
+    out, found = _sparse_input_linear(x, weight)
+    return (out, *_saved_nonzeros(found, x))
 
 
 sparse_input_linear = torch.library.custom_op(
     "pyg_attn::sparse_input_linear", _sparse_input_product, mutates_args=())
 """:func:`project`'s product under ``torch.compile``: whether ``x`` is sparse
-enough is data-dependent, so it is decided inside the op, per call."""
+enough is data-dependent, so it is decided inside the op, per call; the non-zeros
+found come back (in shapes fixed by ``x``'s) for the weight gradient."""
 sparse_input_linear_weight_grad = torch.library.custom_op(
-    "pyg_attn::sparse_input_linear_weight_grad", _sparse_input_linear_weight_grad,
-    mutates_args=())
+    "pyg_attn::sparse_input_linear_weight_grad", _saved_weight_grad, mutates_args=())
+
+
+def _saved_nonzeros_fake(x: Tensor, look: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """The shapes of :func:`_saved_nonzeros` for ``x``."""
+    capacity = nonzero_capacity(x) if look else 0
+    return (x.new_empty(x.size(0) + 1 if look else 1, dtype=torch.long),
+            x.new_empty(capacity, dtype=torch.int32), x.new_empty(capacity))
 
 
 @sparse_input_linear.register_fake
-def _(x: Tensor, weight: Tensor) -> Tensor:
-    return x.new_empty(x.size(0), weight.size(0))
+def _(x: Tensor, weight: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    return (x.new_empty(x.size(0), weight.size(0)), *_saved_nonzeros_fake(x))
 
 
 @sparse_input_linear_weight_grad.register_fake
-def _(grad: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+def _(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, cols: Tensor, values: Tensor
+      ) -> Tensor:
     return weight.new_empty(weight.shape)
 
 
-def _sparse_input_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    ctx.save_for_backward(*inputs)
+def _sparse_input_setup_context(ctx: Any, inputs: tuple[Any, ...],
+                                output: tuple[Tensor, ...]) -> None:
+    x, weight = inputs
+    ctx.save_for_backward(x, weight, *output[1:])
+    ctx.mark_non_differentiable(*output[1:])
 
 
-def _sparse_input_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    x, weight = ctx.saved_tensors
+def _sparse_input_backward(ctx: Any, grad: Tensor, *_: Any) -> tuple[Tensor | None, ...]:
+    x, weight, *nonzeros = ctx.saved_tensors
     need_x, need_w = ctx.needs_input_grad
     grad_x = grad @ weight if need_x else None
-    grad_w = (sparse_input_linear_weight_grad(grad.contiguous(), x, weight) if need_w
-              else None)
+    grad_w = (sparse_input_linear_weight_grad(grad.contiguous(), x, weight, *nonzeros)
+              if need_w else None)
     return grad_x, grad_w
 
 
