@@ -193,8 +193,9 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 
 // Source pass over the source-sorted CSR: value and source-side gradients.
 // Each edge's (w, ds) come from the destination pass's `edge_terms` when given;
-// otherwise (GAT's three passes, see gat_backward) its attention is recomputed
-// here from its destination's statistics, as in the forward.
+// otherwise (GAT's three passes, see gat_backward) the attention of a source's
+// edges is recomputed here from their destinations' statistics, as in the
+// forward, with one exp over the source's edges (see row_exp).
 template <int KIND, typename T, int FD, int FV, int HF>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
@@ -203,7 +204,10 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
-  Local<T, HF> a(H), z(H), w_local(H), ds_local(H), gz(H);
+  Local<T, HF> w_local(H), ds_local(H), gz(H);
+  // Without edge_terms: the attention of the source's edges [deg, H], and for
+  // GAT their logits z, kept for the logit gradients.
+  std::vector<T> attention, logits;
   // Per-source sums kept local and stored once per source (see backward_rows).
   Local<T, fixed_size(HF, FV)> value_grad(H * Cv);
   Local<T, fixed_size(HF, FD)> src_grad(H * D);
@@ -211,7 +215,29 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   for (int64_t j = begin; j < end; ++j) {
     zero_fill(value_grad.data(), H * Cv);
     zero_fill(src_grad.data(), H * D);
-    for (int64_t q = colptr[j]; q < colptr[j + 1]; ++q) {
+    const int64_t first = colptr[j], deg = colptr[j + 1] - first;
+    if (!edge_terms) {
+      attention.resize(static_cast<size_t>(deg * H));
+      if (KIND == GAT) logits.resize(static_cast<size_t>(deg * H));
+      for (int64_t k = 0; k < deg; ++k) {
+        const int64_t i = csc_row[first + k], e = csc_edge[first + k];
+        T* a = attention.data() + k * H;
+        const T* record = row_records + i * 3 * H;  // [shift, log_sum, delta] x H
+        if constexpr (KIND == GAT) {
+          T* z = logits.data() + k * H;
+          g.template gat_logits<HF>(i, j, e, z);
+          const T sl = g.slope;
+          PYG_ATTN_SIMD
+          for (int64_t h = 0; h < H; ++h) a[h] = (leaky(z[h], sl) - record[h]) - record[H + h];
+        } else {
+          g.template scores<KIND, FD, HF>(i, j, e, a);
+          PYG_ATTN_SIMD
+          for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
+        }
+      }
+      exp_lanes(attention.data(), attention.data(), deg * H);
+    }
+    for (int64_t q = first; q < first + deg; ++q) {
       const int64_t i = csc_row[q], e = csc_edge[q];
       if (q + kPrefetchDistance < limit) {
         const int64_t ahead = csc_row[q + kPrefetchDistance];
@@ -229,24 +255,15 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       const T* go = gout + i * H * Cv;
       const T* w = edge_terms ? edge_terms + e * 2 * H : w_local.data();
       const T* ds = edge_terms ? w + H : ds_local.data();
-      if (!edge_terms) {
-        if constexpr (KIND == GAT) {  // the logits z kept for the logit gradients below
-          g.template gat_logits<HF>(i, j, e, z.data());
-          const T sl = g.slope;
-          PYG_ATTN_SIMD
-          for (int64_t h = 0; h < H; ++h) a[h] = leaky(z[h], sl);
-        } else {
-          g.template scores<KIND, FD, HF>(i, j, e, a.data());
-        }
-        attention_from_scores<HF>(a.data(), record, H);
-        edge_grads<T, FV, HF>(g, j, e, a.data(), go, record + 2 * H, galpha, w_local.data(),
-                              ds_local.data());
-      }
+      if (!edge_terms)
+        edge_grads<T, FV, HF>(g, j, e, attention.data() + (q - first) * H, go, record + 2 * H,
+                              galpha, w_local.data(), ds_local.data());
       if constexpr (KIND == GAT) {
         if (g_src || g_logit) {
           if (edge_terms) {
             g.template gat_logit_grads<HF>(i, j, e, ds, gz.data());
           } else {
+            const T* z = logits.data() + (q - first) * H;
             const T sl = g.slope;
             PYG_ATTN_SIMD
             for (int64_t h = 0; h < H; ++h) gz[h] = ds[h] * leaky_grad(z[h], sl);

@@ -17,24 +17,30 @@ inline void row_shift(const T* stats, int64_t H, T* shift, T* log_sum) {
   }
 }
 
-// a[h] = exp((s[h] - shift_h) - log_sum_h) in place: one edge's attention from its
-// scores and its row's record, which starts with [shift, log_sum] x H (row_shift).
-template <int HF, typename T>
-inline void attention_from_scores(T* a, const T* record, int64_t H) {
-  for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
-  exp_lanes<HF>(a, a, H);
-}
-
-// attention_from_scores for the deg edges of one row, buf [deg, H] in place: one
-// exp over the whole row, which the compiler vectorises (an exp over one edge's
-// heads, inlined into a larger loop, stayed scalar and branchy).
+// buf [deg, H] in place: buf[k, h] = exp((buf[k, h] - shift[h]) - log_sum[h])
+// (log_sum may be null: no second term), one exp over the whole block.  An exp
+// over one edge's eight heads is a chain of dependent multiply-adds; called per
+// edge, its latency was exposed (a tenth of a GAT forward and backward), while
+// the iterations of one exp over several edges are independent.
 template <typename T>
-inline void row_attention_from_scores(T* buf, int64_t deg, const T* record, int64_t H) {
+inline void row_exp(T* buf, int64_t deg, const T* shift, const T* log_sum, int64_t H) {
   for (int64_t k = 0; k < deg * H; k += H) {
-    PYG_ATTN_SIMD
-    for (int64_t h = 0; h < H; ++h) buf[k + h] = (buf[k + h] - record[h]) - record[H + h];
+    if (log_sum) {
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < H; ++h) buf[k + h] = (buf[k + h] - shift[h]) - log_sum[h];
+    } else {
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < H; ++h) buf[k + h] -= shift[h];
+    }
   }
   exp_lanes(buf, buf, deg * H);
+}
+
+// The attention of the deg edges of one row from their scores, buf [deg, H] in
+// place, and the row's record, which starts with [shift, log_sum] x H (row_shift).
+template <typename T>
+inline void row_attention_from_scores(T* buf, int64_t deg, const T* record, int64_t H) {
+  row_exp(buf, deg, record, record + H, H);
 }
 
 // Scores of every edge of row i into buf [deg, H] (-inf for masked edges).
@@ -83,11 +89,9 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
     // vector load of `shift` that follows then stalled on store forwarding.
     PYG_ATTN_SIMD
     for (int64_t h = 0; h < H; ++h) shift[h] = m[h] == neg_inf ? T(0) : m[h];
+    row_exp(buf.data(), deg, shift.data(), static_cast<const T*>(nullptr), H);
     for (int64_t k = 0; k < deg; ++k) {
-      T* w = buf.data() + k * H;
-      PYG_ATTN_SIMD
-      for (int64_t h = 0; h < H; ++h) w[h] -= shift[h];
-      exp_lanes<HF>(w, w, H);
+      const T* w = buf.data() + k * H;
       const int64_t p = start + k, e = g.perm[p];
       if (p + kPrefetchDistance < limit)
         prefetch_row(g.value_row(g.col[p + kPrefetchDistance]), H * Cv * sizeof(T));
