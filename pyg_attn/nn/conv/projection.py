@@ -458,8 +458,8 @@ def _saved_nonzeros(found: tuple[Tensor, Tensor, Tensor] | None, x: Tensor, look
     of) the rows of ``x`` in CSR form, zero-padded (``rowptr`` by its last value),
     or ``rowptr`` all -1 when nothing was found (the dense product); ``[1]``,
     ``[0]`` and ``[0]`` when not told to ``look``."""
-    rowptr = torch.full((x.size(0) + 1 if look else 1,), -1, dtype=torch.long)
-    cols = torch.zeros(nonzero_capacity(x) if look else 0, dtype=torch.int32)
+    rowptr = torch.full((x.size(0) + 1 if look else 1,), -1, dtype=torch.long, device=x.device)
+    cols = torch.zeros(nonzero_capacity(x) if look else 0, dtype=torch.int32, device=x.device)
     values = x.new_zeros(cols.numel())
     if found is not None:
         ptr, found_cols, found_values = found
@@ -476,7 +476,7 @@ def _saved_weight_grad(grad: Tensor, x: Tensor, weight: Tensor, rowptr: Tensor, 
     non-zeros saved by :func:`_saved_nonzeros`, or, for the dense product, over the
     non-zero rows of ``grad`` when few (:func:`linear_grads`)."""
     extension = sparse_extension(x, weight)
-    if int(rowptr[0]) < 0 or extension is None:
+    if extension is None or int(rowptr[0]) < 0:
         grad_w = linear_grads(grad, x, weight, False, True, False)[1]
         assert grad_w is not None, "it was asked for"
         return grad_w
