@@ -206,7 +206,9 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
   Local<T, HF> w_local(H), ds_local(H), gz(H);
   // Without edge_terms: the attention of the source's edges [deg, H], and for
-  // GAT their logits z, kept for the logit gradients.
+  // GAT their logits z, kept for the logit gradients.  Computed for every edge,
+  // without a branch: those of masked edges and skipped rows (whose records hold
+  // no statistics) are never read.
   std::vector<T> attention, logits;
   // Per-source sums kept local and stored once per source (see backward_rows).
   Local<T, fixed_size(HF, FV)> value_grad(H * Cv);
