@@ -393,10 +393,17 @@ def assemble_graph(num_src: int, num_dst: int, rowptr: Tensor, col: Tensor, perm
     dtype = torch.int32 if col.dtype == torch.int32 else index_dtype(col.numel(), num_src,
                                                                      num_dst)
     return PreparedGraph._trusted(
-        num_src, num_dst, rowptr=rowptr.long(),
-        col=col.to(dtype).contiguous(), perm=perm.to(dtype).contiguous(),
-        colptr=colptr.long(), csc_row=csc_row.to(dtype).contiguous(),
-        csc_edge=csc_edge.to(dtype).contiguous())
+        num_src, num_dst, rowptr=_index_array(rowptr, torch.long),
+        col=_index_array(col, dtype), perm=_index_array(perm, dtype),
+        colptr=_index_array(colptr, torch.long), csc_row=_index_array(csc_row, dtype),
+        csc_edge=_index_array(csc_edge, dtype))
+
+
+def _index_array(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` as a contiguous array of ``dtype``, itself when it is one already (the
+    common case, the compiled build's arrays: the calls' argument handling cost
+    more than a small graph's build)."""
+    return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
 
 def plain_edge_index(edge_index: Tensor) -> Tensor:
