@@ -187,6 +187,18 @@ def test_export_two_layer_model_matches_eager():
                                atol=1e-6, rtol=1e-5)
 
 
+def _whole_step(layer: torch.nn.Module, x: torch.Tensor, edge_index: torch.Tensor):
+    """``(step, compiled step)`` of the loss ``layer(x, edge_index).square().sum()``
+    as a function of ``x``, once dynamo has traced the step without a graph break."""
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        return layer(x, edge_index).square().sum()
+
+    explain = torch._dynamo.explain(step)(x)
+    assert explain.graph_break_count == 0, [str(r.reason)[:200] for r in explain.break_reasons]
+    return step, torch.compile(step, fullgraph=True, backend="aot_eager")
+
+
 DROPOUT_LAYERS = {
     "GATConv": lambda: GATConv(8, 4, heads=2, add_self_loops=False, dropout=0.4),
     "GATv2Conv": lambda: GATv2Conv(8, 4, heads=2, add_self_loops=False, dropout=0.4),
@@ -202,15 +214,8 @@ def test_training_step_with_attention_dropout_compiles_whole(name):
     torch.manual_seed(0)
     layer = DROPOUT_LAYERS[name]().train()
     x, edge_index = _inputs()
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        return layer(x, edge_index).square().sum()
-
     with torch._dynamo.config.patch(capture_scalar_outputs=False):
-        explain = torch._dynamo.explain(step)(x)
-        assert explain.graph_break_count == 0, \
-            [str(r.reason)[:200] for r in explain.break_reasons]
-        compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+        step, compiled = _whole_step(layer, x, edge_index)
         compiled(x)  # compiles
         losses, grads = [], []
         for run in (compiled, step, compiled):
@@ -237,15 +242,8 @@ def test_per_head_input_dropout_compiles_whole():
     layer = GATConv(8, 4, heads=2, input_dropout=0.5, dropout_scheme="per_head")
     x, edge_index = _inputs()
     x = x * (torch.rand(x.shape, generator=torch.Generator().manual_seed(3)) < 0.05)
-
-    def step(x: torch.Tensor) -> torch.Tensor:
-        return layer(x, edge_index).square().sum()
-
     with torch._dynamo.config.patch(capture_scalar_outputs=False):
-        explain = torch._dynamo.explain(step)(x)
-        assert explain.graph_break_count == 0, \
-            [str(r.reason)[:200] for r in explain.break_reasons]
-        compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+        step, compiled = _whole_step(layer, x, edge_index)
         train_loss = compiled(x)
         train_loss.backward()
         assert layer.lin.weight.grad is not None
