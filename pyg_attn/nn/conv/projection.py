@@ -450,6 +450,12 @@ def nonzero_capacity(x: Tensor) -> int:
     return x.numel() // SPARSE_DENSITY_DIVISOR + 1
 
 
+def _saved_sizes(x: Tensor, look: bool) -> tuple[int, int]:
+    """``(row pointers, capacity)``: the lengths of what :func:`_saved_nonzeros`
+    returns for ``x``, which its fake gives too."""
+    return (x.size(0) + 1, nonzero_capacity(x)) if look else (1, 0)
+
+
 def _saved_nonzeros(found: tuple[Tensor, Tensor, Tensor] | None, x: Tensor, look: bool = True
                     ) -> tuple[Tensor, Tensor, Tensor]:
     """What the compile path's sparse products return for their backward, in shapes
@@ -458,9 +464,10 @@ def _saved_nonzeros(found: tuple[Tensor, Tensor, Tensor] | None, x: Tensor, look
     of) the rows of ``x`` in CSR form, zero-padded (``rowptr`` by its last value),
     or ``rowptr`` all -1 when nothing was found (the dense product); ``[1]``,
     ``[0]`` and ``[0]`` when not told to ``look``."""
-    rowptr = torch.full((x.size(0) + 1 if look else 1,), -1, dtype=torch.long, device=x.device)
-    cols = torch.zeros(nonzero_capacity(x) if look else 0, dtype=torch.int32, device=x.device)
-    values = x.new_zeros(cols.numel())
+    pointers, capacity = _saved_sizes(x, look)
+    rowptr = torch.full((pointers,), -1, dtype=torch.long, device=x.device)
+    cols = torch.zeros(capacity, dtype=torch.int32, device=x.device)
+    values = x.new_zeros(capacity)
     if found is not None:
         ptr, found_cols, found_values = found
         rowptr[:ptr.numel()] = ptr
@@ -504,9 +511,9 @@ sparse_input_linear_weight_grad = torch.library.custom_op(
 
 def _saved_nonzeros_fake(x: Tensor, look: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """The shapes of :func:`_saved_nonzeros` for ``x``."""
-    capacity = nonzero_capacity(x) if look else 0
-    return (x.new_empty(x.size(0) + 1 if look else 1, dtype=torch.long),
-            x.new_empty(capacity, dtype=torch.int32), x.new_empty(capacity))
+    pointers, capacity = _saved_sizes(x, look)
+    return (x.new_empty(pointers, dtype=torch.long), x.new_empty(capacity, dtype=torch.int32),
+            x.new_empty(capacity))
 
 
 @sparse_input_linear.register_fake
