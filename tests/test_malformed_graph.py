@@ -167,10 +167,11 @@ def _forward(args: dict):
     return torch.ops.pyg_attn.fused_attention(*args.values())
 
 
-def _backward_args(args: dict, out: torch.Tensor, lse: torch.Tensor) -> dict:
+def _backward_args(args: dict, out: torch.Tensor, lse: torch.Tensor,
+                   alpha: torch.Tensor) -> dict:
     """The backward's arguments (by name) after a forward on ``args``."""
     return dict(args, out=out, lse=lse, grad_out=torch.ones_like(out),
-                grad_alpha=torch.ones(args["col"].numel(), H), needs=[True] * 7)
+                grad_alpha=torch.ones(args["col"].numel(), H), alpha=alpha, needs=[True] * 7)
 
 
 def _backward(backward: dict):
@@ -239,11 +240,13 @@ def test_op_rejects_kind_specific_shapes(kind, change, name):
     ("lse", lambda a: a["lse"][..., :1].contiguous()),
     ("grad_out", lambda a: a["grad_out"].double()),
     ("grad_alpha", lambda a: torch.ones(E, H + 1)),
+    ("alpha", lambda a: torch.ones(E + 1, H)),
+    ("alpha", lambda a: a["alpha"].double()),
 ])
 def test_backward_rejects_inconsistent_arguments(name, change):
     args = _op_args()
-    out, lse, _ = _forward(args)
-    backward = _backward_args(args, out, lse)
+    out, lse, alpha = _forward(args)
+    backward = _backward_args(args, out, lse, alpha)
     backward[name] = change(backward)
     with pytest.raises(RuntimeError, match=f"'{name}'"):
         _backward(backward)
@@ -270,8 +273,8 @@ def test_op_survives_random_corruption(seed):
     position = int(torch.randint(args[name].numel(), (), generator=rng))
     args[name] = _bump(args[name], position, int(torch.randint(-3, E + 4, (), generator=rng)))
     try:
-        out, lse, _ = _forward(args)
-        _backward(_backward_args(args, out, lse))
+        out, lse, alpha = _forward(args)
+        _backward(_backward_args(args, out, lse, alpha))
     except (RuntimeError, ValueError) as exc:
         assert f"'{name}'" in str(exc) or "'col'" in str(exc) or "'perm'" in str(exc)
 

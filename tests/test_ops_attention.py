@@ -501,6 +501,49 @@ def test_eager_function_equals_the_custom_op(kind, monkeypatch):
             assert torch.equal(g_eager, g_op)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["dot", "gat", "gatv2"])
+@pytest.mark.parametrize("extras", [False, True])
+@pytest.mark.parametrize("num_edges", [0, 90])
+def test_backward_reads_the_saved_attention_or_recomputes_it(kind, dtype, extras, num_edges,
+                                                             monkeypatch):
+    """In training the CPU op's forward keeps the attention [E, H] (up to
+    SAVED_ATTENTION_BYTES; not without gradients) and its backward reads it; a
+    backward without it recomputes it from the row statistics.  Both give the
+    reference's gradients (self-loops, duplicate edges, a hub, isolated nodes, a
+    mask and dropout; an empty edge set)."""
+    from pyg_attn.ops import attention
+
+    edge_index = random_graph(20, 16, num_edges, seed=11, self_loops=3, duplicates=4,
+                              isolated=2, hub=1, hub_degree=12) if num_edges \
+        else torch.empty(2, 0, dtype=torch.long)
+    inputs = make_inputs(kind, 20, 16, edge_index.size(1), dtype, extras=extras)
+    mask = torch.rand(edge_index.size(1), generator=torch.Generator().manual_seed(2)) > 0.2
+    options = dict(edge_mask=mask, dropout=0.3 if extras else 0.0)
+    kept = []
+
+    def grads(backend):
+        torch.manual_seed(99)
+        out = call(kind, inputs, edge_index, backend=backend, **options)
+        weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(3),
+                             dtype=dtype)
+        wanted = [t for t in inputs.values() if t.requires_grad]
+        return torch.autograd.grad((out * weight).sum(), wanted, allow_unused=True)
+
+    original = attention.fused_attention_cpu
+    monkeypatch.setattr(attention, "fused_attention_cpu",
+                        lambda *args: kept.append(args[-1]) or original(*args))
+    saved = grads("cpu")
+    monkeypatch.setattr(attention, "SAVED_ATTENTION_BYTES", -1)  # kept above this size only
+    recomputed = grads("cpu")
+    with torch.no_grad():
+        call(kind, inputs, edge_index, backend="cpu", **options)
+    assert kept == [True, False, False]
+    reference = grads("reference")
+    assert_close_grads(reference, saved, dtype)
+    assert_close_grads(reference, recomputed, dtype)
+
+
 def test_positional_apply_equals_function_apply(monkeypatch):
     """The eager Functions' ``apply`` skips Function.apply's signature binding only:
     the same outputs and gradients as the full path, for the fused op and the

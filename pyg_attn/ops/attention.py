@@ -18,9 +18,11 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from .cpu import extension_available
 from .dropout import draw_seed
@@ -33,6 +35,12 @@ from .spec import CPU_OP, FEATURES
 from .triton import interpreter_active, interpreter_enabled, triton_importable
 
 BACKENDS = ("reference", "cpu", "triton")
+#: The most bytes of attention ``[E, H]`` the CPU op's forward keeps for its
+#: backward.  Up to about a core's L2 cache, reading it back beats recomputing it
+#: (each edge's exp: a fifth of the backward; 7-10 % of a molecule batch's forward
+#: and backward); beyond, its reads by edge id miss the cache and cost more than
+#: the recomputation, which also keeps the memory low on large graphs.
+SAVED_ATTENTION_BYTES = 2 << 20
 GraphInput = Tensor | PreparedGraph
 #: What the attention ops return: ``out``, or ``(out, alpha)`` with ``return_attention=True``.
 AttentionOutput = Tensor | tuple[Tensor, Tensor]
@@ -241,10 +249,12 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
         alpha = alpha if return_attention else None
     else:
         graph = as_prepared(edge_index, num_src, num_dst)
+        need_alpha = bool(return_attention) or (
+            chosen == "cpu" and keeps_attention(graph.num_edges, value, present.values()))
         # The fused ops' arguments after the graph (pyg_attn.ops.spec).
         args = (*(cast[name] for name in FEATURES),
                 None if edge_mask is None else edge_mask.contiguous(), seed, float(scale),
-                float(negative_slope), p, bool(return_attention))
+                float(negative_slope), p, need_alpha)
         if chosen == "triton":
             from .triton.fused_attention import fused_attention_triton
 
@@ -254,6 +264,18 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
                                                    *args)
             alpha = alpha if return_attention else None
     return _as_dtype(out, result_dtype), (None if alpha is None else _as_dtype(alpha, result_dtype))
+
+
+def keeps_attention(num_edges: int, value: Tensor, features: Iterable[Tensor]) -> bool:
+    """Whether the CPU op's forward keeps the attention ``[E, H]`` for its backward
+    (which then reads it instead of recomputing it): when a gradient may follow
+    and it takes at most :data:`SAVED_ATTENTION_BYTES` (``value [N, H, Cv]`` in the
+    compute dtype).  Under ``torch.compile`` a size that is not known at trace
+    time counts as too large."""
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in features)):
+        return False
+    size = num_edges * value.size(1) * value.element_size()
+    return guard_or_false(size <= SAVED_ATTENTION_BYTES)
 
 
 def _as_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:

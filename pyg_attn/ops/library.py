@@ -90,16 +90,21 @@ def fused_autograd_formula(spec: FusedOpSpec, backward_op: Callable[..., list[Te
     their eager :class:`torch.autograd.Function` twins: the forward takes
     ``spec.forward_args`` and returns ``(out, stats, alpha)``; ``backward_op``
     takes ``spec.backward_args`` (the inputs, then ``out, lse, grad_out,
-    grad_alpha, needs``) and returns the features' gradients.
+    grad_alpha, alpha, needs``) and returns the features' gradients.  The
+    forward's ``alpha`` is saved and handed to the backward when the forward
+    computed it (``need_alpha``), so that the backward need not recompute it.
     """
     first, stop = spec.first_feature, spec.first_feature + len(FEATURES)
     first_scalar, num_forward = spec.first_scalar, len(spec.forward_args)
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...],
                       output: tuple[Tensor, Tensor, Tensor]) -> None:
-        out, lse, _alpha = output
+        out, lse, alpha = output
         ctx.mark_non_differentiable(lse)
-        ctx.save_for_backward(*inputs[1:first_scalar], out, lse)
+        # An unused alpha's gradient comes as None, not as zeros that the backward
+        # would have to take for a gradient of the returned attention.
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(*inputs[1:first_scalar], out, lse, alpha)
         ctx.params = (inputs[0], *inputs[first_scalar:-1])  # kind and the floats
         ctx.present = tuple(t is not None for t in inputs[first:stop])
 
@@ -109,7 +114,7 @@ def fused_autograd_formula(spec: FusedOpSpec, backward_op: Callable[..., list[Te
             raise RuntimeError(
                 "pyg_attn: the fused kernels have no double backward (create_graph=True); "
                 "use backend='reference' for higher-order gradients")
-        *tensors, out, lse = ctx.saved_tensors
+        *tensors, out, lse, alpha = ctx.saved_tensors
         kind, *scalars = ctx.params
         needs = [bool(ctx.needs_input_grad[first + k]) and ctx.present[k]
                  for k in range(len(FEATURES))]
@@ -119,7 +124,8 @@ def fused_autograd_formula(spec: FusedOpSpec, backward_op: Callable[..., list[Te
             grad_out = torch.zeros_like(out)
         grads = backward_op(
             kind, *tensors, *scalars, out, lse, grad_out.contiguous(),
-            None if grad_alpha is None else grad_alpha.contiguous(), needs)
+            None if grad_alpha is None else grad_alpha.contiguous(),
+            alpha if alpha.numel() > 0 else None, needs)
         feature_grads = [g if flag else None for g, flag in zip(grads, needs)]
         return (None,) * first + tuple(feature_grads) + (None,) * (num_forward - stop)
 

@@ -14,10 +14,11 @@ A fused attention op (the CPU op ``pyg_attn::fused_attention`` and the Triton op
   without dropout) and the floats ``scale``, ``negative_slope``, ``dropout``;
 
 then ``need_alpha`` (forward) or the :data:`BACKWARD_EXTRA` arguments ``out``,
-``lse`` (the forward's row statistics), ``grad_out``, ``grad_alpha`` and
-``needs`` (backward).  The forward returns ``(out [N_dst, H, Cv], stats
-[N_dst, H, 2], alpha [E or 0, H])``, the backward the gradients of the
-features (empty where not needed).
+``lse`` (the forward's row statistics), ``grad_out``, ``grad_alpha``, ``alpha``
+(the forward's attention ``[E, H]`` when it was computed: a backward that takes it
+reads it instead of recomputing it) and ``needs`` (backward).  The forward
+returns ``(out [N_dst, H, Cv], stats [N_dst, H, 2], alpha [E or 0, H])``, the
+backward the gradients of the features (empty where not needed).
 
 Everything that lists these arguments is derived from here: the op schemas,
 fake implementations and autograd formula (:mod:`pyg_attn.ops.library`), the
@@ -60,7 +61,7 @@ _FEATURE_ARGS = (*_args("Tensor", "dst src value"),
 #: The inputs after the features: the last tensors, then the (float) scalars.
 _TAIL = (*_args("Tensor?", "edge_mask seed"), *_args("float", "scale negative_slope dropout"))
 #: The backward's arguments after the inputs.
-BACKWARD_EXTRA = (*_args("Tensor", "out lse grad_out"), Arg("grad_alpha", "Tensor?"),
+BACKWARD_EXTRA = (*_args("Tensor", "out lse grad_out"), *_args("Tensor?", "grad_alpha alpha"),
                   Arg("needs", "bool[]"))
 _FORWARD_EXTRA = (Arg("need_alpha", "bool"),)
 

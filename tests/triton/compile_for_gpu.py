@@ -75,7 +75,7 @@ def run_op(kind: int, dtype: torch.dtype) -> None:
     args = (kind, *tensors, *features, mask, torch.tensor(7), 0.5, 0.2, 0.1)
     out, stats, alpha = fused_attention.triton_fused_attention(*args, True)
     fused_attention.triton_fused_attention_backward(
-        *args, out, stats, torch.randn_like(out), torch.randn_like(alpha), [True] * 7)
+        *args, out, stats, torch.randn_like(out), torch.randn_like(alpha), alpha, [True] * 7)
 
 
 def compile_launch(kernel, args: tuple, kwargs: dict):

@@ -31,6 +31,7 @@ struct BackwardExtra {
   const at::Tensor& lse;
   const at::Tensor& grad_out;
   const c10::optional<at::Tensor>& grad_alpha;
+  const c10::optional<at::Tensor>& alpha;
   const std::vector<bool>& needs;
 };
 #define PYG_ATTN_INPUT_PARAMS \
@@ -59,6 +60,7 @@ struct BackwardExtra {
     const at::Tensor& lse, \
     const at::Tensor& grad_out, \
     const c10::optional<at::Tensor>& grad_alpha, \
+    const c10::optional<at::Tensor>& alpha, \
     const std::vector<bool>& needs
 #define PYG_ATTN_INPUTS FusedInputs{kind, rowptr, col, perm, colptr, csc_row, csc_edge, dst, src, value, att, edge_score, edge_feat, edge_value, edge_mask, seed, scale, negative_slope, dropout}
-#define PYG_ATTN_BACKWARD_EXTRA BackwardExtra{out, lse, grad_out, grad_alpha, needs}
+#define PYG_ATTN_BACKWARD_EXTRA BackwardExtra{out, lse, grad_out, grad_alpha, alpha, needs}

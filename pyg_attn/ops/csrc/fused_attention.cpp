@@ -10,8 +10,10 @@
 // (v_j + edge_value_e).  The forward takes two passes per row over a row-local
 // score buffer (scores and their maximum; then exp, sum and weighted values) and
 // keeps the row statistics (max_j s_ij, log sum_j exp(s_ij - max)).  Nothing of
-// size E x H x C is ever allocated.  The backward recomputes a_ij from those
-// statistics, FlashAttention-style: a destination pass (CSR) gives the
+// size E x H x C is ever allocated.  The backward reads a_ij from the forward's
+// [E, H] attention when the caller kept it (the layers do in training: its exp
+// is a fifth of the backward), else recomputes it from the row statistics,
+// FlashAttention-style.  A destination pass (CSR) gives the
 // destination-side and per-edge gradients and delta_i = sum_j a_ij dL/da_ij, and
 // a source pass (CSC) the source-side and value gradients, each summed locally
 // and stored once per node, without atomics.  The destination pass hands each
@@ -275,6 +277,7 @@ void check_backward_inputs(const Sizes& s, const FusedInputs& a, const BackwardE
   check_tensor(b.grad_out, "grad_out", dtype, 3);
   check_shape(b.grad_out, "grad_out", {s.n_dst, s.heads, s.dim_v});
   check_optional(b.grad_alpha, "grad_alpha", dtype, {s.num_edges, s.heads});
+  check_optional(b.alpha, "alpha", dtype, {s.num_edges, s.heads});
 }
 
 // The entry points take pyg_attn::fused_attention's schema (pyg_attn/ops/spec.py).

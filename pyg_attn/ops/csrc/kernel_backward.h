@@ -75,8 +75,24 @@ inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restr
   }
 }
 
-// Destination pass.  Per row i: attention recomputed from the row statistics,
-// delta_i, and per edge the destination-side and per-edge gradients.  The row's
+// The attention of row i's deg edges into buf [deg, H]: read from the forward's
+// `saved` [E, H] (by edge id) when given, else recomputed from their scores and
+// the row's record (row_attention_from_scores).
+template <int KIND, typename T, int FD, int HF>
+inline void row_attention(const Graph<T>& g, int64_t i, const T* saved, const T* record, T* buf,
+                          int64_t limit) {
+  const int64_t H = HF > 0 ? HF : g.heads, start = g.rowptr[i], deg = g.rowptr[i + 1] - start;
+  if (saved) {
+    for (int64_t k = 0; k < deg; ++k)
+      std::copy(saved + g.perm[start + k] * H, saved + (g.perm[start + k] + 1) * H, buf + k * H);
+    return;
+  }
+  row_scores<KIND, T, FD, HF>(g, i, buf, limit);
+  row_attention_from_scores(buf, deg, record, H);
+}
+
+// Destination pass.  Per row i: its attention (row_attention), delta_i, and per
+// edge the destination-side and per-edge gradients.  The row's
 // softmax shift, log-sum and delta go to one record [3, H] per row, so that the
 // source pass, which visits rows at random, reads them from one place.  With
 // `edge_terms` ([E, 2, H] by edge id), each edge's dropped weight w and score
@@ -84,7 +100,8 @@ inline void edge_grads(const Graph<T>& g, int64_t j, int64_t e, const T* __restr
 // the edge's scores and attention nor its <dO_i, v_j>.
 template <int KIND, typename T, int FD, int FV, int HF>
 void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, const T* stats,
-                   const T* gout, const T* galpha, T* row_records, T* g_dst, T* g_escore,
+                   const T* gout, const T* galpha, const T* saved, T* row_records, T* g_dst,
+                   T* g_escore,
                    T* g_efeat, T* g_evalue, T* g_att, T* edge_terms) {
   const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   Local<T, HF> w(H), ds(H), gz(H);
@@ -106,8 +123,7 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
       continue;
     }
     buf.resize(static_cast<size_t>(deg * H));
-    row_scores<KIND, T, FD, HF>(g, i, buf.data(), limit);
-    row_attention_from_scores(buf.data(), deg, record, H);
+    row_attention<KIND, T, FD, HF>(g, i, saved, record, buf.data(), limit);
     if (galpha) {
       for (int64_t k = 0; k < deg; ++k) {
         const T* a = buf.data() + k * H;
@@ -194,13 +210,14 @@ void backward_rows(const Graph<T>& g, int64_t begin, int64_t end, const T* out, 
 // Source pass over the source-sorted CSR: value and source-side gradients.
 // Each edge's (w, ds) come from the destination pass's `edge_terms` when given;
 // otherwise (GAT's three passes, see gat_backward) the attention of a source's
-// edges is recomputed here from their destinations' statistics, as in the
-// forward, with one exp over the source's edges (see row_exp).
+// edges is read from the forward's `saved` [E, H], or recomputed here from their
+// destinations' statistics, as in the forward, with one exp over the source's
+// edges (see row_exp).
 template <int KIND, typename T, int FD, int FV, int HF>
 void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t* colptr,
                    const index_t* csc_row, const index_t* csc_edge, const T* row_records,
-                   const T* edge_terms, const T* gout, const T* galpha, T* g_src, T* g_value,
-                   T* g_logit) {
+                   const T* edge_terms, const T* gout, const T* galpha, const T* saved,
+                   T* g_src, T* g_value, T* g_logit) {
   const int64_t H = HF > 0 ? HF : g.heads, D = FD > 0 ? FD : g.dim, Cv = FV > 0 ? FV : g.dim_v;
   // Destination-side data read per edge: a GAT score scalar or a feature row.
   const int64_t dst_row = KIND == GAT ? H : (KIND == EDGE ? 0 : H * D);
@@ -228,6 +245,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
         if constexpr (KIND == GAT) {
           T* z = logits.data() + k * H;
           g.template gat_logits<HF>(i, j, e, z);
+          if (saved) continue;  // the attention is read from there below
           const T sl = g.slope;
           PYG_ATTN_SIMD
           for (int64_t h = 0; h < H; ++h) a[h] = (leaky(z[h], sl) - record[h]) - record[H + h];
@@ -237,7 +255,7 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
           for (int64_t h = 0; h < H; ++h) a[h] = (a[h] - record[h]) - record[H + h];
         }
       }
-      exp_lanes(attention.data(), attention.data(), deg * H);
+      if (!saved) exp_lanes(attention.data(), attention.data(), deg * H);
     }
     for (int64_t q = first; q < first + deg; ++q) {
       const int64_t i = csc_row[q], e = csc_edge[q];
@@ -258,8 +276,9 @@ void backward_cols(const Graph<T>& g, int64_t begin, int64_t end, const int64_t*
       const T* w = edge_terms ? edge_terms + e * 2 * H : w_local.data();
       const T* ds = edge_terms ? w + H : ds_local.data();
       if (!edge_terms)
-        edge_grads<T, FV, HF>(g, j, e, attention.data() + (q - first) * H, go, record + 2 * H,
-                              galpha, w_local.data(), ds_local.data());
+        edge_grads<T, FV, HF>(g, j, e,
+                              saved ? saved + e * H : attention.data() + (q - first) * H, go,
+                              record + 2 * H, galpha, w_local.data(), ds_local.data());
       if constexpr (KIND == GAT) {
         if (g_src || g_logit) {
           if (edge_terms) {
@@ -338,7 +357,8 @@ void gat_dst_grads(const Graph<T>& g, int64_t begin, int64_t end, const T* row_r
 template <typename T, int FD, int FV, int HF>
 void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
                   const int64_t* colptr, const index_t* csc_row, const index_t* csc_edge,
-                  const T* out, const T* stats, const T* gout, T* row_records, Grads& grads) {
+                  const T* out, const T* stats, const T* gout, const T* saved, T* row_records,
+                  Grads& grads) {
   for_each_chunk(row_bounds, [&](int64_t, int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
       start_row_record<T, FV, HF>(g, i, out, stats, gout, false, row_records + i * 3 * g.heads);
@@ -353,7 +373,7 @@ void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
     backward_cols<GAT, T, FD, FV, HF>(g, b, e, colptr, csc_row, csc_edge, row_records, nullptr, gout,
-                                  nullptr,
+                                  nullptr, saved,
                                   data_or_null<T>(grads.src), data_or_null<T>(grads.value), g_logit);
   });
   if (g_dst)
@@ -365,7 +385,7 @@ void gat_backward(const Graph<T>& g, const std::vector<int64_t>& row_bounds,
 template <int KIND, typename T, int FD, int FV, int HF>
 void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_row,
                    const index_t* csc_edge, const T* out, const T* stats, const T* gout,
-                   const T* galpha, Grads& grads) {
+                   const T* galpha, const T* saved, Grads& grads) {
   const int64_t H = g.heads;
   auto opts = grads.value.defined() ? grads.value.options() : at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   at::Tensor row_records = fresh({g.n_dst, 3, H}, opts, false);
@@ -373,7 +393,7 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   if constexpr (KIND == GAT) {
     if (!galpha) {
       gat_backward<T, FD, FV, HF>(g, row_bounds, colptr, csc_row, csc_edge, out, stats, gout,
-                              row_records.data_ptr<T>(), grads);
+                              saved, row_records.data_ptr<T>(), grads);
       return;
     }
   }
@@ -388,7 +408,8 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   at::Tensor edge_terms = source_pass ? fresh({g.num_edges, 2, H}, opts, false) : at::Tensor();
   T* terms = source_pass ? edge_terms.data_ptr<T>() : nullptr;
   for_each_chunk(row_bounds, [&](int64_t c, int64_t b, int64_t e) {
-    backward_rows<KIND, T, FD, FV, HF>(g, b, e, out, stats, gout, galpha, row_records.data_ptr<T>(),
+    backward_rows<KIND, T, FD, FV, HF>(g, b, e, out, stats, gout, galpha, saved,
+                                   row_records.data_ptr<T>(),
                                    data_or_null<T>(grads.dst), data_or_null<T>(grads.edge_score),
                                    data_or_null<T>(grads.edge_feat), data_or_null<T>(grads.edge_value),
                                    g_att_total ? att_partial.data_ptr<T>() + c * grads.att.numel() : nullptr,
@@ -399,6 +420,6 @@ void backward_impl(const Graph<T>& g, const int64_t* colptr, const index_t* csc_
   const auto col_bounds = balanced_chunks(colptr, g.n_src);
   for_each_chunk(col_bounds, [&](int64_t, int64_t b, int64_t e) {
     backward_cols<KIND, T, FD, FV, HF>(g, b, e, colptr, csc_row, csc_edge, row_records.data_ptr<T>(),
-                                   terms, gout, galpha, g_src, g_value, nullptr);
+                                   terms, gout, galpha, nullptr, g_src, g_value, nullptr);
   });
 }

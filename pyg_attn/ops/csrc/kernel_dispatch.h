@@ -72,7 +72,7 @@ std::vector<at::Tensor> forward(const FusedInputs& in, bool need_alpha) {
   const int64_t n_dst = in.rowptr.size(0) - 1, H = value.size(1), Cv = value.size(2);
   at::Tensor out = fresh({n_dst, H, Cv}, value.options(), false);
   at::Tensor lse = fresh({n_dst, H, 2}, value.options(), false);
-  at::Tensor alpha = fresh({need_alpha ? in.col.size(0) : 0, H}, value.options(), true);
+  at::Tensor alpha = fresh({need_alpha ? in.col.size(0) : 0, H}, value.options(), false);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_forward", [&] {
     const auto g = make_graph<scalar_t>(in);
     dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv, auto hf) {
@@ -106,12 +106,13 @@ std::vector<at::Tensor> backward(const FusedInputs& in, const BackwardExtra& b) 
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "pyg_attn_fused_backward", [&] {
     const auto g = make_graph<scalar_t>(in);
     const scalar_t* galpha = ptr_or_null<scalar_t>(b.grad_alpha);
+    const scalar_t* saved = ptr_or_null<scalar_t>(b.alpha);
     dispatch_kind(in.kind, g, [&](auto k, auto fd, auto fv, auto hf) {
       backward_impl<decltype(k)::value, scalar_t, decltype(fd)::value, decltype(fv)::value,
                     decltype(hf)::value>(
           g, in.colptr.data_ptr<int64_t>(), in.csc_row.data_ptr<index_t>(), in.csc_edge.data_ptr<index_t>(),
           b.out.data_ptr<scalar_t>(), b.lse.data_ptr<scalar_t>(), b.grad_out.data_ptr<scalar_t>(), galpha,
-          grads);
+          saved, grads);
     });
   });
   return {grads.dst, grads.src, grads.value, grads.att, grads.edge_score, grads.edge_feat, grads.edge_value};

@@ -69,8 +69,9 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
   const int64_t H = HF > 0 ? HF : g.heads, Cv = FV > 0 ? FV : g.dim_v;
   const T neg_inf = -std::numeric_limits<T>::infinity();
   // Per-head row state: score maximum, the shift subtracted (0 for an empty
-  // head), the sum of exponentials and its log, and one edge's dropped weights.
-  Local<T, HF> m(H), shift(H), l(H), log_l(H), dropped(H);
+  // head), the sum of exponentials, its log and inverse, and one edge's dropped
+  // weights.
+  Local<T, HF> m(H), shift(H), l(H), log_l(H), inv_l(H), dropped(H);
   std::vector<T> buf;
   const int64_t limit = g.rowptr[end];
   for (int64_t i = begin; i < end; ++i) {
@@ -119,22 +120,23 @@ void forward_rows(const Graph<T>& g, int64_t begin, int64_t end, T* out, T* stat
       }
     }
     log_lanes(l.data(), log_l.data(), H);
+    // 1 / l per head, 0 for a head without edges (whose weights are all 0).
+    PYG_ATTN_SIMD
+    for (int64_t h = 0; h < H; ++h) inv_l[h] = l[h] > T(0) ? T(1) / l[h] : T(0);
     for (int64_t h = 0; h < H; ++h) {
       T* st = stats + (i * H + h) * 2;
-      if (l[h] > T(0)) {
-        const T inv = T(1) / l[h];
-        PYG_ATTN_SIMD
-        for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv;
-        st[0] = m[h];
-        st[1] = log_l[h];
-      } else {
-        st[0] = st[1] = neg_inf;
-      }
+      PYG_ATTN_SIMD
+      for (int64_t c = 0; c < Cv; ++c) o[h * Cv + c] *= inv_l[h];
+      st[0] = l[h] > T(0) ? m[h] : neg_inf;
+      st[1] = l[h] > T(0) ? log_l[h] : neg_inf;
     }
     if (!alpha) continue;
+    // Every edge belongs to one row: alpha is written whole, without zeroing.
     for (int64_t k = 0; k < deg; ++k) {
-      const int64_t e = g.perm[start + k];
-      for (int64_t h = 0; h < H; ++h) alpha[e * H + h] = l[h] > T(0) ? buf[k * H + h] / l[h] : T(0);
+      T* a = alpha + g.perm[start + k] * H;
+      const T* w = buf.data() + k * H;
+      PYG_ATTN_SIMD
+      for (int64_t h = 0; h < H; ++h) a[h] = w[h] * inv_l[h];
     }
   }
 }

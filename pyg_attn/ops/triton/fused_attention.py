@@ -495,7 +495,8 @@ def _triton_backward(*args: object) -> list[Tensor]:
     need = [bool(flag) and t is not None for flag, t in zip(a.needs, like)]
     grads = [torch.zeros(t.shape, dtype=acc_torch, device=value.device)
              if flag and t is not None else None for t, flag in zip(like, need)]
-    alpha = None if grad_alpha is None else _alpha(col, a.perm, a.dst_items, a.lse, inputs)
+    alpha = None if grad_alpha is None else (  # the forward's, saved with grad_alpha's
+        a.alpha if a.alpha is not None else _alpha(col, a.perm, a.dst_items, a.lse, inputs))
     delta = _delta(a.rowptr, a.perm, a.out, a.grad_out, alpha, grad_alpha, acc_torch)
     heads, num_edges = value.size(1), col.numel()
     wd = value.new_empty(max(num_edges, 1) if kind != KIND_IDS["edge"] else 1, 2 * heads,
