@@ -71,8 +71,7 @@ def measure(layer: str, mode: str, calls: int) -> dict:
 
 def markdown(rows: list[dict], env: dict, command: str) -> str:
     lines = ["# Fixed cost of one layer call: pyg_attn vs PyG (CPU)", "",
-             "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
-             f"| command | `{command}` |", "",
+             *common.environment_rows(env, command), "",
              f"A {NUM_NODES}-node, {NUM_EDGES}-edge graph (a new `edge_index` tensor per "
              f"call), {IN_CHANNELS} -> 2 heads x 4; median microseconds per call; "
              "speed-up = PyG / ours.",
@@ -104,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(layer, mode, args.calls) for layer in args.layers
             for mode in ("eval", "train")]
     command = ("python benchmarks/bench_call_overhead.py " + " ".join(argv)).strip()
-    text = markdown(rows, env, command)
-    print(text)
-    if args.out:
-        out = Path(args.out).with_suffix(".md")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    common.publish(markdown(rows, env, command), args.out)
     return 0
 
 

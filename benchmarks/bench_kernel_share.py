@@ -36,6 +36,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_workloads  # noqa: E402  (puts the repository root on sys.path)
+import common  # noqa: E402
 
 LAYERS = bench_workloads.LAYERS
 #: The layers that add self-loops to the graph their attention op sees.
@@ -101,8 +102,7 @@ def measure(layer: str, steps: int, warmup: int, quick: bool) -> dict:
 
 def markdown(rows: list[dict], env: dict, command: str) -> str:
     lines = ["# The fused kernels' share of a molecule-batch step (CPU)", "",
-             "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
-             f"| command | `{command}` |", "",
+             *common.environment_rows(env, command), "",
              "ms = median over alternating steps; ours / floor as in `bench_workloads.py`; "
              "kernels = the attention ops alone (forward and backward, every layer); "
              "(floor + kernels) / floor = the lowest ours / floor the kernels allow.", "",
@@ -135,12 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     env = bench_workloads.environment(args.threads)
     rows = [measure(layer, args.steps, args.warmup, args.quick) for layer in args.layers]
     command = ("python benchmarks/bench_kernel_share.py " + " ".join(argv)).strip()
-    text = markdown(rows, env, command)
-    print(text)
-    if args.out:
-        out = Path(args.out).with_suffix(".md")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    common.publish(markdown(rows, env, command), args.out)
     return 0
 
 

@@ -436,8 +436,7 @@ def environment(threads: int) -> dict:
 
 def markdown(rows: list, env: dict, command: str) -> str:
     lines = ["# Training steps on real workloads: pyg_attn vs PyG (CPU)", "",
-             "| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
-             f"| command | `{command}` |", "",
+             *common.environment_rows(env, command), "",
              "ms = median step time (forward, loss, backward, Adam step); peak = extra resident "
              "MiB of a step; speed-up = PyG ms / ours ms; memory = ours peak / PyG peak; "
              "floor = the same model with each attention layer replaced by its linear "
@@ -493,12 +492,9 @@ def run(args) -> int:
             rows.append(row)
             print(json.dumps(row), flush=True)
     command = "python benchmarks/bench_workloads.py " + " ".join(args.argv)
-    text = markdown(rows, env, command.strip())
-    print(text)
+    common.publish(markdown(rows, env, command.strip()), args.out)
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(text)
         with open(out.with_suffix(".csv"), "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) + list(env) if rows else [])
             writer.writeheader()

@@ -320,6 +320,23 @@ def load_average() -> str:
         return "?"
 
 
+# ============================================================================ reports
+def environment_rows(env: dict, command: str) -> list:
+    """The lines of a markdown table of ``env`` (name, value) and the ``command``
+    that made a report, which opens every result file."""
+    return ["| | |", "| --- | --- |", *[f"| {k} | {v} |" for k, v in env.items()],
+            f"| command | `{command}` |"]
+
+
+def publish(text: str, out: str | None) -> None:
+    """Prints a markdown report and, with ``out``, writes it to ``out`` + ``.md``."""
+    print(text)
+    if out:
+        path = Path(out).with_suffix(".md")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
 # ============================================================================ workers
 def preload() -> None:
     """Imports everything a measurement needs (and builds/loads the fused kernel)
