@@ -250,7 +250,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
     else:
         graph = as_prepared(edge_index, num_src, num_dst)
         need_alpha = bool(return_attention) or (
-            chosen == "cpu" and keeps_attention(graph.num_edges, value, present.values()))
+            chosen == "cpu" and _keeps_attention(graph.num_edges, value, present.values()))
         # The fused ops' arguments after the graph (pyg_attn.ops.spec).
         args = (*(cast[name] for name in FEATURES),
                 None if edge_mask is None else edge_mask.contiguous(), seed, float(scale),
@@ -266,7 +266,7 @@ def run_attention(kind: str, edge_index: GraphInput, num_dst: int,
     return _as_dtype(out, result_dtype), (None if alpha is None else _as_dtype(alpha, result_dtype))
 
 
-def keeps_attention(num_edges: int, value: Tensor, features: Iterable[Tensor]) -> bool:
+def _keeps_attention(num_edges: int, value: Tensor, features: Iterable[Tensor]) -> bool:
     """Whether the CPU op's forward keeps the attention ``[E, H]`` for its backward
     (which then reads it instead of recomputing it): when a gradient may follow
     and it takes at most :data:`SAVED_ATTENTION_BYTES` (``value [N, H, Cv]`` in the
